@@ -1,0 +1,50 @@
+"""The BlobStore protocol: content-addressed bundle storage.
+
+Blobs are keyed by the lowercase hex sha256 of their bytes. `put` consumes a stream of chunks,
+hashes while storing and returns the digest and size; storing bytes that are already present is a
+no-op. Readers ask for a byte range and get an async iterator of chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    async def put_stream(self, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Store a stream; return its sha256 and size. Same bytes twice store one copy."""
+
+    async def put_file(self, path: Path, sha256: str | None = None) -> StoredBlob:
+        """Store a local file (a publish upload already hashed while it streamed)."""
+
+    async def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the bytes [start, end) (end exclusive, None = to the end). Raises NotFound."""
+
+    async def size(self, sha256: str) -> int | None:
+        """The blob's size, or None when it is absent."""
+
+    async def exists(self, sha256: str) -> bool: ...
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove a blob; True when it was there."""
+
+    async def ping(self) -> bool:
+        """Reachable and writable (for /readyz)."""
+
+    async def list_digests(self) -> AsyncIterator[str]:
+        """Every stored sha256 (for backups and garbage collection)."""
+
+    async def presigned_url(self, sha256: str, filename: str) -> str | None:
+        """A time-limited direct download URL, or None when the store cannot or is not set to redirect."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Packages, versions, the publish pipeline, search and update checks."""

@@ -1,0 +1,129 @@
+"""`mcpstore admin …`: operator commands that act on the data folder in-process."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from ..errors import DomainError
+from .client import CliError
+from .common import add_settings_flags, with_services
+
+
+def add_parsers(subparsers) -> None:
+    admin = subparsers.add_parser("admin", help="operator commands on the data folder")
+    commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+
+    user = commands.add_parser("create-user", help="create a user (the first one with --admin)")
+    user.add_argument("--email", required=True)
+    user.add_argument("--username", required=True)
+    user.add_argument("--display-name", default="")
+    user.add_argument("--admin", action="store_true", help="make the user a site administrator")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.set_defaults(func=create_user)
+
+    org = commands.add_parser("create-org", help="create an organization")
+    org.add_argument("--slug", required=True)
+    org.add_argument("--name", default="")
+    org.add_argument("--owner", help="username of the first owner")
+    org.set_defaults(func=create_org)
+
+    member = commands.add_parser("add-member", help="add a user to an organization or change their role")
+    member.add_argument("org")
+    member.add_argument("username")
+    member.add_argument("--role", default="member", choices=["owner", "admin", "publisher", "member", "auditor"])
+    member.set_defaults(func=add_member)
+
+    token = commands.add_parser("create-token", help="create an API token for a user (printed once)")
+    token.add_argument("username")
+    token.add_argument("--name", default="admin-issued")
+    token.add_argument("--scopes", default="read,publish", help="comma separated: read,publish,admin")
+    token.add_argument("--org", help="bind the token to one organization")
+    token.add_argument("--days", type=int, help="expiry in days")
+    token.set_defaults(func=create_token)
+
+    users = commands.add_parser("list-users", help="list users")
+    users.set_defaults(func=list_users)
+
+    for parser in (user, org, member, token, users):
+        add_settings_flags(parser)
+
+
+def _run(args: argparse.Namespace, work) -> int:
+    try:
+        return with_services(args, work)
+    except DomainError as exc:
+        raise CliError(exc.message, exc.details) from None
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("MCPSTORE_ADMIN_PASSWORD"):
+        return os.environ["MCPSTORE_ADMIN_PASSWORD"]
+    if not sys.stdin.isatty():
+        raise CliError("no password: use --password-stdin or MCPSTORE_ADMIN_PASSWORD when not on a terminal")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise CliError("the passwords differ")
+    return first
+
+
+def create_user(args: argparse.Namespace) -> int:
+    password = _password(args)
+
+    async def work(services):
+        user = await services.accounts.create_user(args.email, args.username, password,
+                                                   display_name=args.display_name, is_admin=args.admin)
+        print(f"created user {user.username} <{user.email}>{' (site administrator)' if user.is_admin else ''}")
+        return 0
+
+    return _run(args, work)
+
+
+def create_org(args: argparse.Namespace) -> int:
+    async def work(services):
+        owner = await services.accounts.find_user(args.owner) if args.owner else None
+        org = await services.accounts.create_org(None, args.slug, args.name, owner=owner)
+        print(f"created organization {org.slug}" + (f" owned by {owner.username}" if owner else ""))
+        return 0
+
+    return _run(args, work)
+
+
+def add_member(args: argparse.Namespace) -> int:
+    async def work(services):
+        member = await services.accounts.set_member(None, args.org, args.username, args.role)
+        print(f"{member.username} is now {member.role} of {args.org}")
+        return 0
+
+    return _run(args, work)
+
+
+def create_token(args: argparse.Namespace) -> int:
+    async def work(services):
+        user = await services.accounts.find_user(args.username)
+        principal = await services.accounts.principal_for_user(user.id)
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        secret, info = await services.accounts.create_token(principal, args.name, scopes, org_slug=args.org,
+                                                            expires_in_days=args.days)
+        print(secret)
+        print(f"token {info.prefix}… for {user.username}, scopes {','.join(info.scopes)}; shown only now",
+              file=sys.stderr)
+        return 0
+
+    return _run(args, work)
+
+
+def list_users(args: argparse.Namespace) -> int:
+    async def work(services):
+        after = 0
+        while users := await services.accounts.list_users(500, after):
+            for user in users:
+                print(f"{user.username}\t{user.email}\t{user.display_name}\t{'admin' if user.is_admin else ''}")
+            after = users[-1].id
+        return 0
+
+    return _run(args, work)

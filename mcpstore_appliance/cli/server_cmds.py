@@ -1,0 +1,157 @@
+"""Operator commands that run the appliance: serve, backup, restore."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from .client import CliError
+from .common import add_settings_flags, settings_from
+
+
+def add_parsers(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="run the appliance (creates the data folder on first start)")
+    add_settings_flags(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free port)")
+    serve.add_argument("--log-level", default=os.environ.get("MCPSTORE_LOG_LEVEL", "INFO"))
+    serve.set_defaults(func=run_serve)
+
+    backup = subparsers.add_parser("backup", help="consistent copy of database, keys and blobs, safe while serving")
+    add_settings_flags(backup)
+    backup.add_argument("dest", type=Path, help="backup folder (created; must be empty or absent)")
+    backup.set_defaults(func=run_backup)
+
+    restore = subparsers.add_parser("restore", help="restore a backup into an empty data folder")
+    add_settings_flags(restore)
+    restore.add_argument("src", type=Path, help="a folder written by `mcpstore backup`")
+    restore.set_defaults(func=run_restore)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    server = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    settings = settings_from(args, **({"server": server} if server else {}))
+    configure_logging(args.log_level)
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings) -> None:
+    from aiohttp import web
+
+    from ..app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds)
+    await runner.setup()  # runs start-up: data folder, keys, database migrations
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()})",
+          flush=True)
+    await _announce_setup(app, settings, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("mcpstore shutting down: finishing requests in flight", flush=True)
+    await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout
+
+
+async def _announce_setup(app, settings, port: int) -> None:
+    code = await app["services"].accounts.create_setup_link_if_fresh()
+    if code is None:
+        return
+    base = settings.server.public_url.rstrip("/") or f"http://{settings.server.host}:{port}"
+    print("This registry has no users yet. Create the first administrator with either:\n"
+          f"  - the one-time setup link: {base}/setup?code={code}\n"
+          "  - or: mcpstore admin create-user --admin --email you@example.com --username you"
+          f" --data {settings.data_dir}", flush=True)
+
+
+def _copy_blob_files(src_root: Path, dest_root: Path) -> int:
+    count = 0
+    for path in src_root.rglob("*"):
+        if path.is_file() and len(path.name) == 64:
+            target = dest_root / path.relative_to(src_root)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            count += 1
+    return count
+
+
+def _ensure_empty(folder: Path, what: str) -> None:
+    if folder.exists() and any(folder.iterdir()):
+        raise CliError(f"{what} {folder} is not empty; choose a new folder")
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from ..app import build_services, close_services, data_paths
+
+    settings = settings_from(args)
+    dest: Path = args.dest
+    _ensure_empty(dest, "backup folder")
+
+    async def work() -> dict:
+        services = await build_services(settings)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            print(f"backing up database to {dest / 'mcpstore.sqlite3'}", file=sys.stderr)
+            await services.db.backup_to(dest / "mcpstore.sqlite3")
+            print("writing blob list", file=sys.stderr)
+            digests = [d async for d in services.blobs.list_digests()]
+        finally:
+            await close_services(services)
+        return {"digests": sorted(digests)}
+
+    found = asyncio.run(work())
+    paths = data_paths(settings)
+    (dest / "blobs.txt").write_text("".join(d + "\n" for d in found["digests"]))
+    shutil.copytree(paths["keys"], dest / "keys")
+    if settings.storage.backend == "local":
+        print(f"copying {len(found['digests'])} blobs", file=sys.stderr)
+        _copy_blob_files(paths["blobs"], dest / "blobs")
+    (dest / "backup.json").write_text(json.dumps({"format": 1, "blob_backend": settings.storage.backend,
+                                                  "blob_count": len(found["digests"])}))
+    print(f"backup complete: {dest} ({len(found['digests'])} blobs)")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from ..app import data_paths
+
+    settings = settings_from(args)
+    src: Path = args.src
+    if not (src / "backup.json").exists() or not (src / "mcpstore.sqlite3").exists():
+        raise CliError(f"{src} is not a backup written by `mcpstore backup`")
+    paths = data_paths(settings)
+    _ensure_empty(paths["root"], "data folder")
+    paths["root"].mkdir(parents=True, exist_ok=True)
+    print(f"restoring database into {paths['db']}", file=sys.stderr)
+    shutil.copy2(src / "mcpstore.sqlite3", paths["db"])
+    shutil.copytree(src / "keys", paths["keys"])
+    for key_file in paths["keys"].iterdir():
+        os.chmod(key_file, 0o600)
+    wanted = [line for line in (src / "blobs.txt").read_text().split() if line]
+    if (src / "blobs").is_dir():
+        print(f"restoring {len(wanted)} blobs", file=sys.stderr)
+        _copy_blob_files(src / "blobs", paths["blobs"])
+        missing = [d for d in wanted if not (paths["blobs"] / d[:2] / d[2:4] / d).exists()
+                   and not any(paths["blobs"].rglob(d))]
+        if missing:
+            raise CliError(f"backup is missing {len(missing)} blobs, e.g. {missing[0]}")
+    print(f"restore complete: {paths['root']}")
+    return 0

@@ -1,0 +1,196 @@
+"""Settings: built-in defaults < config.toml < MCPSTORE_* environment.
+
+Every key is documented in config.example.toml. Unknown keys, wrong types and unreadable files raise
+`ConfigError` with one line naming the key, before anything is started.
+
+Environment names: `MCPSTORE_<KEY>` for top-level keys and `MCPSTORE_<SECTION>__<KEY>` for keys in a
+section (for example `MCPSTORE_SERVER__PORT=9000`, `MCPSTORE_STORAGE__S3__BUCKET=bundles`). List values are
+given as JSON (`MCPSTORE_PUBLISH__PINNED_CERT_FINGERPRINTS='["ab12…"]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "MCPSTORE_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = ""
+    behind_tls: bool = False
+    trusted_proxies: list[str] = []
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    access_log: bool = True
+    metrics_token: str = ""
+    shutdown_timeout_seconds: float = Field(30.0, gt=0)
+
+
+class AccountSettings(Section):
+    signup: Literal["open", "invite", "closed"] = "open"
+    session_ttl_hours: int = Field(24 * 14, gt=0)
+    token_max_days: int = Field(365, gt=0)
+    login_attempts_per_ip_per_minute: int = Field(20, gt=0)
+    login_attempts_per_account_per_minute: int = Field(5, gt=0)
+    token_requests_per_ip_per_minute: int = Field(30, gt=0)
+
+
+class S3Settings(Section):
+    endpoint: str = ""
+    region: str = "us-east-1"
+    bucket: str = ""
+    prefix: str = "blobs/"
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    presign_redirects: bool = False
+    presign_ttl_seconds: int = Field(900, gt=0)
+    multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    part_size_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+
+class StorageSettings(Section):
+    backend: Literal["local", "s3"] = "local"
+    s3: S3Settings = S3Settings()
+
+
+class PublishSettings(Section):
+    max_bundle_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    max_entries: int = Field(10_000, gt=0)
+    max_uncompressed_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    max_compression_ratio: int = Field(200, gt=0)
+    max_manifest_bytes: int = Field(1024 * 1024, gt=0)
+    require_signature: bool = False
+    trusted_ca_file: str = ""
+    pinned_cert_fingerprints: list[str] = []
+
+
+class WitnessPeer(Section):
+    name: str
+    key: str  # a signed-note verifier key string "name+hash+base64"
+    url: str = ""  # where to POST add-checkpoint, if this appliance should ask for cosignatures
+
+
+class LedgerSettings(Section):
+    origin: str = ""
+    checkpoint_interval_seconds: float = Field(1.0, ge=0)
+    witnesses: list[WitnessPeer] = []
+    witnessed_logs: list[WitnessPeer] = []  # logs this appliance cosigns as a witness
+
+
+class RegistrySettings(Section):
+    name_prefix: str = ""
+
+
+class Settings(Section):
+    data_dir: Path = Path("./mcpstore-data")
+    server: ServerSettings = ServerSettings()
+    accounts: AccountSettings = AccountSettings()
+    storage: StorageSettings = StorageSettings()
+    publish: PublishSettings = PublishSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    registry: RegistrySettings = RegistrySettings()
+
+    @property
+    def base_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        return f"http://{self.server.host}:{self.server.port}"
+
+    @property
+    def ledger_origin(self) -> str:
+        if self.ledger.origin:
+            return self.ledger.origin
+        parts = urlsplit(self.base_url)
+        return f"{parts.netloc}{parts.path}/ledger".replace("//", "/")
+
+    @property
+    def registry_name_prefix(self) -> str:
+        """Reverse-DNS prefix of MCP Registry server names, e.g. `com.example.mcpstore`."""
+        if self.registry.name_prefix:
+            return self.registry.name_prefix
+        host = urlsplit(self.base_url).hostname or "localhost"
+        return ".".join(reversed(host.split(".")))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _parse_env_value(raw)
+    return overrides
+
+
+def _parse_env_value(raw: str) -> Any:
+    # Lists and tables come as JSON; everything else stays a string and pydantic converts it.
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return raw
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, file_label: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"config: unknown key '{key}' in {file_label}"
+    return f"config: invalid value for '{key}' in {file_label}: {first['msg']}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, the TOML file, the environment and explicit overrides (CLI flags)."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = _read_file(config_file) if config_file else {}
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides)
+    label = f"{config_file} or MCPSTORE_* environment" if config_file else "MCPSTORE_* environment"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, label)) from None

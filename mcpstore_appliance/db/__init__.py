@@ -1,0 +1,177 @@
+"""SQLite access: one serialized writer, a small pool of read connections, migrations at start.
+
+Writes go through `async with db.write() as tx:`: the single writer connection runs `BEGIN IMMEDIATE`,
+the block's statements, then `COMMIT` (or `ROLLBACK` on any exception). Writes are serialized by an
+asyncio lock so transactions stay short and never interleave. Reads use separate connections so they
+run concurrently with the writer (WAL mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .migrations_runner import apply_migrations
+
+Params = Sequence[Any] | dict[str, Any]
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def row_to_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    return None if row is None else dict(zip(row.keys(), row))
+
+
+class Queries:
+    """Read helpers shared by the pool and by write transactions."""
+
+    conn: aiosqlite.Connection
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        async with self.conn.execute(sql, params) as cursor:
+            return row_to_dict(await cursor.fetchone())
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        async with self.conn.execute(sql, params) as cursor:
+            return [row_to_dict(row) for row in await cursor.fetchall()]
+
+    async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        async with self.conn.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return default if row is None else row[0]
+
+
+class Transaction(Queries):
+    """The write side of one transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection):
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the last inserted row id."""
+        async with self.conn.execute(sql, params) as cursor:
+            return cursor.lastrowid
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def changes(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return how many rows it changed."""
+        async with self.conn.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def insert(self, table: str, values: dict[str, Any]) -> int:
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+        return await self.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+
+
+class _Reader(Queries):
+    def __init__(self, conn: aiosqlite.Connection):
+        self.conn = conn
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        await conn.execute(pragma)
+    return conn
+
+
+class Database:
+    def __init__(self, path: Path, readers: int = 4):
+        self.path = Path(path)
+        self.reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[_Reader] = asyncio.Queue()
+        self._all_readers: list[_Reader] = []
+
+    async def open(self) -> "Database":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await _connect(self.path)
+        await apply_migrations(self._writer)
+        for _ in range(self.reader_count):
+            reader = _Reader(await _connect(self.path))
+            await reader.conn.execute("PRAGMA query_only=ON")
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        return self
+
+    async def close(self) -> None:
+        for reader in self._all_readers:
+            await reader.conn.close()
+        self._all_readers.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Transaction]:
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._writer)
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            else:
+                await self._writer.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Queries]:
+        """A read connection for several queries that should see one snapshot."""
+        reader = await self._readers.get()
+        try:
+            await reader.conn.execute("BEGIN")
+            try:
+                yield reader
+            finally:
+                await reader.conn.execute("COMMIT")
+        finally:
+            self._readers.put_nowait(reader)
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        async with self._reader() as reader:
+            return await reader.fetch_one(sql, params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        async with self._reader() as reader:
+            return await reader.fetch_all(sql, params)
+
+    async def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        async with self._reader() as reader:
+            return await reader.fetch_value(sql, params, default)
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[_Reader]:
+        reader = await self._readers.get()
+        try:
+            yield reader
+        finally:
+            self._readers.put_nowait(reader)
+
+    async def ping(self) -> bool:
+        return await self.fetch_value("SELECT 1") == 1
+
+    async def backup_to(self, destination: Path) -> None:
+        """Online backup: a consistent copy even while the writer is busy."""
+        assert self._writer is not None
+        target = await aiosqlite.connect(destination)
+        try:
+            await self._writer.backup(target)
+        finally:
+            await target.close()

@@ -1,0 +1,49 @@
+"""Apply `migrations/NNN_name.sql` in order, each once, each in its own transaction, recorded in
+`schema_migrations`. An upgrade of the appliance migrates the database on the next start."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from ..resources import migrations_dir
+
+MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+def discover(folder: Path | None = None) -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted((folder or migrations_dir()).iterdir()):
+        match = MIGRATION_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), path))
+    numbers = [number for number, _, _ in found]
+    if len(numbers) != len(set(numbers)):
+        raise RuntimeError(f"two migrations share a number: {numbers}")
+    return found
+
+
+async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = None) -> list[int]:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
+        done = {row[0] for row in await cursor.fetchall()}
+    applied = []
+    for number, name, path in discover(folder):
+        if number in done:
+            continue
+        script = path.read_text(encoding="utf-8")
+        # executescript commits any open transaction first, so the whole migration and its record
+        # go in one explicit transaction inside the script.
+        await conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\n;"
+            f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({number}, '{name}', {time.time()});"
+            "\nCOMMIT;"
+        )
+        applied.append(number)
+    return applied

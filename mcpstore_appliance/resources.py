@@ -1,0 +1,39 @@
+"""One place that finds the files shipped beside the code: templates, static assets, SQL migrations.
+
+The same code runs from a checkout, an installed wheel and a PyInstaller binary; each lays the files out
+differently, so every lookup goes through `resource_dir`.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _candidates(name: str) -> list[Path]:
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    roots = []
+    if frozen_root:  # PyInstaller unpacks data next to the code under _MEIPASS
+        roots.append(Path(frozen_root))
+    roots += [
+        PACKAGE_DIR.parent,  # a checkout or an editable install: <repo>/templates
+        PACKAGE_DIR / "_resources",  # a wheel that bundles them inside the package
+        Path(sys.prefix) / "share" / "mcpstore",  # a wheel installing them as data files
+    ]
+    return [root / name for root in roots]
+
+
+@cache
+def resource_dir(name: str) -> Path:
+    """Return the folder `name` ("templates", "static") wherever this install keeps it."""
+    for candidate in _candidates(name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"resource folder {name!r} not found in {[str(c) for c in _candidates(name)]}")
+
+
+def migrations_dir() -> Path:
+    return PACKAGE_DIR / "db" / "migrations"

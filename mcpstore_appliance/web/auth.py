@@ -1,0 +1,97 @@
+"""Who is calling: API tokens (Authorization: Bearer) or web session cookies, and CSRF for cookie callers.
+
+A state-changing request authenticated by a session cookie must carry the session's CSRF token in the
+`X-CSRF-Token` header or a `csrf_token` form field. Bearer-token calls are not exposed to CSRF (browsers
+never attach them by themselves) and need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from ..accounts.models import Principal
+from ..errors import Forbidden, Unauthenticated
+
+SESSION_COOKIE = "mcpstore_session"
+ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# /metrics has its own bearer token, unrelated to API tokens.
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def principal_of(request: web.Request) -> Principal | None:
+    return request.get("principal")
+
+
+def require(request: web.Request, scope: str = "read") -> Principal:
+    principal = principal_of(request)
+    if principal is None:
+        raise Unauthenticated("sign in or send an API token (Authorization: Bearer mcps_…)")
+    if not principal.has_scope(scope):
+        raise Forbidden(f"this token lacks the {scope!r} scope", code="insufficient_scope",
+                        details={"required_scope": scope})
+    return principal
+
+
+def require_admin(request: web.Request) -> Principal:
+    principal = require(request, "admin")
+    if not principal.is_admin:
+        raise Forbidden("site administrators only")
+    return principal
+
+
+async def _csrf_candidate(request: web.Request) -> str:
+    header = request.headers.get("X-CSRF-Token")
+    if header:
+        return header
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        return str(form.get("csrf_token", ""))
+    return ""
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    if request.path in UNAUTHENTICATED_PATHS:
+        return await handler(request)
+    accounts = request.app["services"].accounts
+    authorization = request.headers.get("Authorization", "")
+    session_csrf = None
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
+        request["principal"] = await accounts.principal_for_token(credential.strip())
+    elif (session_id := request.cookies.get(SESSION_COOKIE)):
+        found = await accounts.principal_for_session(session_id)
+        if found:
+            request["principal"], session_csrf = found
+            request["csrf_token"] = session_csrf
+    if request.method not in SAFE_METHODS and not authorization:
+        await _check_csrf(request, session_csrf)
+    return await handler(request)
+
+
+async def _check_csrf(request: web.Request, session_csrf: str | None) -> None:
+    if request.content_type == "multipart/form-data":
+        # Streamed uploads: the handler reads the csrf_token part itself (see check_csrf_value).
+        request["csrf_pending"] = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
+        return
+    if session_csrf is None and request.content_type == "application/json":
+        # No cookie session: nothing ambient to abuse; a cross-site page cannot send JSON without CORS.
+        return
+    expected = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
+    if not _same(await _csrf_candidate(request), expected):
+        raise Forbidden("missing or wrong CSRF token; reload the page and try again", code="csrf_failed")
+
+
+def check_csrf_value(request: web.Request, value: str) -> None:
+    """For multipart forms: compare the form's csrf_token part with the session's token."""
+    if "csrf_pending" in request and not _same(value, request["csrf_pending"]):
+        raise Forbidden("missing or wrong CSRF token; reload the page and try again", code="csrf_failed")

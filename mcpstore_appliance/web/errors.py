@@ -1,0 +1,97 @@
+"""Errors as JSON: `{"error": {"code", "message", "details"}}` with the right status, never a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .. import errors
+
+log = logging.getLogger("mcpstore.web")
+
+STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.Unprocessable: 422,
+    errors.RateLimited: 429,
+}
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+
+
+def status_for(error: errors.DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def json_error(status: int, code: str, message: str, details: Any = None, headers: dict | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def wants_html(request: web.Request) -> bool:
+    """Browsers navigating to pages get HTML error pages; API clients get JSON."""
+    path = request.path
+    if path.startswith(("/api/", "/v0", "/ledger/", "/bundles/", "/mcp/", "/.well-known/")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+# A hook for the HTML surface to render friendly error pages; set by web.pages when it is installed.
+html_error_renderer = None
+
+
+def _render(request: web.Request, status: int, code: str, message: str, details: Any = None,
+            headers: dict | None = None) -> web.StreamResponse:
+    if html_error_renderer is not None and wants_html(request):
+        return html_error_renderer(request, status, message)
+    return json_error(status, code, message, details, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except errors.DomainError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+        return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            message = "request body is too large"
+        elif exc.status == 404:
+            message = "no such resource"
+        else:
+            message = exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+        return _render(request, exc.status, CODE_BY_STATUS.get(exc.status, "http_error"), message, None, headers)
+    except json.JSONDecodeError as exc:
+        return _render(request, 400, "malformed_json", f"request body is not valid JSON: {exc.msg}")
+    except (ConnectionResetError, web.RequestPayloadError) as exc:
+        return _render(request, 400, "bad_request", f"request body could not be read: {exc}")
+    except Exception:  # the one place that turns a bug into a generic 500
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(request, 500, "internal", "internal server error")

@@ -1,0 +1,42 @@
+"""Operator endpoints: /healthz (process up), /readyz (database and blob store reachable), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app["services"]
+    checks = {}
+    for name, probe in (("database", services.db.ping), ("blobs", services.blobs.ping)):
+        try:
+            checks[name] = bool(await asyncio.wait_for(probe(), timeout=5))
+        except Exception:  # any failure of a dependency means "not ready", not a 500
+            checks[name] = False
+    ready = all(checks.values())
+    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    services = request.app["services"]
+    token = services.settings.server.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.Response(status=401, text="metrics need the configured bearer token\n",
+                                headers={"WWW-Authenticate": "Bearer"})
+    return web.Response(text=services.metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})

@@ -1,0 +1,78 @@
+"""Small helpers for handlers: read JSON into a pydantic model, client IP, query parsing."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..errors import InvalidInput
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validation_details(error: ValidationError) -> list[dict[str, str]]:
+    return [{"path": "/".join(str(p) for p in e["loc"]) or "/", "message": e["msg"]} for e in error.errors()]
+
+
+async def read_json(request: web.Request, model: type[Model]) -> Model:
+    if request.content_type != "application/json":
+        raise InvalidInput("send a JSON body with Content-Type: application/json", code="unsupported_media_type")
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}", code="malformed_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("request body does not match the expected shape", code="invalid_body",
+                           details=validation_details(exc)) from None
+
+
+def client_ip(request: web.Request) -> str:
+    """The peer address; X-Forwarded-For is believed only from configured trusted proxies."""
+    remote = request.remote or "unknown"
+    trusted = request.app["services"].settings.server.trusted_proxies
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and trusted and _in_networks(remote, trusted):
+        return forwarded.split(",")[-1].strip() or remote
+    return remote
+
+
+def _in_networks(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer", code="invalid_parameter", details={"parameter": name}) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}", code="invalid_parameter",
+                           details={"parameter": name})
+    return value
+
+
+def dump(value: Any) -> Any:
+    """Dataclasses and pydantic models to JSON-ready values."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    if isinstance(value, list):
+        return [dump(v) for v in value]
+    return value

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real appliance on a real port with a real SQLite file in a temp folder."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mcpstore_appliance.app import create_app
+from mcpstore_appliance.config import load_settings
+
+pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_settings(data_dir: Path, **overrides: Any):
+    port = overrides.pop("port", None) or free_port()
+    server = {"host": "127.0.0.1", "port": port, "access_log": False, **overrides.pop("server", {})}
+    return load_settings(environ={}, data_dir=str(data_dir), server=server, **overrides)
+
+
+@dataclass
+class Client:
+    """A thin JSON client against the running app; `token` adds a Bearer header."""
+
+    base_url: str
+    session: aiohttp.ClientSession
+    token: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def with_token(self, token: str | None) -> "Client":
+        return Client(self.base_url, self.session, token, dict(self.headers))
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        async with self.session.request(method, self.base_url + path, headers=headers, **kwargs) as response:
+            body = await response.read()
+            try:
+                data = await response.json(content_type=None) if body else None
+            except ValueError:
+                data = body
+            return response.status, data, response
+
+    async def get(self, path: str, **kwargs: Any):
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any):
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any):
+        return await self.request("PUT", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any):
+        return await self.request("DELETE", path, **kwargs)
+
+
+@dataclass
+class RunningApp:
+    base_url: str
+    app: Any
+    client: Client
+    data_dir: Path
+
+    @property
+    def services(self):
+        return self.app["services"]
+
+    async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish"),
+                   password: str = "correct horse battery") -> tuple[Any, str]:
+        """Create a user directly through the service and return (user, API token)."""
+        accounts = self.services.accounts
+        user = await accounts.create_user(f"{username}@example.com", username, password, is_admin=admin)
+        principal = await accounts.principal_for_user(user.id)
+        all_scopes = tuple(scopes) + (("admin",) if admin and "admin" not in scopes else ())
+        token, _ = await accounts.create_token(principal, "test", list(all_scopes))
+        return user, token
+
+
+@pytest.fixture
+def settings_factory(tmp_path):
+    def factory(**overrides: Any):
+        return make_settings(tmp_path / "data", **overrides)
+
+    return factory
+
+
+@pytest.fixture
+async def start_app(tmp_path, aiohttp_server):
+    """Start an appliance with given setting overrides; returns a RunningApp. Several may run at once."""
+    sessions: list[aiohttp.ClientSession] = []
+    counter = {"n": 0}
+
+    async def start(**overrides: Any) -> RunningApp:
+        counter["n"] += 1
+        data_dir = overrides.pop("data_dir", None) or tmp_path / f"data{counter['n']}"
+        port = free_port()
+        settings = make_settings(Path(data_dir), port=port, **overrides)
+        app = create_app(settings)
+        server = await aiohttp_server(app, host="127.0.0.1", port=port)
+        base_url = str(server.make_url("")).rstrip("/")
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        return RunningApp(base_url, app, Client(base_url, session), Path(data_dir))
+
+    yield start
+    for session in sessions:
+        await session.close()
+
+
+@pytest.fixture
+async def appliance(start_app) -> RunningApp:
+    return await start_app()
