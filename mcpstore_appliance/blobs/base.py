@@ -27,8 +27,11 @@ class BlobStore(Protocol):
     async def put_file(self, path: Path, sha256: str | None = None) -> StoredBlob:
         """Store a local file (a publish upload already hashed while it streamed)."""
 
-    async def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Yield the bytes [start, end) (end exclusive, None = to the end). Raises NotFound."""
+    def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the bytes [start, end) (end exclusive, None = to the end). Raises NotFound.
+
+        An async generator: `async for chunk in store.open_range(d, 0, 10)`; NotFound and a bad
+        range surface on the first iteration, so check `size()` before sending response headers."""
 
     async def size(self, sha256: str) -> int | None:
         """The blob's size, or None when it is absent."""
@@ -41,7 +44,7 @@ class BlobStore(Protocol):
     async def ping(self) -> bool:
         """Reachable and writable (for /readyz)."""
 
-    async def list_digests(self) -> AsyncIterator[str]:
+    def list_digests(self) -> AsyncIterator[str]:
         """Every stored sha256 (for backups and garbage collection)."""
 
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
