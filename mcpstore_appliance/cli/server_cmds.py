@@ -132,6 +132,7 @@ def run_backup(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     from ..app import data_paths
+    from ..blobs import LocalBlobStore
 
     settings = settings_from(args)
     src: Path = args.src
@@ -149,8 +150,8 @@ def run_restore(args: argparse.Namespace) -> int:
     if (src / "blobs").is_dir():
         print(f"restoring {len(wanted)} blobs", file=sys.stderr)
         _copy_blob_files(src / "blobs", paths["blobs"])
-        missing = [d for d in wanted if not (paths["blobs"] / d[:2] / d[2:4] / d).exists()
-                   and not any(paths["blobs"].rglob(d))]
+        store = LocalBlobStore(paths["blobs"])
+        missing = [d for d in wanted if not store.path_for(d).exists()]
         if missing:
             raise CliError(f"backup is missing {len(missing)} blobs, e.g. {missing[0]}")
     print(f"restore complete: {paths['root']}")

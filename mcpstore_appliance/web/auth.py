@@ -73,7 +73,8 @@ async def auth_middleware(request: web.Request, handler):
         if found:
             request["principal"], session_csrf = found
             request["csrf_token"] = session_csrf
-    if request.method not in SAFE_METHODS and not authorization:
+    unrouted = getattr(request.match_info, "http_exception", None) is not None  # let 404/405 speak for itself
+    if request.method not in SAFE_METHODS and not authorization and not unrouted:
         await _check_csrf(request, session_csrf)
     return await handler(request)
 
@@ -83,8 +84,9 @@ async def _check_csrf(request: web.Request, session_csrf: str | None) -> None:
         # Streamed uploads: the handler reads the csrf_token part itself (see check_csrf_value).
         request["csrf_pending"] = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
         return
-    if session_csrf is None and request.content_type == "application/json":
-        # No cookie session: nothing ambient to abuse; a cross-site page cannot send JSON without CORS.
+    if session_csrf is None and request.content_type != "application/x-www-form-urlencoded":
+        # No cookie session means no ambient credential to abuse. Plain HTML forms (login, signup) still
+        # carry the double-submit token against login CSRF.
         return
     expected = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
     if not _same(await _csrf_candidate(request), expected):

@@ -129,6 +129,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/openapi.json")
+@documented("This OpenAPI 3.1 document", tags=["meta"])
 async def openapi_document(request: web.Request) -> web.Response:
     services = request.app["services"]
     return web.json_response(build_document(request.app, services.settings.base_url))

@@ -1,0 +1,188 @@
+"""The HTML surface: one jinja2 environment, the page context, static files and friendly error pages.
+
+`install_pages(app)` is called once by `create_app`. Page handlers live in `pages_*.py` modules; each is thin:
+parse the request, call one service function, `await render(request, "page.html", **values)`.
+
+Every page gets `principal` (or None), `csrf_token` (the session's token, or an anonymous double-submit token
+that `render` also sets as a cookie) and the `static()` URL helper. Templates autoescape everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from ..resources import resource_dir
+from . import errors as web_errors
+from .auth import ANON_CSRF_COOKIE, principal_of
+from .errors import wants_html
+from .page_format import FILTERS, with_query
+
+log = logging.getLogger("mcpstore.web")
+
+ENV_KEY = web.AppKey("pages_env", jinja2.Environment)
+STATIC_KEY = web.AppKey("pages_static", dict)
+LONG_CACHE = "public, max-age=31536000, immutable"
+SHORT_CACHE = "public, max-age=300"
+
+ERROR_TITLES = {
+    400: "That request did not work", 401: "Please sign in", 403: "Not allowed", 404: "Page not found",
+    405: "Not allowed here", 409: "That conflicts with something that exists", 413: "That file is too large",
+    422: "That could not be processed", 429: "Too many requests",
+}
+
+
+# ---- static files ------------------------------------------------------------------------------------
+
+def _static_manifest(root: Path) -> dict[str, str]:
+    """name -> short content hash, so URLs change when a file changes and can be cached for a year."""
+    manifest = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            manifest[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return manifest
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    manifest = request.app[STATIC_KEY]
+    if name not in manifest:  # only files that existed at start: no traversal, no directory listing
+        raise web.HTTPNotFound()
+    path = resource_dir("static") / name
+    response = web.FileResponse(path)
+    response.content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    fresh = request.query.get("v") == manifest[name]
+    response.headers["Cache-Control"] = LONG_CACHE if fresh else SHORT_CACHE
+    return response
+
+
+# ---- the environment and rendering ---------------------------------------------------------------
+
+def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        autoescape=True,  # every template, whatever its suffix: package text is hostile by default
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+
+    def static(name: str) -> str:
+        return f"/static/{name}?v={static_manifest[name]}"
+
+    env.globals["static"] = static
+    env.globals["with_query"] = with_query
+    return env
+
+
+def csrf_token_for(request: web.Request) -> str:
+    """The session's CSRF token, or this browser's anonymous double-submit token (created on first use)."""
+    if request.get("csrf_token"):
+        return request["csrf_token"]
+    token = request.cookies.get(ANON_CSRF_COOKIE, "")
+    if len(token) < 20 or len(token) > 100:
+        token = request.get("new_anon_csrf") or secrets.token_urlsafe(32)
+        request["new_anon_csrf"] = token
+    return token
+
+
+def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
+    query = request.rel_url.query
+    return {
+        "notice": None, "error": None, "error_details": None,
+        "principal": principal_of(request),
+        "csrf_token": csrf_token_for(request),
+        "request_path": request.path,
+        "search_q": query.get("q", "") if request.path in ("/", "/search") else "",
+        **values,
+    }
+
+
+def _finish(request: web.Request, response: web.Response) -> web.Response:
+    if request.get("new_anon_csrf"):
+        settings = request.app["settings"]
+        response.set_cookie(ANON_CSRF_COOKIE, request["new_anon_csrf"], httponly=True, samesite="Strict",
+                            secure=settings.server.behind_tls, path="/")
+    if principal_of(request) is not None or request.get("no_store"):
+        # Personal pages must not be kept by shared caches or the back button after logout.
+        response.headers.setdefault("Cache-Control", "private, no-store")
+    return response
+
+
+def render_sync(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    env = request.app[ENV_KEY]
+    body = env.get_template(template).render(_context(request, values))
+    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    return _finish(request, response)
+
+
+async def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    return render_sync(request, template, status, **values)
+
+
+def redirect(location: str, **query: Any) -> web.HTTPSeeOther:
+    """A 303 after a successful form post (the Post/Redirect/Get pattern)."""
+    clean = {k: v for k, v in query.items() if v is not None}
+    return web.HTTPSeeOther(location + ("?" + urlencode(clean) if clean else ""))
+
+
+def login_required(request: web.Request):
+    """The signed-in principal, or a redirect to the login page that comes back here."""
+    principal = principal_of(request)
+    if principal is None:
+        raise redirect("/login", next=request.path_qs)
+    return principal
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Only local paths: an open redirect would turn our login page into a phishing tool."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or "\n" in value:
+        return default
+    return value
+
+
+# ---- friendly error pages --------------------------------------------------------------------------
+
+def render_error(request: web.Request, status: int, message: str) -> web.Response:
+    """Installed as `web.errors.html_error_renderer`. Server errors say nothing about their cause."""
+    if status >= 500:
+        title, message = "Something went wrong", "The server hit an error. It has been logged; please try again."
+    else:
+        title = ERROR_TITLES.get(status, "That did not work")
+    try:
+        return render_sync(request, "error.html", status=status, title=title, message=message, status_code=status)
+    except Exception:  # a broken template must not turn an error page into a second, uglier error
+        log.exception("error page failed to render")
+        return web.Response(text=f"{status} {title}", status=status, content_type="text/plain")
+
+
+# ---- wiring -----------------------------------------------------------------------------------------
+
+def install_pages(app: web.Application) -> None:
+    from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_publish  # noqa: PLC0415
+
+    manifest = _static_manifest(resource_dir("static"))
+    app[STATIC_KEY] = manifest
+    app[ENV_KEY] = make_environment(manifest)
+    app.router.add_get("/static/{name:.+}", static_file)
+    app.router.add_get("/favicon.ico", favicon)
+    for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):
+        app.add_routes(module.routes)
+    web_errors.html_error_renderer = render_error
+
+
+async def favicon(request: web.Request) -> web.Response:
+    name = "favicon.svg"
+    raise web.HTTPMovedPermanently(f"/static/{name}?v={request.app[STATIC_KEY][name]}")
+
+
+__all__ = ["install_pages", "render", "redirect", "login_required", "safe_next", "wants_html"]

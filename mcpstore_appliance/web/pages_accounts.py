@@ -1,0 +1,179 @@
+"""Account pages: sign up, log in, log out, the first-admin setup link, the account page with API tokens."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..accounts.models import SCOPES
+from ..errors import DomainError
+from .auth import SESSION_COOKIE, principal_of
+from .errors import status_for
+from .pages import login_required, redirect, render, safe_next
+from .util import client_ip
+
+routes = web.RouteTableDef()
+
+NOTICES = {
+    "token_revoked": "The token was revoked. Programs using it can no longer sign in.",
+    "org_created": "The organization was created. You are its owner.",
+    "welcome": "Welcome! Your account is ready.",
+}
+
+
+def form_error(exc: DomainError) -> dict:
+    """A service error shown above a form that is displayed again with the user's input."""
+    details = exc.details if isinstance(exc.details, list) else None
+    return {"error": exc.message, "error_details": details}
+
+
+async def _start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
+    session_id, _csrf = await request.app["services"].accounts.start_session(user)
+    response = redirect(location)
+    settings = request.app["settings"]
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Lax", path="/",
+                        secure=settings.server.behind_tls,
+                        max_age=settings.accounts.session_ttl_hours * 3600)
+    return response
+
+
+# ---- log in and out ----------------------------------------------------------------------------------
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.Response:
+    if principal_of(request):
+        raise redirect(safe_next(request.query.get("next"), "/dashboard"))
+    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="")
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.Response:
+    form = await request.post()
+    login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
+    accounts = request.app["services"].accounts
+    try:
+        user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
+    except DomainError as exc:
+        return await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
+                            **form_error(exc))
+    raise await _start_session(request, user, target)
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        await request.app["services"].accounts.end_session(session_id)
+    response = redirect("/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+# ---- sign up and the first admin ------------------------------------------------------------------
+
+def _signup_values(form) -> dict:
+    return {"email": str(form.get("email", ""))[:320], "username": str(form.get("username", ""))[:39],
+            "display_name": str(form.get("display_name", ""))[:100]}
+
+
+@routes.get("/signup")
+async def signup_page(request: web.Request) -> web.Response:
+    mode = request.app["settings"].accounts.signup
+    return await render(request, "accounts/signup.html", mode=mode, values={},
+                        invite_code=request.query.get("invite", "")[:100])
+
+
+@routes.post("/signup")
+async def signup_submit(request: web.Request) -> web.Response:
+    form = await request.post()
+    values = _signup_values(form)
+    invite = str(form.get("invite_code", ""))[:100] or None
+    accounts = request.app["services"].accounts
+    try:
+        user = await accounts.signup(values["email"], values["username"], str(form.get("password", ""))[:1024],
+                                     display_name=values["display_name"], invite_code=invite, ip=client_ip(request))
+    except DomainError as exc:
+        return await render(request, "accounts/signup.html", status=status_for(exc), values=values,
+                            mode=request.app["settings"].accounts.signup, invite_code=invite or "", **form_error(exc))
+    raise await _start_session(request, user, "/account?done=welcome")
+
+
+@routes.get("/setup")
+async def setup_page(request: web.Request) -> web.Response:
+    request["no_store"] = True  # the page carries a one-time code
+    return await render(request, "accounts/setup.html", code=request.query.get("code", "")[:100], values={})
+
+
+@routes.post("/setup")
+async def setup_submit(request: web.Request) -> web.Response:
+    request["no_store"] = True
+    form = await request.post()
+    values, code = _signup_values(form), str(form.get("code", ""))[:100]
+    accounts = request.app["services"].accounts
+    try:
+        user = await accounts.complete_setup(code, values["email"], values["username"],
+                                             str(form.get("password", ""))[:1024], values["display_name"])
+    except DomainError as exc:
+        return await render(request, "accounts/setup.html", status=status_for(exc), code=code, values=values,
+                            **form_error(exc))
+    raise await _start_session(request, user, "/admin?done=welcome")
+
+
+# ---- the account page: tokens and organizations ------------------------------------------------------
+
+async def _account_page(request: web.Request, status: int = 200, **values) -> web.Response:
+    principal = login_required(request)
+    accounts = request.app["services"].accounts
+    tokens = await accounts.list_tokens(principal)
+    orgs = await accounts.orgs_of(principal)
+    notice = NOTICES.get(request.query.get("done", ""))
+    return await render(request, "accounts/account.html", status=status, tokens=tokens, orgs=orgs,
+                        all_scopes=[s for s in SCOPES if s != "admin" or principal.user.is_admin],
+                        max_days=request.app["settings"].accounts.token_max_days,
+                        notice=notice, **{"new_token": None, "token_form": {}, "org_form": {}, **values})
+
+
+@routes.get("/account")
+async def account(request: web.Request) -> web.Response:
+    return await _account_page(request)
+
+
+@routes.post("/account/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    form = await request.post()
+    scopes = [str(s) for s in form.getall("scopes", [])][:5]
+    token_form = {"name": str(form.get("name", ""))[:100], "scopes": scopes, "org": str(form.get("org", ""))[:39],
+                  "expires_in_days": str(form.get("expires_in_days", ""))[:6]}
+    try:
+        days = int(token_form["expires_in_days"]) if token_form["expires_in_days"] else None
+    except ValueError:
+        days = -1  # the service explains the allowed range
+    try:
+        secret, info = await request.app["services"].accounts.create_token(
+            principal, token_form["name"], scopes, org_slug=token_form["org"] or None, expires_in_days=days,
+            ip=client_ip(request))
+    except DomainError as exc:
+        return await _account_page(request, status_for(exc), token_form=token_form, token_error=exc.message)
+    # The secret is in this response only: rendered, never stored, never redirected through a URL.
+    request["no_store"] = True
+    return await _account_page(request, 201, new_token={"secret": secret, "info": info})
+
+
+@routes.post("/account/tokens/{token_id:\\d+}/revoke")
+async def revoke_token(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
+                                                        ip=client_ip(request))
+    raise redirect("/account", done="token_revoked")
+
+
+@routes.post("/account/orgs")
+async def create_org(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    form = await request.post()
+    org_form = {"slug": str(form.get("slug", ""))[:39], "name": str(form.get("name", ""))[:100]}
+    try:
+        org = await request.app["services"].accounts.create_org(principal, org_form["slug"], org_form["name"])
+    except DomainError as exc:
+        return await _account_page(request, status_for(exc), org_form=org_form, org_error=exc.message)
+    raise redirect(f"/orgs/{org.slug}", done="org_created")

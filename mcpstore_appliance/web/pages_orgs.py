@@ -1,0 +1,77 @@
+"""Organization pages: the org home with its packages (private ones for members only) and member management."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
+from ..errors import DomainError
+from .auth import principal_of
+from .errors import status_for
+from .pages import login_required, redirect, render
+
+routes = web.RouteTableDef()
+
+NOTICES = {
+    "org_created": "The organization was created. You are its owner.",
+    "member_saved": "The member was saved.",
+    "member_removed": "The member was removed.",
+}
+
+
+async def _org_page(request: web.Request, status: int = 200, **values) -> web.Response:
+    principal = principal_of(request)
+    services = request.app["services"]
+    slug = request.match_info["slug"]
+    org = await services.accounts.get_org(slug)
+    role = principal.role_in(org.id) if principal else None
+    is_member = role is not None or bool(principal and principal.is_admin)
+    members = await services.accounts.members(principal, slug) if is_member else []
+    packages = await org_packages(request, slug)
+    return await render(request, "orgs/org.html", status=status, org=org, role=role, members=members,
+                        packages=packages, is_member=is_member, roles=ROLES,
+                        can_manage=bool(principal and (principal.is_admin or role in ROLES_THAT_MANAGE_MEMBERS)),
+                        notice=NOTICES.get(request.query.get("done", "")),
+                        **{"member_form": {}, "member_error": None, **values})
+
+
+async def org_packages(request: web.Request, slug: str) -> list:
+    """The org's packages this visitor may see: the catalog search applies the one visibility rule."""
+    services = request.app["services"]
+    search = services.extra.get("search")
+    if search is None:
+        return []
+    from .pages_catalog import search_packages  # noqa: PLC0415
+
+    result = await search_packages(request, {"org": slug, "sort": "name", "limit": "100"})
+    return result.items if result is not None else []
+
+
+@routes.get("/orgs/{slug}")
+async def org_home(request: web.Request) -> web.Response:
+    return await _org_page(request)
+
+
+@routes.post("/orgs/{slug}/members")
+async def set_member(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    form = await request.post()
+    member_form = {"username": str(form.get("username", ""))[:39], "role": str(form.get("role", "member"))[:20]}
+    slug = request.match_info["slug"]
+    try:
+        await request.app["services"].accounts.set_member(principal, slug, member_form["username"],
+                                                          member_form["role"])
+    except DomainError as exc:
+        return await _org_page(request, status_for(exc), member_form=member_form, member_error=exc.message)
+    raise redirect(f"/orgs/{slug}", done="member_saved")
+
+
+@routes.post("/orgs/{slug}/members/{username}/remove")
+async def remove_member(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    slug = request.match_info["slug"]
+    try:
+        await request.app["services"].accounts.remove_member(principal, slug, request.match_info["username"])
+    except DomainError as exc:
+        return await _org_page(request, status_for(exc), member_error=exc.message)
+    raise redirect(f"/orgs/{slug}", done="member_removed")

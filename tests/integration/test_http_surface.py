@@ -1,0 +1,81 @@
+"""Health, readiness, metrics, OpenAPI, JSON errors and CSRF on the real app."""
+
+import re
+
+from mcpstore_appliance.web.openapi import undocumented_routes
+
+
+async def test_health_and_readiness(appliance):
+    status, body, _ = await appliance.client.get("/healthz")
+    assert status == 200 and body == {"status": "ok"}
+    status, body, _ = await appliance.client.get("/readyz")
+    assert status == 200 and body["checks"] == {"database": True, "blobs": True}
+
+
+async def test_readiness_reports_a_broken_database(appliance):
+    await appliance.services.db.close()
+    status, body, _ = await appliance.client.get("/readyz")
+    assert status == 503 and body["checks"]["database"] is False
+
+
+async def test_unknown_route_and_wrong_method_are_json_errors(appliance):
+    status, body, _ = await appliance.client.get("/api/nothing-here")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body, response = await appliance.client.request("PATCH", "/api/me")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed" and "GET" in response.headers["Allow"]
+
+
+async def test_metrics_count_requests_by_route_and_status(appliance):
+    await appliance.client.get("/healthz")
+    await appliance.client.get("/api/me")
+    status, text, response = await appliance.client.get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    assert status == 200 and response.content_type == "text/plain"
+    assert re.search(r'mcpstore_http_requests_total\{method="GET",route="/healthz",status="200"\} 1', text)
+    assert re.search(r'mcpstore_http_requests_total\{method="GET",route="/api/me",status="401"\} 1', text)
+    assert 'mcpstore_http_request_duration_seconds_bucket{method="GET",route="/healthz",le="+Inf"} 1' in text
+
+
+async def test_metrics_token(start_app):
+    app = await start_app(server={"metrics_token": "s3cret-metrics"})
+    assert (await app.client.get("/metrics"))[0] == 401
+    assert (await app.client.get("/metrics", headers={"Authorization": "Bearer wrong"}))[0] == 401
+    assert (await app.client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"}))[0] == 200
+
+
+async def test_openapi_lists_every_json_endpoint(appliance):
+    status, document, _ = await appliance.client.get("/api/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.1")
+    assert "/api/me" in document["paths"] and "post" in document["paths"]["/api/tokens"]
+    assert "/api/tokens/{token_id}" in document["paths"]
+    assert undocumented_routes(appliance.app, ("/api/", "/v0", "/ledger/")) == []
+
+
+async def test_openapi_document_is_valid_openapi_3_1(appliance):
+    from openapi_spec_validator import validate
+
+    _, document, _ = await appliance.client.get("/api/openapi.json")
+    validate(document)
+
+
+async def test_cookie_session_needs_csrf_for_state_changes(appliance):
+    user, _ = await appliance.user("rita")
+    session_id, csrf = await appliance.services.accounts.start_session(user)
+    cookies = {"Cookie": f"mcpstore_session={session_id}"}
+    status, body, _ = await appliance.client.post("/api/tokens", json={"name": "x"}, headers=cookies)
+    assert status == 403 and body["error"]["code"] == "csrf_failed"
+    status, body, _ = await appliance.client.post("/api/tokens", json={"name": "x"},
+                                                  headers={**cookies, "X-CSRF-Token": "wrong"})
+    assert status == 403
+    assert await appliance.services.db.fetch_value("SELECT count(*) FROM api_tokens WHERE name='x'") == 0
+    status, body, _ = await appliance.client.post("/api/tokens", json={"name": "x"},
+                                                  headers={**cookies, "X-CSRF-Token": csrf})
+    assert status == 201
+    status, _, _ = await appliance.client.get("/api/me", headers=cookies)  # reads need no CSRF token
+    assert status == 200
+
+
+async def test_security_headers(appliance):
+    _, _, response = await appliance.client.get("/healthz")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Request-Id"]
