@@ -53,6 +53,7 @@ class AccountSettings(Section):
 
 class S3Settings(Section):
     endpoint: str = ""
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"  # auto: virtual on AWS, path elsewhere
     region: str = "us-east-1"
     bucket: str = ""
     prefix: str = "blobs/"
