@@ -76,6 +76,7 @@ class PublishSettings(Section):
     max_uncompressed_bytes: int = Field(512 * 1024 * 1024, gt=0)
     max_compression_ratio: int = Field(200, gt=0)
     max_manifest_bytes: int = Field(1024 * 1024, gt=0)
+    max_nesting: int = Field(2, ge=0)  # archives inside the bundle inside archives...
     require_signature: bool = False
     trusted_ca_file: str = ""
     pinned_cert_fingerprints: list[str] = []
