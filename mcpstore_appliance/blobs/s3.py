@@ -31,6 +31,7 @@ import os
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -240,14 +241,16 @@ class S3BlobStore:
             if root.findtext("{*}IsTruncated") != "true" or not token:
                 return
 
-    def presign_get(self, sha256: str, *, filename: str | None = None, expires_seconds: int | None = None) -> str:
-        """A presigned GET URL for the blob (query-string SigV4); the object need not be checked first."""
+    def presign_get(self, sha256: str, *, filename: str | None = None, expires_seconds: int | None = None,
+                    now: datetime | None = None) -> str:
+        """A presigned GET URL for the blob (query-string SigV4), valid from `now` (default: the
+        current time). The object's existence is not checked: that would cost a round trip."""
         expires = min(expires_seconds or self.settings.presign_ttl_seconds, MAX_PRESIGN_SECONDS)
         path = self._object_path(self.key_for(sha256))
         query = []
         if filename:
             query.append(("response-content-disposition", content_disposition(filename)))
-        signed_query = self._signer.presign("GET", self.host, path, query, expires)
+        signed_query = self._signer.presign("GET", self.host, path, query, expires, now=now)
         return str(self._url(path, signed_query))
 
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
