@@ -83,14 +83,17 @@ class PublishSettings(Section):
 
 
 class WitnessPeer(Section):
-    name: str
-    key: str  # a signed-note verifier key string "name+hash+base64"
-    url: str = ""  # where to POST add-checkpoint, if this appliance should ask for cosignatures
+    # For `witnesses`: a label (default: the key's name). For `witnessed_logs`: the log's checkpoint origin
+    # (default: the key's name, which C2SP recommends to equal the origin).
+    name: str = ""
+    key: str  # a signed-note verifier key string "name+hash+base64" (0x04 cosignature key for witnesses)
+    url: str = ""  # witness URL prefix; we POST <url>/add-checkpoint to ask it for cosignatures
 
 
 class LedgerSettings(Section):
     origin: str = ""
     checkpoint_interval_seconds: float = Field(1.0, ge=0)
+    witness_name: str = ""  # our name when cosigning other logs; default "<public host>/witness"
     witnesses: list[WitnessPeer] = []
     witnessed_logs: list[WitnessPeer] = []  # logs this appliance cosigns as a witness
 

@@ -1,0 +1,21 @@
+"""Provenance ledger: an RFC 6962 transparency log of every release, with C2SP signed checkpoints.
+
+- merkle.py      hashing and proof verification (RFC 6962 / 9162)
+- storedhash.py  the stored-hash layout: O(log n) appends, roots and proofs over a dense hash array
+- note.py        signed notes, verifier keys, cosignatures (C2SP signed-note, tlog-cosignature)
+- checkpoint.py  tlog-checkpoint bodies
+- tiles.py       tlog-tiles paths and entry bundles
+- events.py      ledger events and their canonical JSON leaves
+- service.py     `Ledger`: appends in the caller's transaction, checkpoints, proofs, lookups, tiles
+- witness.py     this appliance as a tlog-witness for other logs
+- witness_client.py  collecting cosignatures from our witnesses
+- audit.py       `mcpstore ledger verify`: full recomputation and tamper localisation
+- verify.py      `mcpstore verify`: the client check of a bundle against a registry's ledger
+"""
+
+from .checkpoint import Checkpoint
+from .events import publish_event, status_event
+from .service import Entry, Ledger
+from .witness import Witness, default_witness_name
+
+__all__ = ["Checkpoint", "Entry", "Ledger", "Witness", "default_witness_name", "publish_event", "status_event"]

@@ -1,0 +1,321 @@
+"""The ledger service: appends inside the caller's transaction, signed checkpoints, proofs, tiles, lookups.
+
+Storage is the stored-hash layout (storedhash.py) in `ledger_hashes`, so an append writes about two rows and
+reads at most log2(n) hashes, and a root or proof reads O(log n) rows in one query. Stored hashes never change
+once committed, so reads of committed hashes are cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from ..config import LedgerSettings
+from ..db import Database, Queries, Transaction
+from ..errors import InvalidInput, NotFound
+from . import events as ev
+from . import note as notes
+from . import storedhash as sh
+from .checkpoint import Checkpoint, add_signature_lines, open_checkpoint, sign_checkpoint
+from .merkle import leaf_hash
+from .tiles import TileRef, encode_entries
+from .witness_client import WitnessCollector
+
+log = logging.getLogger("mcpstore.ledger")
+
+_MAX_IN_PARAMS = 500  # stay far below SQLite's bound-parameter limit
+HASH_CACHE_SIZE = 200_000  # ~ 20 MB; top-of-tree hashes are shared by every proof
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    leaf: bytes  # the exact leaf bytes that were hashed
+    leaf_hash: bytes
+    org_id: int | None  # set for a sealed (private) leaf
+    opening: bytes | None  # sealed leaves: the event's canonical JSON
+    salt: str | None
+
+    def public_view(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": notes.b64(self.leaf_hash),
+            "leaf": self.leaf.decode("utf-8"),
+            "event": json.loads(self.leaf),
+        }
+
+
+def _in_list(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+class Ledger:
+    def __init__(self, db: Database, signing_key: SigningKey, origin: str, settings: LedgerSettings,
+                 *, witness: Any = None):
+        self.db = db
+        self.origin = origin
+        self.settings = settings
+        self._signing_key = signing_key
+        self._verifier = notes.verifier_for(origin, signing_key)
+        self._checkpoint_lock = asyncio.Lock()
+        self._latest: Checkpoint | None = None
+        self._last_signed = float("-inf")  # monotonic time of our last signature
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self.collector = WitnessCollector(self, settings.witnesses)
+        self.witness = witness  # a witness.Witness when this appliance cosigns other logs
+
+    # --- keys -------------------------------------------------------------------------------------------
+
+    def verifier_key(self) -> str:
+        return self._verifier.vkey()
+
+    @property
+    def verifier(self) -> notes.Verifier:
+        return self._verifier
+
+    # --- appending (inside the caller's write transaction) ------------------------------------------------
+
+    async def append(self, tx: Transaction, event: dict, *, org_id: int | None = None) -> int:
+        """Append one event as a leaf; returns its index. `org_id` seals the leaf (private release)."""
+        return (await self.append_many(tx, [event], org_id=org_id))[0]
+
+    async def append_many(self, tx: Transaction, events: Iterable[dict], *, org_id: int | None = None) -> list[int]:
+        rows = [self._leaf_row(event, org_id) for event in events]
+        if not rows:
+            return []
+        size = await tx.fetch_value("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
+        frontier = await self._read(tx, sh.root_indexes(size), cache=False)
+        appender = sh.Appender(size, frontier)
+        now = time.time()
+        leaf_rows = []
+        for row in rows:
+            index = appender.add(leaf_hash(row["data"]))
+            leaf_rows.append((index, row["data"], row["kind"], row["sha256"], row["namespace"], row["name"],
+                              row["version"], row["org_id"], row["opening"], row["salt"], now))
+        await tx.execute_many(
+            "INSERT INTO ledger_leaves (idx, data, kind, sha256, namespace, name, version, org_id, opening, salt,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", leaf_rows)
+        await tx.execute_many("INSERT INTO ledger_hashes (idx, hash) VALUES (?, ?)", appender.rows)
+        return [row[0] for row in leaf_rows]
+
+    @staticmethod
+    def _leaf_row(event: dict, org_id: int | None) -> dict[str, Any]:
+        data = ev.encode(event)
+        row = {"kind": event["kind"], "sha256": event.get("sha256"), "namespace": event.get("namespace"),
+               "name": event.get("name"), "version": event.get("version"), "org_id": org_id,
+               "data": data, "opening": None, "salt": None}
+        if org_id is not None:
+            row["data"], row["salt"] = ev.seal(data)
+            row["opening"] = data
+        return row
+
+    # --- reading hashes -------------------------------------------------------------------------------
+
+    async def _read(self, q: Queries | Database, indexes: Sequence[int], cache: bool = True) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        missing = []
+        for i in indexes:
+            h = self._cache.get(i) if cache else None
+            if h is None:
+                missing.append(i)
+            else:
+                self._cache.move_to_end(i)
+                found[i] = h
+        for start in range(0, len(missing), _MAX_IN_PARAMS):
+            chunk = missing[start:start + _MAX_IN_PARAMS]
+            rows = await q.fetch_all(f"SELECT idx, hash FROM ledger_hashes WHERE idx IN ({_in_list(chunk)})", chunk)
+            for row in rows:
+                found[row["idx"]] = bytes(row["hash"])
+        absent = [i for i in indexes if i not in found]
+        if absent:
+            raise RuntimeError(f"ledger hash rows missing: {absent[:5]}")
+        if cache and missing:
+            for i in missing:
+                self._cache[i] = found[i]
+            while len(self._cache) > HASH_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return found
+
+    async def tree_size(self) -> int:
+        return await self.db.fetch_value("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
+
+    async def root(self, size: int) -> bytes:
+        return sh.root_hash(size, await self._read(self.db, sh.root_indexes(size)))
+
+    async def _check_size(self, size: int, what: str = "size") -> None:
+        current = await self.tree_size()
+        if size > current:
+            raise InvalidInput(f"{what} {size} is larger than the tree ({current} entries)", code="out_of_range",
+                               details={"tree_size": current})
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise InvalidInput(f"index must be in [0, {size})", code="out_of_range")
+        await self._check_size(size)
+        ranges = sh.inclusion_ranges(index, size)
+        return sh.ranges_hashes(ranges, await self._read(self.db, sh.ranges_indexes(ranges)))
+
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        if not 0 < old <= new:
+            raise InvalidInput("a consistency proof needs 0 < old <= new", code="out_of_range")
+        await self._check_size(new, "new")
+        ranges = sh.consistency_ranges(old, new)
+        return sh.ranges_hashes(ranges, await self._read(self.db, sh.ranges_indexes(ranges)))
+
+    # --- checkpoints ------------------------------------------------------------------------------------
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        if self._latest is None:
+            row = await self.db.fetch_one("SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
+            if row is not None:
+                try:
+                    self._latest = open_checkpoint(row["note"], [self._verifier], self.origin)
+                except ValueError:
+                    # Signed by an earlier key or origin: the next ensure_checkpoint signs a fresh one.
+                    return None
+        return self._latest
+
+    async def ensure_checkpoint(self, min_size: int) -> Checkpoint:
+        """A signed checkpoint covering at least `min_size` leaves; concurrent callers share one signature and
+        signatures are spaced by `checkpoint_interval_seconds`, so a burst of publishes costs few signatures."""
+        latest = await self.latest_checkpoint()
+        if latest is not None and latest.size >= min_size:
+            return latest
+        async with self._checkpoint_lock:
+            latest = await self.latest_checkpoint()
+            if latest is not None and latest.size >= min_size:
+                return latest
+            wait = self._last_signed + self.settings.checkpoint_interval_seconds - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # let more appends land; they share the next checkpoint
+            size = await self.tree_size()
+            if size < min_size:
+                raise NotFound(f"the ledger has {size} entries, fewer than {min_size}", code="out_of_range")
+            if latest is not None and latest.size == size:
+                return latest
+            checkpoint = await self._sign(size)
+        self.collector.schedule(checkpoint)
+        return checkpoint
+
+    async def _sign(self, size: int) -> Checkpoint:
+        checkpoint = sign_checkpoint(self.origin, size, await self.root(size), self._signing_key)
+        async with self.db.write() as tx:
+            await tx.execute(
+                "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (size) DO UPDATE SET root = excluded.root, note = excluded.note,"
+                " created_at = excluded.created_at",
+                (size, checkpoint.root, checkpoint.note, time.time()))
+        self._last_signed = time.monotonic()
+        self._latest = checkpoint
+        return checkpoint
+
+    async def checkpoint_at(self, size: int) -> Checkpoint | None:
+        row = await self.db.fetch_one("SELECT note FROM ledger_checkpoints WHERE size = ?", (size,))
+        if row is None:
+            return None
+        try:
+            return open_checkpoint(row["note"], [self._verifier], self.origin)
+        except ValueError:
+            return None
+
+    async def cosigned_note(self, checkpoint: Checkpoint) -> str:
+        """The checkpoint note with every witness cosignature collected for it."""
+        rows = await self.db.fetch_all("SELECT line FROM ledger_cosignatures WHERE size = ? ORDER BY witness",
+                                       (checkpoint.size,))
+        return add_signature_lines(checkpoint.note, [row["line"] for row in rows])
+
+    async def store_cosignature(self, size: int, witness: str, line: str, timestamp: int) -> None:
+        async with self.db.write() as tx:
+            await tx.execute(
+                "INSERT INTO ledger_cosignatures (size, witness, line, timestamp) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line, timestamp = excluded.timestamp",
+                (size, witness, line, timestamp))
+            await tx.execute(
+                "INSERT INTO ledger_witness_progress (witness, size, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (witness) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at",
+                (witness, size, time.time()))
+
+    async def witness_progress(self, witness: str) -> int:
+        return await self.db.fetch_value("SELECT size FROM ledger_witness_progress WHERE witness = ?",
+                                         (witness,), default=0)
+
+    # --- proofs for clients -----------------------------------------------------------------------------
+
+    async def proof_for(self, index: int, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+        """Everything a client needs to check entry `index` offline against a signed checkpoint."""
+        if checkpoint is None:
+            checkpoint = await self.ensure_checkpoint(index + 1)
+        if not 0 <= index < checkpoint.size:
+            raise InvalidInput(f"index {index} is not covered by a checkpoint of size {checkpoint.size}",
+                               code="out_of_range")
+        entry = await self.entry(index)
+        proof = await self.inclusion_proof(index, checkpoint.size)
+        result = {
+            "leaf_index": index,
+            "tree_size": checkpoint.size,
+            "leaf_hash": notes.b64(entry.leaf_hash),
+            "inclusion_proof": [notes.b64(h) for h in proof],
+            "checkpoint": checkpoint.note,
+            "leaf": entry.leaf.decode("utf-8"),
+        }
+        if entry.opening is not None:
+            # Private release: callers only reach here after their own visibility check.
+            result["sealed"] = {"salt": entry.salt, "event": entry.opening.decode("utf-8")}
+        return result
+
+    # --- entries and lookups --------------------------------------------------------------------------
+
+    async def entry(self, index: int) -> Entry:
+        row = await self.db.fetch_one("SELECT idx, data, org_id, opening, salt FROM ledger_leaves WHERE idx = ?",
+                                      (index,))
+        if row is None:
+            raise NotFound(f"no ledger entry {index}", code="no_such_entry")
+        data = bytes(row["data"])
+        opening = None if row["opening"] is None else bytes(row["opening"])
+        return Entry(row["idx"], data, leaf_hash(data), row["org_id"], opening, row["salt"])
+
+    async def lookup(self, sha256: str, *, public_only: bool = False) -> list[int]:
+        """Indices of the entries about a bundle (its publish and status changes), oldest first."""
+        sha256 = sha256.lower()
+        if not ev.SHA256_HEX.match(sha256):
+            raise InvalidInput("sha256 must be 64 hex digits", code="invalid_sha256")
+        extra = " AND org_id IS NULL" if public_only else ""
+        rows = await self.db.fetch_all(f"SELECT idx FROM ledger_leaves WHERE sha256 = ?{extra} ORDER BY idx",
+                                       (sha256,))
+        return [row["idx"] for row in rows]
+
+    async def lookup_release(self, namespace: str, name: str, version: str, *, public_only: bool = False
+                             ) -> list[int]:
+        extra = " AND org_id IS NULL" if public_only else ""
+        rows = await self.db.fetch_all(
+            f"SELECT idx FROM ledger_leaves WHERE namespace = ? AND name = ? AND version = ?{extra} ORDER BY idx",
+            (namespace, name, version))
+        return [row["idx"] for row in rows]
+
+    # --- tiles ------------------------------------------------------------------------------------------
+
+    async def tile(self, ref: TileRef) -> bytes:
+        size = await self.tree_size()
+        if ref.leaves_needed() > size:
+            raise NotFound("that tile does not exist yet", code="no_such_tile", details={"tree_size": size})
+        if ref.is_entries:
+            first = ref.n * 256
+            rows = await self.db.fetch_all(
+                "SELECT data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (first, first + ref.width))
+            return encode_entries([bytes(row["data"]) for row in rows])
+        indexes = ref.hash_indexes()
+        hashes = await self._read(self.db, indexes, cache=False)
+        return b"".join(hashes[i] for i in indexes)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self.collector.close()

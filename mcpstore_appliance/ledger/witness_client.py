@@ -1,0 +1,112 @@
+"""Collect cosignatures for our checkpoints from the configured witnesses (the log side of tlog-witness).
+
+After each new checkpoint, every witness with a `url` gets `POST <url>/add-checkpoint` with `old` = the size it
+last cosigned for us and the consistency proof from there. A 409 answer tells the size the witness really has;
+we retry once from that size. Good cosignatures are verified against the witness key and stored; the checkpoint
+endpoint serves them beside our own signature. Uses the standard library's HTTP client in a worker thread so the
+domain package stays free of aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING
+
+from ..config import WitnessPeer
+from . import note as notes
+from .witness import SIZE_CONTENT_TYPE, format_request
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .service import Ledger
+
+log = logging.getLogger("mcpstore.ledger.witness")
+TIMEOUT_SECONDS = 10.0
+
+
+def post(url: str, body: bytes, timeout: float = TIMEOUT_SECONDS) -> tuple[int, str, bytes]:
+    """POST and return (status, content type, body) for any HTTP status."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read(65536)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read(65536)
+
+
+class WitnessCollector:
+    def __init__(self, ledger: Ledger, peers: list[WitnessPeer]):
+        self.ledger = ledger
+        self.peers = []
+        for peer in peers:
+            verifier = notes.parse_vkey(peer.key)
+            if peer.url:
+                self.peers.append((peer.name or verifier.name, verifier, peer.url.rstrip("/")))
+        self._tasks: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()  # one round at a time, so each round sees the previous one's progress
+
+    def schedule(self, checkpoint: Checkpoint) -> None:
+        if not self.peers:
+            return
+        task = asyncio.get_running_loop().create_task(self.collect(checkpoint))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        """Wait for the rounds already started (tests and shutdown use this)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def collect(self, checkpoint: Checkpoint) -> dict[str, str]:
+        """Ask every witness to cosign `checkpoint`; returns witness name → outcome."""
+        async with self._lock:
+            latest = await self.ledger.latest_checkpoint()
+            if latest is not None and latest.size > checkpoint.size:
+                checkpoint = latest  # a newer checkpoint exists: ask for that one instead
+            outcomes = await asyncio.gather(*(self._ask(name, verifier, url, checkpoint)
+                                              for name, verifier, url in self.peers), return_exceptions=True)
+        result = {}
+        for (name, _, _), outcome in zip(self.peers, outcomes):
+            result[name] = outcome if isinstance(outcome, str) else f"error: {outcome}"
+            if not isinstance(outcome, str) or outcome != "cosigned":
+                log.warning("witness %s did not cosign size %d: %s", name, checkpoint.size, result[name])
+        return result
+
+    async def _ask(self, name: str, verifier: notes.Verifier, url: str, checkpoint: Checkpoint) -> str:
+        old = await self.ledger.witness_progress(name)
+        for _ in range(2):
+            if old > checkpoint.size:
+                return f"witness already has size {old}"
+            proof = [] if old in (0, checkpoint.size) else await self.ledger.consistency_proof(old, checkpoint.size)
+            body = format_request(old, proof, checkpoint.note)
+            status, content_type, answer = await asyncio.to_thread(post, f"{url}/add-checkpoint", body)
+            if status == 409 and content_type.startswith(SIZE_CONTENT_TYPE):
+                try:
+                    old = int(answer.decode("ascii").strip())
+                except ValueError:
+                    return "witness sent a malformed size"
+                continue
+            if status != 200:
+                return f"HTTP {status}: {answer[:200].decode('utf-8', 'replace')}"
+            return await self._store(name, verifier, checkpoint, answer)
+        return "witness size kept changing"
+
+    async def _store(self, name: str, verifier: notes.Verifier, checkpoint: Checkpoint, answer: bytes) -> str:
+        for line in answer.decode("utf-8", "replace").splitlines(keepends=True):
+            try:
+                signature = notes.parse(checkpoint.body + "\n" + line).signatures[0]
+                timestamp = notes.verify_cosignature(checkpoint.body, signature, verifier)
+            except notes.NoteError:
+                continue
+            await self.ledger.store_cosignature(checkpoint.size, name, signature.line(), timestamp)
+            return "cosigned"
+        return "no valid cosignature in the answer"

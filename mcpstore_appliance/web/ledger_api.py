@@ -1,0 +1,199 @@
+"""The ledger's HTTP surface: checkpoint, key, entries, lookups, proofs, C2SP tlog-tiles and tlog-witness.
+
+Everything here is public and read-only except the witness endpoint. Private (org) releases are sealed in the
+log, so these views never show them: lookups skip them and their entries show only the commitment.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from ..errors import InvalidInput, NotFound, TooLarge
+from ..ledger import note as notes
+from ..ledger.service import Ledger
+from ..ledger.tiles import parse_tile_path
+from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
+from .openapi import documented
+
+routes = web.RouteTableDef()
+
+TAGS = ["ledger"]
+MAX_INDEX = (1 << 63) - 1
+_DECIMAL = re.compile(r"^[0-9]{1,19}$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+TEXT = "text/plain"
+
+
+def _ledger(request: web.Request) -> Ledger:
+    return request.app["services"].ledger
+
+
+def _parse_int(raw: str | None, name: str) -> int:
+    if raw is None or raw == "":
+        raise InvalidInput(f"{name} is required", code="invalid_parameter", details={"parameter": name})
+    if not _DECIMAL.match(raw) or int(raw) > MAX_INDEX:
+        raise InvalidInput(f"{name} must be a non-negative integer below 2^63", code="invalid_parameter",
+                           details={"parameter": name})
+    return int(raw)
+
+
+def _optional_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    return None if raw is None or raw == "" else _parse_int(raw, name)
+
+
+SIZE_SCHEMA = {"type": "integer", "minimum": 0}
+PROOF_SCHEMA = {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}
+
+
+@routes.get("/ledger")
+@documented("Ledger summary: origin, size, keys, witnesses", tags=TAGS)
+async def ledger_info(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    size = await ledger.tree_size()
+    checkpoint = await ledger.ensure_checkpoint(size)
+    return web.json_response({
+        "origin": ledger.origin,
+        "tree_size": size,
+        "verifier_key": ledger.verifier_key(),
+        "checkpoint": await ledger.cosigned_note(checkpoint),
+        "witness_key": ledger.witness.verifier_key() if ledger.witness else None,
+        "witnesses": [name for name, _, _ in ledger.collector.peers],
+        "tiles": "/ledger/tile/",
+    })
+
+
+@routes.get("/ledger/checkpoint")
+@documented("The latest signed checkpoint (C2SP tlog-checkpoint note, with witness cosignatures)", tags=TAGS)
+async def checkpoint(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    latest = await ledger.ensure_checkpoint(await ledger.tree_size())
+    return web.Response(text=await ledger.cosigned_note(latest), content_type=TEXT, charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/ledger/key")
+@documented("The ledger's signed-note verifier key (name+keyid+base64)", tags=TAGS)
+async def key(request: web.Request) -> web.Response:
+    return web.Response(text=_ledger(request).verifier_key() + "\n", content_type=TEXT, charset="utf-8")
+
+
+@routes.get("/ledger/entries/{index}")
+@documented("One ledger entry: the exact leaf text, its hash and the parsed event", tags=TAGS,
+            responses={200: "OK", 400: "malformed index", 404: "no such entry"})
+async def entry(request: web.Request) -> web.Response:
+    index = _parse_int(request.match_info["index"], "index")
+    found = await _ledger(request).entry(index)
+    return web.json_response(found.public_view())
+
+
+@routes.get("/ledger/lookup/{sha256}")
+@documented("Indices of the ledger entries about a bundle (by its sha256)", tags=TAGS,
+            responses={200: "OK", 400: "not a sha256"})
+async def lookup(request: web.Request) -> web.Response:
+    sha256 = request.match_info["sha256"].lower()
+    indices = await _ledger(request).lookup(sha256, public_only=True)
+    return web.json_response({"sha256": sha256, "indices": indices})
+
+
+@routes.get("/ledger/release/{namespace}/{name}/{version}")
+@documented("Indices of the ledger entries about one release (namespace/name@version)", tags=TAGS)
+async def release(request: web.Request) -> web.Response:
+    info = request.match_info
+    indices = await _ledger(request).lookup_release(info["namespace"], info["name"], info["version"],
+                                                    public_only=True)
+    return web.json_response({"namespace": info["namespace"], "name": info["name"], "version": info["version"],
+                              "indices": indices})
+
+
+@routes.get("/ledger/proof/inclusion")
+@documented("Inclusion proof of entry `index` in the tree of `size` (default: the latest checkpoint)", tags=TAGS,
+            query={"index": {"type": "integer", "minimum": 0, "required": True},
+                   "size": {**SIZE_SCHEMA, "description": "tree size; default the latest checkpoint's"}},
+            responses={200: "OK", 400: "bad or out-of-range index or size", 404: "no such entry"})
+async def inclusion(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    index = _parse_int(request.query.get("index"), "index")
+    size = _optional_int(request, "size")
+    checkpoint = None
+    if size is None:
+        if index >= await ledger.tree_size():
+            raise NotFound(f"no ledger entry {index}", code="no_such_entry")
+        checkpoint = await ledger.ensure_checkpoint(index + 1)
+        size = checkpoint.size
+    proof = await ledger.inclusion_proof(index, size)
+    found = await ledger.entry(index)
+    checkpoint = checkpoint or await ledger.checkpoint_at(size)
+    return web.json_response({
+        "leaf_index": index,
+        "tree_size": size,
+        "leaf_hash": notes.b64(found.leaf_hash),
+        "inclusion_proof": [notes.b64(h) for h in proof],
+        "root": notes.b64(await ledger.root(size)),
+        "checkpoint": checkpoint.note if checkpoint else None,
+    })
+
+
+@routes.get("/ledger/proof/consistency")
+@documented("Consistency proof from tree size `old` to `new` (default: the latest checkpoint)", tags=TAGS,
+            query={"old": {"type": "integer", "minimum": 1, "required": True},
+                   "new": {**SIZE_SCHEMA, "description": "default the latest checkpoint's size"}},
+            responses={200: "OK", 400: "bad sizes or old > new"})
+async def consistency(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    old = _parse_int(request.query.get("old"), "old")
+    new = _optional_int(request, "new")
+    if new is None:
+        new = (await ledger.ensure_checkpoint(await ledger.tree_size())).size
+    if old == 0 or old > new:
+        raise InvalidInput("a consistency proof needs 0 < old <= new", code="invalid_parameter",
+                           details={"old": old, "new": new})
+    proof = await ledger.consistency_proof(old, new)
+    return web.json_response({
+        "old": old, "new": new,
+        "old_root": notes.b64(await ledger.root(old)),
+        "new_root": notes.b64(await ledger.root(new)),
+        "consistency_proof": [notes.b64(h) for h in proof],
+    })
+
+
+@routes.get("/ledger/tile/{path:.+}")
+@documented("C2SP tlog-tiles: hash tiles tile/<L>/<N>[.p/<W>] and entry bundles tile/entries/<N>[.p/<W>]",
+            tags=TAGS, responses={200: "OK", 400: "malformed tile path", 404: "tile does not exist yet"})
+async def tile(request: web.Request) -> web.Response:
+    ref = parse_tile_path(request.match_info["path"])
+    body = await _ledger(request).tile(ref)
+    # A tile's bytes never change once it exists (a partial tile is fixed by its width), so cache forever.
+    return web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
+
+
+@routes.get("/ledger/witness/key")
+@documented("This appliance's witness cosignature verifier key", tags=TAGS)
+async def witness_key(request: web.Request) -> web.Response:
+    witness = _ledger(request).witness
+    if witness is None:
+        raise NotFound("this appliance is not a witness", code="not_a_witness")
+    return web.Response(text=witness.verifier_key() + "\n", content_type=TEXT, charset="utf-8")
+
+
+@routes.post("/ledger/witness/add-checkpoint")
+@documented("C2SP tlog-witness: cosign a followed log's checkpoint after checking its consistency proof",
+            tags=TAGS, body={"type": "string"}, body_content_type="text/plain",
+            responses={200: "the cosignature line", 400: "malformed request or old > new",
+                       403: "checkpoint not signed by the log's key", 404: "unknown log origin",
+                       409: "old is not the size last cosigned (body: that size)", 413: "body too large",
+                       422: "consistency proof does not verify"})
+async def add_checkpoint(request: web.Request) -> web.Response:
+    witness = _ledger(request).witness
+    if witness is None:
+        raise NotFound("this appliance is not a witness", code="not_a_witness")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise TooLarge("add-checkpoint body is too large")
+    body = await request.content.read(MAX_BODY_BYTES + 1)
+    try:
+        line = await witness.add_checkpoint(body)
+    except WitnessConflict as conflict:
+        return web.Response(status=409, text=f"{conflict.size}\n", content_type=SIZE_CONTENT_TYPE)
+    return web.Response(text=line, content_type=TEXT, charset="utf-8")
