@@ -1,0 +1,181 @@
+"""`inspect_bundle`: one .mcpb file in, a verdict out. Synchronous and CPU/IO bound: run it in a thread.
+
+Order: signature block split -> end-of-central-directory record -> signature maths (one hashing pass; a byte
+changed after signing reads as an invalid signature) -> ZIP structure -> manifest (fail fast, before the
+expensive pass) -> one streaming pass over every entry (limits on real bytes, nested archives, content
+scans) -> bundle scanners -> outcome. Nothing is extracted; nested ZIPs are spooled into a private temporary
+folder (mode 0700, removed on return).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import Unprocessable
+from .archive import Budget, CentralDirectory, SafeZip, Walker, locate_central_directory, reject
+from .manifest import clean_relative, extract_metadata, is_remote, png_size, validate_manifest_bytes
+from .model import BundleLimits, BundleReport, Finding, SignatureInfo, SignatureTrust
+from .scans import BundleView, ScanRun
+from .sigblock import SignatureBlock, hash_prefixes, split_signature_blocks
+from .signature import verify_cms
+
+MAX_ICON_BYTES = 1024 * 1024
+
+
+class ZipFiles:
+    """FileLookup over a SafeZip (used by the manifest's registry rules and by bundle scanners)."""
+
+    def __init__(self, szip: SafeZip):
+        self.szip = szip
+        self.infos = {i.orig_filename: i for i in szip.entries if not i.is_dir()}
+        dirs = {i.orig_filename.rstrip("/") for i in szip.entries if i.is_dir()}
+        for name in self.infos:
+            parts = name.split("/")
+            dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        self.dirs = dirs
+
+    def is_file(self, path: str) -> bool:
+        return path in self.infos
+
+    def is_dir(self, path: str) -> bool:
+        return path in self.dirs
+
+    def info(self, path: str) -> zipfile.ZipInfo | None:
+        return self.infos.get(path)
+
+    def read(self, path: str, limit: int) -> bytes:
+        info = self.infos.get(path)
+        return self.szip.read(info, limit) if info else b""
+
+
+def decide_outcome(findings: list[Finding] | tuple[Finding, ...], scanner_errors: tuple[str, ...] | list[str]) -> str:
+    """critical => rejected; high or a crashed scanner => quarantined; otherwise published."""
+    severities = {f.severity for f in findings}
+    if "critical" in severities:
+        return "rejected"
+    if "high" in severities or scanner_errors:
+        return "quarantined"
+    return "published"
+
+
+def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
+                   scan_run: ScanRun | None = None) -> BundleReport:
+    """Read and judge one bundle. Raises errors.Unprocessable for a bundle that must be rejected outright."""
+    with open(path, "rb") as fh, tempfile.TemporaryDirectory(prefix="mcpstore-inspect-") as tmpdir:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise reject("bundle_empty", "the bundle is empty")
+        zip_end, blocks = split_signature_blocks(fh, size)
+        sig_len = blocks[-1].length if blocks else None
+        cd = locate_central_directory(fh, zip_end, sig_len)
+        # The signature goes first: a byte changed after signing must read as "invalid signature", not as
+        # whatever damage it happens to do to the ZIP.
+        signature, unsigned_sha256 = _signature(fh, zip_end, blocks, cd, trust)
+        if signature.status == "invalid":
+            raise Unprocessable(f"invalid signature: {signature.reason}", code="signature_invalid",
+                                details=[{"path": "(signature block)", "message": signature.reason}])
+        if trust.require_signature and signature.status == "unsigned":
+            raise Unprocessable("this registry only accepts signed bundles", code="signature_required",
+                                details=[{"path": "(signature block)", "message": "the bundle is not signed"}])
+        budget = Budget(limits)
+        szip = SafeZip(fh, zip_end, budget, sig_len)
+        files = ZipFiles(szip)
+        manifest, check = _manifest(files, limits)
+
+        run = scan_run or ScanRun()
+        walker = Walker(limits, budget, tmpdir, run)
+        infos = walker.walk(szip)
+        run.run_bundle_scanners(BundleView(manifest, infos, files.read))
+
+        findings = list(walker.findings)
+        findings += [Finding("manifest.warning", "low", "manifest.json", f"{w['path']}: {w['message']}")
+                     for w in check.warnings]
+        if len(blocks) > 1:
+            findings.append(Finding("signature.nested", "medium", "", f"signed {len(blocks)} times; the status "
+                                    "is that of the outermost signature"))
+        icon_png, icon_findings = _icon(manifest, files)
+        findings += icon_findings + run.findings
+        errors = tuple(sorted(run.errors))
+        return BundleReport(
+            manifest=manifest,
+            metadata=extract_metadata(manifest, check.version or ""),
+            signature=signature,
+            findings=tuple(findings),
+            outcome=decide_outcome(findings, errors),  # type: ignore[arg-type]
+            unsigned_sha256=unsigned_sha256,
+            icon_png=icon_png,
+            scanner_errors=errors,
+            file_count=len(infos),
+            uncompressed_bytes=sum(i.size for i in infos),
+        )
+
+
+def _manifest(files: ZipFiles, limits: BundleLimits):
+    info = files.info("manifest.json")
+    if info is None:
+        raise reject("manifest_missing", "the bundle has no manifest.json at its root")
+    if info.file_size > limits.max_manifest_bytes:
+        raise reject("manifest_too_large", f"manifest.json is larger than {limits.max_manifest_bytes} bytes",
+                     [{"path": "manifest.json", "message": "too large"}])
+    raw = files.read("manifest.json", limits.max_manifest_bytes + 1)
+    return validate_manifest_bytes(raw, files, limits.max_manifest_bytes)
+
+
+def _signature(fh: BinaryIO, zip_end: int, blocks: tuple[SignatureBlock, ...], cd: CentralDirectory,
+               trust: SignatureTrust) -> tuple[SignatureInfo, str]:
+    """Verify every block (outermost first) and return the outermost status + the unsigned file's SHA-256."""
+    if not blocks:
+        digest = hash_prefixes(fh, [zip_end])[zip_end]
+        return SignatureInfo(status="unsigned", reason="no signature block"), digest.hex()
+    # The upstream-main variant patches the innermost ZIP's EOCD comment_length to the block length.
+    patch = None
+    if cd.eocd_pos + 22 == zip_end and cd.comment_length == blocks[-1].length:
+        patch = (cd.eocd_pos + 20, zip_end)
+    cuts = [block.start for block in blocks]
+    computed: dict[str, dict[int, bytes]] = {"sha256": hash_prefixes(fh, cuts, patch)}
+
+    def source_for(block: SignatureBlock):
+        def digests(name: str) -> dict[str, bytes]:
+            if name not in computed:
+                computed[name] = hash_prefixes(fh, cuts, patch, algorithm=name)
+            table = computed[name]
+            found = {"prefix": table[block.start]}
+            if patch and block.start == zip_end and -zip_end in table:
+                found["comment-zeroed"] = table[-zip_end]
+            return found
+        return digests
+
+    outer: SignatureInfo | None = None
+    for block in blocks:
+        info = verify_cms(block.der, source_for(block), trust)
+        if info.status == "invalid":
+            return info, ""
+        outer = outer or info
+    assert outer is not None and outer.digest_variant in ("prefix", "comment-zeroed")
+    digests = source_for(blocks[0])("sha256")
+    return outer, digests[outer.digest_variant].hex()
+
+
+def _icon(manifest: dict, files: ZipFiles) -> tuple[bytes | None, list[Finding]]:
+    icon = manifest.get("icon")
+    if not isinstance(icon, str) or is_remote(icon):
+        return None, []
+    local = clean_relative(icon)
+    info = files.info(local or "")
+    if info is None:
+        return None, []
+    if info.file_size > MAX_ICON_BYTES:
+        return None, [Finding("manifest.icon_too_large", "low", local or icon,
+                              f"icon is larger than {MAX_ICON_BYTES} bytes and is not shown")]
+    data = files.read(local or "", MAX_ICON_BYTES + 1)
+    size = png_size(data)
+    findings = []
+    if size and (size[0] != size[1] or size[0] < 64):
+        findings.append(Finding("manifest.icon_size", "info", local or icon,
+                                f"icon is {size[0]}x{size[1]}; a square 512x512 PNG is recommended"))
+    return (data if len(data) <= MAX_ICON_BYTES else None), findings
+
