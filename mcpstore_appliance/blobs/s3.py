@@ -1,9 +1,11 @@
 """Blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, …), keyed `<prefix><sha256>`.
 
-Why not boto3: the product also ships as a PyInstaller single binary, and boto3/botocore add about
-80-100 MB to it (aiobotocore pulls in the same botocore). The handful of S3 calls a content-addressed
+Why not boto3: the product also ships as a PyInstaller single binary, and boto3 brings botocore,
+s3transfer, jmespath and dateutil: 80-100 MB in older botocore releases, still about 25 MB with
+botocore 1.44, which gzips its service models (measured by benchmarks/blobs_bench.py); aiobotocore
+pulls in the same botocore and pins aiohttp versions. The handful of S3 calls a content-addressed
 store needs (PUT, GET with Range, HEAD, DELETE, ListObjectsV2, multipart upload, presigned GET) are a
-small SigV4 client (`sigv4.py`) over the aiohttp the appliance already ships.
+small SigV4 client (`sigv4.py`, this file: about 26 KB) over the aiohttp the appliance already ships.
 
 Payload hashing: every upload is signed with the real sha256 of its body instead of UNSIGNED-PAYLOAD
 or aws-chunked streaming signatures. We know it anyway: a single PUT's body hash *is* the content
