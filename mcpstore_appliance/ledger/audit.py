@@ -105,8 +105,11 @@ def _post_order_getter(k: int) -> itemgetter:
     return itemgetter(*positions)
 
 
-def check_chunk(db_path: str, start: int, k: int) -> tuple[bytes, list[str]]:
-    """Verify the complete subtree of 2^k leaves at `start`; return its recomputed hash and problems."""
+def check_chunk(db_path: str, start: int, k: int) -> tuple[bytes, list[str], bool]:
+    """Verify the complete subtree of 2^k leaves at `start`.
+
+    Returns its recomputed hash, the problems found, and whether its stored top row differs (so the rows above
+    it are not blamed for a change inside it)."""
     gc.disable()  # millions of short-lived bytes objects; the cycle collector only costs time here
     try:
         conn = _connect(Path(db_path))
@@ -120,15 +123,19 @@ def check_chunk(db_path: str, start: int, k: int) -> tuple[bytes, list[str]]:
             (first_row, first_row + rows_needed)))
         if len(leaves) != size or len(stored) != rows_needed:
             conn.close()
-            return b"", [f"entries {start}..{start + size - 1}: rows are missing (see the row counts)"]
+            return b"", [f"entries {start}..{start + size - 1}: rows are missing (see the row counts)"], True
         levels = [_leaf_hashes(leaves)]
         while len(levels[-1]) > 1:
             levels.append(_parents(levels[-1]))
         flat = [h for level in levels for h in level]
         expected = _post_order_getter(k)(flat) if k else (flat[0],)
-        problems = [] if b"".join(expected) == b"".join(stored) else _locate(start, k, levels, stored, first_row)
+        if b"".join(expected) == b"".join(stored):
+            problems, top_differs = [], False
+        else:
+            problems = _locate(start, k, levels, stored, first_row)
+            top_differs = stored[-1] != levels[-1][0]  # the subtree's own hash is the last row of its post-order
         conn.close()
-        return levels[-1][0], problems
+        return levels[-1][0], problems, top_differs
     finally:
         gc.enable()
 
@@ -220,21 +227,26 @@ class Auditor:
                                         [s for s, _ in chunks], [k for _, k in chunks]))
         else:
             results = [check_chunk(str(self.db_path), s, k) for s, k in chunks]
-        for _, problems in results:
+        for _, problems, _ in results:
             for problem in problems:
                 report.add(problem)
-        # Rows above the chunk level join full chunks; recompute them from the chunk hashes.
-        level_hashes = [h for (s, k), (h, _) in zip(chunks, results) if k == CHUNK_LEVEL]
+        # Rows above the chunk level join full chunks; recompute them from the chunk hashes. As inside a chunk,
+        # a row is blamed only when its children's rows are right (else the change is below it).
+        full = [(h, differs) for (_, k), (h, _, differs) in zip(chunks, results) if k == CHUNK_LEVEL]
         level = CHUNK_LEVEL
-        while len(level_hashes) > 1:
+        while len(full) > 1:
             level += 1
-            level_hashes = [node_hash(a, b) for a, b in zip(level_hashes[0::2], level_hashes[1::2])]
-            wanted = [stored_hash_index(level, n) for n in range(len(level_hashes))]
+            pairs = list(zip(full[0::2], full[1::2]))
+            wanted = [stored_hash_index(level, n) for n in range(len(pairs))]
             stored = _read_hashes(conn, wanted)
-            for n, (row, h) in enumerate(zip(wanted, level_hashes)):
-                if stored.get(row) != h:
+            full = []
+            for n, (row, ((left, left_bad), (right, right_bad))) in enumerate(zip(wanted, pairs)):
+                h = node_hash(left, right)
+                differs = stored.get(row) != h
+                if differs and not (left_bad or right_bad):
                     lo, hi = leaf_range(level, n)
                     report.add(f"hash row {row} (level {level}, entries {lo}..{hi - 1}) was changed")
+                full.append((h, differs))
 
     def _check_checkpoints(self, conn: sqlite3.Connection, size: int, report: AuditReport) -> None:
         rows = conn.execute("SELECT size, root, note FROM ledger_checkpoints ORDER BY size").fetchall()

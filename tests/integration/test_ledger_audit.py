@@ -1,0 +1,168 @@
+"""`mcpstore ledger verify`: the whole tree recomputed from a real SQLite file; each tampering is named."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from mcpstore_appliance.app import data_paths
+from mcpstore_appliance.config import LedgerSettings
+from mcpstore_appliance.db import Database
+from mcpstore_appliance.keys import load_or_create_signing_key
+from mcpstore_appliance.ledger import audit, publish_event
+from mcpstore_appliance.ledger.audit import Auditor
+from mcpstore_appliance.ledger.service import Ledger
+from mcpstore_appliance.ledger.storedhash import stored_hash_index
+
+SIZE = 300
+
+
+def event(i: int) -> dict:
+    return publish_event(namespace="acme", name="tool", version=f"1.0.{i}", sha256=f"{i:064x}", size=i,
+                         publisher="alice", signer_fingerprint=None, time="2026-01-01T00:00:00Z")
+
+
+@pytest.fixture
+async def ledger_db(tmp_path):
+    """A database with 300 leaves, checkpoints at 100 and 300, and one sealed leaf; returns (path, key)."""
+    key = load_or_create_signing_key(tmp_path / "keys" / "ledger.key")
+    db = await Database(tmp_path / "data" / "mcpstore.sqlite3").open()
+    ledger = Ledger(db, key, "test.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
+    for start in range(0, SIZE, 50):
+        async with db.write() as tx:
+            await ledger.append_many(tx, [event(i) for i in range(start, start + 49)])
+            await ledger.append(tx, event(start + 49), org_id=7)  # a private release every 50 entries
+        if start + 50 == 100:
+            await ledger.ensure_checkpoint(100)
+    await ledger.ensure_checkpoint(SIZE)
+    await ledger.close()
+    await db.close()
+    return tmp_path / "data" / "mcpstore.sqlite3", key
+
+
+def tamper(path, sql, params=()):
+    conn = sqlite3.connect(path)
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def flip_byte(blob: bytes, at: int = 5) -> bytes:
+    return blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1:]
+
+
+def read(path, sql, params=()):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=[0, 4], ids=["one-chunk", "chunks-of-16"])
+def chunk_level(request, monkeypatch):
+    """Run each check with the real chunk size and with tiny chunks, so the cross-chunk levels are tested."""
+    if request.param:
+        monkeypatch.setattr(audit, "CHUNK_LEVEL", request.param)
+    return request.param
+
+
+def run_audit(path, key, workers=2):
+    return Auditor(path, key, workers=workers).run()
+
+
+async def test_a_clean_ledger_verifies(ledger_db, chunk_level):
+    path, key = ledger_db
+    for workers in (1, 2):
+        report = run_audit(path, key, workers)
+        assert report.ok, report.problems
+        assert (report.size, report.checkpoints, report.latest_checkpoint) == (SIZE, 2, SIZE)
+
+
+async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
+    path, key = ledger_db
+    data = read(path, "SELECT data FROM ledger_leaves WHERE idx = 137")
+    tamper(path, "UPDATE ledger_leaves SET data = ? WHERE idx = 137", (data.replace(b"1.0.137", b"1.0.138"),))
+    report = run_audit(path, key)
+    row = stored_hash_index(0, 137)
+    assert report.problems[0] == f"entry 137: leaf data was changed (it no longer hashes to hash row {row})"
+    assert "entry 137: lookup columns do not match the leaf" in report.problems
+    # checkpoints are read from stored (untouched) hashes, so only the changed entry is blamed
+    assert len(report.problems) == 2
+
+
+@pytest.mark.parametrize("level,n", [(0, 64), (1, 10), (2, 3), (5, 1), (7, 0)])
+async def test_a_changed_hash_row_is_named(ledger_db, chunk_level, level, n):
+    path, key = ledger_db
+    row = stored_hash_index(level, n)
+    stored = read(path, "SELECT hash FROM ledger_hashes WHERE idx = ?", (row,))
+    tamper(path, "UPDATE ledger_hashes SET hash = ? WHERE idx = ?", (flip_byte(stored), row))
+    report = run_audit(path, key)
+    if level == 0:
+        expected = f"hash row {row} (leaf hash of entry {n}) was changed"
+    else:
+        lo, hi = n << level, (n + 1) << level
+        expected = f"hash row {row} (level {level}, entries {lo}..{hi - 1}) was changed"
+    assert report.problems[0] == expected
+    # a row that a checkpoint root folds is also reported by that checkpoint, and nothing else is blamed
+    assert all(p == expected or p.startswith("checkpoint ") for p in report.problems)
+
+
+async def test_removed_and_added_rows_are_reported(ledger_db):
+    path, key = ledger_db
+    tamper(path, "DELETE FROM ledger_leaves WHERE idx = 299")
+    report = run_audit(path, key)
+    assert any("the hash table has" in p for p in report.problems)
+    assert f"checkpoint {SIZE} covers more entries than exist (299): entries were removed" in report.problems
+
+    tamper(path, "DELETE FROM ledger_leaves WHERE idx = 150")
+    report = run_audit(path, key)
+    assert "entries are missing: 150" in report.problems
+
+
+async def test_tampered_checkpoints_and_lookup_columns_are_reported(ledger_db):
+    path, key = ledger_db
+    note = read(path, "SELECT note FROM ledger_checkpoints WHERE size = 100")
+    body, signature = note.split("\n\n")
+    raw = signature.split(" ")[-1]
+    forged = body + "\n\n" + signature.replace(raw, ("B" if raw[0] != "B" else "C") + raw[1:])
+    tamper(path, "UPDATE ledger_checkpoints SET note = ? WHERE size = 100", (forged,))
+    tamper(path, "UPDATE ledger_leaves SET sha256 = ? WHERE idx = 12", ("f" * 64,))
+    tamper(path, "UPDATE ledger_leaves SET opening = ? WHERE idx = 49",
+           (read(path, "SELECT opening FROM ledger_leaves WHERE idx = 49").replace(b"acme", b"evil"),))
+    report = run_audit(path, key)
+    assert any(p.startswith("checkpoint 100: signature does not verify") for p in report.problems)
+    assert "entry 12: lookup columns do not match the leaf" in report.problems
+    assert "entry 49: sealed leaf does not open with its stored event" in report.problems
+    assert len(report.problems) == 3
+
+
+async def test_ledger_verify_command(ledger_db, tmp_path):
+    path, _ = ledger_db
+    data = tmp_path / "data"
+    shutil.move(str(tmp_path / "keys"), str(data / "keys"))
+    assert data_paths_for(data)["db"] == path
+    command = [sys.executable, "-m", "mcpstore_appliance.cli.main", "ledger", "verify", "--data", str(data)]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert f"ledger OK: {SIZE} entries" in ok.stdout and "2 checkpoints (latest size 300)" in ok.stdout
+
+    leaf = read(path, "SELECT data FROM ledger_leaves WHERE idx = 201")
+    tamper(path, "UPDATE ledger_leaves SET data = ? WHERE idx = 201", (flip_byte(leaf, 40),))
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "entry 201: leaf data was changed" in bad.stdout
+    assert "ledger verification FAILED" in bad.stderr
+
+    missing = subprocess.run([*command[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no database" in missing.stderr
+
+
+def data_paths_for(data_dir):
+    from mcpstore_appliance.config import load_settings
+
+    return data_paths(load_settings(environ={}, data_dir=str(data_dir)))
