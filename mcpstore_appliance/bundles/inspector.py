@@ -1,7 +1,7 @@
 """`inspect_bundle`: one .mcpb file in, a verdict out. Synchronous and CPU/IO bound: run it in a thread.
 
-Order: signature block split -> end-of-central-directory record -> signature maths (one hashing pass; a byte
-changed after signing reads as an invalid signature) -> ZIP structure -> manifest (fail fast, before the
+Order: signature block split -> signature maths (one hashing pass, before any ZIP parsing, so a byte changed
+after signing reads as an invalid signature) -> ZIP structure -> manifest (fail fast, before the
 expensive pass) -> one streaming pass over every entry (limits on real bytes, nested archives, content
 scans) -> bundle scanners -> outcome. Nothing is extracted; nested ZIPs are spooled into a private temporary
 folder (mode 0700, removed on return).
@@ -10,13 +10,14 @@ folder (mode 0700, removed on return).
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import Unprocessable
-from .archive import Budget, CentralDirectory, SafeZip, Walker, locate_central_directory, reject
+from .archive import EOCD_SIG, EOCD_SIZE, Budget, SafeZip, Walker, reject
 from .manifest import clean_relative, extract_metadata, is_remote, png_size, validate_manifest_bytes
 from .model import BundleLimits, BundleReport, Finding, SignatureInfo, SignatureTrust
 from .scans import BundleView, ScanRun
@@ -71,10 +72,9 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
             raise reject("bundle_empty", "the bundle is empty")
         zip_end, blocks = split_signature_blocks(fh, size)
         sig_len = blocks[-1].length if blocks else None
-        cd = locate_central_directory(fh, zip_end, sig_len)
-        # The signature goes first: a byte changed after signing must read as "invalid signature", not as
-        # whatever damage it happens to do to the ZIP.
-        signature, unsigned_sha256 = _signature(fh, zip_end, blocks, cd, trust)
+        # The signature goes first, before any ZIP parsing: a byte changed after signing must read as
+        # "invalid signature", not as whatever damage it happens to do to the ZIP.
+        signature, unsigned_sha256 = _signature(fh, zip_end, blocks, trust)
         if signature.status == "invalid":
             raise Unprocessable(f"invalid signature: {signature.reason}", code="signature_invalid",
                                 details=[{"path": "(signature block)", "message": signature.reason}])
@@ -125,16 +125,25 @@ def _manifest(files: ZipFiles, limits: BundleLimits):
     return validate_manifest_bytes(raw, files, limits.max_manifest_bytes)
 
 
-def _signature(fh: BinaryIO, zip_end: int, blocks: tuple[SignatureBlock, ...], cd: CentralDirectory,
+def _comment_variant_patch(fh: BinaryIO, zip_end: int, block_length: int) -> tuple[int, int] | None:
+    """Where the upstream-main signer patched the EOCD comment_length to the block length, if it did:
+    then the end record is the last 22 bytes of the ZIP and declares exactly the block as its comment."""
+    if zip_end < EOCD_SIZE:
+        return None
+    fh.seek(zip_end - EOCD_SIZE)
+    record = fh.read(EOCD_SIZE)
+    if record[:4] == EOCD_SIG and struct.unpack_from("<H", record, 20)[0] == block_length:
+        return (zip_end - 2, zip_end)
+    return None
+
+
+def _signature(fh: BinaryIO, zip_end: int, blocks: tuple[SignatureBlock, ...],
                trust: SignatureTrust) -> tuple[SignatureInfo, str]:
     """Verify every block (outermost first) and return the outermost status + the unsigned file's SHA-256."""
     if not blocks:
         digest = hash_prefixes(fh, [zip_end])[zip_end]
         return SignatureInfo(status="unsigned", reason="no signature block"), digest.hex()
-    # The upstream-main variant patches the innermost ZIP's EOCD comment_length to the block length.
-    patch = None
-    if cd.eocd_pos + 22 == zip_end and cd.comment_length == blocks[-1].length:
-        patch = (cd.eocd_pos + 20, zip_end)
+    patch = _comment_variant_patch(fh, zip_end, blocks[-1].length)
     cuts = [block.start for block in blocks]
     computed: dict[str, dict[int, bytes]] = {"sha256": hash_prefixes(fh, cuts, patch)}
 

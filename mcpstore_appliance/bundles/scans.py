@@ -130,7 +130,7 @@ class ScanRun:
             self.errors[scanner.name] = f"{type(exc).__name__}: {exc}"[:300]
             return
         for finding in found:
-            key = (finding.check_id, finding.file, finding.severity)
+            key = (finding.check_id, finding.file, finding.message)  # windows overlap: same hit twice
             if key not in self._findings and self._count(scanner) < MAX_FINDINGS_PER_SCANNER:
                 self._findings[key] = finding
 
