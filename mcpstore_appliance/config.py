@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ENV_PREFIX = "MCPSTORE_"
 
@@ -38,7 +38,7 @@ class ServerSettings(Section):
     trusted_proxies: list[str] = []
     max_body_bytes: int = Field(1_048_576, gt=0)
     access_log: bool = True
-    metrics_token: str = ""
+    metrics_token: SecretStr = SecretStr("")
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
 
 
@@ -58,7 +58,7 @@ class S3Settings(Section):
     bucket: str = ""
     prefix: str = "blobs/"
     access_key_id: str = ""
-    secret_access_key: str = ""
+    secret_access_key: SecretStr = SecretStr("")  # SecretStr: never printed with the settings
     presign_redirects: bool = False
     presign_ttl_seconds: int = Field(900, gt=0)
     multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
+class StorageError(Exception):
+    """The blob store itself failed (unreachable, misconfigured): the client is not at fault (503)."""
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     sha256: str

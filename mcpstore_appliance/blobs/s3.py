@@ -46,7 +46,7 @@ from mcpstore_appliance.config import ConfigError, S3Settings
 from mcpstore_appliance.errors import InvalidInput, NotFound
 
 from ._util import CHUNK_SIZE, check_bounds, check_digest, check_expected, check_range, hash_file, is_digest, spool
-from .base import StoredBlob
+from .base import StorageError, StoredBlob
 from .sigv4 import EMPTY_SHA256, SigV4Signer, canonical_query, uri_encode
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ RETRY_STATUSES = {500, 502, 503, 504}
 Body = bytes | Callable[[], AsyncIterable[bytes]] | None
 
 
-class S3Error(Exception):
+class S3Error(StorageError):
     """An S3 request failed. `code` is the S3 error code (or the HTTP reason when there was no body)."""
 
     def __init__(self, operation: str, status: int, code: str, message: str = "", request_id: str = ""):
@@ -87,13 +87,13 @@ class S3BlobStore:
     ):
         if not settings.bucket:
             raise ConfigError("config: 'storage.s3.bucket' is required when storage.backend is \"s3\"")
-        if not settings.access_key_id or not settings.secret_access_key:
+        if not settings.access_key_id or not settings.secret_access_key.get_secret_value():
             raise ConfigError("config: 'storage.s3.access_key_id' and 'storage.s3.secret_access_key' are required")
         self.settings = settings
         self.bucket = settings.bucket
         self.prefix = settings.prefix
         self.scheme, self.host, self._bucket_path = _address(settings)
-        self._signer = SigV4Signer(settings.access_key_id, settings.secret_access_key, settings.region)
+        self._signer = SigV4Signer(settings.access_key_id, settings.secret_access_key.get_secret_value(), settings.region)
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._session = session

@@ -40,10 +40,16 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
         script = path.read_text(encoding="utf-8")
         # executescript commits any open transaction first, so the whole migration and its record
         # go in one explicit transaction inside the script.
-        await conn.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\n;"
-            f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({number}, '{name}', {time.time()});"
-            "\nCOMMIT;"
-        )
+        try:
+            await conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\n;"
+                f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({number}, '{name}', {time.time()});"
+                "\nCOMMIT;"
+            )
+        except Exception:
+            # executescript stops at the failing statement with the transaction still open: undo it all.
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
         applied.append(number)
     return applied

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import errors
+from ..blobs.base import StorageError
 
 log = logging.getLogger("mcpstore.web")
 
@@ -88,6 +89,10 @@ async def error_middleware(request: web.Request, handler):
             message = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
         return _render(request, exc.status, CODE_BY_STATUS.get(exc.status, "http_error"), message, None, headers)
+    except StorageError:
+        log.exception("blob storage failed on %s %s", request.method, request.path)
+        return _render(request, 503, "storage_unavailable", "bundle storage is unavailable; try again later",
+                       headers={"Retry-After": "30"})
     except json.JSONDecodeError as exc:
         return _render(request, 400, "malformed_json", f"request body is not valid JSON: {exc.msg}")
     except (ConnectionResetError, web.RequestPayloadError) as exc:

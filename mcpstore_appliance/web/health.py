@@ -32,7 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     services = request.app["services"]
-    token = services.settings.server.metrics_token
+    token = services.settings.server.metrics_token.get_secret_value()
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
