@@ -70,7 +70,7 @@ def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         autoescape=True,  # every template, whatever its suffix: package text is hostile by default
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,  # `values.email or ""` for forms shown empty
         trim_blocks=True,
         lstrip_blocks=True,
     )
