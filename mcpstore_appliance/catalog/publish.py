@@ -1,0 +1,435 @@
+"""The publish pipeline (DESIGN invariant 2): atomic, fail-closed, immutable versions.
+
+1. Check the options and the caller's right to the namespace, before reading a byte of the body.
+2. Stream the body into a private temp file while hashing it, the size cap enforced as it streams.
+3. Inspect the bundle in a worker thread (safe zip reading, strict manifest, signature, scans).
+4. Decide: rejected -> 4xx listing the findings, nothing stored; otherwise published or quarantined.
+5. Put the blob (content-addressed: identical uploads share one copy, a retry reuses it).
+6. ONE write transaction: (namespace, name, version) still free, the package row on first publish, the version
+   row, its ledger leaf (published versions only), the audit event, "latest".
+7. After the commit: the inclusion proof against a signed checkpoint, for the response.
+
+A failure at any step before the commit leaves no version row and no ledger leaf; the temp file is always
+removed. A blob stored before a failed transaction is not an orphan that blocks anything: nothing refers to
+it, and the retry finds it already in place. Concurrent publishes of one version serialize on the single
+writer; the re-check inside the transaction (backed by the UNIQUE constraints) lets exactly one win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import audit
+from ..accounts.models import ROLES_THAT_PUBLISH, Principal
+from ..bundles.model import BundleLimits, BundleReport, SignatureTrust
+from ..config import ConfigError, Settings
+from ..db import Database, Transaction
+from ..errors import Conflict, DomainError, Forbidden, InvalidInput, Unprocessable
+from ..ledger import events as ledger_events
+from . import semver
+from .pricing import Pricing, parse_pricing
+from .service import actor_of, ledger_proof, refresh_latest, seal_org
+from .uploads import Upload, spooled
+from .visibility import can_manage
+
+log = logging.getLogger("mcpstore.publish")
+
+OPTION_NAMES = ("namespace", "pricing", "amount", "currency", "tier", "endpoint", "visibility", "category",
+                "changelog")
+PRICING_OPTIONS = ("pricing", "amount", "currency", "tier", "endpoint")
+VISIBILITIES = ("public", "org", "private")
+STORED_SIGNATURE_STATUSES = ("unsigned", "signed", "self-signed")
+CATEGORY = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
+NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")  # the manifest `name` rule of bundles/manifest.py
+MAX_CHANGELOG = 20_000
+MAX_OPTION = 2_048  # every option but the changelog
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    namespace: str | None = None
+    pricing: Pricing | None = None  # None: keep the package's pricing (the defaults for a new package)
+    visibility: str | None = None  # None: keep; a new package gets public (personal) or org (organization)
+    category: str | None = None
+    changelog: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str]) -> "PublishOptions":
+        """From query parameters or form fields: strings, absent or empty meaning "not given"."""
+        unknown = sorted(set(raw) - set(OPTION_NAMES))
+        if unknown:
+            raise InvalidInput(f"unknown publish option(s) {', '.join(unknown)[:200]}; known: {', '.join(OPTION_NAMES)}",
+                               code="unknown_option", details={"options": unknown[:20]})
+        values: dict[str, str | None] = {}
+        for name in OPTION_NAMES:
+            value = raw.get(name)
+            limit = MAX_CHANGELOG if name == "changelog" else MAX_OPTION
+            if value is not None and len(value) > limit:
+                raise InvalidInput(f"{name} is limited to {limit} characters", code="option_too_long",
+                                   details={"field": name})
+            values[name] = value if value not in (None, "") else None
+        pricing = None
+        if any(values[name] is not None for name in PRICING_OPTIONS):
+            # Pricing options given together replace the package's pricing as a whole.
+            pricing = parse_pricing(values["pricing"], values["amount"], values["currency"], values["tier"],
+                                    values["endpoint"])
+        visibility = values["visibility"]
+        if visibility is not None and visibility not in VISIBILITIES:
+            raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}", code="invalid_visibility",
+                               details={"field": "visibility"})
+        category = values["category"]
+        if category is not None and not CATEGORY.fullmatch(category):
+            raise InvalidInput("category must be 1-40 lowercase letters, digits or inner hyphens",
+                               code="invalid_category", details={"field": "category"})
+        return cls(values["namespace"], pricing, visibility, category, values["changelog"])
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a publish goes: a namespace and who owns packages in it."""
+
+    namespace: str
+    org_id: int | None
+    owner_user_id: int | None
+
+
+@dataclass
+class PublishResult:
+    version_id: int
+    package_id: int
+    namespace: str
+    name: str
+    version: str
+    state: str
+    sha256: str
+    size: int
+    report: BundleReport
+    pricing: Pricing
+    visibility: str
+    category: str | None
+    package_created: bool
+    is_latest: bool
+    ledger_index: int | None = None
+    ledger: dict[str, Any] | None = None  # the inclusion proof, filled in after the commit
+    icon_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        report = self.report.to_dict()
+        signature = report["signature"]
+        return {
+            "id": self.version_id, "package_id": self.package_id,
+            "namespace": self.namespace, "name": self.name, "version": self.version, "state": self.state,
+            "sha256": self.sha256, "digest": f"sha256:{self.sha256}", "size": self.size,
+            "unsigned_sha256": self.report.unsigned_sha256,
+            "manifest_version": self.report.metadata.manifest_version,
+            "display_name": self.report.metadata.display_name,
+            "signature": {"status": signature["status"], "subject": signature["subject"],
+                          "issuer": signature["issuer"], "not_before": signature["not_before"],
+                          "not_after": signature["not_after"], "fingerprint": signature["fingerprint_sha256"],
+                          "digest_variant": signature["digest_variant"], "signing_time": signature["signing_time"],
+                          "reason": signature["reason"]},
+            "findings": report["findings"],
+            "scanner_errors": report["scanner_errors"],
+            "pricing": self.pricing.to_dict(), "visibility": self.visibility, "category": self.category,
+            "package_created": self.package_created, "is_latest": self.is_latest,
+            "icon_sha256": self.icon_sha256,
+            "ledger": self.ledger,
+            **self.extra,
+        }
+
+
+def default_inspector() -> Callable[[Path, BundleLimits, SignatureTrust], BundleReport]:
+    from ..bundles import inspect_bundle  # imported late: the bundles part is large and optional for unit tests
+
+    return inspect_bundle
+
+
+def decide(report: BundleReport, require_signature: bool) -> str:
+    """published, quarantined or rejected. Fail closed: anything unexpected never publishes."""
+    if report.outcome == "rejected" or report.signature.status not in STORED_SIGNATURE_STATUSES:
+        return "rejected"
+    if require_signature and report.signature.status == "unsigned":
+        return "rejected"
+    if report.outcome == "published" and not report.scanner_errors:
+        return "published"
+    return "quarantined"  # a scanner error, a finding that needs review, or an outcome we do not know
+
+
+def rejection(report: BundleReport) -> Unprocessable:
+    problems = [{"path": f.file, "check_id": f.check_id, "severity": f.severity, "message": f.message}
+                for f in report.findings]
+    if report.signature.status == "invalid":
+        problems.append({"path": "", "check_id": "signature.invalid", "severity": "critical",
+                         "message": f"invalid signature: {report.signature.reason or 'verification failed'}"})
+    if not problems:
+        problems.append({"path": "", "check_id": "policy", "severity": "high",
+                         "message": "the bundle does not meet this registry's publishing policy"})
+    summary = "; ".join(p["message"] for p in problems[:3])
+    return Unprocessable(f"bundle rejected: {summary[:500]}", code="bundle_rejected", details=problems)
+
+
+class Publisher:
+    def __init__(self, db: Database, blobs: Any, ledger: Any, settings: Settings, *,
+                 metrics: Callable[[], Any] | None = None,
+                 inspector: Callable[[Path, BundleLimits, SignatureTrust], BundleReport] | None = None):
+        self.db = db
+        self.blobs = blobs
+        self.ledger = ledger
+        self.settings = settings
+        self.metrics = metrics
+        self.max_bytes = settings.publish.max_bundle_bytes
+        self.tmp_dir = Path(settings.data_dir) / "tmp"
+        self.limits = BundleLimits.from_settings(settings.publish)
+        try:
+            self.trust = SignatureTrust.from_settings(settings.publish)
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read publish.trusted_ca_file: {exc.strerror or exc}") from None
+        self._inspector = inspector
+        # Inspection is CPU- and memory-heavy; bound how many run at once so a burst of uploads queues
+        # instead of exhausting the worker threads everything else shares.
+        self._inspections = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 2)))
+
+    # --- entry point --------------------------------------------------------------------------------
+
+    async def publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes], *,
+                      declared_size: int | None = None, ip: str | None = None) -> PublishResult:
+        outcome = "error"
+        try:
+            result = await self._publish(principal, options, chunks, declared_size, ip)
+            outcome = result.state
+            return result
+        except Unprocessable as exc:
+            outcome = "rejected" if exc.code != "inspection_failed" else "error"
+            raise
+        except DomainError:
+            outcome = "refused"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics().inc("mcpstore_publishes_total", outcome=outcome,
+                                 help="Publish requests by outcome: published, quarantined, rejected, refused, error")
+
+    async def _publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes],
+                       declared_size: int | None, ip: str | None) -> PublishResult:
+        target = await self.target_for(principal, options.namespace)
+        check_visibility(target, options.visibility)
+        async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
+            report = await self.inspect(upload.path)
+            state = decide(report, self.settings.publish.require_signature)
+            if state == "rejected":
+                raise rejection(report)
+            name, version = report.metadata.name, report.metadata.version
+            parsed = check_name_and_version(name, version)
+            await self._precheck_free(target, name, version, parsed)
+            await self.blobs.put_file(upload.path, upload.sha256)
+            icon = await self._store_icon(report)
+            result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
+        result.ledger = await ledger_proof(self.ledger, result.ledger_index) if state == "published" else None
+        return result
+
+    # --- authorization --------------------------------------------------------------------------------
+
+    async def target_for(self, principal: Principal, namespace: str | None) -> Target:
+        """The caller's own namespace, or an org where they hold a publishing role. Anything else is refused
+        with one message whether the namespace exists or not, so the answer reveals no names."""
+        namespace = namespace or principal.user.username
+        row = await self.db.fetch_one("SELECT name, user_id, org_id FROM namespaces WHERE name = ?", (namespace,))
+        if row is not None and row["user_id"] is not None and row["user_id"] == principal.id:
+            if principal.token_org_id is not None:
+                raise Forbidden("this token is bound to an organization and can publish only there",
+                                code="namespace_forbidden", details={"namespace": namespace})
+            return Target(namespace, None, principal.id)
+        if row is not None and row["org_id"] is not None:
+            role = principal.role_in(row["org_id"])
+            if role in ROLES_THAT_PUBLISH:
+                return Target(namespace, row["org_id"], None)
+            if role is not None:
+                raise Forbidden(f"your role in {namespace!r} is {role}; publishing needs owner, admin or publisher",
+                                code="namespace_forbidden", details={"namespace": namespace, "role": role})
+        raise Forbidden(f"you cannot publish to namespace {namespace[:60]!r}: publish to your own namespace or to "
+                        "an organization where you are an owner, admin or publisher",
+                        code="namespace_forbidden", details={"namespace": namespace[:60]})
+
+    # --- inspection -------------------------------------------------------------------------------------
+
+    async def inspect(self, path: Path) -> BundleReport:
+        inspector = self._inspector or default_inspector()
+        async with self._inspections:
+            try:
+                return await asyncio.to_thread(inspector, path, self.limits, self.trust)
+            except DomainError:
+                raise
+            except Exception:
+                # A crash of the reader itself leaves us no manifest to quarantine under: refuse (fail
+                # closed) with a 4xx, and keep the traceback for the operator.
+                log.exception("bundle inspection crashed")
+                raise Unprocessable("the bundle could not be inspected (an internal error, logged for the "
+                                    "operator); nothing was stored", code="inspection_failed") from None
+
+    # --- storing -------------------------------------------------------------------------------------
+
+    async def _precheck_free(self, target: Target, name: str, version: str, parsed: semver.Version) -> None:
+        """Refuse a taken version before storing its blob (the authoritative check is in the transaction)."""
+        async with self.db.read() as r:
+            await _ensure_free(r, target.namespace, name, version, parsed)
+
+    async def _store_icon(self, report: BundleReport) -> str | None:
+        if not report.icon_png:
+            return None
+
+        async def one_chunk():
+            yield report.icon_png
+
+        return (await self.blobs.put_stream(one_chunk())).sha256
+
+    async def _commit(self, principal: Principal, target: Target, options: PublishOptions, upload: Upload,
+                      report: BundleReport, state: str, parsed: semver.Version, icon: str | None,
+                      ip: str | None) -> PublishResult:
+        meta = report.metadata
+        try:
+            async with self.db.write() as tx:
+                await _ensure_free(tx, target.namespace, meta.name, meta.version, parsed)
+                package, created = await self._package(tx, principal, target, meta.name, options)
+                pricing = options.pricing or package_pricing(package)
+                version_id = await tx.insert("versions", version_row(
+                    package["id"], report, state, parsed, upload, options.changelog, pricing, principal.id, icon))
+                index = None
+                if state == "published":
+                    event = ledger_events.publish_event(
+                        namespace=target.namespace, name=meta.name, version=meta.version, sha256=upload.sha256,
+                        size=upload.size, publisher=principal.user.username,
+                        signer_fingerprint=report.signature.fingerprint_sha256)
+                    index = await self.ledger.append(tx, event, org_id=seal_org(package))
+                    await tx.execute("UPDATE versions SET ledger_index = ? WHERE id = ?", (index, version_id))
+                await audit.record(tx, actor_of(principal, ip), "package.publish", org_id=package["org_id"],
+                                   target=f"{target.namespace}/{meta.name}@{meta.version}",
+                                   details={"state": state, "sha256": upload.sha256, "size": upload.size,
+                                            "signature": report.signature.status, "ledger_index": index,
+                                            "findings": len(report.findings), "package_created": created})
+                latest = await refresh_latest(tx, package["id"])
+        except sqlite3.IntegrityError:
+            # The in-transaction check makes this unreachable with one writer; the constraint is the backstop.
+            raise version_exists(target.namespace, meta.name, meta.version, None) from None
+        result = PublishResult(version_id, package["id"], target.namespace, meta.name, meta.version, state,
+                               upload.sha256, upload.size, report, pricing, package["visibility"],
+                               package["category"], created, latest == version_id, ledger_index=index,
+                               icon_sha256=icon)
+        return result
+
+    async def _package(self, tx: Transaction, principal: Principal, target: Target, name: str,
+                       options: PublishOptions) -> tuple[dict[str, Any], bool]:
+        """The package row, created on first publish; options given on a later publish update it."""
+        package = await tx.fetch_one("SELECT * FROM packages WHERE namespace = ? AND name = ?",
+                                     (target.namespace, name))
+        now = time.time()
+        pricing = options.pricing
+        if package is None:
+            pricing = pricing or parse_pricing(None, None, None, None, None)
+            default_visibility = "org" if target.org_id is not None else "public"
+            package_id = await tx.insert("packages", {
+                "namespace": target.namespace, "name": name, "org_id": target.org_id,
+                "owner_user_id": target.owner_user_id, "visibility": options.visibility or default_visibility,
+                "category": options.category, "pricing_model": pricing.model, "price_amount": pricing.amount,
+                "currency": pricing.currency, "tier": pricing.tier, "endpoint_url": pricing.endpoint,
+                "created_at": now, "updated_at": now})
+            return await tx.fetch_one("SELECT * FROM packages WHERE id = ?", (package_id,)), True
+        if not can_manage(principal, package) or package["org_id"] != target.org_id:
+            raise Forbidden(f"you may not publish new versions of {target.namespace}/{name}",
+                            code="not_package_manager")
+        updates: dict[str, Any] = {}
+        if options.visibility:
+            updates["visibility"] = options.visibility
+        if options.category:
+            updates["category"] = options.category
+        if pricing is not None:
+            updates.update({"pricing_model": pricing.model, "price_amount": pricing.amount,
+                            "currency": pricing.currency, "tier": pricing.tier, "endpoint_url": pricing.endpoint})
+        if updates:
+            assignments = ", ".join(f"{column} = ?" for column in updates)
+            await tx.execute(f"UPDATE packages SET {assignments}, updated_at = ? WHERE id = ?",
+                             (*updates.values(), now, package["id"]))
+            package = await tx.fetch_one("SELECT * FROM packages WHERE id = ?", (package["id"],))
+        return package, False
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+def check_visibility(target: Target, visibility: str | None) -> None:
+    if visibility == "org" and target.org_id is None:
+        raise InvalidInput("visibility 'org' needs an organization namespace; a personal package is public or "
+                           "private", code="invalid_visibility", details={"field": "visibility"})
+
+
+def check_name_and_version(name: str, version: str) -> semver.Version:
+    """Inspection enforces both rules; checked again here because the catalog's keys depend on them."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise Unprocessable("manifest name must be a lowercase slug (a-z, 0-9, '-', '_', '.'; at most 64)",
+                            code="invalid_manifest", details=[{"path": "/name", "message": "not a lowercase slug"}])
+    try:
+        return semver.parse(version)
+    except InvalidInput as exc:
+        raise Unprocessable(exc.message, code="invalid_manifest",
+                            details=[{"path": "/version", "message": exc.message}]) from None
+
+
+def version_exists(namespace: str, name: str, version: str, existing: dict | None) -> Conflict:
+    detail = ""
+    if existing is not None:
+        status = "yanked" if existing.get("yanked_at") is not None else existing["state"]
+        same = "" if existing["version"] == version else f" as {existing['version']}"
+        detail = f" ({status}{same})"
+    return Conflict(f"{namespace}/{name}@{version} already exists{detail}; versions are immutable, publish a new "
+                    "version number", code="version_exists",
+                    details={"namespace": namespace, "name": name, "version": version})
+
+
+async def _ensure_free(q: Any, namespace: str, name: str, version: str, parsed: semver.Version) -> None:
+    existing = await q.fetch_one(
+        "SELECT v.version, v.state, v.yanked_at FROM versions v JOIN packages p ON p.id = v.package_id"
+        " WHERE p.namespace = ? AND p.name = ? AND (v.version = ? OR v.semver_key = ?)",
+        (namespace, name, version, parsed.sort_key()))
+    if existing is not None:
+        raise version_exists(namespace, name, version, existing)
+
+
+def package_pricing(package: dict[str, Any]) -> Pricing:
+    return Pricing(package["pricing_model"], package["price_amount"], package["currency"], package["tier"],
+                   package["endpoint_url"])
+
+
+def version_row(package_id: int, report: BundleReport, state: str, parsed: semver.Version, upload: Upload,
+                changelog: str | None, pricing: Pricing, publisher_id: int, icon: str | None) -> dict[str, Any]:
+    data = report.to_dict()
+    meta, signature = report.metadata, report.signature
+    now = time.time()
+    return {
+        "package_id": package_id, "version": meta.version, "semver_key": parsed.sort_key(),
+        "is_prerelease": int(parsed.is_prerelease), "state": state,
+        "sha256": upload.sha256, "size": upload.size, "unsigned_sha256": report.unsigned_sha256,
+        "manifest_version": meta.manifest_version,
+        "manifest_json": json.dumps(report.manifest, ensure_ascii=False, separators=(",", ":")),
+        "metadata_json": json.dumps(data["metadata"], ensure_ascii=False, separators=(",", ":")),
+        "platforms": json.dumps(sorted(meta.platforms)),
+        "runtimes": json.dumps(sorted(meta.runtimes)),  # runtime names; the ranges are in metadata_json
+        "signature_status": signature.status, "signer_subject": signature.subject,
+        "signer_issuer": signature.issuer, "signer_not_before": data["signature"]["not_before"],
+        "signer_not_after": data["signature"]["not_after"], "signer_fingerprint": signature.fingerprint_sha256,
+        "signature_reason": signature.reason or None,
+        "findings_json": json.dumps(data["findings"], ensure_ascii=False),
+        "changelog": changelog,
+        "pricing_model": pricing.model, "price_amount": pricing.amount, "currency": pricing.currency,
+        "tier": pricing.tier, "endpoint_url": pricing.endpoint,
+        "publisher_user_id": publisher_id, "icon_sha256": icon,
+        "published_at": now, "updated_at": now,
+    }

@@ -1,0 +1,98 @@
+"""Receive an upload into a private temporary file while hashing it, with the size cap enforced as it streams.
+
+The web layer hands over the request body as an async iterator of chunks. Bytes are gathered into blocks;
+each block is hashed and written in a worker thread (hashlib and file writes release the GIL) while the
+event loop already gathers the next block, so receiving costs about one pass of sha256 over the bytes.
+Reading stops at the first chunk that crosses the cap: an oversized upload is refused after at most
+`max_bytes` + one chunk, not after the whole body. The temporary file is removed however the block exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidInput, TooLarge
+
+BLOCK_SIZE = 1024 * 1024  # large enough that thread hand-offs are cheap per byte; bounds memory per upload
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    sha256: str  # lowercase hex of every byte received
+    size: int
+
+
+def too_large(max_bytes: int) -> TooLarge:
+    return TooLarge(f"the bundle is larger than this registry's limit of {max_bytes:,} bytes",
+                    code="bundle_too_large", details={"max_bytes": max_bytes})
+
+
+def check_declared_size(declared_size: int | None, max_bytes: int) -> None:
+    """Refuse before reading anything when the client announced the size (Content-Length)."""
+    if declared_size is not None and declared_size > max_bytes:
+        raise too_large(max_bytes)
+    if declared_size == 0:
+        raise empty_body()
+
+
+def empty_body() -> InvalidInput:
+    return InvalidInput("the request body is empty: send the .mcpb file as the body", code="empty_body")
+
+
+def _write_block(fh, digest, block: bytearray) -> None:
+    digest.update(block)
+    fh.write(block)
+
+
+@asynccontextmanager
+async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *,
+                  declared_size: int | None = None) -> AsyncIterator[Upload]:
+    """Receive `chunks` into a temp file under `tmp_dir`; yield the Upload; always delete the file."""
+    check_declared_size(declared_size, max_bytes)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".mcpb")  # mode 0600
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            digest, size = await _receive(chunks, fh, max_bytes)
+        if size == 0:
+            raise empty_body()
+        yield Upload(path, digest.hexdigest(), size)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
+    digest = hashlib.sha256()
+    size = 0
+    block = bytearray()
+    pending: asyncio.Future | None = None
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(max_bytes)
+            block += chunk
+            if len(block) >= BLOCK_SIZE:
+                if pending is not None:
+                    await pending
+                full, block = block, bytearray()
+                pending = asyncio.ensure_future(asyncio.to_thread(_write_block, fh, digest, full))
+        if pending is not None:
+            await pending
+            pending = None
+        await asyncio.to_thread(_write_block, fh, digest, block)
+        return digest, size
+    finally:
+        if pending is not None:
+            # Never close the file under a write still running in its thread.
+            with suppress(BaseException):
+                await pending
