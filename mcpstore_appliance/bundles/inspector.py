@@ -1,7 +1,7 @@
 """`inspect_bundle`: one .mcpb file in, a verdict out. Synchronous and CPU/IO bound: run it in a thread.
 
-Order: signature block split -> signature maths (one hashing pass, before any ZIP parsing, so a byte changed
-after signing reads as an invalid signature) -> ZIP structure -> manifest (fail fast, before the
+Order: signature block split -> [signature maths: one hashing pass on a thread of its own; its verdict wins
+over any ZIP error, so a byte changed after signing reads as an invalid signature] -> ZIP structure -> manifest (fail fast, before the
 expensive pass) -> one streaming pass over every entry (limits on real bytes, nested archives, content
 scans) -> bundle scanners -> outcome. Nothing is extracted; nested ZIPs are spooled into a private temporary
 folder (mode 0700, removed on return).
@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import Unprocessable
 from .archive import EOCD_SIG, EOCD_SIZE, Budget, SafeZip, Walker, reject
 from .manifest import clean_relative, extract_metadata, is_remote, png_size, validate_manifest_bytes
 from .model import BundleLimits, BundleReport, Finding, SignatureInfo, SignatureTrust
 from .scans import BundleView, ScanRun
-from .sigblock import SignatureBlock, hash_prefixes, split_signature_blocks
+from .sigblock import PositionalReader, SignatureBlock, hash_prefixes, split_signature_blocks
 from .signature import verify_cms
 
 MAX_ICON_BYTES = 1024 * 1024
@@ -64,31 +65,42 @@ def decide_outcome(findings: list[Finding] | tuple[Finding, ...], scanner_errors
 
 
 def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
-                   scan_run: ScanRun | None = None) -> BundleReport:
-    """Read and judge one bundle. Raises errors.Unprocessable for a bundle that must be rejected outright."""
+                   scan_run: ScanRun | None = None, file_sha256: str | None = None) -> BundleReport:
+    """Read and judge one bundle. Raises errors.Unprocessable for a bundle that must be rejected outright.
+
+    `file_sha256`: the SHA-256 of the whole file if the caller already has it (the upload hashed it while
+    streaming). An unsigned bundle's unsigned_sha256 is exactly that, so the hashing pass is skipped.
+    """
     with open(path, "rb") as fh, tempfile.TemporaryDirectory(prefix="mcpstore-inspect-") as tmpdir:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise reject("bundle_empty", "the bundle is empty")
         zip_end, blocks = split_signature_blocks(fh, size)
         sig_len = blocks[-1].length if blocks else None
-        # The signature goes first, before any ZIP parsing: a byte changed after signing must read as
-        # "invalid signature", not as whatever damage it happens to do to the ZIP.
-        signature, unsigned_sha256 = _signature(fh, zip_end, blocks, trust)
-        if signature.status == "invalid":
-            raise Unprocessable(f"invalid signature: {signature.reason}", code="signature_invalid",
-                                details=[{"path": "(signature block)", "message": signature.reason}])
-        if trust.require_signature and signature.status == "unsigned":
+        if trust.require_signature and not blocks:
             raise Unprocessable("this registry only accepts signed bundles", code="signature_required",
                                 details=[{"path": "(signature block)", "message": "the bundle is not signed"}])
-        budget = Budget(limits)
-        szip = SafeZip(fh, zip_end, budget, sig_len)
-        files = ZipFiles(szip)
-        manifest, check = _manifest(files, limits)
-
-        run = scan_run or ScanRun()
-        walker = Walker(limits, budget, tmpdir, run)
-        infos = walker.walk(szip)
+        # Hashing (for the signature and unsigned_sha256) runs on its own thread, beside the ZIP work. Its
+        # verdict still comes first: a byte changed after signing must read as "invalid signature", not as
+        # whatever damage it happens to do to the ZIP.
+        check_signature = _Background(_signature, PositionalReader(fh.fileno()), zip_end, blocks, trust,
+                                      file_sha256)
+        try:
+            budget = Budget(limits)
+            szip = SafeZip(fh, zip_end, budget, sig_len)
+            files = ZipFiles(szip)
+            manifest, check = _manifest(files, limits)
+            run = scan_run or ScanRun()
+            walker = Walker(limits, budget, tmpdir, run)
+            with run:  # content scanners work on a thread while the walker inflates
+                infos = walker.walk(szip)
+        except Unprocessable:
+            _raise_if_invalid(check_signature.result()[0])
+            raise
+        finally:
+            check_signature.join()
+        signature, unsigned_sha256 = check_signature.result()
+        _raise_if_invalid(signature)
         run.run_bundle_scanners(BundleView(manifest, infos, files.read))
 
         findings = list(walker.findings)
@@ -114,6 +126,35 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
         )
 
 
+class _Background(threading.Thread):
+    """Runs fn(*args) on a thread; result() joins and returns its value or re-raises its exception."""
+
+    def __init__(self, fn, *args):
+        super().__init__(name="bundle-signature", daemon=True)
+        self._fn, self._args = fn, args
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _raise_if_invalid(signature: SignatureInfo) -> None:
+    if signature.status == "invalid":
+        raise Unprocessable(f"invalid signature: {signature.reason}", code="signature_invalid",
+                            details=[{"path": "(signature block)", "message": signature.reason}])
+
+
 def _manifest(files: ZipFiles, limits: BundleLimits):
     info = files.info("manifest.json")
     if info is None:
@@ -137,12 +178,12 @@ def _comment_variant_patch(fh: BinaryIO, zip_end: int, block_length: int) -> tup
     return None
 
 
-def _signature(fh: BinaryIO, zip_end: int, blocks: tuple[SignatureBlock, ...],
-               trust: SignatureTrust) -> tuple[SignatureInfo, str]:
+def _signature(fh: BinaryIO, zip_end: int, blocks: tuple[SignatureBlock, ...], trust: SignatureTrust,
+               file_sha256: str | None = None) -> tuple[SignatureInfo, str]:
     """Verify every block (outermost first) and return the outermost status + the unsigned file's SHA-256."""
     if not blocks:
-        digest = hash_prefixes(fh, [zip_end])[zip_end]
-        return SignatureInfo(status="unsigned", reason="no signature block"), digest.hex()
+        digest = file_sha256.lower() if file_sha256 else hash_prefixes(fh, [zip_end])[zip_end].hex()
+        return SignatureInfo(status="unsigned", reason="no signature block"), digest
     patch = _comment_variant_patch(fh, zip_end, blocks[-1].length)
     cuts = [block.start for block in blocks]
     computed: dict[str, dict[int, bytes]] = {"sha256": hash_prefixes(fh, cuts, patch)}

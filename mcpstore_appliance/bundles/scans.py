@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ast
 import json
+import queue
 import re
 import sys
+import threading
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -95,27 +97,71 @@ class BundleView:
 
 
 class ScanRun:
-    """Runs the registry: content scanners as a sink for the archive walker, bundle scanners at the end."""
+    """Runs the registry: content scanners as a sink for the archive walker, bundle scanners at the end.
+
+    Use it as a context manager around the walk: content scanners then run on a worker thread fed through a
+    small bounded queue (at most QUEUE_CHUNKS chunks of 1 MiB in flight), so scanning overlaps with inflating;
+    zlib, hashlib and the Aho-Corasick search all release the GIL. Leaving the block drains and joins it.
+    """
 
     WINDOW_OVERLAP = MAX_SECRET_LENGTH
+    QUEUE_CHUNKS = 8
 
-    def __init__(self, scanners: list[Scanner] | None = None):
+    def __init__(self, scanners: list[Scanner] | None = None, *, threaded: bool = True):
         chosen = SCANNERS if scanners is None else scanners
         self.content = [s for s in chosen if s.kind == "content"]
         self.bundle = [s for s in chosen if s.kind == "bundle"]
         self.errors: dict[str, str] = {}
         self._findings: dict[tuple[str, str, str], Finding] = {}
+        self._per_scanner: dict[str, int] = {}
         self._carry: dict[str, bytes] = {}
+        self._threaded = threaded
+        self._queue: queue.Queue | None = None
+        self._worker: threading.Thread | None = None
+
+    def __enter__(self) -> "ScanRun":
+        if self._threaded and self.content:
+            self._queue = queue.Queue(maxsize=self.QUEUE_CHUNKS)
+            self._worker = threading.Thread(target=self._work, name="bundle-content-scan", daemon=True)
+            self._worker.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._worker is not None and self._queue is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = self._queue = None
 
     # ContentSink protocol
     def feed(self, path: str, chunk: bytes) -> None:
-        window = self._carry.get(path, b"") + chunk
+        if self._queue is not None:
+            self._queue.put((path, chunk))
+        else:
+            self._scan(path, chunk)
+
+    def close(self, path: str) -> None:
+        if self._queue is not None:
+            self._queue.put((path, None))
+        else:
+            self._carry.pop(path, None)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (item := self._queue.get()) is not None:
+            path, chunk = item
+            try:
+                if chunk is None:
+                    self._carry.pop(path, None)
+                else:
+                    self._scan(path, chunk)
+            except Exception as exc:  # noqa: BLE001 - a bug outside any scanner still fails closed
+                self.errors.setdefault("content_scan", f"{type(exc).__name__}: {exc}"[:300])
+
+    def _scan(self, path: str, chunk: bytes) -> None:
+        window = self._carry.get(path, b"") + chunk if path in self._carry else chunk
         self._carry[path] = window[-self.WINDOW_OVERLAP:]
         for scanner in self.content:
             self._run(scanner, scanner.fn, path, window)
-
-    def close(self, path: str) -> None:
-        self._carry.pop(path, None)
 
     def run_bundle_scanners(self, view: BundleView) -> None:
         for scanner in self.bundle:
@@ -131,11 +177,9 @@ class ScanRun:
             return
         for finding in found:
             key = (finding.check_id, finding.file, finding.message)  # windows overlap: same hit twice
-            if key not in self._findings and self._count(scanner) < MAX_FINDINGS_PER_SCANNER:
+            if key not in self._findings and self._per_scanner.get(scanner.name, 0) < MAX_FINDINGS_PER_SCANNER:
                 self._findings[key] = finding
-
-    def _count(self, scanner: Scanner) -> int:
-        return sum(1 for f in self._findings.values() if f.check_id.split(".")[0] == scanner.name.split(".")[0])
+                self._per_scanner[scanner.name] = self._per_scanner.get(scanner.name, 0) + 1
 
     @property
     def findings(self) -> list[Finding]:

@@ -1,8 +1,8 @@
 """Patterns for credentials that must not ship inside a bundle.
 
-Every rule starts with a literal anchor: the scan finds anchors with `bytes.find` (fast C search over every
-byte of every file, binary or text) and only then runs the rule's regex at that spot, so scanning a large
-bundle costs a few `find` passes rather than a regex walk over every position.
+Every rule starts with a literal anchor: one Aho-Corasick pass finds all anchors in every byte of every file
+(binary or text), and only then the rule's regex runs at that spot, so scanning a large bundle costs one
+multi-pattern pass rather than a regex walk over every position.
 
 Severity is for a secret in the publisher's own files. Inside vendored third-party code (node_modules,
 site-packages, lib/, venv/) it is lowered one step: libraries ship test keys, and the publisher's own
@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from ahocorasick_rs import BytesAhoCorasick
 
 from .model import SEVERITIES, Finding
 
@@ -90,18 +92,22 @@ def _redact(token: bytes) -> str:
     return f"{text[:8]}… ({len(text)} characters)"
 
 
+# One automaton over every anchor: a single pass finds all of them (the Rust aho-corasick crate, SIMD prefilter).
+_ANCHORS = sorted({anchor for rule in RULES for anchor in rule.anchors})
+_RULES_BY_ANCHOR = [[rule for rule in RULES if anchor in rule.anchors] for anchor in _ANCHORS]
+_AUTOMATON = BytesAhoCorasick(_ANCHORS)
+
+
 def find_secrets(path: str, window: bytes) -> Iterator[Finding]:
     vendored = bool(VENDORED.search(path))
-    for rule in RULES:
-        for anchor in rule.anchors:
-            pos = window.find(anchor)
-            while pos >= 0:
-                if not (rule.word_start and pos and window[pos - 1:pos].isalnum()):
-                    match = rule.pattern.match(window, pos)
-                    if match and not _placeholder(match.group(0)):
-                        severity = lower(rule.severity) if vendored else rule.severity
-                        where = " (in vendored third-party code)" if vendored else ""
-                        yield Finding(rule.check_id, severity, path,
-                                      f"{rule.label} found{where}: {_redact(match.group(0))}")
-                        break  # one finding per rule and file is enough
-                pos = window.find(anchor, pos + 1)
+    reported: set[int] = set()
+    for anchor_index, pos, _ in _AUTOMATON.find_matches_as_indexes(window, overlapping=True):
+        for rule in _RULES_BY_ANCHOR[anchor_index]:
+            if id(rule) in reported or (rule.word_start and pos and window[pos - 1:pos].isalnum()):
+                continue
+            match = rule.pattern.match(window, pos)
+            if match and not _placeholder(match.group(0)):
+                reported.add(id(rule))  # one finding per rule and window is enough
+                severity = lower(rule.severity) if vendored else rule.severity
+                where = " (in vendored third-party code)" if vendored else ""
+                yield Finding(rule.check_id, severity, path, f"{rule.label} found{where}: {_redact(match.group(0))}")

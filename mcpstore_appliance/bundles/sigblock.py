@@ -9,6 +9,7 @@ Signing a signed file appends a second block covering the first ("nested"); we p
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -74,6 +75,28 @@ def split_signature_blocks(fh: BinaryIO, size: int) -> tuple[int, tuple[Signatur
             raise _bad(f"more than {MAX_BLOCKS} nested signature blocks")
         blocks.append(block)
         end = block.start
+
+
+class PositionalReader:
+    """A read-only file object over a descriptor using pread: it never moves the descriptor's own offset, so
+    another thread can read the same open file at the same time."""
+
+    def __init__(self, fd: int):
+        self._fd, self._pos = fd, 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else self._pos + offset if whence == 1 else os.fstat(self._fd).st_size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = max(0, os.fstat(self._fd).st_size - self._pos)
+        data = os.pread(self._fd, size, self._pos)
+        self._pos += len(data)
+        return data
 
 
 def hash_prefixes(fh: BinaryIO, cuts: list[int], patch: tuple[int, int] | None = None,
