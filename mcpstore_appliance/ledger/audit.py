@@ -1,16 +1,16 @@
-"""Operator audit: recompute the whole tree from the stored leaves and check every stored row.
+"""Operator audit: recompute the whole tree from the stored leaves and check every stored hash.
 
-Checks, each problem reported with the index it concerns:
-- leaves are dense (0..N-1) and there are exactly as many hash rows as N leaves need;
-- every stored hash row equals the hash recomputed from the leaves (a changed leaf is named by its entry index,
-  a changed hash row by its row index, without also blaming the ancestors that depend on it);
+Checks, each problem reported with the entry index it concerns:
+- leaves are dense (0..N-1);
+- every stored hash equals the hash recomputed from the leaves (a changed leaf is named by its index, a changed
+  stored hash by the entry whose row keeps it, without also blaming the ancestors that depend on it);
 - every stored checkpoint is signed by the ledger key and its root is the recomputed root at its size, and no
   checkpoint claims more entries than exist (truncation);
-- the lookup columns (kind, sha256, namespace, name, version) agree with the leaf; sealed leaves open.
+- the lookup keys agree with the leaf, and sealed leaves open with their stored event (`index=True`).
 
-The tree is checked in aligned chunks of 2^16 leaves, spread over worker processes; inside a chunk the stored
-rows are the post-order of the chunk's subtree, so one bytes comparison checks them all and only a chunk that
-differs is walked node by node. This is plain sqlite3 (read-only, works while the server runs), no asyncio.
+The tree is checked in aligned chunks of 2^16 leaves spread over worker processes. A chunk's rows, joined in
+order, are the post-order of its subtree, so one bytes comparison checks all its stored hashes and only a chunk
+that differs is walked node by node. Plain sqlite3, read-only: it works while the server runs.
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ from nacl.signing import SigningKey
 from . import events as ev
 from . import note as notes
 from .checkpoint import open_checkpoint, parse_unverified
-from .merkle import node_hash
-from .storedhash import leaf_range, root_hash, root_indexes, stored_hash_count, stored_hash_index
+from .merkle import HASH_SIZE, node_hash
+from .storedhash import Node, hashes_in_row, leaf_range, root_hash, root_nodes, row_of
 
 CHUNK_LEVEL = 16
+INDEX_BATCH = 1 << 16
 MAX_PROBLEMS = 100
-LOOKUP_COLUMNS = ("kind", "sha256", "namespace", "name", "version")
 _sha256 = hashlib.sha256
 _digest = methodcaller("digest")
 _first = itemgetter(0)
+_second = itemgetter(1)
 
 
 @dataclass
@@ -64,13 +65,11 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _fetch_column(cursor: sqlite3.Cursor) -> list[bytes]:
-    out: list[bytes] = []
-    while True:
-        rows = cursor.fetchmany(8192)
-        if not rows:
-            return out
-        out += map(bytes, map(_first, rows))
+def _fetch_rows(cursor: sqlite3.Cursor) -> list[tuple]:
+    out: list[tuple] = []
+    while rows := cursor.fetchmany(8192):
+        out += rows
+    return out
 
 
 def _leaf_hashes(leaves: list[bytes]) -> list[bytes]:
@@ -84,8 +83,8 @@ def _parents(level: list[bytes]) -> list[bytes]:
 
 
 @cache
-def _post_order(k: int) -> tuple[tuple[int, int], ...]:
-    """(level, j) of each stored row of a complete subtree of 2^k leaves, in stored (post-) order."""
+def _post_order(k: int) -> tuple[Node, ...]:
+    """(level, j) of each stored hash of a complete subtree of 2^k leaves, in stored (post-) order."""
     order = []
     for leaf in range(1 << k):
         order.append((0, leaf))
@@ -101,66 +100,105 @@ def _post_order_getter(k: int) -> itemgetter:
     offsets = [0]
     for level in range(k + 1):
         offsets.append(offsets[-1] + (1 << (k - level)))
-    positions = [offsets[level] + j for level, j in _post_order(k)]
-    return itemgetter(*positions)
+    return itemgetter(*[offsets[level] + j for level, j in _post_order(k)])
 
 
-def check_chunk(db_path: str, start: int, k: int) -> tuple[bytes, list[str], bool]:
+@cache
+def _row_lengths(k: int) -> list[int]:
+    """Byte length of each row of an aligned chunk of 2^k leaves (the last row may hold more, above the chunk)."""
+    return [hashes_in_row(leaf) * HASH_SIZE for leaf in range(1 << k)]
+
+
+def check_chunk(db_path: str, start: int, k: int) -> tuple[bytes, list[str], bool, dict[Node, bytes]]:
     """Verify the complete subtree of 2^k leaves at `start`.
 
-    Returns its recomputed hash, the problems found, and whether its stored top row differs (so the rows above
-    it are not blamed for a change inside it)."""
+    Returns its recomputed hash, the problems found, whether its own stored hash differs (so the nodes above
+    are not blamed for a change inside it), and the stored hashes of higher nodes kept in its last row."""
     gc.disable()  # millions of short-lived bytes objects; the cycle collector only costs time here
     try:
         conn = _connect(Path(db_path))
         size = 1 << k
-        leaves = _fetch_column(conn.execute(
-            "SELECT data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, start + size)))
-        first_row = stored_hash_index(0, start)
-        rows_needed = 2 * size - 1
-        stored = _fetch_column(conn.execute(
-            "SELECT hash FROM ledger_hashes WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (first_row, first_row + rows_needed)))
-        if len(leaves) != size or len(stored) != rows_needed:
-            conn.close()
-            return b"", [f"entries {start}..{start + size - 1}: rows are missing (see the row counts)"], True
+        rows = _fetch_rows(conn.execute(
+            "SELECT data, hashes FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, start + size)))
+        conn.close()
+        if len(rows) != size:
+            return b"", [f"entries {start}..{start + size - 1}: rows are missing"], True, {}
+        leaves = list(map(_first, rows))
+        blobs = list(map(_second, rows))
         levels = [_leaf_hashes(leaves)]
         while len(levels[-1]) > 1:
             levels.append(_parents(levels[-1]))
+        last = start + size - 1
+        chunk_bytes = (2 * size - 1) * HASH_SIZE
+        stored = b"".join(blobs)
+        upper = {(level, ((last + 1) >> level) - 1): stored[chunk_bytes + (level - k - 1) * HASH_SIZE:][:HASH_SIZE]
+                 for level in range(k + 1, hashes_in_row(last))}
         flat = [h for level in levels for h in level]
-        expected = _post_order_getter(k)(flat) if k else (flat[0],)
-        if b"".join(expected) == b"".join(stored):
-            problems, top_differs = [], False
-        else:
-            problems = _locate(start, k, levels, stored, first_row)
-            top_differs = stored[-1] != levels[-1][0]  # the subtree's own hash is the last row of its post-order
-        conn.close()
-        return levels[-1][0], problems, top_differs
+        expected = b"".join(_post_order_getter(k)(flat) if k else flat)
+        # Byte lengths per row matter too: moving bytes between rows keeps the join but breaks every reader.
+        lengths_ok = list(map(len, blobs[:-1])) == _row_lengths(k)[:-1]
+        if lengths_ok and stored[:chunk_bytes] == expected and len(stored) == chunk_bytes + len(upper) * HASH_SIZE:
+            return levels[-1][0], [], False, upper
+        problems, top_differs = _locate(start, k, levels, blobs)
+        return levels[-1][0], problems, top_differs, upper
     finally:
         gc.enable()
 
 
-def _locate(start: int, k: int, levels: list[list[bytes]], stored: list[bytes], first_row: int) -> list[str]:
-    """Name the lowest rows that differ; ancestors that differ only because of them are not blamed again."""
-    row_of = {node: first_row + i for i, node in enumerate(_post_order(k))}
-    bad = {node for node, i in row_of.items() if stored[i - first_row] != levels[node[0]][node[1]]}
+def _locate(start: int, k: int, levels: list[list[bytes]], blobs: list[bytes]) -> tuple[list[str], bool]:
+    """Name the lowest stored hashes that differ; ancestors that differ only because of them are not blamed."""
+    bad: set[Node] = set()
     problems = []
+    for i, blob in enumerate(blobs):
+        leaf = start + i
+        count = hashes_in_row(leaf)
+        if len(blob) != count * HASH_SIZE:
+            problems.append(f"entry {leaf}: its stored hashes are malformed ({len(blob)} bytes)")
+        for level in range(min(count, k + 1)):
+            j = ((leaf + 1) >> level) - 1 - (start >> level)
+            if blob[level * HASH_SIZE:(level + 1) * HASH_SIZE] != levels[level][j]:
+                bad.add((level, j))
     for level, j in sorted(bad):
         if level > 0 and ((level - 1, 2 * j) in bad or (level - 1, 2 * j + 1) in bad):
-            continue  # explained by a changed row below
-        row = row_of[(level, j)]
+            continue  # explained by a changed hash below
         if level == 0:
-            parent = (1, j // 2)
             entry = start + j
             if k == 0:
-                problems.append(f"entry {entry}: leaf data does not match its stored hash (hash row {row})")
-            elif parent in bad:
-                problems.append(f"entry {entry}: leaf data was changed (it no longer hashes to hash row {row})")
+                problems.append(f"entry {entry}: leaf data does not match its stored leaf hash")
+            elif (1, j // 2) in bad:
+                problems.append(f"entry {entry}: leaf data was changed (it no longer matches its stored leaf hash)")
             else:
-                problems.append(f"hash row {row} (leaf hash of entry {entry}) was changed")
+                problems.append(f"entry {entry}: its stored leaf hash was changed")
         else:
             lo, hi = leaf_range(level, (start >> level) + j)
-            problems.append(f"hash row {row} (level {level}, entries {lo}..{hi - 1}) was changed")
+            problems.append(f"entry {hi - 1}: its stored hash of level {level} (entries {lo}..{hi - 1}) was changed")
+    return problems, (k, 0) in bad
+
+
+def check_index(db_path: str, lo: int, hi: int) -> list[str]:
+    """Lookup keys agree with the leaf (or, for a sealed leaf, with its opening, which must match)."""
+    conn = _connect(Path(db_path))
+    problems = []
+    try:
+        cursor = conn.execute(
+            "SELECT idx, data, sha_key, release_key, org_id, opening, salt FROM ledger_leaves"
+            " WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
+        while rows := cursor.fetchmany(8192):
+            for idx, data, sha_key, release_key, org_id, opening, salt in rows:
+                if org_id is not None or opening is not None:
+                    if opening is None or salt is None or not ev.opens(bytes(data), salt, bytes(opening)):
+                        problems.append(f"entry {idx}: sealed leaf does not open with its stored event")
+                        continue
+                    data = opening
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    problems.append(f"entry {idx}: leaf is not JSON")
+                    continue
+                if not isinstance(event, dict) or ev.lookup_keys(event) != (sha_key, release_key):
+                    problems.append(f"entry {idx}: lookup keys do not match the leaf")
+    finally:
+        conn.close()
     return problems
 
 
@@ -174,21 +212,29 @@ def _chunks(size: int) -> list[tuple[int, int]]:
     return out
 
 
-def _read_hashes(conn: sqlite3.Connection, indexes: list[int]) -> dict[int, bytes]:
-    found: dict[int, bytes] = {}
-    for i in range(0, len(indexes), 500):
-        part = indexes[i:i + 500]
-        marks = ",".join("?" * len(part))
-        for idx, h in conn.execute(f"SELECT idx, hash FROM ledger_hashes WHERE idx IN ({marks})", part):
-            found[idx] = bytes(h)
+def _read_nodes(conn: sqlite3.Connection, nodes: list[Node]) -> dict[Node, bytes]:
+    wanted: dict[int, list[Node]] = {}
+    for node in nodes:
+        wanted.setdefault(row_of(node)[0], []).append(node)
+    found: dict[Node, bytes] = {}
+    rows = list(wanted)
+    for i in range(0, len(rows), 500):
+        part = rows[i:i + 500]
+        for idx, blob in conn.execute(
+                f"SELECT idx, hashes FROM ledger_leaves WHERE idx IN ({','.join('?' * len(part))})", part):
+            for node in wanted[idx]:
+                offset = row_of(node)[1]
+                found[node] = bytes(blob[offset:offset + HASH_SIZE])
     return found
 
 
 class Auditor:
-    def __init__(self, db_path: Path, signing_key: SigningKey | None = None, workers: int | None = None):
+    def __init__(self, db_path: Path, signing_key: SigningKey | None = None, workers: int | None = None,
+                 index: bool = True):
         self.db_path = Path(db_path)
         self.signing_key = signing_key
         self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+        self.index = index
 
     def run(self) -> AuditReport:
         report = AuditReport()
@@ -197,9 +243,8 @@ class Auditor:
             size = self._check_counts(conn, report)
             report.size = size
             if report.ok:
-                self._check_tree(conn, size, report)
+                self._check_tree_and_index(conn, size, report)
             self._check_checkpoints(conn, size, report)
-            self._check_lookup_columns(conn, report)
         finally:
             conn.close()
         return report
@@ -213,39 +258,49 @@ class Auditor:
             first = conn.execute("SELECT MIN(idx) FROM ledger_leaves").fetchone()[0]
             missing = ([0] if first not in (None, 0) else []) + [g[0] for g in gaps]
             report.add(f"entries are missing: {', '.join(map(str, missing[:10]))}")
-        rows, top_row = conn.execute("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM ledger_hashes").fetchone()
-        wanted = stored_hash_count(top)
-        if rows != wanted or top_row != wanted:
-            report.add(f"the hash table has {rows} rows (highest {top_row - 1}); {top} entries need exactly {wanted}")
         return top
 
-    def _check_tree(self, conn: sqlite3.Connection, size: int, report: AuditReport) -> None:
+    def _check_tree_and_index(self, conn: sqlite3.Connection, size: int, report: AuditReport) -> None:
         chunks = _chunks(size)
-        if self.workers > 1 and len(chunks) > 1:
+        path = str(self.db_path)
+        ranges = [(lo, min(lo + INDEX_BATCH, size)) for lo in range(0, size, INDEX_BATCH)] if self.index else []
+        if self.workers > 1 and len(chunks) + len(ranges) > 1:
             with ProcessPoolExecutor(self.workers) as pool:
-                results = list(pool.map(check_chunk, [str(self.db_path)] * len(chunks),
-                                        [s for s, _ in chunks], [k for _, k in chunks]))
+                tree_jobs = [pool.submit(check_chunk, path, start, k) for start, k in chunks]
+                index_jobs = [pool.submit(check_index, path, lo, hi) for lo, hi in ranges]
+                results = [job.result() for job in tree_jobs]
+                index_problems = [job.result() for job in index_jobs]
         else:
-            results = [check_chunk(str(self.db_path), s, k) for s, k in chunks]
-        for _, problems, _ in results:
+            results = [check_chunk(path, start, k) for start, k in chunks]
+            index_problems = [check_index(path, lo, hi) for lo, hi in ranges]
+        for _, problems, _, _ in results:
             for problem in problems:
                 report.add(problem)
-        # Rows above the chunk level join full chunks; recompute them from the chunk hashes. As inside a chunk,
-        # a row is blamed only when its children's rows are right (else the change is below it).
-        full = [(h, differs) for (_, k), (h, _, differs) in zip(chunks, results) if k == CHUNK_LEVEL]
+        self._check_upper_levels(chunks, results, report)
+        for problems in index_problems:
+            for problem in problems:
+                report.add(problem)
+
+    @staticmethod
+    def _check_upper_levels(chunks: list[tuple[int, int]], results: list, report: AuditReport) -> None:
+        """Nodes above the chunk level join full chunks; recompute them from the chunks' hashes. As inside a
+        chunk, a node is blamed only when its children are right (else the change is below it)."""
+        stored: dict[Node, bytes] = {}
+        for _, _, _, upper in results:
+            stored.update(upper)
+        full = [(h, differs) for (_, k), (h, _, differs, _) in zip(chunks, results) if k == CHUNK_LEVEL]
         level = CHUNK_LEVEL
         while len(full) > 1:
             level += 1
             pairs = list(zip(full[0::2], full[1::2]))
-            wanted = [stored_hash_index(level, n) for n in range(len(pairs))]
-            stored = _read_hashes(conn, wanted)
             full = []
-            for n, (row, ((left, left_bad), (right, right_bad))) in enumerate(zip(wanted, pairs)):
+            for n, ((left, left_bad), (right, right_bad)) in enumerate(pairs):
                 h = node_hash(left, right)
-                differs = stored.get(row) != h
+                differs = stored.get((level, n)) != h
                 if differs and not (left_bad or right_bad):
                     lo, hi = leaf_range(level, n)
-                    report.add(f"hash row {row} (level {level}, entries {lo}..{hi - 1}) was changed")
+                    report.add(f"entry {hi - 1}: its stored hash of level {level} (entries {lo}..{hi - 1}) "
+                               "was changed")
                 full.append((h, differs))
 
     def _check_checkpoints(self, conn: sqlite3.Connection, size: int, report: AuditReport) -> None:
@@ -268,29 +323,7 @@ class Auditor:
             if cp_size > size:
                 report.add(f"checkpoint {cp_size} covers more entries than exist ({size}): entries were removed")
                 continue
-            hashes = _read_hashes(conn, root_indexes(cp_size))
-            if len(hashes) == len(set(root_indexes(cp_size))) and root_hash(cp_size, hashes) != parsed.root:
+            nodes = root_nodes(cp_size)
+            hashes = _read_nodes(conn, nodes)
+            if len(hashes) == len(nodes) and root_hash(cp_size, hashes) != parsed.root:
                 report.add(f"checkpoint {cp_size}: its root does not match the tree")
-
-    def _check_lookup_columns(self, conn: sqlite3.Connection, report: AuditReport) -> None:
-        # Public leaves: compared inside SQLite (JSON1), which is far faster than parsing in Python.
-        mismatch = " OR ".join(f"{c} IS NOT json_extract(t, '$.{c}')" for c in LOOKUP_COLUMNS)
-        for (idx,) in conn.execute(
-                f"SELECT idx FROM (SELECT idx, CAST(data AS TEXT) AS t, {', '.join(LOOKUP_COLUMNS)} FROM ledger_leaves"
-                f" WHERE org_id IS NULL AND opening IS NULL)"
-                f" WHERE CASE WHEN json_valid(t) THEN ({mismatch}) ELSE 1 END ORDER BY idx LIMIT {MAX_PROBLEMS}"):
-            report.add(f"entry {idx}: lookup columns do not match the leaf")
-        # Sealed leaves: the commitment must open with the stored event, whose fields fill the columns.
-        cursor = conn.execute(
-            f"SELECT idx, data, opening, salt, {', '.join(LOOKUP_COLUMNS)} FROM ledger_leaves"
-            " WHERE org_id IS NOT NULL OR opening IS NOT NULL ORDER BY idx")
-        for idx, data, opening, salt, *stored in cursor:
-            if opening is None or salt is None or not ev.opens(bytes(data), salt, bytes(opening)):
-                report.add(f"entry {idx}: sealed leaf does not open with its stored event")
-                continue
-            try:
-                event = json.loads(bytes(opening))
-            except ValueError:
-                event = None
-            if not isinstance(event, dict) or [event.get(c) for c in LOOKUP_COLUMNS] != stored:
-                report.add(f"entry {idx}: lookup columns do not match the sealed event")

@@ -51,10 +51,13 @@ def canonical_json(value: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
+_SCALARS = (str, bool, type(None))
+
+
 def _check_values(value: Any, path: str) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if type(value) in _SCALARS:  # the common case, checked first: this runs for every field of every leaf
         return
-    if isinstance(value, int):
+    if type(value) is int:
         if abs(value) >= 1 << 53:  # beyond what every JSON reader keeps exactly
             raise InvalidInput(f"ledger event field {path} is too large an integer")
         return
@@ -97,6 +100,23 @@ def encode(event: dict[str, Any]) -> bytes:
     if len(data) > MAX_LEAF_BYTES:
         raise InvalidInput(f"ledger event is {len(data)} bytes; the limit is {MAX_LEAF_BYTES}")
     return data
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value  # fits a 64-bit INTEGER column everywhere
+
+
+def lookup_keys(event: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Index hints for lookups by bundle sha256 and by release (the first 8 bytes of the sha256, and of
+    sha256(namespace NUL name NUL version)); lookups confirm every match against the leaf itself."""
+    sha = event.get("sha256")
+    sha_key = _signed64(int(sha[:16], 16)) if isinstance(sha, str) and SHA256_HEX.match(sha) else None
+    namespace, name, version = event.get("namespace"), event.get("name"), event.get("version")
+    release_key = None
+    if isinstance(namespace, str) and isinstance(name, str) and isinstance(version, str):
+        digest = hashlib.sha256(f"{namespace}\0{name}\0{version}".encode("utf-8")).digest()
+        release_key = _signed64(int.from_bytes(digest[:8], "big"))
+    return sha_key, release_key
 
 
 def seal(data: bytes) -> tuple[bytes, str]:

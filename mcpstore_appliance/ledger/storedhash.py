@@ -1,21 +1,49 @@
-"""The "stored hash" layout of Go's sumdb/tlog: every complete-subtree hash in one dense append-only array.
+"""Stored complete-subtree hashes (Go sumdb/tlog's "stored hash" layout), grouped by the append that made them.
 
-The hash of the complete subtree at (level, n) -- leaves [n·2^level, (n+1)·2^level) -- lives at
-`stored_hash_index(level, n)`. Appending leaf n writes its leaf hash plus one node hash per trailing 1-bit of n,
-so the array grows by about two hashes per leaf and never changes afterwards. Any root or proof folds
-O(log n) stored hashes.
+The hash of the complete subtree at node (level, n) -- leaves [n·2^level, (n+1)·2^level) -- becomes known when its
+last leaf, ((n+1) << level) - 1, is appended. So appending leaf i stores its leaf hash plus one node hash per
+trailing 1-bit of i, and we keep those 1 + ctz(i+1) hashes together in leaf i's row (about two hashes per leaf;
+in Go's dense array they are exactly the indexes `stored_hash_index(0, i)` onwards). Nothing is ever rewritten,
+and any root or proof folds O(log n) stored hashes from O(log n) rows.
 
-Reading is split in two phases so the storage can be asynchronous: `*_indexes()` says which stored hashes a
-computation needs (one batched query), then the matching builder folds them, given as a mapping index → hash.
+Reading is split in two phases so storage can be asynchronous: `*_nodes()` says which stored hashes a
+computation needs (one batched query), then the matching builder folds them, given as a mapping node → hash.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from .merkle import EMPTY_ROOT, node_hash
+from .merkle import EMPTY_ROOT, HASH_SIZE, node_hash
 
-Hashes = Mapping[int, bytes]
+Node = tuple[int, int]  # (level, n)
+Hashes = Mapping[Node, bytes]
+
+
+def _ctz(x: int) -> int:
+    return (x & -x).bit_length() - 1
+
+
+def row_of(node: Node) -> tuple[int, int]:
+    """(leaf row, byte offset) where the hash of `node` is stored."""
+    level, n = node
+    return ((n + 1) << level) - 1, level * HASH_SIZE
+
+
+def hashes_in_row(leaf: int) -> int:
+    return 1 + _ctz(leaf + 1)
+
+
+def row_nodes(leaf: int) -> list[Node]:
+    """The nodes whose hashes leaf `leaf`'s row holds, in order."""
+    return [(level, ((leaf + 1) >> level) - 1) for level in range(hashes_in_row(leaf))]
+
+
+def leaf_range(level: int, n: int) -> tuple[int, int]:
+    return n << level, (n + 1) << level
+
+
+# --- Go tlog's dense index, for reference and for tests that compare with it ---------------------------
 
 
 def stored_hash_index(level: int, n: int) -> int:
@@ -28,22 +56,8 @@ def stored_hash_index(level: int, n: int) -> int:
     return i + level
 
 
-def split_stored_hash_index(index: int) -> tuple[int, int]:
-    """Inverse of stored_hash_index: the (level, n) stored at `index`."""
-    n = index // 2
-    index_n = stored_hash_index(0, n)
-    while True:
-        following = index_n + 1 + _ctz(n + 1)
-        if following > index:
-            break
-        n += 1
-        index_n = following
-    level = index - index_n
-    return level, n >> level
-
-
 def stored_hash_count(size: int) -> int:
-    """How many stored hashes a tree of `size` leaves has."""
+    """How many stored hashes a tree of `size` leaves has (the sum of hashes_in_row over its rows)."""
     if size == 0:
         return 0
     count = stored_hash_index(0, size - 1) + 1
@@ -54,60 +68,31 @@ def stored_hash_count(size: int) -> int:
     return count
 
 
-def leaf_range(level: int, n: int) -> tuple[int, int]:
-    return n << level, (n + 1) << level
-
-
-def _ctz(x: int) -> int:
-    return (x & -x).bit_length() - 1
-
-
-def _largest_pow2_at_most(n: int) -> tuple[int, int]:
-    level = n.bit_length() - 1
-    return 1 << level, level
-
-
 # --- appending ---------------------------------------------------------------------------------------
 
 
-def append_parent_indexes(n: int) -> list[int]:
-    """Stored hashes (left siblings) needed to append leaf n, nearest first."""
-    return [stored_hash_index(level, (n >> level) - 1) for level in range(_ctz(n + 1))]
-
-
-def hashes_for_append(n: int, leaf: bytes, left_siblings: Sequence[bytes]) -> list[bytes]:
-    """The stored hashes leaf n adds, in index order: its leaf hash, then one node per completed subtree."""
-    out = [leaf]
-    h = leaf
-    for sibling in left_siblings:
-        h = node_hash(sibling, h)
-        out.append(h)
-    return out
-
-
 class Appender:
-    """Appends many leaves in memory, reading each needed old hash at most once.
+    """Appends leaves in memory, reading each needed old hash at most once.
 
-    `frontier` holds the complete subtrees covering [0, size) (see `subtree_indexes(0, size)`); every left
-    sibling an append needs is either one of them or a hash produced earlier in the same batch.
+    `frontier` holds the complete subtrees covering [0, size) (`root_nodes(size)`); every left sibling an append
+    needs is one of them or a hash made earlier in the same batch. `rows` collects (leaf index, hashes blob).
     """
 
     def __init__(self, size: int, frontier: Hashes):
         self.size = size
-        self.known: dict[int, bytes] = dict(frontier)
+        self.known: dict[Node, bytes] = dict(frontier)
         self.rows: list[tuple[int, bytes]] = []
 
     def add(self, leaf: bytes) -> int:
         n = self.size
         h = leaf
-        index = stored_hash_index(0, n)
-        self.rows.append((index, h))
-        self.known[index] = h
+        parts = [h]
+        self.known[(0, n)] = h
         for level in range(_ctz(n + 1)):
-            h = node_hash(self.known[stored_hash_index(level, (n >> level) - 1)], h)
-            index += 1  # the parents of leaf n follow its leaf hash directly in the array
-            self.rows.append((index, h))
-            self.known[index] = h
+            h = node_hash(self.known[(level, (n >> level) - 1)], h)
+            parts.append(h)
+            self.known[(level + 1, n >> (level + 1))] = h
+        self.rows.append((n, b"".join(parts)))
         self.size = n + 1
         return n
 
@@ -115,39 +100,38 @@ class Appender:
 # --- subtrees and roots ----------------------------------------------------------------------------
 
 
-def _subtrees(lo: int, hi: int) -> Iterator[tuple[int, int]]:
-    """Split [lo, hi) into complete subtrees (level, n), left to right. `lo` must be aligned for the first."""
+def _subtrees(lo: int, hi: int) -> Iterator[Node]:
+    """Split [lo, hi) into complete subtrees, left to right (each aligned on its own size)."""
     while lo < hi:
-        k, level = _largest_pow2_at_most(hi - lo)
-        while lo & (k - 1):  # keep each piece aligned on its own size
-            k >>= 1
+        level = (hi - lo).bit_length() - 1
+        while lo & ((1 << level) - 1):
             level -= 1
         yield level, lo >> level
-        lo += k
+        lo += 1 << level
 
 
-def subtree_indexes(lo: int, hi: int) -> list[int]:
-    return [stored_hash_index(level, n) for level, n in _subtrees(lo, hi)]
+def subtree_nodes(lo: int, hi: int) -> list[Node]:
+    return list(_subtrees(lo, hi))
 
 
 def subtree_hash(lo: int, hi: int, hashes: Hashes) -> bytes:
     """MTH(D[lo:hi]) for a range that is a subtree of the RFC 6962 tree (as proofs use them)."""
-    parts = [hashes[i] for i in subtree_indexes(lo, hi)]
+    parts = [hashes[node] for node in _subtrees(lo, hi)]
     h = parts[-1]
     for left in reversed(parts[:-1]):
         h = node_hash(left, h)
     return h
 
 
-def root_indexes(size: int) -> list[int]:
-    return subtree_indexes(0, size)
+def root_nodes(size: int) -> list[Node]:
+    return subtree_nodes(0, size)
 
 
 def root_hash(size: int, hashes: Hashes) -> bytes:
     return EMPTY_ROOT if size == 0 else subtree_hash(0, size, hashes)
 
 
-# --- proofs: the same recursions as RFC 6962 §2.1.1 and §2.1.2, over [lo, hi) ranges ---------------------
+# --- proofs: the recursions of RFC 6962 §2.1.1 and §2.1.2 over [lo, hi) ranges -------------------------
 
 
 def _inclusion_ranges(index: int, lo: int, hi: int, out: list[tuple[int, int]]) -> None:
@@ -189,10 +173,10 @@ def consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
     return out
 
 
-def ranges_indexes(ranges: Sequence[tuple[int, int]]) -> list[int]:
-    need: list[int] = []
+def ranges_nodes(ranges: Sequence[tuple[int, int]]) -> list[Node]:
+    need: list[Node] = []
     for lo, hi in ranges:
-        need += subtree_indexes(lo, hi)
+        need += _subtrees(lo, hi)
     return need
 
 
@@ -200,20 +184,20 @@ def ranges_hashes(ranges: Sequence[tuple[int, int]], hashes: Hashes) -> list[byt
     return [subtree_hash(lo, hi, hashes) for lo, hi in ranges]
 
 
-# --- convenience for synchronous readers (tests, the audit, the benchmark) -------------------------------
+# --- convenience for synchronous readers (tests, the audit) -----------------------------------------------
 
-Reader = Callable[[Sequence[int]], Hashes]
+Reader = Callable[[Sequence[Node]], Hashes]
 
 
 def read_root(size: int, read: Reader) -> bytes:
-    return root_hash(size, read(root_indexes(size)))
+    return root_hash(size, read(root_nodes(size)))
 
 
 def read_inclusion_proof(index: int, size: int, read: Reader) -> list[bytes]:
     ranges = inclusion_ranges(index, size)
-    return ranges_hashes(ranges, read(ranges_indexes(ranges)))
+    return ranges_hashes(ranges, read(ranges_nodes(ranges)))
 
 
 def read_consistency_proof(old: int, new: int, read: Reader) -> list[bytes]:
     ranges = consistency_ranges(old, new)
-    return ranges_hashes(ranges, read(ranges_indexes(ranges)))
+    return ranges_hashes(ranges, read(ranges_nodes(ranges)))

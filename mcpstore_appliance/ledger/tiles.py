@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 
 from ..errors import InvalidInput
-from .storedhash import stored_hash_index
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -41,12 +40,12 @@ class TileRef:
         level = 0 if self.level is None else self.level
         return (self.n * TILE_WIDTH + self.width) << (TILE_HEIGHT * level)
 
-    def hash_indexes(self) -> list[int]:
-        """Stored-hash indexes of the tile's hashes (hash tiles only)."""
+    def hash_nodes(self) -> list[tuple[int, int]]:
+        """The tree nodes (level, n) whose hashes the tile holds (hash tiles only)."""
         assert self.level is not None
         height = TILE_HEIGHT * self.level
         first = self.n * TILE_WIDTH
-        return [stored_hash_index(height, first + i) for i in range(self.width)]
+        return [(height, first + i) for i in range(self.width)]
 
 
 def format_index(n: int) -> str:

@@ -188,7 +188,8 @@ BAD_REQUESTS = [
     ("/ledger/proof/inclusion", 400), ("/ledger/proof/inclusion?index=", 400),
     ("/ledger/proof/inclusion?index=-1", 400), ("/ledger/proof/inclusion?index=ten", 400),
     ("/ledger/proof/inclusion?index=10", 404), ("/ledger/proof/inclusion?index=3&size=3", 400),
-    ("/ledger/proof/inclusion?index=3&size=11", 400), ("/ledger/proof/inclusion?index=0&size=0", 400),
+    ("/ledger/proof/inclusion?index=3&size=11", 400), ("/ledger/proof/inclusion?index=9&size=11", 400),
+    ("/ledger/proof/inclusion?index=10&size=11", 400), ("/ledger/proof/consistency?old=10&new=11", 400), ("/ledger/proof/inclusion?index=0&size=0", 400),
     ("/ledger/proof/inclusion?index=0&size=1e3", 400), ("/ledger/proof/inclusion?index=0&size=" + "9" * 30, 400),
     ("/ledger/proof/consistency", 400), ("/ledger/proof/consistency?old=0&new=5", 400),
     ("/ledger/proof/consistency?old=6&new=5", 400), ("/ledger/proof/consistency?old=5&new=11", 400),
@@ -221,7 +222,7 @@ async def test_bad_events_are_refused_before_anything_is_written(ledger_app):
     with pytest.raises(InvalidInput):
         await append(app, [event(0), {**event(1), "sha256": "not-a-hash"}])
     assert await app.services.ledger.tree_size() == 0
-    assert await app.services.db.fetch_value("SELECT COUNT(*) FROM ledger_hashes") == 0
+    assert await app.services.db.fetch_value("SELECT COUNT(*) FROM ledger_leaves") == 0
 
 
 async def test_concurrent_publishers_share_checkpoints(start_app):

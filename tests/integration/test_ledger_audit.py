@@ -16,7 +16,7 @@ from mcpstore_appliance.keys import load_or_create_signing_key
 from mcpstore_appliance.ledger import audit, publish_event
 from mcpstore_appliance.ledger.audit import Auditor
 from mcpstore_appliance.ledger.service import Ledger
-from mcpstore_appliance.ledger.storedhash import stored_hash_index
+from mcpstore_appliance.ledger.storedhash import row_of
 
 SIZE = 300
 
@@ -88,55 +88,63 @@ async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
     data = read(path, "SELECT data FROM ledger_leaves WHERE idx = 137")
     tamper(path, "UPDATE ledger_leaves SET data = ? WHERE idx = 137", (data.replace(b"1.0.137", b"1.0.138"),))
     report = run_audit(path, key)
-    row = stored_hash_index(0, 137)
-    assert report.problems[0] == f"entry 137: leaf data was changed (it no longer hashes to hash row {row})"
-    assert "entry 137: lookup columns do not match the leaf" in report.problems
+    assert report.problems[0] == "entry 137: leaf data was changed (it no longer matches its stored leaf hash)"
+    assert "entry 137: lookup keys do not match the leaf" in report.problems
     # checkpoints are read from stored (untouched) hashes, so only the changed entry is blamed
     assert len(report.problems) == 2
 
 
 @pytest.mark.parametrize("level,n", [(0, 64), (1, 10), (2, 3), (5, 1), (7, 0)])
-async def test_a_changed_hash_row_is_named(ledger_db, chunk_level, level, n):
+async def test_a_changed_stored_hash_is_named(ledger_db, chunk_level, level, n):
     path, key = ledger_db
-    row = stored_hash_index(level, n)
-    stored = read(path, "SELECT hash FROM ledger_hashes WHERE idx = ?", (row,))
-    tamper(path, "UPDATE ledger_hashes SET hash = ? WHERE idx = ?", (flip_byte(stored), row))
+    row, offset = row_of((level, n))
+    blob = read(path, "SELECT hashes FROM ledger_leaves WHERE idx = ?", (row,))
+    tamper(path, "UPDATE ledger_leaves SET hashes = ? WHERE idx = ?", (flip_byte(blob, offset + 3), row))
     report = run_audit(path, key)
     if level == 0:
-        expected = f"hash row {row} (leaf hash of entry {n}) was changed"
+        expected = f"entry {n}: its stored leaf hash was changed"
     else:
         lo, hi = n << level, (n + 1) << level
-        expected = f"hash row {row} (level {level}, entries {lo}..{hi - 1}) was changed"
+        expected = f"entry {hi - 1}: its stored hash of level {level} (entries {lo}..{hi - 1}) was changed"
     assert report.problems[0] == expected
-    # a row that a checkpoint root folds is also reported by that checkpoint, and nothing else is blamed
+    # a hash that a checkpoint root folds is also reported by that checkpoint; nothing else is blamed
     assert all(p == expected or p.startswith("checkpoint ") for p in report.problems)
 
 
-async def test_removed_and_added_rows_are_reported(ledger_db):
+async def test_bytes_moved_between_rows_are_caught(ledger_db, chunk_level):
+    path, key = ledger_db
+    first = read(path, "SELECT hashes FROM ledger_leaves WHERE idx = 6")  # 1 hash
+    second = read(path, "SELECT hashes FROM ledger_leaves WHERE idx = 7")  # 4 hashes
+    tamper(path, "UPDATE ledger_leaves SET hashes = ? WHERE idx = 6", (first + second[:32],))
+    tamper(path, "UPDATE ledger_leaves SET hashes = ? WHERE idx = 7", (second[32:],))
+    report = run_audit(path, key)
+    assert "entry 6: its stored hashes are malformed (64 bytes)" in report.problems
+    assert "entry 7: its stored hashes are malformed (96 bytes)" in report.problems
+
+
+async def test_removed_rows_are_reported(ledger_db):
     path, key = ledger_db
     tamper(path, "DELETE FROM ledger_leaves WHERE idx = 299")
     report = run_audit(path, key)
-    assert any("the hash table has" in p for p in report.problems)
-    assert f"checkpoint {SIZE} covers more entries than exist (299): entries were removed" in report.problems
-
+    assert report.problems == [f"checkpoint {SIZE} covers more entries than exist (299): entries were removed"]
     tamper(path, "DELETE FROM ledger_leaves WHERE idx = 150")
     report = run_audit(path, key)
     assert "entries are missing: 150" in report.problems
 
 
-async def test_tampered_checkpoints_and_lookup_columns_are_reported(ledger_db):
+async def test_tampered_checkpoints_lookup_keys_and_sealed_leaves_are_reported(ledger_db):
     path, key = ledger_db
     note = read(path, "SELECT note FROM ledger_checkpoints WHERE size = 100")
     body, signature = note.split("\n\n")
     raw = signature.split(" ")[-1]
     forged = body + "\n\n" + signature.replace(raw, ("B" if raw[0] != "B" else "C") + raw[1:])
     tamper(path, "UPDATE ledger_checkpoints SET note = ? WHERE size = 100", (forged,))
-    tamper(path, "UPDATE ledger_leaves SET sha256 = ? WHERE idx = 12", ("f" * 64,))
+    tamper(path, "UPDATE ledger_leaves SET sha_key = sha_key + 1 WHERE idx = 12")
     tamper(path, "UPDATE ledger_leaves SET opening = ? WHERE idx = 49",
            (read(path, "SELECT opening FROM ledger_leaves WHERE idx = 49").replace(b"acme", b"evil"),))
     report = run_audit(path, key)
     assert any(p.startswith("checkpoint 100: signature does not verify") for p in report.problems)
-    assert "entry 12: lookup columns do not match the leaf" in report.problems
+    assert "entry 12: lookup keys do not match the leaf" in report.problems
     assert "entry 49: sealed leaf does not open with its stored event" in report.problems
     assert len(report.problems) == 3
 

@@ -75,8 +75,8 @@ class MemoryTree:
         self.appender.add(leaf)
         self.leaves.append(leaf)
 
-    def read(self, indexes):
-        return {i: self.appender.known[i] for i in indexes}
+    def read(self, nodes):
+        return {node: self.appender.known[node] for node in nodes}
 
     def root(self, size: int) -> bytes:
         return sh.read_root(size, self.read)
@@ -112,7 +112,9 @@ def test_interior_nodes_of_the_8_leaf_tree():
     tree = MemoryTree([leaf_hash(d) for d in INPUTS])
     for (lo, hi), expected in N.items():
         level = (hi - lo + 1).bit_length() - 1
-        assert tree.appender.known[sh.stored_hash_index(level, lo >> level)] == expected
+        assert tree.appender.known[(level, lo >> level)] == expected
+        row, offset = sh.row_of((level, lo >> level))
+        assert row == hi and dict(tree.appender.rows)[row][offset:offset + 32] == expected
     assert node_hash(N[(0, 3)], N[(4, 7)]).hex() == ROOTS[7]
 
 
@@ -184,34 +186,35 @@ def test_golden_consistency(case):
 def test_stored_hash_index_order():
     order = [(0, 0), (0, 1), (1, 0), (0, 2), (0, 3), (1, 1), (2, 0), (0, 4)]
     assert [sh.stored_hash_index(level, n) for level, n in order] == list(range(8))
-    for index in range(5000):
-        level, n = sh.split_stored_hash_index(index)
-        assert sh.stored_hash_index(level, n) == index
+    # Rows in leaf order hold the stored hashes in exactly Go's dense order.
+    dense = [node for leaf in range(2000) for node in sh.row_nodes(leaf)]
+    assert [sh.stored_hash_index(*node) for node in dense] == list(range(len(dense)))
+    assert all(sh.row_of(node)[0] == leaf for leaf in range(2000) for node in sh.row_nodes(leaf))
 
 
 def test_stored_hash_counts_and_appends():
     assert [sh.stored_hash_count(n) for n in (0, 1, 2, 3, 4, 8, 1024)] == [0, 1, 3, 4, 7, 15, 2047]
     tree = MemoryTree()
+    stored = 0
     for n in range(300):
-        before = len(tree.appender.rows)
         tree.add(leaf_hash(bytes([n % 256])))
-        written = len(tree.appender.rows) - before
-        assert written == 1 + ((n + 1) & -(n + 1)).bit_length() - 1  # leaf + ctz(n+1) nodes
-        assert len(tree.appender.rows) == sh.stored_hash_count(n + 1)
-    assert [i for i, _ in tree.appender.rows] == list(range(sh.stored_hash_count(300)))
+        index, blob = tree.appender.rows[-1]
+        assert index == n and len(blob) == 32 * (1 + ((n + 1) & -(n + 1)).bit_length() - 1)  # leaf + ctz(n+1)
+        stored += len(blob) // 32
+        assert stored == sh.stored_hash_count(n + 1)
 
 
 def test_proofs_read_a_logarithmic_number_of_hashes():
     size = 1_000_000
-    assert len(sh.root_indexes(size)) == bin(size).count("1")
+    assert len(sh.root_nodes(size)) == bin(size).count("1")
     for index in (0, 1, 123_456, 999_999):
         ranges = sh.inclusion_ranges(index, size)
         assert len(ranges) == inclusion_proof_length(index, size) <= 20
-        assert len(sh.ranges_indexes(ranges)) <= 2 * 20
+        assert len({sh.row_of(node)[0] for node in sh.ranges_nodes(ranges)}) <= 2 * 20
     for old in (1, 7, 500_000, 999_999):
         ranges = sh.consistency_ranges(old, size)
         assert len(ranges) == consistency_proof_length(old, size)
-        assert len(sh.ranges_indexes(ranges)) <= 2 * 21
+        assert len({sh.row_of(node)[0] for node in sh.ranges_nodes(ranges)}) <= 2 * 21
 
 
 def test_storage_proofs_equal_the_rfc_definitions_up_to_64():

@@ -1,29 +1,24 @@
 -- Provenance ledger (RFC 6962 Merkle tree), its signed checkpoints, witness cosignatures and witness state.
 
--- One row per leaf, index from 0, dense and append-only. `data` is the exact leaf (canonical JSON of the event,
--- or of a sealed commitment for a private release). The other columns are lookup copies of event fields;
--- `mcpstore ledger verify` checks they agree with the leaf.
+-- One row per leaf, index from 0, dense and append-only.
+--   hashes: the stored hashes this append created, in Go tlog's stored-hash order: the leaf hash, then one hash
+--           per complete subtree the leaf closes (1 + trailing ones of idx), 32 bytes each. Every complete-subtree
+--           hash of the tree lives in exactly one row, so roots and proofs read O(log n) rows.
+--   data:   the exact leaf: canonical JSON of the event, or of a sealed commitment for a private release.
+--   sha_key, release_key: lookup hints (first 8 bytes, as a signed integer, of the bundle sha256 and of
+--           sha256(namespace NUL name NUL version)); lookups confirm every candidate against the leaf itself.
 CREATE TABLE ledger_leaves (
-    idx        INTEGER PRIMARY KEY,
-    data       BLOB NOT NULL,
-    kind       TEXT NOT NULL,
-    sha256     TEXT,
-    namespace  TEXT,
-    name       TEXT,
-    version    TEXT,
-    org_id     INTEGER,          -- set for sealed (private) leaves; NULL for public ones
-    opening    BLOB,             -- sealed leaves only: the event's canonical JSON
-    salt       TEXT,             -- sealed leaves only: hex salt of the commitment
-    created_at REAL NOT NULL
+    idx         INTEGER PRIMARY KEY,
+    hashes      BLOB NOT NULL,
+    data        BLOB NOT NULL,
+    sha_key     INTEGER,
+    release_key INTEGER,
+    org_id      INTEGER,          -- set for sealed (private) leaves; NULL for public ones
+    opening     BLOB,             -- sealed leaves only: the event's canonical JSON
+    salt        TEXT              -- sealed leaves only: hex salt of the commitment
 );
-CREATE INDEX ledger_leaves_by_sha256 ON ledger_leaves(sha256);
-CREATE INDEX ledger_leaves_by_release ON ledger_leaves(namespace, name, version);
-
--- Every complete-subtree hash in Go tlog's "stored hash" order (index = f(level, n)); about two rows per leaf.
-CREATE TABLE ledger_hashes (
-    idx  INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL
-);
+CREATE INDEX ledger_leaves_by_sha ON ledger_leaves(sha_key);
+CREATE INDEX ledger_leaves_by_release ON ledger_leaves(release_key);
 
 -- Every checkpoint this log signed (C2SP signed note text).
 CREATE TABLE ledger_checkpoints (

@@ -1,0 +1,185 @@
+"""Ledger benchmark: batched appends, proof latency at 1 M leaves, full verification vs raw hashing.
+
+    .venv/bin/python benchmarks/ledger_bench.py                 # 1,000,000 leaves (about 2 minutes, ~0.7 GB)
+    .venv/bin/python benchmarks/ledger_bench.py --leaves 100000 # a quicker run
+
+Everything goes through the product code on a real SQLite file: `Ledger.append_many` inside `db.write()`
+transactions of `--batch` events (the publish path's unit is one transaction; a busy registry groups
+publishes the same way), `Ledger.inclusion_proof` / `consistency_proof` over the read-connection pool, and the
+`mcpstore ledger verify` auditor. Raw hashing is `hashlib.sha256` over the same leaf bytes in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nacl.signing import SigningKey  # noqa: E402
+
+from mcpstore_appliance.config import LedgerSettings  # noqa: E402
+from mcpstore_appliance.db import Database  # noqa: E402
+from mcpstore_appliance.ledger import publish_event  # noqa: E402
+from mcpstore_appliance.ledger.audit import Auditor  # noqa: E402
+from mcpstore_appliance.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion  # noqa: E402
+from mcpstore_appliance.ledger.service import Ledger  # noqa: E402
+
+
+def event(i: int) -> dict:
+    return publish_event(namespace=f"ns{i % 1000}", name=f"tool-{i}", version=f"1.{i % 100}.{i % 7}",
+                         sha256=hashlib.sha256(i.to_bytes(8, "big")).hexdigest(), size=100_000 + i,
+                         publisher=f"user{i % 5000}", signer_fingerprint=None, time="2026-01-01T00:00:00Z")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+async def appends(ledger: Ledger, db: Database, leaves: int, batch: int) -> float:
+    started = time.perf_counter()
+    done = 0
+    while done < leaves:
+        count = min(batch, leaves - done)
+        async with db.write() as tx:
+            await ledger.append_many(tx, [event(i) for i in range(done, done + count)])
+        done += count
+        if done % 100_000 == 0:
+            print(f"  ... {done:,} leaves", flush=True)
+    return time.perf_counter() - started
+
+
+async def single_appends(ledger: Ledger, db: Database, start: int, count: int) -> float:
+    started = time.perf_counter()
+    for i in range(start, start + count):
+        async with db.write() as tx:
+            await ledger.append(tx, event(i))
+    return time.perf_counter() - started
+
+
+async def proof_latency(ledger: Ledger, size: int, samples: int, cold: bool) -> tuple[list[float], list[float]]:
+    rng = random.Random(7)
+    root = await ledger.root(size)
+    inclusion, consistency = [], []
+    for _ in range(samples):
+        index = rng.randrange(size)
+        if cold:
+            ledger._cache.clear()  # measure the database reads, not the cache
+        t = time.perf_counter()
+        proof = await ledger.inclusion_proof(index, size)
+        inclusion.append(time.perf_counter() - t)
+        entry = await ledger.entry(index)
+        verify_inclusion(index, size, entry.leaf_hash, proof, root)
+    for _ in range(samples):
+        old = rng.randrange(1, size)
+        if cold:
+            ledger._cache.clear()
+        t = time.perf_counter()
+        proof = await ledger.consistency_proof(old, size)
+        consistency.append(time.perf_counter() - t)
+        verify_consistency(old, size, await ledger.root(old), root, proof)
+    return inclusion, consistency
+
+
+def raw_hashing(db_path: Path) -> tuple[float, int]:
+    """hashlib.sha256 over every stored leaf, timed on bytes already in memory (best of 3)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    leaves = [bytes(row[0]) for row in conn.execute("SELECT data FROM ledger_leaves ORDER BY idx")]
+    conn.close()
+    sha256 = hashlib.sha256
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for data in leaves:
+            sha256(data).digest()
+        best = min(best, time.perf_counter() - t)
+    return best, len(leaves)
+
+
+async def run(args: argparse.Namespace) -> None:
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="ledger-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    db_path = folder / "ledger.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db_path) + suffix).unlink(missing_ok=True)
+    key = SigningKey(hashlib.sha256(b"bench").digest())
+    db = await Database(db_path).open()
+    ledger = Ledger(db, key, "bench.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
+    print(f"machine: {machine()}")
+    print(f"database: {db_path} (WAL, synchronous=NORMAL as the appliance runs it)")
+
+    seconds = await appends(ledger, db, args.leaves, args.batch)
+    print(f"appends:      {args.leaves:,} leaves in batches of {args.batch}: {seconds:.1f} s = "
+          f"{args.leaves / seconds:,.0f} appends/s")
+    single = 2000
+    s_seconds = await single_appends(ledger, db, args.leaves, single)
+    size = args.leaves + single
+    print(f"single:       {single:,} appends, one transaction each: {single / s_seconds:,.0f} appends/s")
+    checkpoint = await ledger.ensure_checkpoint(size)
+    print(f"checkpoint:   size {checkpoint.size:,} signed")
+
+    for cold in (True, False):
+        inclusion, consistency = await proof_latency(ledger, size, args.samples, cold)
+        label = "cold cache" if cold else "warm cache"
+        print(f"inclusion proof at {size:,} ({label}):   p50 {percentile(inclusion, 50) * 1e3:.3f} ms, "
+              f"p99 {percentile(inclusion, 99) * 1e3:.3f} ms")
+        print(f"consistency proof at {size:,} ({label}): p50 {percentile(consistency, 50) * 1e3:.3f} ms, "
+              f"p99 {percentile(consistency, 99) * 1e3:.3f} ms")
+    await ledger.close()
+    await db.close()
+
+    raw_seconds, count = raw_hashing(db_path)
+    raw_rate = count / raw_seconds
+    print(f"raw hashlib:  sha256 of each of the {count:,} leaves (in memory): {raw_rate:,.0f} leaves/s")
+    for workers, index in ((1, False), (2, False), (2, True)):
+        t = time.perf_counter()
+        report = Auditor(db_path, key, workers=workers, index=index).run()
+        audit_seconds = time.perf_counter() - t
+        assert report.ok, report.problems[:5]
+        rate = report.size / audit_seconds
+        what = "tree + checkpoints + lookup index" if index else "tree (every leaf and stored hash) + checkpoints"
+        print(f"full verify:  {workers} process(es), {what}: {audit_seconds:.1f} s = {rate:,.0f} leaves/s = "
+              f"{rate / raw_rate:.2f} x the raw rate")
+    size_mb = sum(Path(str(db_path) + s).stat().st_size for s in ("", "-wal") if Path(str(db_path) + s).exists())
+    print(f"database size: {size_mb / 1e6:,.0f} MB")
+    if not args.keep and not args.dir:
+        shutil.rmtree(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaves", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=256, help="events per write transaction")
+    parser.add_argument("--samples", type=int, default=1000, help="proofs per latency measurement")
+    parser.add_argument("--dir", help="folder for the database (default: a temporary folder, removed after)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
