@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from mcpstore_appliance.config import LedgerSettings  # noqa: E402
 from mcpstore_appliance.db import Database  # noqa: E402
 from mcpstore_appliance.ledger import publish_event  # noqa: E402
 from mcpstore_appliance.ledger.audit import Auditor  # noqa: E402
-from mcpstore_appliance.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion  # noqa: E402
+from mcpstore_appliance.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
 from mcpstore_appliance.ledger.service import Ledger  # noqa: E402
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 import sqlite3
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -202,6 +204,12 @@ def check_index(db_path: str, lo: int, hi: int) -> list[str]:
     return problems
 
 
+def _process_context():
+    # fork is fastest, but forking a process that runs other threads (an aiosqlite worker, say) can deadlock
+    # the child on a lock held at that moment; then start workers from a clean fork server instead.
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+
+
 def _chunks(size: int) -> list[tuple[int, int]]:
     """Aligned complete subtrees (start, k) covering [0, size), at most 2^CHUNK_LEVEL leaves each."""
     out, start = [], 0
@@ -265,7 +273,9 @@ class Auditor:
         path = str(self.db_path)
         ranges = [(lo, min(lo + INDEX_BATCH, size)) for lo in range(0, size, INDEX_BATCH)] if self.index else []
         if self.workers > 1 and len(chunks) + len(ranges) > 1:
-            with ProcessPoolExecutor(self.workers) as pool:
+            for k in {k for _, k in chunks}:
+                _post_order_getter(k)  # built once here, inherited by forked workers
+            with ProcessPoolExecutor(self.workers, mp_context=_process_context()) as pool:
                 tree_jobs = [pool.submit(check_chunk, path, start, k) for start, k in chunks]
                 index_jobs = [pool.submit(check_index, path, lo, hi) for lo, hi in ranges]
                 results = [job.result() for job in tree_jobs]

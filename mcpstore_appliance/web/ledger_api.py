@@ -166,7 +166,10 @@ async def tile(request: web.Request) -> web.Response:
     ref = parse_tile_path(request.match_info["path"])
     body = await _ledger(request).tile(ref)
     # A tile's bytes never change once it exists (a partial tile is fixed by its width), so cache forever.
-    return web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
+    response = web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
+    if ref.is_entries:
+        response.enable_compression()  # tlog-tiles recommends gzip for entry bundles (JSON compresses well)
+    return response
 
 
 @routes.get("/ledger/witness/key")

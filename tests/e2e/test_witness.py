@@ -8,6 +8,7 @@ endpoint through every answer the protocol defines, including forks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from pathlib import Path
 
@@ -157,7 +158,6 @@ async def test_two_appliances_witness_each_other(peers, tmp_path, monkeypatch, c
     monkeypatch.setenv("MCPSTORE_CONFIG_DIR", str(tmp_path / "client"))
     bundle = tmp_path / "x.mcpb"
     bundle.write_bytes(b"bundle bytes")
-    import hashlib
     async with a.app["services"].db.write() as tx:
         await a.ledger.append(tx, publish_event(namespace="a", name="x", version="1", size=12, publisher="p",
                                                 sha256=hashlib.sha256(b"bundle bytes").hexdigest(),
