@@ -59,6 +59,10 @@ class Entry:
         }
 
 
+class LedgerInconsistent(RuntimeError):
+    """The stored tree contradicts a checkpoint this log already signed."""
+
+
 class _LocalReader:
     """Read-only connection for the ledger's short primary-key reads (see the module docstring)."""
 
@@ -255,6 +259,7 @@ class Ledger:
         return checkpoint
 
     async def _sign(self, size: int) -> Checkpoint:
+        await self._check_history(size)
         checkpoint = sign_checkpoint(self.origin, size, await self.root(size), self._signing_key)
         async with self.db.write() as tx:
             await tx.execute(
@@ -265,6 +270,19 @@ class Ledger:
         self._last_signed = time.monotonic()
         self._latest = checkpoint
         return checkpoint
+
+    async def _check_history(self, size: int) -> None:
+        """Refuse to sign a tree that does not extend the last signed one.
+
+        Two signed checkpoints that are not consistent are proof of a forked log; if the stored tree no longer
+        reproduces the last checkpoint's root (a bad restore, a tampered row), stop instead of signing."""
+        last = await self.db.fetch_one("SELECT size, root FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
+        if last is None:
+            return
+        if last["size"] > size or await self.root(last["size"]) != bytes(last["root"]):
+            raise LedgerInconsistent(
+                f"the stored ledger no longer extends checkpoint {last['size']}; refusing to sign a new "
+                "checkpoint. Run `mcpstore ledger verify` to find the damaged rows.")
 
     async def checkpoint_at(self, size: int) -> Checkpoint | None:
         row = await self.db.fetch_one("SELECT note FROM ledger_checkpoints WHERE size = ?", (size,))

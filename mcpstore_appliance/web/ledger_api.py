@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import re
 
+import functools
+import logging
+
 from aiohttp import web
 
 from ..errors import InvalidInput, NotFound, TooLarge
 from ..ledger import note as notes
-from ..ledger.service import Ledger
+from ..ledger.service import Ledger, LedgerInconsistent
 from ..ledger.tiles import parse_tile_path
 from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
+from .errors import json_error
 from .openapi import documented
+
+log = logging.getLogger("mcpstore.ledger")
 
 routes = web.RouteTableDef()
 
@@ -28,6 +34,20 @@ TEXT = "text/plain"
 
 def _ledger(request: web.Request) -> Ledger:
     return request.app["services"].ledger
+
+
+def _refuses_forks(handler):
+    """The ledger would rather stop than sign a checkpoint its stored tree contradicts: say so plainly."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except LedgerInconsistent as exc:
+            log.error("%s", exc)
+            return json_error(503, "ledger_inconsistent", str(exc))
+
+    return wrapper
 
 
 def _parse_int(raw: str | None, name: str) -> int:
@@ -50,6 +70,7 @@ PROOF_SCHEMA = {"type": "array", "items": {"type": "string", "contentEncoding": 
 
 @routes.get("/ledger")
 @documented("Ledger summary: origin, size, keys, witnesses", tags=TAGS)
+@_refuses_forks
 async def ledger_info(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     size = await ledger.tree_size()
@@ -67,6 +88,7 @@ async def ledger_info(request: web.Request) -> web.Response:
 
 @routes.get("/ledger/checkpoint")
 @documented("The latest signed checkpoint (C2SP tlog-checkpoint note, with witness cosignatures)", tags=TAGS)
+@_refuses_forks
 async def checkpoint(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     latest = await ledger.ensure_checkpoint(await ledger.tree_size())
@@ -113,6 +135,7 @@ async def release(request: web.Request) -> web.Response:
             query={"index": {"type": "integer", "minimum": 0, "required": True},
                    "size": {**SIZE_SCHEMA, "description": "tree size; default the latest checkpoint's"}},
             responses={200: "OK", 400: "bad or out-of-range index or size", 404: "no such entry"})
+@_refuses_forks
 async def inclusion(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     index = _parse_int(request.query.get("index"), "index")
@@ -141,6 +164,7 @@ async def inclusion(request: web.Request) -> web.Response:
             query={"old": {"type": "integer", "minimum": 1, "required": True},
                    "new": {**SIZE_SCHEMA, "description": "default the latest checkpoint's size"}},
             responses={200: "OK", 400: "bad sizes or old > new"})
+@_refuses_forks
 async def consistency(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     old = _parse_int(request.query.get("old"), "old")

@@ -254,3 +254,23 @@ async def test_every_ledger_route_is_documented(ledger_app):
     assert undocumented_routes(ledger_app.app, ("/ledger",)) == []
     status, document, _ = await ledger_app.client.get("/api/openapi.json")
     assert {"/ledger/checkpoint", "/ledger/proof/inclusion", "/ledger/witness/add-checkpoint"} <= set(document["paths"])
+
+
+async def test_a_tree_that_contradicts_a_signed_checkpoint_is_never_signed_again(ledger_app):
+    import sqlite3
+
+    app = ledger_app
+    await append(app, [event(i) for i in range(8)])
+    signed = await app.services.ledger.ensure_checkpoint(8)
+    # a damaged row under the signed root (say, a bad restore), seen by a freshly started process
+    conn = sqlite3.connect(app.services.db.path)
+    blob = conn.execute("SELECT hashes FROM ledger_leaves WHERE idx = 7").fetchone()[0]  # holds node (3, 0)
+    conn.execute("UPDATE ledger_leaves SET hashes = ? WHERE idx = 7", (blob[:96] + bytes([blob[96] ^ 1]) + blob[97:],))
+    conn.commit()
+    conn.close()
+    app.services.ledger._cache.clear()
+    await append(app, [event(8)])
+    status, body, _ = await app.client.get("/ledger/checkpoint")
+    assert status == 503 and body["error"]["code"] == "ledger_inconsistent"
+    assert "checkpoint 8" in body["error"]["message"] and "mcpstore ledger verify" in body["error"]["message"]
+    assert await app.services.db.fetch_value("SELECT MAX(size) FROM ledger_checkpoints") == signed.size
