@@ -39,7 +39,7 @@ from ..ledger import events as ledger_events
 from . import semver
 from .pricing import Pricing, parse_pricing
 from .service import actor_of, ledger_proof, refresh_latest, seal_org
-from .uploads import Upload, spooled
+from .uploads import Upload, spooled, sweep_stale
 from .visibility import can_manage
 
 log = logging.getLogger("mcpstore.publish")
@@ -53,6 +53,8 @@ CATEGORY = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")  # the manifest `name` rule of bundles/manifest.py
 MAX_CHANGELOG = 20_000
 MAX_OPTION = 2_048  # every option but the changelog
+STALE_UPLOAD_SECONDS = 3600  # an upload file untouched this long belongs to a process that died
+SWEEP_EVERY_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,10 @@ class PublishResult:
         }
 
 
-def default_inspector() -> Callable[[Path, BundleLimits, SignatureTrust], BundleReport]:
+Inspector = Callable[..., BundleReport]  # (path, BundleLimits, SignatureTrust, *, file_sha256) -> BundleReport
+
+
+def default_inspector() -> Inspector:
     from ..bundles import inspect_bundle  # imported late: the bundles part is large and optional for unit tests
 
     return inspect_bundle
@@ -182,7 +187,7 @@ def rejection(report: BundleReport) -> Unprocessable:
 class Publisher:
     def __init__(self, db: Database, blobs: Any, ledger: Any, settings: Settings, *,
                  metrics: Callable[[], Any] | None = None,
-                 inspector: Callable[[Path, BundleLimits, SignatureTrust], BundleReport] | None = None):
+                 inspector: Inspector | None = None):
         self.db = db
         self.blobs = blobs
         self.ledger = ledger
@@ -199,6 +204,7 @@ class Publisher:
         # Inspection is CPU- and memory-heavy; bound how many run at once so a burst of uploads queues
         # instead of exhausting the worker threads everything else shares.
         self._inspections = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 2)))
+        self._last_sweep = float("-inf")
 
     # --- entry point --------------------------------------------------------------------------------
 
@@ -224,8 +230,9 @@ class Publisher:
                        declared_size: int | None, ip: str | None) -> PublishResult:
         target = await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
+        await self._sweep()
         async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
-            report = await self.inspect(upload.path)
+            report = await self.inspect(upload)
             state = decide(report, self.settings.publish.require_signature)
             if state == "rejected":
                 raise rejection(report)
@@ -237,6 +244,14 @@ class Publisher:
             result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
         result.ledger = await ledger_proof(self.ledger, result.ledger_index) if state == "published" else None
         return result
+
+    async def _sweep(self) -> None:
+        if time.monotonic() - self._last_sweep < SWEEP_EVERY_SECONDS:
+            return
+        self._last_sweep = time.monotonic()
+        removed = await asyncio.to_thread(sweep_stale, self.tmp_dir, STALE_UPLOAD_SECONDS)
+        if removed:
+            log.info("removed %d upload file(s) left by an earlier crash", removed)
 
     # --- authorization --------------------------------------------------------------------------------
 
@@ -263,11 +278,13 @@ class Publisher:
 
     # --- inspection -------------------------------------------------------------------------------------
 
-    async def inspect(self, path: Path) -> BundleReport:
+    async def inspect(self, upload: Upload) -> BundleReport:
         inspector = self._inspector or default_inspector()
         async with self._inspections:
             try:
-                return await asyncio.to_thread(inspector, path, self.limits, self.trust)
+                # The upload's sha256 spares the inspector a hashing pass over an unsigned bundle.
+                return await asyncio.to_thread(inspector, upload.path, self.limits, self.trust,
+                                               file_sha256=upload.sha256)
             except DomainError:
                 raise
             except Exception:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..errors import InvalidInput, TooLarge
 
 BLOCK_SIZE = 1024 * 1024  # large enough that thread hand-offs are cheap per byte; bounds memory per upload
+PREFIX, SUFFIX = "upload-", ".mcpb"
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Upload:
 
 def too_large(max_bytes: int) -> TooLarge:
     return TooLarge(f"the bundle is larger than this registry's limit of {max_bytes:,} bytes",
-                    code="bundle_too_large", details={"max_bytes": max_bytes})
+                    code="upload_too_large", details={"max_bytes": max_bytes})
 
 
 def check_declared_size(declared_size: int | None, max_bytes: int) -> None:
@@ -58,7 +60,7 @@ async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *
     """Receive `chunks` into a temp file under `tmp_dir`; yield the Upload; always delete the file."""
     check_declared_size(declared_size, max_bytes)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".mcpb")  # mode 0600
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)  # mode 0600
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -96,3 +98,24 @@ async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
             # Never close the file under a write still running in its thread.
             with suppress(BaseException):
                 await pending
+
+
+def sweep_stale(tmp_dir: Path, max_age_seconds: float) -> int:
+    """Remove upload files a killed process left behind (a normal exit always removes its own). Young files
+    may belong to an upload in flight, in this process or in an operator command sharing the folder."""
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(PREFIX) and entry.name.endswith(SUFFIX)):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
