@@ -239,7 +239,8 @@ class SafeZip:
         budget.add_entries(self.cd.entries)  # before zipfile builds an object per entry
         try:
             self.zf = zipfile.ZipFile(Region(fh, end))  # type: ignore[arg-type]
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, UnicodeDecodeError, struct.error) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, UnicodeDecodeError, struct.error,
+                NotImplementedError) as exc:  # NotImplementedError: an unknown 'version needed to extract'
             raise reject("bundle_corrupt", f"the ZIP central directory is unreadable: {exc}") from None
         infos = self.zf.infolist()
         if getattr(self.zf, "start_dir", self.cd.offset) != self.cd.offset or len(infos) != self.cd.entries:
@@ -290,7 +291,7 @@ class SafeZip:
         try:
             with self.zf.open(info) as stream:
                 return stream.read(limit)
-        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, NotImplementedError) as exc:
             raise reject("bundle_corrupt", f"corrupt entry: {exc}",
                          [{"path": info.orig_filename, "message": "corrupt entry"}]) from None
 
@@ -353,7 +354,7 @@ class Walker:
                     self.sink.feed(path, chunk)
                     if nested:
                         nested.feed(chunk)
-        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, NotImplementedError) as exc:
             if nested:
                 nested.discard()
             raise reject("bundle_corrupt", f"corrupt ZIP entry: {exc}",
