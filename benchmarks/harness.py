@@ -1,0 +1,445 @@
+"""Shared benchmark harness: start servers as subprocesses, drive them with wrk, read their memory.
+
+Every benchmark script in this folder builds on these pieces:
+
+    from benchmarks.harness import start_appliance, start_bare_server, run_load, print_table
+
+    with start_appliance() as app, start_bare_server() as bare:      # each on its own free port
+        token = app.create_token()                                    # admin user + API token via the CLI
+        base = run_load(bare.url("/healthz"), seconds=5)
+        mine = run_load(app.url("/api/me"), seconds=5, headers={"Authorization": f"Bearer {token}"})
+        print_table(["target", "req/s"], [["bare", base.rps], ["/api/me", mine.rps]])
+
+The load always comes from a separate process (Debian's `wrk`, or `python -m benchmarks.harness load ...` when
+wrk is missing), so the load generator never shares an event loop with the server it measures. Absolute
+numbers drift on shared machines: report the appliance as a ratio to the bare server measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+ADMIN_PASSWORD = "benchmark password 1234"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------- processes
+
+def read_memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a live process, in KiB, from /proc/<pid>/status."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    return values
+
+
+def read_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def _http_status(url: str, timeout: float = 1.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError):
+        return None  # not listening yet
+
+
+@dataclass
+class ServerProcess:
+    """A server we started; use as a context manager so it is always stopped (SIGTERM, then SIGKILL)."""
+
+    name: str
+    process: subprocess.Popen
+    port: int
+    workdir: Path
+    ready_seconds: float = 0.0      # wall time from spawn to ready
+    ready_cpu_seconds: float = 0.0  # CPU the process used to get ready (steadier than wall time on a busy box)
+    log_path: Path | None = None
+    _owned_dirs: list[tempfile.TemporaryDirectory] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def memory_mb(self) -> dict[str, float]:
+        """{"rss": current resident MB, "peak": high-water mark MB} (MB = 2**20 bytes)."""
+        kb = read_memory_kb(self.pid)
+        return {"rss": kb["VmRSS"] / 1024, "peak": kb["VmHWM"] / 1024}
+
+    def cpu_seconds(self) -> float:
+        return read_cpu_seconds(self.pid)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> tuple[int, float]:
+        """SIGTERM and wait for a clean exit; returns (exit code, seconds it took). SIGKILL after `timeout`."""
+        started = time.perf_counter()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode, time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop (if still running) and remove the temporary folders this server was given."""
+        self.stop()
+        for folder in self._owned_dirs:
+            folder.cleanup()
+        self._owned_dirs.clear()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _spawn(cls: type, name: str, argv: Sequence[str], port: int, workdir: Path, ready_path: str,
+           env: dict[str, str], timeout: float, owned: list[tempfile.TemporaryDirectory], **fields) -> ServerProcess:
+    """Start `argv`, then poll `ready_path` until it answers 200; the time from spawn to 200 is ready_seconds."""
+    log_path = workdir / f"{name}.log"
+    log = log_path.open("wb")  # a file, not a pipe: a chatty server must never block on a full pipe
+    started = time.perf_counter()
+    process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    log.close()
+    server = cls(name, process, port, workdir, log_path=log_path, _owned_dirs=owned, **fields)
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            output = server.output()
+            server.close()
+            raise RuntimeError(f"{name} exited with {process.returncode} before it was ready:\n{output}")
+        if _http_status(server.url(ready_path), timeout=0.5) == 200:
+            server.ready_seconds = time.perf_counter() - started
+            server.ready_cpu_seconds = server.cpu_seconds()
+            return server
+        time.sleep(0.005)
+    output = server.output()
+    server.close()
+    raise RuntimeError(f"{name} was not ready within {timeout:.0f} s:\n{output}")
+
+
+# Byte-code cache for the servers we start. An installed wheel or binary ships compiled modules; a checkout run
+# with PYTHONDONTWRITEBYTECODE=1 (as on the dev machines) recompiles every changed module at each start, which
+# added about 0.4 s to start-to-ready. A private prefix keeps the source tree free of __pycache__ folders.
+PYCACHE_PREFIX = Path(tempfile.gettempdir()) / "mcpstore-bench-pycache"
+
+
+def _clean_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The caller's environment without MCPSTORE_* settings (so a benchmark measures the defaults)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPSTORE_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE_PREFIX)
+    env.update(extra or {})
+    return env
+
+
+def mcpstore_command() -> list[str]:
+    """The installed console script next to this interpreter (what operators run), else `python -m`."""
+    script = Path(sys.executable).parent / "mcpstore"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("mcpstore")
+    return [found] if found else [sys.executable, "-m", "mcpstore_appliance.cli.main"]
+
+
+@dataclass
+class Appliance(ServerProcess):
+    """A running `mcpstore serve` with helpers for operator commands on the same data folder."""
+
+    data_dir: Path = Path()
+    _users: set[str] = field(default_factory=set)
+
+    def admin(self, *args: str, stdin: str | None = None) -> str:
+        """Run `mcpstore admin ARGS --data DIR`; returns stdout, raises with stderr on failure."""
+        done = subprocess.run([*mcpstore_command(), "admin", *args, "--data", str(self.data_dir)], input=stdin,
+                              capture_output=True, text=True, env=_clean_env(None), timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"mcpstore admin {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done.stdout
+
+    def create_token(self, username: str = "benchadmin", scopes: str = "read", admin: bool = True) -> str:
+        """Create the user (once) and an API token for it; returns the token."""
+        if username not in self._users:
+            flags = ["--admin"] if admin else []
+            self.admin("create-user", *flags, "--email", f"{username}@example.com", "--username", username,
+                       "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+            self._users.add(username)
+        return self.admin("create-token", username, "--scopes", scopes).splitlines()[0].strip()
+
+
+_warmed = False
+
+
+def warm_up() -> None:
+    """One untimed start and stop, so the byte-code cache is filled before anything is timed (once a process)."""
+    global _warmed
+    if not _warmed:
+        _warmed = True
+        start_appliance(warm=False).close()
+
+
+def start_appliance(data_dir: Path | None = None, extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
+                    timeout: float = 60.0, warm: bool = True) -> Appliance:
+    """`mcpstore serve` on a free port; a fresh temporary data folder unless `data_dir` is given.
+
+    `ready_seconds` is the wall time from spawning the process to the first 200 from /readyz: interpreter
+    start, imports, data folder, keys, migrations and the first readiness probe. `warm` runs warm_up() first.
+    """
+    if warm:
+        warm_up()
+    owned: list[tempfile.TemporaryDirectory] = []
+    workdir = Path(_owned_tempdir(owned, "mcpstore-bench-"))
+    data = Path(data_dir) if data_dir else workdir / "data"
+    port = free_port()
+    argv = [*mcpstore_command(), "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port),
+            *extra_args]
+    return _spawn(Appliance, "appliance", argv, port, workdir, "/readyz", _clean_env(env), timeout, owned,
+                  data_dir=data)  # type: ignore[return-value]
+
+
+def start_bare_server(timeout: float = 30.0) -> ServerProcess:
+    """The bare aiohttp "hello world" (benchmarks/bare_server.py) on a free port, same interpreter."""
+    owned: list[tempfile.TemporaryDirectory] = []
+    workdir = Path(_owned_tempdir(owned, "bare-bench-"))
+    port = free_port()
+    argv = [sys.executable, str(BENCH_DIR / "bare_server.py"), "--host", "127.0.0.1", "--port", str(port)]
+    return _spawn(ServerProcess, "bare", argv, port, workdir, "/", _clean_env(None), timeout, owned)
+
+
+def _owned_tempdir(owned: list[tempfile.TemporaryDirectory], prefix: str) -> str:
+    folder = tempfile.TemporaryDirectory(prefix=prefix)
+    owned.append(folder)
+    return folder.name
+
+
+# -------------------------------------------------------------------------------------------------------- load
+
+@dataclass
+class LoadResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int = 0        # socket errors (connect, read, write, timeout)
+    non_2xx: int = 0       # responses with a status >= 400 (wrk counts "non-2xx or 3xx")
+    tool: str = "wrk"
+    raw: str = ""
+    # Server CPU time per request (µs): unlike req/s it barely moves when neighbours share the cores.
+    cpu_us_per_request: float | None = None
+
+    def ratio_to(self, baseline: "LoadResult") -> float:
+        return self.rps / baseline.rps if baseline.rps else 0.0
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _latency_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"not a wrk latency: {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def parse_wrk_output(text: str) -> LoadResult:
+    """Req/s, p50, p99 and error counts from `wrk --latency` output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    total = re.search(r"^\s*(\d+) requests in ", text, re.M)
+    percentiles = {int(p): _latency_ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", text, re.M)}
+    if not rps or not total or set(percentiles) != {50, 99}:
+        raise ValueError(f"unrecognised wrk output (was --latency given?):\n{text}")
+    errors = 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if socket_errors:
+        errors = sum(int(n) for n in socket_errors.groups())
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return LoadResult(rps=float(rps.group(1)), p50_ms=percentiles[50], p99_ms=percentiles[99],
+                      requests=int(total.group(1)), errors=errors, non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+                      tool="wrk", raw=text)
+
+
+def find_wrk(install: bool = True) -> str | None:
+    """Path of wrk; as root on Debian, install it with apt-get when missing (as .ci/run does)."""
+    found = shutil.which("wrk")
+    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], **quiet)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet)
+    return shutil.which("wrk")
+
+
+def run_load(url: str, seconds: float = 5.0, threads: int = 2, connections: int = 32,
+             headers: dict[str, str] | None = None, server: ServerProcess | None = None,
+             tool: str = "auto") -> LoadResult:
+    """`wrk -t{threads} -c{connections} -d{seconds}s --latency [-H ...] URL` from a separate process.
+
+    tool: "auto" (wrk, installed with apt-get when missing and we are root; else the Python generator),
+    "wrk" or "python". With `server`, also records the server's CPU time per request (`cpu_us_per_request`).
+    """
+    if tool not in ("auto", "wrk", "python"):
+        raise ValueError(f"tool must be auto, wrk or python, not {tool!r}")
+    wrk = None if tool == "python" else find_wrk()
+    if tool == "wrk" and not wrk:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    cpu_before = server.cpu_seconds() if server else 0.0
+    result = _generate_load(wrk, url, seconds, threads, connections, headers or {})
+    if server and result.requests:
+        result.cpu_us_per_request = (server.cpu_seconds() - cpu_before) / result.requests * 1e6
+    return result
+
+
+def _generate_load(wrk: str | None, url: str, seconds: float, threads: int, connections: int,
+                   headers: dict[str, str]) -> LoadResult:
+    header_args = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    if wrk:
+        argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", *header_args,
+                url]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+        return parse_wrk_output(done.stdout)
+    argv = [sys.executable, str(Path(__file__).resolve()), "load", url, "--seconds", str(seconds),
+            "--connections", str(connections), *header_args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"python load generator failed: {done.stderr}")
+    return LoadResult(**json.loads(done.stdout), tool="python", raw=done.stdout)
+
+
+async def _python_load(url: str, seconds: float, connections: int, headers: dict[str, str]) -> dict:
+    """Fallback load generator (only when wrk is absent): keep-alive GETs from `connections` workers."""
+    import asyncio
+
+    import aiohttp
+
+    latencies: list[float] = []
+    counts = {"errors": 0, "non_2xx": 0}
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while (started := time.perf_counter()) < deadline:
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        counts["non_2xx"] += response.status >= 400
+                except aiohttp.ClientError:
+                    counts["errors"] += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pick(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
+
+    return {"rps": len(latencies) / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
+            "requests": len(latencies), **counts}
+
+
+# ------------------------------------------------------------------------------------------------------ output
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table (readable in a terminal, pasteable into README.md); numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [bool(cells) and all(re.fullmatch(r"[-\d.,%x×]+", r[i] or "0") for r in cells)
+               for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(v.rjust(w) if num else v.ljust(w)
+                                 for v, w, num in zip(values, widths, numeric)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    print(format_table(headers, rows), flush=True)
+
+
+def machine_summary() -> str:
+    """One line for the README's "Machine" paragraph: cores, CPU model, memory, Python, date."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+    return (f"{os.cpu_count()} cores ({model}), {mem_kb / 2**20:.1f} GiB RAM, Python {sys.version.split()[0]}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.harness load URL ...`: the fallback load generator, as a separate process."""
+    parser = argparse.ArgumentParser(prog="benchmarks.harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    load = sub.add_parser("load", help="Python load generator (used only when wrk is absent); prints JSON")
+    load.add_argument("url")
+    load.add_argument("--seconds", type=float, default=5.0)
+    load.add_argument("--connections", type=int, default=32)
+    load.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
+    sub.add_parser("machine", help="print the machine summary line")
+    args = parser.parse_args(argv)
+    if args.command == "machine":
+        print(machine_summary())
+        return 0
+    import asyncio
+
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    print(json.dumps(asyncio.run(_python_load(args.url, args.seconds, args.connections, headers))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

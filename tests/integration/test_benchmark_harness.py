@@ -1,0 +1,106 @@
+"""Smoke test of benchmarks/harness.py: real start/stop of the appliance and the bare server, the wrk
+output parser on recorded output, and the Python fallback load generator. No timing asserts."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from benchmarks.harness import format_table, parse_wrk_output, run_load, start_appliance, start_bare_server
+
+# Recorded from `wrk -t2 -c32 -d2s --latency` against benchmarks/bare_server.py (Debian wrk 4.1.0).
+WRK_OK = """\
+Running 2s test @ http://127.0.0.1:18081/healthz
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.76ms  684.24us   7.33ms   81.21%
+    Req/Sec     9.17k     1.76k   10.63k    80.00%
+  Latency Distribution
+     50%    1.59ms
+     75%    1.91ms
+     90%    2.58ms
+     99%    4.35ms
+  36569 requests in 2.01s, 6.10MB read
+Requests/sec:  18216.56
+Transfer/sec:      3.04MB
+"""
+
+# Same shape with 404s, socket errors and latencies in microseconds and seconds.
+WRK_ERRORS = """\
+Running 1s test @ http://127.0.0.1:18081/nope
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.62ms    2.14ms  20.16ms   95.00%
+    Req/Sec     6.82k   653.39     7.92k    75.00%
+  Latency Distribution
+     50%  812.00us
+     75%    2.29ms
+     90%    3.53ms
+     99%    1.20s
+  13586 requests in 1.00s, 2.25MB read
+  Socket errors: connect 0, read 3, write 0, timeout 4
+  Non-2xx or 3xx responses: 13586
+Requests/sec:  13529.81
+Transfer/sec:      2.25MB
+"""
+
+
+def test_parse_wrk_output_reads_rate_and_percentiles():
+    result = parse_wrk_output(WRK_OK)
+    assert (result.rps, result.p50_ms, result.p99_ms, result.requests) == (18216.56, 1.59, 4.35, 36569)
+    assert (result.errors, result.non_2xx) == (0, 0)
+
+
+def test_parse_wrk_output_converts_units_and_counts_failures():
+    result = parse_wrk_output(WRK_ERRORS)
+    assert result.p50_ms == pytest.approx(0.812)
+    assert result.p99_ms == pytest.approx(1200.0)
+    assert (result.errors, result.non_2xx, result.requests) == (7, 13586, 13586)
+
+
+def test_parse_wrk_output_rejects_output_without_latency_distribution():
+    without_latency = "\n".join(line for line in WRK_OK.splitlines() if "%  " not in line)
+    with pytest.raises(ValueError, match="--latency"):
+        parse_wrk_output(without_latency)
+
+
+def test_format_table_aligns_numbers_right():
+    table = format_table(["name", "req/s"], [["a", 1234.5], ["bb", 7.0]])
+    lines = table.splitlines()
+    assert lines[0] == "| name | req/s |"
+    assert lines[1] == "|------|------:|"
+    assert lines[2] == "| a    | 1,234 |"  # f"{1234.5:,.0f}" rounds half to even
+    assert lines[3] == "| bb   |  7.00 |"
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        return response.status
+
+
+def test_appliance_starts_serves_and_stops_on_sigterm():
+    with start_appliance(warm=False) as app:  # no untimed warm-up start: nothing is timed here
+        assert app.ready_seconds > 0
+        assert "mcpstore listening on" in app.output()
+        assert _status(app.url("/healthz")) == 200
+        token = app.create_token(scopes="read")
+        assert _status(app.url("/api/me"), {"Authorization": f"Bearer {token}"}) == 200
+        memory = app.memory_mb()
+        assert 0 < memory["rss"] <= memory["peak"]
+        assert app.cpu_seconds() > 0
+        exit_code, _ = app.stop()
+        assert exit_code == 0
+        assert app.data_dir.exists()  # kept until the with block ends, so a restart can reuse it
+    assert not app.data_dir.exists()
+
+
+def test_bare_server_under_python_fallback_load():
+    with start_bare_server() as bare:
+        result = run_load(bare.url("/healthz"), seconds=1, connections=4, server=bare, tool="python")
+        assert result.tool == "python"
+        assert result.requests > 0 and result.non_2xx == 0 and result.errors == 0
+        assert result.p50_ms <= result.p99_ms
+        assert result.cpu_us_per_request is not None
+        exit_code, _ = bare.stop()
+        assert exit_code == 0
