@@ -228,8 +228,12 @@ diagnostics_channel dns domain events fs http http2 https inspector module net o
 querystring readline repl stream string_decoder sys timers tls trace_events tty url util v8 vm wasi worker_threads
 zlib test sqlite sea""".split())
 PACKAGE_ROOT = re.compile(r"(?:^|/)node_modules/(?:@[^/]+/)?[^/]+/package\.json$")
+# Static imports only, anchored to statement starts, so import-looking text inside strings and comments of
+# bundled code does not count: `import x from 'm'`, `export * from 'm'`, `} from 'm'` (end of a multi-line
+# import), `import 'm'`, and `require('m')`.
 IMPORT_SPEC = re.compile(
-    r"""(?:\brequire\s*\(\s*|\bimport\s*\(\s*|\bfrom\s*|^\s*import\s+)(['"])([^'"\n]+)\1""", re.MULTILINE)
+    r"""^\s*(?:(?:import|export)\b[^'"\n;]*?\bfrom|\}\s*from|import)\s*(['"])([^'"\n]+)\1"""
+    r"""|\brequire\s*\(\s*(['"])([^'"\n]+)\3\s*\)""", re.MULTILINE)
 
 
 def _parent(path: str) -> str:
@@ -292,8 +296,8 @@ def _entry_imports(view: BundleView) -> Iterator[Finding]:
         return
     source = view.read(entry).decode("utf-8", "replace")
     base = _parent(entry)
-    missing = {name for _, spec in IMPORT_SPEC.findall(source) if (name := _package_name(spec))
-               and not _resolves(view, base, name)}
+    specs = [m.group(2) or m.group(4) for m in IMPORT_SPEC.finditer(source)]
+    missing = {name for spec in specs if (name := _package_name(spec)) and not _resolves(view, base, name)}
     for name in sorted(missing):
         yield Finding("deps.node_missing", "high", entry, f"the entry point imports {name}, which is not bundled")
 
@@ -329,8 +333,8 @@ def _available_modules(view: BundleView, roots: list[str]) -> set[str]:
             if not path.startswith(prefix) or "/" in path[len(prefix):]:
                 continue
             child = path[len(prefix):]
-            if child.endswith(".dist-info") or child.endswith(".egg-info"):
-                names.add(_normalize(child.split("-")[0].removesuffix(".egg_info").removesuffix(".dist_info")))
+            if child.endswith((".dist-info", ".egg-info")):
+                names.add(_normalize(child.removesuffix(".dist-info").removesuffix(".egg-info").split("-")[0]))
             stem = child.split(".")[0]
             if stem:
                 names.add(_normalize(stem))

@@ -161,11 +161,12 @@ def test_transitive_node_dependency_missing(inspect):
 
 def test_node_entry_point_imports(inspect):
     source = ("import fs from 'node:fs';\nimport path from 'path';\nimport { z } from 'zod';\n"
-              "const sdk = require('@modelcontextprotocol/sdk/server');\nimport './local.js';\n")
+              "const sdk = require('@modelcontextprotocol/sdk/server');\nimport './local.js';\n"
+              "import {\n  a,\n  b,\n} from 'multi-line';\nexport * from 'reexported';\nimport 'side-effect';\n"
+              "const help = \"usage: import x from 'not-an-import'\";\n// import y from 'commented-out'\n")
     report = inspect(bundle_bytes(node_manifest(), {"server/index.js": source}))
-    assert sorted(f.message for f in by_check(report, "deps.node")) == [
-        "the entry point imports @modelcontextprotocol/sdk, which is not bundled",
-        "the entry point imports zod, which is not bundled"]
+    assert sorted(f.message.split()[4] for f in by_check(report, "deps.node")) == [
+        "@modelcontextprotocol/sdk,", "multi-line,", "reexported,", "side-effect,", "zod,"]
 
 
 # ------------------------------------------------------------------------------------- python dependencies
@@ -186,6 +187,9 @@ def test_python_vendored_dependencies(inspect):
              "requirements.txt": "httpx\nmcp\n",
              "server/lib/httpx/__init__.py": "", "server/lib/mcp/__init__.py": "",
              "server/lib/httpx-0.27.0.dist-info/METADATA": "Name: httpx\n"}
+    extra["requirements.txt"] += "python-dotenv>=1\n"
+    extra["server/lib/python_dotenv-1.0.1.dist-info/METADATA"] = "Name: python-dotenv\n"
+    extra["server/lib/dotenv/__init__.py"] = ""
     report = inspect(bundle_bytes(python_manifest(), extra))
     assert by_check(report, "deps.") == [] and report.outcome == "published"
 
