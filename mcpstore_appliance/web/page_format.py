@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ..catalog.pricing import CURRENCY_DECIMALS, format_minor_units
 
@@ -82,6 +82,21 @@ def rating(value: Any) -> str:
     return "not rated" if value in (None, "") else f"{float(value):.1f} / 5"
 
 
+def safe_url(value: Any) -> str | None:
+    """A link target from package data, or None: only absolute http(s) URLs become links (no javascript:,
+    data:, protocol-relative or relative tricks). Escaping of the URL text is left to autoescape."""
+    if not isinstance(value, str) or len(value) > 2048:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() or ord(c) < 32 for c in value):
+        return None
+    return value.strip()
+
+
+def short_hash(value: Any, length: int = 12) -> str:
+    return str(value or "")[:length]
+
+
 def with_query(base: dict[str, Any], **changes: Any) -> str:
     """A search URL's query string with some parameters changed (None removes one); the cursor resets."""
     merged = {k: v for k, v in base.items() if v not in (None, "") and k != "cursor"}
@@ -95,5 +110,5 @@ def with_query(base: dict[str, Any], **changes: Any) -> str:
 
 FILTERS = {
     "date": date, "datetime": datetime, "isodate": isodate, "filesize": filesize, "count": count,
-    "money": money, "price": price, "rating": rating,
+    "money": money, "price": price, "rating": rating, "safe_url": safe_url, "short_hash": short_hash,
 }

@@ -1,7 +1,118 @@
-"""HTML pages: catalog (being built)."""
+"""Storefront pages: home, search results, the package page.
+
+The data comes from the discovery services (`services.discovery`): the same search and package data the JSON
+API serves, with the same visibility rule, rendered as HTML.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from aiohttp import web
+from markupsafe import Markup
+
+from ..catalog.search import FILTERS, PLATFORMS, SORTS, SearchPage, SearchQuery, parse_search_params
+from ..errors import DomainError
+from .auth import principal_of
+from .errors import status_for
+from .pages import render
 
 routes = web.RouteTableDef()
+
+HOME_STRIP = 6
+PAGE_SIZE = 20
+SORT_LABELS = {"relevance": "Best match", "downloads": "Most downloaded", "rating": "Top rated",
+               "newest": "Newest", "name": "Name"}
+PRICING_LABELS = {"free": "Free", "paid": "Paid", "per_call": "Per call", "subscription": "Subscription"}
+PLATFORM_LABELS = {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}
+FILTER_LABELS = {"category": "Category", "platform": "Platform", "runtime": "Runtime", "pricing": "Price",
+                 "verified": "Verified", "min_rating": "Rating", "tier": "Tier", "max_price": "Max price",
+                 "org": "Namespace"}
+RATING_STEPS = ("4.5", "4", "3")
+
+
+def discovery(request: web.Request):
+    return request.app["services"].discovery
+
+
+async def search_packages(request: web.Request, params: dict[str, str]) -> SearchPage:
+    """Run a catalog search for this visitor; `params` are query-string style values."""
+    return await discovery(request).search.search(principal_of(request), parse_search_params(params))
+
+
+# ---- home -----------------------------------------------------------------------------------------------
+
+@routes.get("/")
+async def home(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    search = discovery(request).search
+    top = await search.search(principal, SearchQuery(sort="rating", limit=HOME_STRIP))
+    used = await search.search(principal, SearchQuery(sort="downloads", limit=HOME_STRIP))
+    newest = await search.search(principal, SearchQuery(sort="newest", limit=HOME_STRIP))
+    return await render(request, "catalog/home.html",
+                        top_rated=[p for p in top.item_dicts() if p.get("rating") is not None],
+                        most_used=used.item_dicts(), newest=newest.item_dicts(),
+                        categories=list(used.facets.get("category", {}).items())[:24], total=used.total)
+
+
+# ---- search ---------------------------------------------------------------------------------------------
+
+def _search_params(request: web.Request) -> dict[str, str]:
+    """The query string as single values; empty values (from a submitted form) count as absent."""
+    return {key: value for key, value in request.query.items() if value != ""}
+
+
+@routes.get("/search")
+async def search_page(request: web.Request) -> web.Response:
+    params = _search_params(request)
+    has_filters = any(key in params for key in FILTERS)
+    try:
+        page = await search_packages(request, {"limit": str(PAGE_SIZE), **params})
+    except DomainError as exc:
+        # A hand-edited URL (bad filter, stale cursor): show the page with the problem instead of results.
+        return await render(request, "catalog/search.html", status=status_for(exc), page=None, params=params,
+                            error=exc.message, has_filters=has_filters, **_search_labels())
+    return await render(request, "catalog/search.html", page=page, params=params, has_filters=has_filters,
+                        **{**_search_labels(), "items": page.item_dicts()})
+
+
+def _search_labels() -> dict[str, Any]:
+    return {"sorts": SORTS, "sort_labels": SORT_LABELS, "pricing_labels": PRICING_LABELS,
+            "platform_labels": PLATFORM_LABELS, "platforms": PLATFORMS, "filter_labels": FILTER_LABELS,
+            "rating_steps": RATING_STEPS, "items": []}
+
+
+# ---- the package page -------------------------------------------------------------------------------------
+
+@routes.get("/packages/{namespace}/{name}")
+async def package_page(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    m = request.match_info
+    packages = discovery(request).packages
+    package = json.loads(packages.package_json(principal, m["namespace"], m["name"]))
+    versions = packages.versions(principal, m["namespace"], m["name"], limit=100)
+    # Sanitized by the catalog (markdown -> allowlisted HTML with nh3); everything else is escaped.
+    description_html = Markup(package.get("long_description_html") or "")
+    settings = request.app["settings"]
+    return await render(request, "catalog/package.html", pkg=package, versions=versions["versions"],
+                        versions_total=versions["total"], description_html=description_html,
+                        base_url=settings.base_url, snippets=install_snippets(package),
+                        platform_labels=PLATFORM_LABELS)
+
+
+def install_snippets(package: dict[str, Any]) -> dict[str, str]:
+    """Copyable configuration for MCP hosts, where the package says how it runs.
+
+    Only remote (pro tier) packages have a URL a host can connect to directly; a local bundle is installed from
+    its .mcpb file, which Claude Desktop opens, so it gets no snippet (a hand-written command line would skip the
+    user_config prompts and the bundle's own runtime)."""
+    endpoint = package.get("endpoint_url")
+    if not endpoint:
+        return {}
+    name = package["name"]
+    vscode = {"servers": {name: {"type": "http", "url": endpoint}}}
+    return {
+        "claude_code": f"claude mcp add --transport http {name} {endpoint}",
+        "vscode": json.dumps(vscode, indent=2),
+    }

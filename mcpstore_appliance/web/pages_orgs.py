@@ -9,6 +9,7 @@ from ..errors import DomainError
 from .auth import principal_of
 from .errors import status_for
 from .pages import login_required, redirect, render
+from .pages_catalog import search_packages
 
 routes = web.RouteTableDef()
 
@@ -37,14 +38,8 @@ async def _org_page(request: web.Request, status: int = 200, **values) -> web.Re
 
 async def org_packages(request: web.Request, slug: str) -> list:
     """The org's packages this visitor may see: the catalog search applies the one visibility rule."""
-    services = request.app["services"]
-    search = services.extra.get("search")
-    if search is None:
-        return []
-    from .pages_catalog import search_packages  # noqa: PLC0415
-
-    result = await search_packages(request, {"org": slug, "sort": "name", "limit": "100"})
-    return result.items if result is not None else []
+    page = await search_packages(request, {"org": slug, "sort": "name", "limit": "100"})
+    return page.item_dicts()
 
 
 @routes.get("/orgs/{slug}")

@@ -1,7 +1,120 @@
-"""HTML pages: publish (being built)."""
+"""Publisher dashboard: my packages, the upload form and its result, versions with yank / deprecate, stats."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from ..accounts.models import ROLES_THAT_PUBLISH
+from ..catalog.publish import PublishOptions
+from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
+from ..errors import DomainError, InvalidInput
+from .api_publish import _multipart as read_publish_form  # the same streamed multipart reading as the API
+from .errors import status_for
+from .page_chart import bar_chart
+from .pages import login_required, redirect, render
+from .pages_accounts import form_error
+from .pages_catalog import discovery, search_packages
+from .util import client_ip
+
 routes = web.RouteTableDef()
+
+VISIBILITIES = ("public", "org", "private")
+STATUS_ACTIONS = ("yank", "unyank", "deprecate")
+NOTICES = {
+    "yank": "The version was yanked. It no longer counts as latest but stays downloadable by exact version.",
+    "unyank": "The yank was undone.",
+    "deprecate": "The version is marked deprecated.",
+}
+STATS_DAYS = 30
+
+
+async def publish_namespaces(request: web.Request, principal) -> list[tuple[str, str]]:
+    """(namespace, label) pairs the user may publish to: their own and orgs where their role publishes."""
+    orgs = await request.app["services"].accounts.orgs_of(principal)
+    return [(principal.user.username, f"{principal.user.username} (you)")] + [
+        (org.slug, f"{org.name} ({org.slug})") for org, role in orgs if role in ROLES_THAT_PUBLISH]
+
+
+# ---- the dashboard ----------------------------------------------------------------------------------------
+
+@routes.get("/dashboard")
+async def dashboard(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    namespaces = await publish_namespaces(request, principal)
+    groups = []
+    for namespace, label in namespaces:
+        page = await search_packages(request, {"org": namespace, "sort": "name", "limit": "100"})
+        groups.append({"namespace": namespace, "label": label, "packages": page.item_dicts()})
+    return await render(request, "publish/dashboard.html", groups=groups)
+
+
+# ---- upload -------------------------------------------------------------------------------------------------
+
+async def _upload_form(request: web.Request, principal, status: int = 200, **values: Any) -> web.Response:
+    return await render(request, "publish/upload.html", status=status,
+                        namespaces=await publish_namespaces(request, principal), pricing_models=PRICING_MODELS,
+                        currencies=tuple(CURRENCY_DECIMALS), tiers=TIERS, visibilities=VISIBILITIES,
+                        max_bytes=request.app["settings"].publish.max_bundle_bytes,
+                        **{"form": {}, **values})
+
+
+@routes.get("/dashboard/publish")
+async def upload_page(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    return await _upload_form(request, principal)
+
+
+@routes.post("/dashboard/publish")
+async def upload(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    options: dict[str, str] = {}
+    try:
+        if not request.content_type.startswith("multipart/"):
+            raise InvalidInput("send the upload form as multipart/form-data with a .mcpb file", code="not_multipart")
+        chunks = await read_publish_form(request, options)
+        result = await request.app["services"].publisher.publish(
+            principal, PublishOptions.parse(options), chunks, ip=client_ip(request))
+    except DomainError as exc:
+        return await _upload_form(request, principal, status_for(exc), form=options, **form_error(exc))
+    request["no_store"] = True
+    return await render(request, "publish/result.html", status=201, result=result.to_dict())
+
+
+# ---- one package: versions, status changes, stats -------------------------------------------------------
+
+async def _manage_page(request: web.Request, status: int = 200, **values: Any) -> web.Response:
+    principal = login_required(request)
+    m = request.match_info
+    view = discovery(request)
+    versions = view.packages.versions(principal, m["namespace"], m["name"], limit=100)
+    package_id, downloads = view.packages.package_ref(principal, m["namespace"], m["name"])
+    series = await view.downloads.daily(package_id, STATS_DAYS)
+    return await render(request, "publish/package.html", status=status, namespace=m["namespace"], name=m["name"],
+                        versions=versions["versions"], total_versions=versions["total"], downloads=downloads,
+                        chart=bar_chart(series), days=STATS_DAYS,
+                        notice=NOTICES.get(request.query.get("done", "")),
+                        **{"action_error": None, "action_version": None, **values})
+
+
+@routes.get("/dashboard/packages/{namespace}/{name}")
+async def manage_package(request: web.Request) -> web.Response:
+    return await _manage_page(request)
+
+
+@routes.post("/dashboard/packages/{namespace}/{name}/versions/{version}/{action}")
+async def change_status(request: web.Request) -> web.Response:
+    principal = login_required(request)
+    m = request.match_info
+    action = m["action"]
+    if action not in STATUS_ACTIONS:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    reason = str(form.get("reason", ""))[:2000] or None
+    try:
+        await getattr(request.app["services"].package_status, action)(
+            principal, m["namespace"], m["name"], m["version"], reason, ip=client_ip(request))
+    except DomainError as exc:
+        return await _manage_page(request, status_for(exc), action_error=exc.message, action_version=m["version"])
+    raise redirect(f"/dashboard/packages/{m['namespace']}/{m['name']}", done=action)
