@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from mcpstore_appliance.accounts.service import secret_hash
 from mcpstore_appliance.ledger import note as notes
@@ -92,3 +98,44 @@ async def user(app, username: str, *, admin: bool = False, scopes: tuple[str, ..
     principal = await accounts.principal_for_user(created.id)
     token, _ = await accounts.create_token(principal, "test", list(scopes) + (["admin"] if admin else []))
     return created, token
+
+
+# --- a server in its own process (for kill -9 and CLI tests) ---------------------------------------------------
+
+class ServerProcess:
+    """`mcpstore serve` as a subprocess on a fixed port (so a restart keeps the URL)."""
+
+    def __init__(self, data_dir: Path, port: int):
+        self.data_dir, self.port = data_dir, port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    async def start(self) -> "ServerProcess":
+        env = {**os.environ, "MCPSTORE_LEDGER__CHECKPOINT_INTERVAL_SECONDS": "0",
+               "MCPSTORE_SERVER__ACCESS_LOG": "false"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mcpstore_appliance.cli.main", "serve", "--data", str(self.data_dir),
+             "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(600):
+                if self.proc.poll() is not None:
+                    raise AssertionError(self.proc.stdout.read().decode(errors="replace"))
+                try:
+                    async with session.get(self.base_url + "/readyz") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("server did not become ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs, as in a crash or power loss."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,6 +17,7 @@ from tests.conftest import free_port
 from tests.integration.publish_support import (
     FAST_LEDGER,
     OCTET,
+    ServerProcess,
     bundle,
     publish,
     sha256,
@@ -105,28 +103,6 @@ async def test_failure_inside_the_transaction_leaves_nothing_and_retry_succeeds(
 
 # --- a process killed mid-upload ------------------------------------------------------------------------------
 
-def _serve(data_dir, port):
-    env = {**os.environ, "MCPSTORE_LEDGER__CHECKPOINT_INTERVAL_SECONDS": "0", "MCPSTORE_SERVER__ACCESS_LOG": "false"}
-    return subprocess.Popen([sys.executable, "-m", "mcpstore_appliance.cli.main", "serve", "--data", str(data_dir),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-async def _wait_ready(base_url, proc):
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read().decode(errors="replace"))
-            try:
-                async with session.get(base_url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("server did not become ready")
-
-
 def _make_token(data_dir) -> str:
     """Create a user and token with the operator's in-process services (the server is stopped)."""
     from mcpstore_appliance.app import build_services, close_services
@@ -147,12 +123,10 @@ def _make_token(data_dir) -> str:
 async def test_server_killed_during_upload_then_retry_succeeds(tmp_path):
     data_dir = tmp_path / "data"
     token = await asyncio.to_thread(_make_token, data_dir)
+    headers = {**OCTET, "Authorization": f"Bearer {token}"}
     data = bundle(extra={"server/blob.bin": os.urandom(3 * 1024 * 1024)})
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    proc = _serve(data_dir, port)
+    server = await ServerProcess(data_dir, free_port()).start()
     try:
-        await _wait_ready(base_url, proc)
         sent = asyncio.Event()
 
         async def slow_body():
@@ -164,8 +138,8 @@ async def test_server_killed_during_upload_then_retry_succeeds(tmp_path):
         async def upload():
             async with aiohttp.ClientSession() as session:
                 try:
-                    async with session.post(base_url + "/api/packages", data=slow_body(),
-                                            headers={**OCTET, "Authorization": f"Bearer {token}"}) as response:
+                    async with session.post(server.base_url + "/api/packages", data=slow_body(),
+                                            headers=headers) as response:
                         return response.status
                 except aiohttp.ClientError:
                     return None
@@ -176,22 +150,17 @@ async def test_server_killed_during_upload_then_retry_succeeds(tmp_path):
         while not any((data_dir / "tmp").glob("upload-*")) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert any((data_dir / "tmp").glob("upload-*")), "the upload never reached the server's temp file"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        server.kill()
         task.cancel()
 
-        proc = _serve(data_dir, port)
-        await _wait_ready(base_url, proc)
+        await server.start()
         async with aiohttp.ClientSession() as session:
-            headers = {**OCTET, "Authorization": f"Bearer {token}"}
-            async with session.post(base_url + "/api/packages", data=data, headers=headers) as response:
+            async with session.post(server.base_url + "/api/packages", data=data, headers=headers) as response:
                 body = await response.json()
                 assert response.status == 201, body
                 assert body["sha256"] == sha256(data) and body["ledger"]["leaf_index"] == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+        server.stop()
 
 
 async def test_the_check_inside_the_transaction_refuses_a_race_the_early_check_missed(app, monkeypatch):
