@@ -28,7 +28,9 @@ REGISTRY_ONLY = {
     "version-not-semver": ("mcpb", "must be a semantic version"),
     "name-not-a-slug": ("mcpb", "must be a lowercase slug"),
     "entry-point-missing": ("mcpb", "file server/missing.js is not in the bundle"),
+    "entry-point-outside-bundle": ("mcpb", "must be a relative path inside the bundle"),
     "screenshot-missing": ("mcpb", "file screenshots/missing.png is not in the bundle"),
+    "icons-src-missing": ("mcpb", "file missing-icon.png is not in the bundle"),  # mcpb checks `icon` only
     "user-config-key-with-dash": ("mcpb", "option keys may only use letters, digits and '_'"),
     "user-config-default-type-mismatch": ("mcpb", "default does not fit type 'number'"),
     "user-config-min-greater-than-max": ("mcpb", "min is greater than max"),
