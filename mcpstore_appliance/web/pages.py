@@ -81,6 +81,9 @@ def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
 
     env.globals["static"] = static
     env.globals["with_query"] = with_query
+    from .pages_catalog import icon_url  # noqa: PLC0415 (pages_catalog imports this module)
+
+    env.globals["icon_url"] = icon_url
     return env
 
 

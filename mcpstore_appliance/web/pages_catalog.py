@@ -116,3 +116,23 @@ def install_snippets(package: dict[str, Any]) -> dict[str, str]:
         "claude_code": f"claude mcp add --transport http {name} {endpoint}",
         "vscode": json.dumps(vscode, indent=2),
     }
+
+
+@routes.get("/packages/{namespace}/{name}/icon")
+async def package_icon(request: web.Request) -> web.Response:
+    """The latest version's icon (a PNG checked at publish), for anyone who may see the package."""
+    m = request.match_info
+    package = json.loads(discovery(request).packages.package_json(principal_of(request), m["namespace"], m["name"]))
+    icon = package.get("icon_sha256")
+    if not icon:
+        raise web.HTTPNotFound()
+    data = b"".join([chunk async for chunk in request.app["services"].blobs.open_range(icon)])
+    scope = "public" if package.get("visibility") == "public" else "private"
+    # The URL carries the icon's hash (see icon_url), so a matching URL can be cached for good.
+    fresh = request.query.get("v") == icon[:16]
+    cache = f"{scope}, max-age=31536000, immutable" if fresh else f"{scope}, max-age=300"
+    return web.Response(body=data, content_type="image/png", headers={"Cache-Control": cache})
+
+
+def icon_url(package: dict[str, Any]) -> str:
+    return f"/packages/{package['namespace']}/{package['name']}/icon?v={package['icon_sha256'][:16]}"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.data.bundles import NODE_SERVER, bundle_bytes, node_manifest
+from tests.data.bundles import NODE_SERVER, bundle_bytes, make_png, node_manifest
 from tests.e2e.browser_support import (  # noqa: F401  (fixtures)
     PASSWORD,
     artifacts_on_failure,
@@ -62,7 +62,7 @@ async def test_sign_up_token_publish_search_download(ui, new_page):
         assert await page.locator("td", has_text="ci").count() >= 1
 
         # Publish through the upload form (JavaScript on: the progress bar path).
-        data = bundle("issue-tracker")
+        data = bundle("issue-tracker", icon="icon.png", extra={"icon.png": make_png(16, 16)})
         await page.goto("/dashboard/publish")
         await screenshot(page, "upload-form")
         await page.fill("#category", "developer-tools")
@@ -98,6 +98,9 @@ async def test_sign_up_token_publish_search_download(ui, new_page):
         shown = (await page.text_content("#bundle-sha256")).strip()
         assert "mcpstore verify issue-tracker-1.0.0.mcpb" in await page.text_content("#verify-command")
         assert (await page.text_content("#ledger-index")).startswith("#")
+        icon = page.locator(".pkg-header img.pkg-icon")
+        assert "/packages/pat/issue-tracker/icon?v=" in await icon.get_attribute("src")
+        assert await icon.evaluate("img => img.complete && img.naturalWidth") == 16
         await screenshot(page, "package")
         async with page.expect_download() as info:
             await page.click("#download-button")
