@@ -1,7 +1,7 @@
 """Receive an upload into a private temporary file while hashing it, with the size cap enforced as it streams.
 
-The web layer hands over the request body as an async iterator of chunks. Bytes are gathered into blocks;
-each block is hashed and written in a worker thread (hashlib and file writes release the GIL) while the
+The web layer hands over the request body as an async iterator of chunks. Chunks are gathered into batches
+of about a block; each batch is hashed and written in a worker thread (hashlib and file writes release the GIL) while the
 event loop already gathers the next block, so receiving costs about one pass of sha256 over the bytes.
 Reading stops at the first chunk that crosses the cap: an oversized upload is refused after at most
 `max_bytes` + one chunk, not after the whole body. The temporary file is removed however the block exits.
@@ -49,9 +49,10 @@ def empty_body() -> InvalidInput:
     return InvalidInput("the request body is empty: send the .mcpb file as the body", code="empty_body")
 
 
-def _write_block(fh, digest, block: bytearray) -> None:
-    digest.update(block)
-    fh.write(block)
+def _write_blocks(fh, digest, blocks: list[bytes]) -> None:
+    for block in blocks:
+        digest.update(block)
+    fh.writelines(blocks)
 
 
 @asynccontextmanager
@@ -75,23 +76,25 @@ async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *
 async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
     digest = hashlib.sha256()
     size = 0
-    block = bytearray()
+    batch: list[bytes] = []  # chunks as received: no copying into one buffer
+    batch_bytes = 0
     pending: asyncio.Future | None = None
     try:
         async for chunk in chunks:
             size += len(chunk)
             if size > max_bytes:
                 raise too_large(max_bytes)
-            block += chunk
-            if len(block) >= BLOCK_SIZE:
+            batch.append(chunk)
+            batch_bytes += len(chunk)
+            if batch_bytes >= BLOCK_SIZE:
                 if pending is not None:
                     await pending
-                full, block = block, bytearray()
-                pending = asyncio.ensure_future(asyncio.to_thread(_write_block, fh, digest, full))
+                pending = asyncio.ensure_future(asyncio.to_thread(_write_blocks, fh, digest, batch))
+                batch, batch_bytes = [], 0
         if pending is not None:
             await pending
             pending = None
-        await asyncio.to_thread(_write_block, fh, digest, block)
+        await asyncio.to_thread(_write_blocks, fh, digest, batch)
         return digest, size
     finally:
         if pending is not None:

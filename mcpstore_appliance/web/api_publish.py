@@ -124,7 +124,7 @@ async def expect_bundle(request: web.Request):
 
 
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
+    async for chunk in request.content.iter_any():  # whatever has arrived: no re-chunking copies
         yield chunk
 
 
