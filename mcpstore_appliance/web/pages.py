@@ -73,6 +73,8 @@ def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
         undefined=jinja2.ChainableUndefined,  # `values.email or ""` for forms shown empty
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # the shipped templates do not change while the process runs: no stat per render
+        cache_size=-1,
     )
     env.filters.update(FILTERS)
 
