@@ -44,9 +44,17 @@ async def refresh_latest(tx: Transaction, package_id: int) -> int | None:
     return latest
 
 
+# The ledger seals a leaf when given an org id. A private package in a personal namespace has no org, but its
+# name must not appear in the public log either (invariant 5): it is sealed under 0, which is no org's id, so
+# only views that already passed the package's own visibility check (its owner) can open it.
+PERSONAL_SEAL = 0
+
+
 def seal_org(package: dict[str, Any]) -> int | None:
-    """The org whose members may open a sealed leaf; None writes a public leaf."""
-    return None if package["visibility"] == "public" else package["org_id"]
+    """None writes a public leaf; otherwise the org (or PERSONAL_SEAL) under which the leaf is sealed."""
+    if package["visibility"] == "public":
+        return None
+    return package["org_id"] if package["org_id"] is not None else PERSONAL_SEAL
 
 
 async def ledger_proof(ledger: Any, index: int | None) -> dict[str, Any] | None:

@@ -104,6 +104,11 @@ async def test_multipart_form_publish(app):
     assert status == 201, body
     assert body["visibility"] == "private" and body["pricing"]["amount"] == 2500
     assert body["pricing"]["currency"] == "sat"
+    # A private personal package: the public log holds only a sealed commitment, not its name.
+    leaf = await app.services.db.fetch_one("SELECT * FROM ledger_leaves WHERE idx = ?",
+                                           (body["ledger"]["leaf_index"],))
+    assert leaf["opening"] is not None and b"hello-node" not in leaf["data"]
+    assert json.loads(body["ledger"]["sealed"]["event"])["name"] == "hello-node"  # the owner can open it
 
 
 async def test_later_publish_keeps_or_replaces_package_settings(app):
@@ -336,3 +341,29 @@ async def test_publish_routes_are_in_openapi(app):
     for action in ("yank", "unyank", "deprecate"):
         assert "post" in doc["paths"][f"/api/packages/{{namespace}}/{{name}}/versions/{{version}}/{action}"]
     assert "get" in doc["paths"]["/api/admin/quarantine"]
+
+
+async def test_web_session_upload_needs_its_csrf_token_before_the_file(app):
+    alice, _ = await user(app, "alice")
+    session_id, csrf = await app.services.accounts.start_session(alice)
+    cookies = {"Cookie": f"mcpstore_session={session_id}"}
+
+    def form(token: str | None):
+        data = aiohttp.FormData()
+        if token is not None:
+            data.add_field("csrf_token", token)
+        data.add_field("file", bundle(), filename="hello.mcpb", content_type="application/octet-stream")
+        return data
+
+    before = await snapshot(app)
+    for token in (None, "wrong"):
+        status, body, _ = await app.client.post("/api/packages", data=form(token), headers=cookies)
+        assert status == 403 and body["error"]["code"] == "csrf_failed"
+    await assert_nothing_stored(app, before)
+    status, body, _ = await app.client.post("/api/packages", data=form(csrf), headers=cookies)
+    assert status == 201, body
+    # A raw-body upload from a browser session carries the token in a header instead.
+    status, body = await publish(app.client, bundle(version="1.0.1"), headers=cookies)
+    assert status == 403 and body["error"]["code"] == "csrf_failed"
+    status, body = await publish(app.client, bundle(version="1.0.1"), headers={**cookies, "X-CSRF-Token": csrf})
+    assert status == 201, body
