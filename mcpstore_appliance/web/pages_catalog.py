@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from typing import Any
 
 from aiohttp import web
@@ -113,7 +114,7 @@ def install_snippets(package: dict[str, Any]) -> dict[str, str]:
     name = package["name"]
     vscode = {"servers": {name: {"type": "http", "url": endpoint}}}
     return {
-        "claude_code": f"claude mcp add --transport http {name} {endpoint}",
+        "claude_code": f"claude mcp add --transport http {shlex.quote(name)} {shlex.quote(endpoint)}",
         "vscode": json.dumps(vscode, indent=2),
     }
 

@@ -389,3 +389,36 @@ async def test_dashboard_stats_chart_is_server_rendered_svg(site):
     assert html.count('<rect class="bar"') == 30
     assert re.search(r"<title>\d{4}-\d{2}-\d{2}: 3</title>", html)
     assert "3 in total" in html
+
+
+async def test_package_page_install_help_snippets_and_price_panel(site):
+    _, token = await site.user("pia")
+    await publish(site, token, node_manifest(name="local-free"))
+    await publish(site, token, node_manifest(name="remote-paid"), pricing="subscription", amount="4.99",
+                  currency="eur", tier="pro", endpoint="https://mcp.example.com/remote?x=1&y=2")
+    browser = site.browser()
+    _, html, _ = await browser.get("/packages/pia/local-free")
+    assert 'id="download-button"' in html and "/api/packages/pia/local-free/versions/1.0.0/download" in html
+    assert "open the downloaded file" in html and "claude://" not in html
+    assert 'id="price-panel"' not in html and "snippet-claude-code" not in html  # a local bundle: no snippet
+    _, html, _ = await browser.get("/packages/pia/remote-paid")
+    assert 'id="price-panel"' in html and "€4.99 per month" in html
+    # The endpoint is quoted for the shell and escaped for HTML.
+    assert "claude mcp add --transport http remote-paid &#39;https://mcp.example.com/remote?x=1&amp;y=2&#39;" in html
+    assert "&#34;url&#34;: &#34;https://mcp.example.com/remote?x=1&amp;y=2&#34;" in html
+
+
+async def test_deprecate_and_unyank_through_the_dashboard(site):
+    _, token = await site.user("ray")
+    await publish(site, token, node_manifest(name="old", version="1.0.0"))
+    browser = site.browser()
+    await browser.log_in("ray")
+    page = "/dashboard/packages/ray/old"
+    status, html, _ = await browser.post(page + "/versions/1.0.0/deprecate", {"reason": "use new instead"},
+                                         token_from=page)
+    assert status == 200 and 'data-status="deprecated"' in html and "use new instead" in html
+    await browser.post(page + "/versions/1.0.0/yank", {"reason": "oops"}, token_from=page)
+    status, html, _ = await browser.post(page + "/versions/1.0.0/unyank", {}, token_from=page)
+    assert status == 200 and 'data-status="yanked"' not in html
+    _, html, _ = await browser.get("/packages/ray/old")
+    assert "Deprecated:" in html and "use new instead" in html
