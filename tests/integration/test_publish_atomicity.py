@@ -175,3 +175,26 @@ async def test_the_check_inside_the_transaction_refuses_a_race_the_early_check_m
     assert status == 409 and body["error"]["code"] == "version_exists"
     state = await snapshot(app)
     assert state["versions"] == 1 and state["leaves"] == 1 and state["publish_audit"] == 1
+
+
+async def test_client_disconnecting_mid_upload_leaves_nothing(app):
+    _, token = await user(app, "alice")
+    before = await snapshot(app)
+    data = bundle(extra={"server/blob.bin": os.urandom(512 * 1024)})
+    host, port = app.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"POST /api/packages HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n").encode())
+    writer.write(data[: len(data) // 2])
+    await writer.drain()
+    deadline = time.monotonic() + 10
+    while not any((app.data_dir / "tmp").glob("upload-*")) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert any((app.data_dir / "tmp").glob("upload-*")), "the upload never reached the server's temp file"
+    writer.close()  # the publisher's connection drops with half the bundle sent
+    await writer.wait_closed()
+    while (await snapshot(app))["temp_files"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await snapshot(app) == before
+    status, body = await publish(app.client, data, token)  # and the retry goes through
+    assert status == 201, body
