@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
 ADMIN_PASSWORD = "benchmark password 1234"
 
 
