@@ -28,8 +28,9 @@ class BlobStore(Protocol):
     async def put_stream(self, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Store a stream; return its sha256 and size. Same bytes twice store one copy."""
 
-    async def put_file(self, path: Path, sha256: str | None = None) -> StoredBlob:
-        """Store a local file (a publish upload already hashed while it streamed)."""
+    async def put_file(self, path: Path, sha256: str | None = None, *, trusted: bool = False) -> StoredBlob:
+        """Store a local file. `trusted=True` means the caller computed `sha256` itself while writing
+        the file (a publish upload hashed while it streamed), so the store need not read it again."""
 
     def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield the bytes [start, end) (end exclusive, None = to the end). Raises NotFound.

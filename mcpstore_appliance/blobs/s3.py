@@ -273,9 +273,10 @@ class S3BlobStore:
         finally:
             path.unlink(missing_ok=True)
 
-    async def put_file(self, path: Path, sha256: str | None = None) -> StoredBlob:
+    async def put_file(self, path: Path, sha256: str | None = None, *, trusted: bool = False) -> StoredBlob:
         """Upload a local file. Without `sha256` it is hashed first; with it, the bytes are still
-        checked while they are sent, and a mismatch leaves nothing at the content address."""
+        checked while they are sent (whatever `trusted` says: the signature needs each body's hash
+        anyway), and a mismatch leaves nothing at the content address."""
         path = Path(path)
         if sha256 is None:
             sha256, _ = await asyncio.to_thread(hash_file, path)

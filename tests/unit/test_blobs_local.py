@@ -342,3 +342,25 @@ async def test_open_blob_store_follows_settings(tmp_path):
     incomplete = load_settings(environ={}, data_dir=str(tmp_path / "data"), storage={"backend": "s3"})
     with pytest.raises(ConfigError, match="storage.s3.bucket"):
         open_blob_store(incomplete)
+
+
+async def test_trusted_put_file_links_without_rehashing_and_untrusted_still_checks(tmp_path):
+    """A caller that hashed the bytes while writing them (the publish upload) vouches for the digest."""
+    import hashlib
+
+    from mcpstore_appliance.blobs import LocalBlobStore
+    from mcpstore_appliance.errors import InvalidInput
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "upload.bin"
+    source.write_bytes(b"bundle bytes" * 1000)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    stored = await store.put_file(source, digest, trusted=True)
+    assert stored.sha256 == digest and stored.size == 12000
+    assert store.path_for(digest).read_bytes() == source.read_bytes()
+
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"different")
+    with pytest.raises(InvalidInput):
+        await store.put_file(other, digest)  # without trust, a wrong digest is caught
+    assert store.path_for(digest).read_bytes() == source.read_bytes()
