@@ -248,7 +248,7 @@ class Publisher:
             name, version = report.metadata.name, report.metadata.version
             parsed = check_name_and_version(name, version)
             await self._precheck_free(target, name, version, parsed)
-            await self.blobs.put_file(upload.path, upload.sha256)
+            await self.blobs.put_file(upload.path, upload.sha256, trusted=True)
             icon = await self._store_icon(report)
             clock.lap("blob")
             result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
