@@ -34,6 +34,7 @@ from . import events as ev
 from . import note as notes
 from .checkpoint import open_checkpoint, parse_unverified
 from .merkle import HASH_SIZE, node_hash
+from . import service
 from .storedhash import Node, hashes_in_row, leaf_range, root_hash, root_nodes, row_of
 
 CHUNK_LEVEL = 16
@@ -278,11 +279,14 @@ class Auditor:
             with ProcessPoolExecutor(self.workers, mp_context=_process_context()) as pool:
                 tree_jobs = [pool.submit(check_chunk, path, start, k) for start, k in chunks]
                 index_jobs = [pool.submit(check_index, path, lo, hi) for lo, hi in ranges]
+                lookup_problems = self._check_lookup_table(conn, size) if self.index else []
                 results = [job.result() for job in tree_jobs]
                 index_problems = [job.result() for job in index_jobs]
         else:
             results = [check_chunk(path, start, k) for start, k in chunks]
             index_problems = [check_index(path, lo, hi) for lo, hi in ranges]
+            lookup_problems = self._check_lookup_table(conn, size) if self.index else []
+        index_problems.append(lookup_problems)
         for _, problems, _, _ in results:
             for problem in problems:
                 report.add(problem)
@@ -290,6 +294,28 @@ class Auditor:
         for problems in index_problems:
             for problem in problems:
                 report.add(problem)
+
+    @staticmethod
+    def _check_lookup_table(conn: sqlite3.Connection, size: int) -> list[str]:
+        """The lookup index holds exactly the keys of every leaf in the completed blocks (checked in SQL)."""
+        end = size // service.LOOKUP_BLOCK * service.LOOKUP_BLOCK
+        problems = [f"lookup index entry ({key}, {idx}) does not match entry {idx}" for key, idx in conn.execute(
+            "SELECT l.key, l.idx FROM ledger_lookup l LEFT JOIN ledger_leaves v ON v.idx = l.idx"
+            " WHERE v.idx IS NULL OR l.idx >= ? OR (l.key IS NOT v.sha_key AND l.key IS NOT v.release_key)"
+            f" LIMIT {MAX_PROBLEMS}", (end,))]
+        count = conn.execute("SELECT COUNT(*) FROM ledger_lookup").fetchone()[0]
+        expected = conn.execute(
+            "SELECT COUNT(sha_key) + COUNT(release_key) - COALESCE(SUM(sha_key = release_key), 0) FROM ledger_leaves"
+            " WHERE idx < ?", (end,)).fetchone()[0]
+        if count != expected and not problems:
+            missing = [idx for (idx,) in conn.execute(
+                "SELECT idx FROM ledger_leaves v WHERE idx < ? AND ("
+                " (sha_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ledger_lookup WHERE key = v.sha_key AND idx = v.idx))"
+                " OR (release_key IS NOT NULL AND NOT EXISTS"
+                "     (SELECT 1 FROM ledger_lookup WHERE key = v.release_key AND idx = v.idx)))"
+                f" ORDER BY idx LIMIT {MAX_PROBLEMS}", (end,))]
+            problems += [f"entry {idx}: missing from the lookup index" for idx in missing]
+        return problems
 
     @staticmethod
     def _check_upper_levels(chunks: list[tuple[int, int]], results: list, report: AuditReport) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("mcpstore.ledger")
 
 _MAX_IN_PARAMS = 500  # stay far below SQLite's bound-parameter limit
 HASH_CACHE_SIZE = 200_000  # ~ 20 MB; top-of-tree hashes are shared by every proof
+LOOKUP_BLOCK = 8192  # leaves per lookup-index block (see _index_block)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,20 @@ class Ledger:
             "INSERT INTO ledger_leaves (idx, hashes, data, sha_key, release_key, org_id, opening, salt)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(index, hashes, *row) for (index, hashes), row in zip(appender.rows, rows)])
+        for block in range(size // LOOKUP_BLOCK, appender.size // LOOKUP_BLOCK):
+            await self._index_block(tx, block * LOOKUP_BLOCK)
         return [index for index, _ in appender.rows]
+
+    @staticmethod
+    async def _index_block(tx: Transaction, start: int) -> None:
+        """Add a completed block's lookup keys to the index, sorted: the B-tree is then written page by page
+        instead of one random page per key, which is what makes appends cheap at millions of leaves."""
+        await tx.execute(
+            "INSERT INTO ledger_lookup (key, idx) SELECT key, idx FROM ("
+            " SELECT sha_key AS key, idx FROM ledger_leaves WHERE idx >= ? AND idx < ? AND sha_key IS NOT NULL"
+            " UNION SELECT release_key, idx FROM ledger_leaves WHERE idx >= ? AND idx < ? AND release_key IS NOT NULL"
+            ") ORDER BY key, idx",
+            (start, start + LOOKUP_BLOCK, start, start + LOOKUP_BLOCK))
 
     @staticmethod
     def _leaf_row(event: dict, org_id: int | None) -> tuple:
@@ -352,8 +366,14 @@ class Ledger:
     async def _candidates(self, column: str, key: int, public_only: bool) -> list[tuple[int, dict]]:
         """Rows whose lookup hint matches, with their events (the hint is only a hint: callers confirm)."""
         extra = " AND org_id IS NULL" if public_only else ""
+        # Completed blocks are in the index; the block being filled is scanned by rowid (at most LOOKUP_BLOCK
+        # rows). A stale size only starts the scan earlier, so nothing is missed while appends go on.
+        tail = (await self.tree_size()) // LOOKUP_BLOCK * LOOKUP_BLOCK
         rows = await self.db.fetch_all(
-            f"SELECT idx, data, opening FROM ledger_leaves WHERE {column} = ?{extra} ORDER BY idx", (key,))
+            f"SELECT idx, data, opening FROM ledger_leaves WHERE idx IN (SELECT idx FROM ledger_lookup WHERE key = ?)"
+            f" AND {column} = ?{extra}"
+            f" UNION SELECT idx, data, opening FROM ledger_leaves WHERE idx >= ? AND {column} = ?{extra} ORDER BY idx",
+            (key, key, tail, key))
         found = []
         for row in rows:
             try:

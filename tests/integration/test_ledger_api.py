@@ -274,3 +274,25 @@ async def test_a_tree_that_contradicts_a_signed_checkpoint_is_never_signed_again
     assert status == 503 and body["error"]["code"] == "ledger_inconsistent"
     assert "checkpoint 8" in body["error"]["message"] and "mcpstore ledger verify" in body["error"]["message"]
     assert await app.services.db.fetch_value("SELECT MAX(size) FROM ledger_checkpoints") == signed.size
+
+
+async def test_lookups_across_indexed_blocks_and_the_open_block(ledger_app, monkeypatch):
+    from mcpstore_appliance.ledger import service
+
+    monkeypatch.setattr(service, "LOOKUP_BLOCK", 16)
+    app = ledger_app
+    for i in range(50):  # bundle 3 is published again (as another release) at 40, and yanked at 20 and 49
+        if i in (20, 49):
+            events = [status_event("yank", namespace="acme", name="tool3", version="1.0.3", sha256=sha(3))]
+        else:
+            events = [event(3 if i == 40 else i)]
+        await append(app, events)
+    assert await app.services.db.fetch_value("SELECT COUNT(*) FROM ledger_lookup") == 2 * 48
+    status, found, _ = await app.client.get(f"/ledger/lookup/{sha(3)}")
+    assert found["indices"] == [3, 20, 40, 49]
+    status, found, _ = await app.client.get("/ledger/release/acme/tool3/1.0.3")
+    assert found["indices"] == [3, 20, 40, 49]
+    status, found, _ = await app.client.get(f"/ledger/lookup/{sha(41)}")
+    assert found["indices"] == [41]
+    status, found, _ = await app.client.get(f"/ledger/lookup/{sha(20)}")
+    assert found["indices"] == []

@@ -13,7 +13,7 @@ from mcpstore_appliance.app import data_paths
 from mcpstore_appliance.config import LedgerSettings
 from mcpstore_appliance.db import Database
 from mcpstore_appliance.keys import load_or_create_signing_key
-from mcpstore_appliance.ledger import audit, publish_event
+from mcpstore_appliance.ledger import audit, publish_event, service
 from mcpstore_appliance.ledger.audit import Auditor
 from mcpstore_appliance.ledger.service import Ledger
 from mcpstore_appliance.ledger.storedhash import row_of
@@ -27,8 +27,10 @@ def event(i: int) -> dict:
 
 
 @pytest.fixture
-async def ledger_db(tmp_path):
-    """A database with 300 leaves, checkpoints at 100 and 300, and one sealed leaf; returns (path, key)."""
+async def ledger_db(tmp_path, monkeypatch):
+    """A database with 300 leaves (a sealed one every 50), checkpoints at 100 and 300, and a lookup index in
+    blocks of 16; returns (path, key)."""
+    monkeypatch.setattr(service, "LOOKUP_BLOCK", 16)
     key = load_or_create_signing_key(tmp_path / "keys" / "ledger.key")
     db = await Database(tmp_path / "data" / "mcpstore.sqlite3").open()
     ledger = Ledger(db, key, "test.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
@@ -146,7 +148,23 @@ async def test_tampered_checkpoints_lookup_keys_and_sealed_leaves_are_reported(l
     assert any(p.startswith("checkpoint 100: signature does not verify") for p in report.problems)
     assert "entry 12: lookup keys do not match the leaf" in report.problems
     assert "entry 49: sealed leaf does not open with its stored event" in report.problems
-    assert len(report.problems) == 3
+    assert any(p.startswith("lookup index entry (") and p.endswith("entry 12") for p in report.problems)
+    assert len(report.problems) == 4
+
+
+async def test_the_lookup_index_is_checked(ledger_db):
+    path, key = ledger_db
+    assert read(path, "SELECT COUNT(*) FROM ledger_lookup") == 2 * 288  # 18 full blocks, two keys per leaf
+    tamper(path, "DELETE FROM ledger_lookup WHERE idx = 33 AND key = (SELECT sha_key FROM ledger_leaves WHERE idx = 33)")
+    tamper(path, "UPDATE ledger_lookup SET key = key + 1 WHERE idx = 77 AND key = "
+                 "(SELECT release_key FROM ledger_leaves WHERE idx = 77)")
+    report = run_audit(path, key)
+    assert report.problems[0].startswith("lookup index entry (") and report.problems[0].endswith("entry 77")
+    tamper(path, "UPDATE ledger_lookup SET key = key - 1 WHERE idx = 77 AND key - 1 = "
+                 "(SELECT release_key FROM ledger_leaves WHERE idx = 77)")
+    assert run_audit(path, key).problems == ["entry 33: missing from the lookup index"]
+    tamper(path, "INSERT INTO ledger_lookup (key, idx) VALUES (5, 299)")  # beyond the indexed blocks
+    assert run_audit(path, key).problems[0] == "lookup index entry (5, 299) does not match entry 299"
 
 
 async def test_ledger_verify_command(ledger_db, tmp_path):
@@ -154,6 +172,7 @@ async def test_ledger_verify_command(ledger_db, tmp_path):
     data = tmp_path / "data"
     shutil.move(str(tmp_path / "keys"), str(data / "keys"))
     assert data_paths_for(data)["db"] == path
+    tamper(path, "DELETE FROM ledger_lookup")  # the command runs with the real block size: 300 leaves, no block
     command = [sys.executable, "-m", "mcpstore_appliance.cli.main", "ledger", "verify", "--data", str(data)]
     ok = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr

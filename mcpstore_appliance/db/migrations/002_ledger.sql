@@ -5,7 +5,7 @@
 --           per complete subtree the leaf closes (1 + trailing ones of idx), 32 bytes each. Every complete-subtree
 --           hash of the tree lives in exactly one row, so roots and proofs read O(log n) rows.
 --   data:   the exact leaf: canonical JSON of the event, or of a sealed commitment for a private release.
---   sha_key, release_key: lookup hints (first 8 bytes, as a signed integer, of the bundle sha256 and of
+--   sha_key, release_key: lookup keys (first 8 bytes, as a signed integer, of the bundle sha256 and of
 --           sha256(namespace NUL name NUL version)); lookups confirm every candidate against the leaf itself.
 CREATE TABLE ledger_leaves (
     idx         INTEGER PRIMARY KEY,
@@ -17,8 +17,16 @@ CREATE TABLE ledger_leaves (
     opening     BLOB,             -- sealed leaves only: the event's canonical JSON
     salt        TEXT              -- sealed leaves only: hex salt of the commitment
 );
-CREATE INDEX ledger_leaves_by_sha ON ledger_leaves(sha_key);
-CREATE INDEX ledger_leaves_by_release ON ledger_leaves(release_key);
+
+-- The lookup index: (key, leaf) for both keys of every leaf in completed blocks of 8192 leaves. It is filled a
+-- block at a time, sorted, by the append that completes the block: random-key inserts one by one would
+-- dominate the cost of an append; lookups scan the unindexed last block by rowid instead.
+-- (WITHOUT ROWID: the primary key is the whole row. Drop the clause for other databases.)
+CREATE TABLE ledger_lookup (
+    key INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (key, idx)
+) WITHOUT ROWID;
 
 -- Every checkpoint this log signed (C2SP signed note text).
 CREATE TABLE ledger_checkpoints (
