@@ -1,0 +1,487 @@
+"""Package data for consumers: the package page as data, version lists, version detail, download targets and
+update checks. Every lookup carries the visibility rule; a package the caller may not see answers exactly like
+a missing one (same status, code and message).
+
+Speed: each answer is one or two indexed queries on the event-loop connection of `CatalogReader`. The part
+of an answer derived from a version's metadata (tools, prompts, config fields, the long description rendered
+to HTML...) never changes, because versions are immutable, so it is serialized once per version id and kept
+in a bounded cache; status columns (yanked, deprecated) and package columns (price, counts, rating) are read
+fresh on every request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import nh3
+from markdown_it import MarkdownIt
+
+from ..accounts.models import Principal
+from ..errors import InvalidInput, NotFound
+from . import semver
+from .cursors import CursorCodec, invalid, scope_digest
+from .pricing import format_minor_units
+from .reader import CatalogReader
+from .search import PLATFORMS
+from .visibility import can_manage, visible_clause
+
+DEFAULT_VERSIONS_LIMIT = 20
+MAX_VERSIONS_LIMIT = 100
+RECENT_VERSIONS = 5
+MAX_CHANGELOG_ENTRIES = 50
+_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# --- markdown ----------------------------------------------------------------------------------------------
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+SAFE_TAGS = {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "code", "pre",
+             "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td", "del", "s"}
+SAFE_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+MAX_MARKDOWN_CHARS = 100_000
+
+
+def render_markdown(text: str | None) -> str:
+    """Markdown (CommonMark + tables) to HTML that is safe to embed: raw HTML in the source is escaped by the
+    renderer, and the output is sanitized again with an allowlist (no scripts, styles, event handlers or
+    javascript: URLs; links get rel="noopener noreferrer nofollow")."""
+    if not text:
+        return ""
+    html = _MARKDOWN.render(text[:MAX_MARKDOWN_CHARS])
+    return nh3.clean(html, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer nofollow")
+
+
+# --- small helpers -----------------------------------------------------------------------------------------
+
+def iso(timestamp: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds, as the MCP Registry writes timestamps."""
+    if timestamp is None:
+        return None
+    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def not_found(namespace: str, name: str) -> NotFound:
+    # The same words whether the package is missing or hidden from this caller.
+    return NotFound(f"no package {namespace[:64]}/{name[:64]}", code="no_such_package")
+
+
+def version_path(base_url: str, namespace: str, name: str, version: str) -> str:
+    return f"{base_url}/api/packages/{namespace}/{name}/versions/{quote(version, safe='')}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _splice(*objects: str) -> str:
+    """Join JSON object texts with distinct keys into one object without re-encoding them."""
+    inner = [text[1:-1] for text in objects if len(text) > 2]
+    return "{" + ",".join(inner) + "}"
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    package_id: int
+    version_id: int
+    namespace: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    public: bool
+    yanked: bool
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.mcpb"
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._data: OrderedDict[Any, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> str | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: str) -> None:
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+PACKAGE_COLUMNS = (
+    "p.id, p.namespace, p.name, p.org_id, p.owner_user_id, p.visibility, p.category, p.pricing_model,"
+    " p.price_amount, p.currency, p.tier, p.endpoint_url, p.latest_version_id, p.verified, p.downloads,"
+    " p.invocations, p.rating_avg, p.rating_count, p.created_at, p.updated_at")
+VERSION_COLUMNS = (
+    "v.id AS v_id, v.version, v.semver_key, v.is_prerelease, v.state, v.yanked_at, v.yank_reason,"
+    " v.deprecated_at, v.deprecation_reason, v.sha256, v.size, v.ledger_index, v.published_at,"
+    " v.platforms")
+STATIC_COLUMNS = (
+    "v.metadata_json, v.manifest_version, v.signature_status, v.signer_subject, v.signer_issuer,"
+    " v.signer_not_before, v.signer_not_after, v.signer_fingerprint, v.signature_reason, v.findings_json,"
+    " v.changelog, v.icon_sha256, v.unsigned_sha256")
+
+
+class PackageView:
+    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, cache_size: int = 2048):
+        self.reader = reader
+        self.cursors = cursors
+        self.base_url = base_url.rstrip("/")
+        self._static = _LRU(cache_size)
+
+    # -- package data -----------------------------------------------------------------------------------
+
+    def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
+        """Everything a package page needs, as JSON text."""
+        _check_names(namespace, name)
+        clause, params = visible_clause(principal)
+        since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).strftime("%Y-%m-%d")
+        sql = (
+            f"SELECT {PACKAGE_COLUMNS}, o.slug AS org_slug, {VERSION_COLUMNS},"
+            " (SELECT count(*) FROM versions c WHERE c.package_id = p.id AND c.state = 'published') AS version_count,"
+            " (SELECT coalesce(sum(d.count), 0) FROM download_days d WHERE d.package_id = p.id AND d.day >= ?)"
+            "   AS downloads_30d,"
+            " (SELECT json_group_array(json_object('version', x.version, 'published_at', x.published_at,"
+            "     'prerelease', json(CASE WHEN x.is_prerelease THEN 'true' ELSE 'false' END),"
+            "     'yanked', json(CASE WHEN x.yanked_at IS NULL THEN 'false' ELSE 'true' END)))"
+            "   FROM (SELECT * FROM versions x WHERE x.package_id = p.id AND x.state = 'published'"
+            "         ORDER BY x.semver_key DESC LIMIT ?) x) AS recent_json,"
+            " (SELECT l.version FROM versions l WHERE l.id = p.latest_version_id) AS latest_version"
+            " FROM packages p LEFT JOIN orgs o ON o.id = p.org_id"
+            " LEFT JOIN versions v ON v.id = coalesce(p.latest_version_id, (SELECT x.id FROM versions x"
+            "   WHERE x.package_id = p.id AND x.state = 'published' ORDER BY x.semver_key DESC LIMIT 1))"
+            f" WHERE p.namespace = ? AND p.name = ? AND {clause}")
+        row = self.reader.inline(lambda c: c.execute(sql, [since, RECENT_VERSIONS, namespace, name, *params])
+                                 .fetchone())
+        if row is None:
+            raise not_found(namespace, name)
+        recent = json.loads(row["recent_json"] or "[]")
+        for entry in recent:
+            entry["published_at"] = iso(entry["published_at"])
+            entry["url"] = version_path(self.base_url, namespace, name, entry["version"])
+        dynamic = {
+            **self._package_fields(row),
+            "latest_version": row["latest_version"],
+            "versions": {"count": row["version_count"], "recent": recent,
+                         "url": f"{self.base_url}/api/packages/{namespace}/{name}/versions"},
+            "stats": {"downloads": row["downloads"], "downloads_30d": row["downloads_30d"],
+                      "invocations": row["invocations"],
+                      "rating": {"average": row["rating_avg"], "count": row["rating_count"]}},
+        }
+        if row["v_id"] is None:
+            return _dumps({**dynamic, "version": None})
+        dynamic.update(self._version_status(row))
+        return _splice(_dumps(dynamic), self._static_json(row["v_id"], namespace, name))
+
+    def version_json(self, principal: Principal | None, namespace: str, name: str, version: str) -> str:
+        """One version in full (`latest` names the package's latest version)."""
+        _check_names(namespace, name)
+        package = self._package_row(principal, namespace, name)
+        states = self._states(principal, package)
+        if version == "latest":
+            condition, value = "v.id = ?", package["latest_version_id"]
+        else:
+            condition, value = "v.version = ?", version
+        row = self.reader.inline(lambda c: c.execute(
+            f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.package_id = ? AND {condition}"
+            f" AND v.state IN ({', '.join('?' * len(states))})", (package["id"], value, *states)).fetchone())
+        if row is None:
+            raise NotFound(f"{namespace}/{name} has no version {version[:100]!r}", code="no_such_version")
+        dynamic = {**self._package_fields(package), **self._version_status(row),
+                   "is_latest": row["v_id"] == package["latest_version_id"]}
+        return _splice(_dumps(dynamic), self._static_json(row["v_id"], namespace, name))
+
+    def _package_fields(self, row: sqlite3.Row) -> dict[str, Any]:
+        namespace, name = row["namespace"], row["name"]
+        amount, currency = row["price_amount"], row["currency"]
+        return {
+            "id": f"{namespace}/{name}", "namespace": namespace, "name": name,
+            "org": row["org_slug"] if "org_slug" in row.keys() else None,
+            "visibility": row["visibility"], "category": row["category"], "tier": row["tier"],
+            "endpoint_url": row["endpoint_url"] if row["tier"] == "pro" else None,
+            "pricing": {"model": row["pricing_model"], "amount": amount, "currency": currency,
+                        "amount_display": format_minor_units(amount, currency) if currency else "0"},
+            "verified": bool(row["verified"]),
+            "url": f"{self.base_url}/api/packages/{namespace}/{name}",
+            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        }
+
+    def _version_status(self, row: sqlite3.Row) -> dict[str, Any]:
+        """The mutable columns of a version (read fresh every time)."""
+        return {
+            "version": row["version"], "state": row["state"], "prerelease": bool(row["is_prerelease"]),
+            "yanked": row["yanked_at"] is not None, "yank_reason": row["yank_reason"],
+            "deprecated": row["deprecated_at"] is not None, "deprecation_reason": row["deprecation_reason"],
+            "ledger_index": row["ledger_index"], "published_at": iso(row["published_at"]),
+        }
+
+    def _static_json(self, version_id: int, namespace: str, name: str) -> str:
+        cached = self._static.get(version_id)
+        if cached is None:
+            row = self.reader.inline(lambda c: c.execute(
+                f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS} FROM versions v WHERE v.id = ?",
+                (version_id,)).fetchone())
+            cached = _dumps(self._static_fields(row, namespace, name))
+            self._static.put(version_id, cached)
+        return cached
+
+    def _static_fields(self, row: sqlite3.Row, namespace: str, name: str) -> dict[str, Any]:
+        meta = json.loads(row["metadata_json"])
+        sha256 = row["sha256"]
+        signer = None
+        if row["signer_subject"] or row["signer_fingerprint"]:
+            signer = {"subject": row["signer_subject"], "issuer": row["signer_issuer"],
+                      "fingerprint_sha256": row["signer_fingerprint"], "not_before": row["signer_not_before"],
+                      "not_after": row["signer_not_after"]}
+        findings = json.loads(row["findings_json"] or "[]")
+        return {
+            "display_name": meta.get("display_name") or name,
+            "description": meta.get("description") or "",
+            "long_description": meta.get("long_description"),
+            "long_description_html": render_markdown(meta.get("long_description")),
+            "author": meta.get("author"),
+            "tools": [{"name": t.get("name"), "description": t.get("description")} for t in meta.get("tools") or []],
+            "tools_generated": bool(meta.get("tools_generated")),
+            "prompts": [{"name": p.get("name"), "description": p.get("description"),
+                         "arguments": list(p.get("arguments") or [])} for p in meta.get("prompts") or []],
+            "user_config": [config_field(f) for f in meta.get("user_config") or []],
+            "links": meta.get("links") or {},
+            "privacy_policies": list(meta.get("privacy_policies") or []),
+            "keywords": list(meta.get("keywords") or []),
+            "license": meta.get("license"),
+            "compatibility": {"platforms": list(meta.get("platforms") or []), "runtimes": meta.get("runtimes") or {},
+                              "claude_desktop": meta.get("claude_desktop")},
+            "server_type": meta.get("server_type"),
+            "manifest_version": row["manifest_version"],
+            "icon_sha256": row["icon_sha256"],
+            "screenshots": list(meta.get("screenshots") or []),
+            "signature": {"status": row["signature_status"], "signer": signer, "reason": row["signature_reason"]},
+            "findings": {"count": len(findings),
+                         "by_severity": _count_by(findings, "severity")},
+            "changelog": row["changelog"],
+            "sha256": sha256, "size": row["size"], "unsigned_sha256": row["unsigned_sha256"],
+            "bundle_url": f"{self.base_url}/bundles/{sha256}.mcpb",
+            "bundle_hash": f"sha256:{sha256}",
+            "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download",
+        }
+
+    # -- versions ---------------------------------------------------------------------------------------
+
+    def versions(self, principal: Principal | None, namespace: str, name: str, limit: int = DEFAULT_VERSIONS_LIMIT,
+                 cursor: str | None = None) -> dict[str, Any]:
+        """Versions newest first by semver precedence, yanked ones marked, keyset-paginated."""
+        _check_names(namespace, name)
+        package = self._package_row(principal, namespace, name)
+        states = self._states(principal, package)
+        scope = scope_digest(package["id"], states)
+        where = ["v.package_id = ?", f"v.state IN ({', '.join('?' * len(states))})"]
+        params: list[Any] = [package["id"], *states]
+        if cursor is not None:
+            keys = self.cursors.decode(cursor, "versions", scope)
+            if len(keys) != 1 or not isinstance(keys[0], str):
+                raise invalid("malformed cursor")
+            where.append("v.semver_key < ?")
+            params.append(keys[0])
+
+        def query(c: sqlite3.Connection):
+            found = c.execute(f"SELECT {VERSION_COLUMNS} FROM versions v WHERE {' AND '.join(where)}"
+                              " ORDER BY v.semver_key DESC LIMIT ?", (*params, limit + 1)).fetchall()
+            total = c.execute(f"SELECT count(*) FROM versions v WHERE {' AND '.join(where[:2])}",
+                              (package["id"], *states)).fetchone()[0]
+            return found, total
+
+        rows, total = self.reader.inline(query)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = []
+        for row in rows:
+            item = self._version_status(row)
+            item.update({"is_latest": row["v_id"] == package["latest_version_id"], "sha256": row["sha256"],
+                         "size": row["size"], "platforms": json.loads(row["platforms"]),
+                         "url": version_path(self.base_url, namespace, name, row["version"]),
+                         "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download"})
+            items.append(item)
+        next_cursor = self.cursors.encode("versions", scope, [rows[-1]["semver_key"]]) if more else None
+        return {"id": f"{namespace}/{name}", "total": total, "versions": items, "next_cursor": next_cursor}
+
+    # -- downloads --------------------------------------------------------------------------------------
+
+    def download_target(self, principal: Principal | None, namespace: str, name: str, version: str) -> DownloadTarget:
+        _check_names(namespace, name)
+        clause, params = visible_clause(principal)
+        rows = self.reader.inline(lambda c: c.execute(
+            "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
+            " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
+            " FROM packages p JOIN versions v ON v.package_id = p.id"
+            f" WHERE p.namespace = ? AND p.name = ? AND v.version = ? AND {clause}",
+            (namespace, name, version, *params)).fetchall())
+        target = self._downloadable(principal, rows)
+        if target is None:
+            if not rows and not self._exists(principal, namespace, name):
+                raise not_found(namespace, name)
+            raise NotFound(f"{namespace}/{name} has no version {version[:100]!r}", code="no_such_version")
+        return target
+
+    def bundle_target(self, principal: Principal | None, sha256: str) -> DownloadTarget:
+        """A bundle by its content hash, if some version the caller may download has exactly these bytes."""
+        if not _SHA256.match(sha256):
+            raise NotFound("no such bundle", code="no_such_bundle")
+        clause, params = visible_clause(principal)
+        rows = self.reader.inline(lambda c: c.execute(
+            "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
+            " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
+            " FROM versions v JOIN packages p ON p.id = v.package_id"
+            f" WHERE v.sha256 = ? AND {clause}"
+            " ORDER BY v.state = 'published' DESC, p.visibility = 'public' DESC, v.id LIMIT 10",
+            (sha256, *params)).fetchall())
+        target = self._downloadable(principal, rows)
+        if target is None:
+            raise NotFound("no such bundle", code="no_such_bundle")
+        return target
+
+    @staticmethod
+    def _downloadable(principal: Principal | None, rows: list[sqlite3.Row]) -> DownloadTarget | None:
+        for row in rows:
+            # Quarantined and rejected bytes are for the package's managers (and admins reviewing them) only.
+            if row["state"] == "published" or can_manage(principal, dict(row)):
+                return DownloadTarget(row["package_id"], row["version_id"], row["namespace"], row["name"],
+                                      row["version"], row["sha256"], row["size"], row["visibility"] == "public",
+                                      row["yanked_at"] is not None)
+        return None
+
+    # -- update check -----------------------------------------------------------------------------------
+
+    def update_check(self, principal: Principal | None, namespace: str, name: str, current: str | None,
+                     platform: str | None, prerelease: bool) -> dict[str, Any]:
+        """The newest installable version for a client running `current` on `platform`.
+
+        Semver precedence; pre-releases only when asked for; yanked, quarantined and rejected versions never;
+        versions that name platforms must name this one. A higher major version is a breaking change.
+        """
+        _check_names(namespace, name)
+        current_version = semver.parse(current) if current else None
+        if platform is not None and platform not in PLATFORMS:
+            raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", code="invalid_parameter",
+                               details={"parameter": "platform"})
+        package = self._package_row(principal, namespace, name)
+        rows = self.reader.inline(lambda c: c.execute(
+            "SELECT v.version, v.semver_key, v.is_prerelease, v.changelog, v.sha256, v.size, v.published_at,"
+            " v.deprecated_at, v.deprecation_reason FROM versions v"
+            " WHERE v.package_id = ? AND v.state = 'published' AND v.yanked_at IS NULL"
+            " AND (? OR v.is_prerelease = 0)"
+            " AND (? IS NULL OR v.platforms = '[]' OR EXISTS (SELECT 1 FROM json_each(v.platforms) j"
+            "      WHERE j.value = ?))"
+            " ORDER BY v.semver_key DESC LIMIT ?",
+            (package["id"], int(prerelease), platform, platform, MAX_CHANGELOG_ENTRIES + 1)).fetchall())
+        answer: dict[str, Any] = {
+            "id": f"{namespace}/{name}", "current_version": current, "latest_version": None,
+            "update_available": False, "download_url": None, "bundle_url": None, "sha256": None, "size": None,
+            "published_at": None, "changelog": [], "breaking_changes": False, "requires_payment": False,
+            "deprecated": False, "deprecation_reason": None}
+        if not rows:
+            return answer
+        latest = rows[0]
+        latest_version = semver.parse(latest["version"])
+        newer = [r for r in rows if current_version is None or semver.parse(r["version"]) > current_version]
+        available = current_version is None or latest_version > current_version
+        breaking = current_version is not None and latest_version.major > current_version.major
+        answer.update({
+            "latest_version": latest["version"], "update_available": available,
+            "download_url": version_path(self.base_url, namespace, name, latest["version"]) + "/download",
+            "bundle_url": f"{self.base_url}/bundles/{latest['sha256']}.mcpb",
+            "sha256": latest["sha256"], "size": latest["size"], "published_at": iso(latest["published_at"]),
+            "changelog": [{"version": r["version"], "published_at": iso(r["published_at"]), "changes": r["changelog"]}
+                          for r in newer[:MAX_CHANGELOG_ENTRIES]],
+            "breaking_changes": breaking,
+            "requires_payment": available and requires_payment(package["pricing_model"], breaking, current_version),
+            "deprecated": latest["deprecated_at"] is not None, "deprecation_reason": latest["deprecation_reason"],
+        })
+        return answer
+
+    # -- shared lookups ---------------------------------------------------------------------------------
+
+    def _package_row(self, principal: Principal | None, namespace: str, name: str) -> sqlite3.Row:
+        clause, params = visible_clause(principal)
+        row = self.reader.inline(lambda c: c.execute(
+            f"SELECT {PACKAGE_COLUMNS}, o.slug AS org_slug FROM packages p LEFT JOIN orgs o ON o.id = p.org_id"
+            f" WHERE p.namespace = ? AND p.name = ? AND {clause}", (namespace, name, *params)).fetchone())
+        if row is None:
+            raise not_found(namespace, name)
+        return row
+
+    def package_ref(self, principal: Principal | None, namespace: str, name: str) -> tuple[int, int]:
+        """(package id, total downloads) of a package the caller may see."""
+        _check_names(namespace, name)
+        found = self._package_row(principal, namespace, name)
+        return found["id"], found["downloads"]
+
+    def _exists(self, principal: Principal | None, namespace: str, name: str) -> bool:
+        try:
+            self._package_row(principal, namespace, name)
+        except NotFound:
+            return False
+        return True
+
+    @staticmethod
+    def _states(principal: Principal | None, package: sqlite3.Row) -> tuple[str, ...]:
+        """Everyone sees published versions; the package's managers also see quarantined and rejected ones."""
+        if can_manage(principal, dict(package)):
+            return ("published", "quarantined", "rejected")
+        return ("published",)
+
+
+def requires_payment(pricing_model: str, breaking: bool, current: semver.Version | None) -> bool:
+    """Whether installing the update needs a new purchase.
+
+    The rule is: the package is paid and the caller's entitlement covers only an older major version.
+    Payments (entitlements) have not landed yet, so until they do this is derived from the pricing model
+    alone: a paid package's entitlement is assumed to cover the major version the caller runs, so a major
+    upgrade (or a first install, with no current version) requires payment and a minor or patch update
+    does not. Replace with an entitlement lookup when commerce/ exists.
+    """
+    if pricing_model == "free":
+        return False
+    return current is None or breaking
+
+
+def config_field(field: dict[str, Any]) -> dict[str, Any]:
+    """A user_config field for display; a sensitive field's default is never shown."""
+    sensitive = bool(field.get("sensitive"))
+    return {"key": field.get("key"), "type": field.get("type"), "title": field.get("title"),
+            "description": field.get("description"), "required": bool(field.get("required")),
+            "sensitive": sensitive, "multiple": bool(field.get("multiple")),
+            "default": None if sensitive else field.get("default"), "min": field.get("min"), "max": field.get("max")}
+
+
+def _count_by(items: list[dict], key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        value = str(item.get(key))
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _check_names(namespace: str, name: str) -> None:
+    # A name that cannot exist is simply not found (the same answer as a hidden package).
+    if not _NAMESPACE.match(namespace) or not _NAME.match(name):
+        raise not_found(namespace, name)
+

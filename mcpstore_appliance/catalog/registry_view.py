@@ -1,0 +1,272 @@
+"""The catalog as the official MCP Registry API (v0.1) sees it: server.json documents and their `_meta`.
+
+Each published version of a package is one registry entry:
+
+- `server.name` is reverse-DNS under the configured prefix: `<prefix>.<namespace>/<name>`
+  (e.g. `com.example.mcpstore.acme/weather`); namespaces and names are slugs, so this always matches the
+  registry's name pattern.
+- `server.packages[0]` is the bundle: `registryType: "mcpb"`, the appliance's content-addressed download URL as
+  `identifier`, `fileSha256` of the stored bytes, stdio transport.
+- `server.remotes[0]` is the hosted endpoint: this appliance's gateway `{base}/mcp/{namespace}/{name}` for the
+  hobbyist tier, the publisher's own endpoint for the pro tier.
+- `_meta["io.modelcontextprotocol.registry/official"]`: status (`deleted` for a yanked version, `deprecated`,
+  else `active`), publishedAt, updatedAt, statusChangedAt, isLatest; our extras (verified, rating, pricing,
+  ledger index, ...) under `<prefix>/catalog`.
+
+Listing order is (server name, version) compared as text, as upstream; keyset-paginated. Private packages
+follow the one visibility rule like every other read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..accounts.models import Principal
+from ..errors import InvalidInput, NotFound
+from .cursors import CursorCodec, invalid, scope_digest
+from .package_view import iso, version_path
+from .reader import CatalogReader
+from .visibility import visible_clause
+
+OFFICIAL = "io.modelcontextprotocol.registry/official"
+SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
+DEFAULT_LIMIT = 30
+MAX_LIMIT = 100
+MAX_SEARCH = 200
+_PREFIX = re.compile(r"^[a-zA-Z0-9.-]+$")
+_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+
+ENTRY_COLUMNS = (
+    "s.package_id, s.namespace, s.name, s.server_key, s.tier, s.verified, s.rating, s.rating_count, s.downloads,"
+    " s.pricing_model, s.price_amount, s.currency, s.visibility, p.endpoint_url, p.latest_version_id,"
+    " v.id AS v_id, v.version, v.sha256, v.size, v.published_at, v.updated_at, v.yanked_at, v.yank_reason,"
+    " v.deprecated_at, v.deprecation_reason, v.ledger_index, v.signature_status,"
+    " json_extract(v.metadata_json, '$.display_name') AS display_name,"
+    " json_extract(v.metadata_json, '$.description') AS description,"
+    " json_extract(v.metadata_json, '$.links') AS links_json")
+ENTRY_FROM = ("package_search s JOIN versions v ON v.package_id = s.package_id"
+              " JOIN packages p ON p.id = s.package_id")
+
+
+def server_not_found() -> NotFound:
+    return NotFound("Server not found", code="server_not_found")
+
+
+class RegistryView:
+    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str):
+        if not _PREFIX.match(name_prefix):
+            raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
+        self.reader = reader
+        self.cursors = cursors
+        self.base_url = base_url.rstrip("/")
+        self.prefix = name_prefix
+        self.extras_key = f"{name_prefix}/catalog"
+
+    # -- names ------------------------------------------------------------------------------------------
+
+    def server_name(self, namespace: str, name: str) -> str:
+        return f"{self.prefix}.{namespace}/{name}"
+
+    def parse_server_name(self, server_name: str) -> tuple[str, str]:
+        head, slash, name = server_name.partition("/")
+        if not slash or not head.startswith(self.prefix + "."):
+            raise server_not_found()
+        namespace = head[len(self.prefix) + 1:]
+        if not _NAMESPACE.match(namespace) or not _NAME.match(name):
+            raise server_not_found()
+        return namespace, name
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    async def list_servers(self, principal: Principal | None, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT,
+                           search: str | None = None, updated_since: str | None = None, version: str | None = None,
+                           include_deleted: bool | None = None) -> dict[str, Any]:
+        since = parse_rfc3339(updated_since) if updated_since else None
+        if since is not None:
+            if include_deleted is False:
+                raise InvalidInput("include_deleted=false cannot be combined with updated_since (which includes "
+                                   "deleted entries, so that mirrors learn about them)", code="invalid_parameter")
+            include_deleted = True
+        if search is not None and len(search) > MAX_SEARCH:
+            raise InvalidInput(f"search is limited to {MAX_SEARCH} characters", code="invalid_parameter")
+        clause, params = visible_clause(principal, alias="s")
+        where = [clause, "v.state = 'published'"]
+        params = list(params)
+        if not include_deleted:
+            where.append("v.yanked_at IS NULL")
+        if version == "latest":
+            where.append("v.id = p.latest_version_id")
+        elif version:
+            where.append("v.version = ?")
+            params.append(version)
+        if since is not None:
+            where.append("v.updated_at > ?")
+            params.append(since)
+        if search:
+            needle = search.lower()
+            where.append("(instr(lower(s.server_key), ?) > 0 OR instr(lower(s.description), ?) > 0)")
+            params += [needle, needle]
+        scope = scope_digest(version, since, search, bool(include_deleted))
+        if cursor:
+            keys = self.cursors.decode(cursor, "registry", scope)
+            if len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+                raise invalid("malformed cursor")
+            # (server_key, version) > (a, b), written so that SQLite can start the index scan at a.
+            where.append("s.server_key >= ? AND (s.server_key > ? OR v.version > ?)")
+            params += [keys[0], keys[0], keys[1]]
+        sql = (f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(where)}"
+               " ORDER BY s.server_key, v.version LIMIT ?")
+        rows = await self.reader.run(lambda c: c.execute(sql, (*params, limit)).fetchall())
+        metadata: dict[str, Any] = {"count": len(rows)}
+        if len(rows) >= limit:  # upstream: a cursor whenever the page is full
+            last = rows[-1]
+            metadata["nextCursor"] = self.cursors.encode("registry", scope, [last["server_key"], last["version"]])
+        return {"servers": [self.entry(row) for row in rows], "metadata": metadata}
+
+    def server_versions(self, principal: Principal | None, server_name: str,
+                        include_deleted: bool = False) -> dict[str, Any]:
+        """All versions of one server, newest publication first (unpaginated, as upstream)."""
+        rows = self._entries(principal, server_name, include_deleted, None)
+        rows.sort(key=lambda r: (r["published_at"], r["v_id"]), reverse=True)
+        return {"servers": [self.entry(row) for row in rows], "metadata": {"count": len(rows)}}
+
+    def server_version(self, principal: Principal | None, server_name: str, version: str,
+                       include_deleted: bool = False) -> dict[str, Any]:
+        rows = self._entries(principal, server_name, include_deleted, version)
+        if not rows:
+            raise server_not_found()
+        return self.entry(rows[0])
+
+    def _entries(self, principal: Principal | None, server_name: str, include_deleted: bool,
+                 version: str | None) -> list[sqlite3.Row]:
+        namespace, name = self.parse_server_name(server_name)
+        clause, params = visible_clause(principal, alias="s")
+        where = ["s.server_key = ?", clause, "v.state = 'published'"]
+        values: list[Any] = [f"{namespace}/{name}", *params]
+        if not include_deleted:
+            where.append("v.yanked_at IS NULL")
+        if version == "latest":
+            where.append("v.id = p.latest_version_id")
+        elif version is not None:
+            where.append("v.version = ?")
+            values.append(version)
+        sql = f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(where)}"
+        rows = self.reader.inline(lambda c: c.execute(sql, values).fetchall())
+        if not rows and version is None:
+            raise server_not_found()
+        return rows
+
+    # -- documents --------------------------------------------------------------------------------------
+
+    def entry(self, row: sqlite3.Row) -> dict[str, Any]:
+        return {"server": self.server_json(row), "_meta": self.meta(row)}
+
+    def server_json(self, row: sqlite3.Row) -> dict[str, Any]:
+        namespace, name = row["namespace"], row["name"]
+        title = (row["display_name"] or name).strip()[:100] or name
+        description = _short(row["description"] or title, 100)
+        document: dict[str, Any] = {
+            "$schema": SCHEMA_URL,
+            "name": self.server_name(namespace, name),
+            "title": title,
+            "description": description,
+            "version": row["version"],
+        }
+        links = json.loads(row["links_json"] or "{}") or {}
+        repository = _repository(links.get("repository"))
+        if repository:
+            document["repository"] = repository
+        if _is_http(links.get("homepage")):
+            document["websiteUrl"] = links["homepage"]
+        document["packages"] = [{
+            "registryType": "mcpb",
+            "identifier": f"{self.base_url}/bundles/{row['sha256']}.mcpb",
+            "version": row["version"],
+            "fileSha256": row["sha256"],
+            "transport": {"type": "stdio"},
+        }]
+        remote = self._remote(row)
+        if remote:
+            document["remotes"] = [remote]
+        return document
+
+    def _remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
+        if row["tier"] == "pro":
+            url = row["endpoint_url"]
+            if not _is_http(url):
+                return None
+        else:
+            url = f"{self.base_url}/mcp/{row['namespace']}/{row['name']}"
+        remote: dict[str, Any] = {"type": "streamable-http", "url": url}
+        if row["pricing_model"] != "free":
+            remote["headers"] = [{"name": "Authorization", "isRequired": True, "isSecret": True,
+                                  "description": f"Bearer usage token bought at {self.base_url}"}]
+        return remote
+
+    def meta(self, row: sqlite3.Row) -> dict[str, Any]:
+        if row["yanked_at"] is not None:
+            status, message, changed = "deleted", row["yank_reason"], row["yanked_at"]
+        elif row["deprecated_at"] is not None:
+            status, message, changed = "deprecated", row["deprecation_reason"], row["deprecated_at"]
+        else:
+            status, message, changed = "active", None, row["published_at"]
+        official: dict[str, Any] = {"status": status}
+        if message:
+            official["statusMessage"] = message[:500]
+        official.update({"statusChangedAt": iso(changed), "publishedAt": iso(row["published_at"]),
+                         "updatedAt": iso(row["updated_at"]), "isLatest": row["v_id"] == row["latest_version_id"]})
+        namespace, name = row["namespace"], row["name"]
+        extras = {
+            "id": f"{namespace}/{name}",
+            "verified": bool(row["verified"]),
+            "rating": row["rating"] if row["rating_count"] and row["rating"] >= 0 else None,
+            "ratingCount": row["rating_count"],
+            "downloads": row["downloads"],
+            "pricing": {"model": row["pricing_model"], "amount": row["price_amount"], "currency": row["currency"]},
+            "tier": row["tier"],
+            "ledgerIndex": row["ledger_index"],
+            "signature": row["signature_status"],
+            "size": row["size"],
+            "packageUrl": f"{self.base_url}/api/packages/{namespace}/{name}",
+            "downloadUrl": version_path(self.base_url, namespace, name, row["version"]) + "/download",
+        }
+        return {OFFICIAL: official, self.extras_key: extras}
+
+
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp (a zone is required)."""
+    problem = InvalidInput("Invalid updated_since format: expected RFC3339 timestamp "
+                           "(e.g., 2025-08-07T13:15:04.280Z)", code="invalid_parameter",
+                           details={"parameter": "updated_since"})
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", text or ""):
+        raise problem
+    normalized = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("z", "Z").replace("t", "T"))
+    try:
+        moment = dt.datetime.fromisoformat(normalized.replace("Z", "+00:00"))
+    except ValueError:
+        raise problem from None
+    return moment.timestamp()
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _is_http(url: Any) -> bool:
+    return isinstance(url, str) and bool(re.fullmatch(r"https?://[^\s]+", url)) and len(url) <= 2048
+
+
+def _repository(url: Any) -> dict[str, str] | None:
+    if not _is_http(url):
+        return None
+    host = (urlsplit(url).hostname or "").lower()
+    source = {"github.com": "github", "www.github.com": "github", "gitlab.com": "gitlab",
+              "www.gitlab.com": "gitlab"}.get(host, host)
+    return {"url": url, "source": source} if source else None

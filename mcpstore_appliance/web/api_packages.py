@@ -1,0 +1,337 @@
+"""JSON API of discovery: search, package data, versions, update checks, downloads.
+
+    GET /api/packages?q=&category=&platform=&runtime=&pricing=&max_price=&min_rating=&verified=&tier=&org=
+                      &sort=&limit=&cursor=
+    GET /api/packages/{namespace}/{name}
+    GET /api/packages/{namespace}/{name}/versions?limit=&cursor=
+    GET /api/packages/{namespace}/{name}/versions/{version}             ("latest" allowed)
+    GET /api/packages/{namespace}/{name}/versions/{version}/download    (Range, ETag, Repr-Digest)
+    GET /api/packages/{namespace}/{name}/latest?current=&platform=&prerelease=
+    GET /api/packages/{namespace}/{name}/stats?days=
+    GET /bundles/{sha256}.mcpb                                          (content-addressed, immutable)
+
+Anonymous callers see public packages; a token or session adds what its holder may see. A package the caller
+may not see answers exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+
+from aiohttp import web
+
+from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
+from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_search_params
+from ..errors import InvalidInput
+from .auth import principal_of
+from .openapi import documented
+from .util import query_int
+
+log = logging.getLogger("mcpstore.downloads")
+routes = web.RouteTableDef()
+
+BUNDLE_TYPE = "application/zip"  # a .mcpb is a ZIP archive; no media type is registered for it
+IMMUTABLE = "max-age=31536000, immutable"
+PACKAGE_PATH = "/api/packages/{namespace}/{name}"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+PRICING = {"type": "object", "properties": {"model": STRING, "amount": {"type": "integer"},
+                                            "currency": NULLABLE_STRING}}
+SEARCH_ITEM = {
+    "type": "object",
+    "required": ["id", "name", "display_name", "version", "description", "author", "tools", "keywords", "license",
+                 "compatibility", "tier", "pricing", "rating", "invocations", "verified", "bundle_url", "bundle_hash"],
+    "properties": {
+        "id": {**STRING, "description": "namespace/name"}, "namespace": STRING, "name": STRING,
+        "display_name": STRING, "version": STRING, "description": STRING, "author": {"type": "object"},
+        "tools": {"type": "array", "items": STRING, "description": "tool names"},
+        "keywords": {"type": "array", "items": STRING}, "license": NULLABLE_STRING, "category": NULLABLE_STRING,
+        "compatibility": {"type": "object", "properties": {"platforms": {"type": "array", "items": STRING},
+                                                          "runtimes": {"type": "array", "items": STRING}}},
+        "tier": {"type": "string", "enum": ["hobbyist", "pro"]}, "pricing": PRICING,
+        "rating": {"type": ["number", "null"]}, "rating_count": {"type": "integer"},
+        "downloads": {"type": "integer"}, "invocations": {"type": "integer"}, "verified": {"type": "boolean"},
+        "bundle_url": STRING, "bundle_hash": {**STRING, "description": "sha256:<hex>"},
+        "download_url": STRING, "url": STRING,
+    },
+}
+FACET = {"type": "object", "additionalProperties": {"type": "integer"}}
+SEARCH_RESPONSE = {
+    "type": "object",
+    "required": ["packages", "total", "facets", "next_cursor"],
+    "properties": {
+        "packages": {"type": "array", "items": SEARCH_ITEM},
+        "total": {"type": "integer", "description": "packages matching the query and filters"},
+        "facets": {"type": "object", "properties": {name: FACET for name in ("category", "platform", "pricing",
+                                                                               "runtime")}},
+        "next_cursor": {**NULLABLE_STRING, "description": "pass as cursor for the next page; null on the last"},
+        "query": {"type": "object", "properties": {"q": STRING, "corrected_query": NULLABLE_STRING,
+                                                   "sort": STRING, "filters": {"type": "object"}}},
+    },
+}
+SEARCH_QUERY = {
+    "q": {**STRING, "maxLength": 256, "description": "words to look for (all must match; the last as a prefix)"},
+    "category": STRING,
+    "platform": {"type": "string", "enum": list(PLATFORMS)},
+    "runtime": {**STRING, "description": "e.g. node, python"},
+    "pricing": {"type": "string", "enum": ["free", "paid", "per_call", "subscription"]},
+    "max_price": {"type": "integer", "minimum": 0, "description": "in minor units (cents, satoshis)"},
+    "min_rating": {"type": "number", "minimum": 0, "maximum": 5},
+    "verified": {"type": "boolean"},
+    "tier": {"type": "string", "enum": ["hobbyist", "pro"]},
+    "org": {**STRING, "description": "namespace (organization or user)"},
+    "sort": {"type": "string", "enum": list(SORTS),
+             "description": "default: relevance with q, downloads without"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20},
+    "cursor": STRING,
+}
+VERSION_ITEM = {"type": "object", "properties": {
+    "version": STRING, "published_at": STRING, "prerelease": {"type": "boolean"}, "yanked": {"type": "boolean"},
+    "yank_reason": NULLABLE_STRING, "deprecated": {"type": "boolean"}, "is_latest": {"type": "boolean"},
+    "sha256": STRING, "size": {"type": "integer"}, "ledger_index": {"type": ["integer", "null"]},
+    "download_url": STRING}}
+UPDATE_RESPONSE = {"type": "object", "required": ["current_version", "latest_version", "download_url", "changelog",
+                                                  "breaking_changes", "requires_payment"],
+                   "properties": {"current_version": NULLABLE_STRING, "latest_version": NULLABLE_STRING,
+                                  "update_available": {"type": "boolean"}, "download_url": NULLABLE_STRING,
+                                  "changelog": {"type": "array"}, "breaking_changes": {"type": "boolean"},
+                                  "requires_payment": {"type": "boolean"}}}
+NOT_FOUND = "No such package (or not visible to you)"
+
+
+def single_params(request: web.Request, allowed: frozenset[str] | None = None) -> dict[str, str]:
+    """Query parameters as a plain dict; a repeated parameter (or, with `allowed`, an unknown one) is a 400."""
+    params: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in params:
+            raise InvalidInput(f"parameter {key[:40]!r} is given more than once", code="invalid_parameter",
+                               details={"parameter": key[:40]})
+        if allowed is not None and key not in allowed:
+            raise InvalidInput(f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(allowed))}",
+                               code="unknown_parameter", details={"parameter": key[:40]})
+        params[key] = value
+    return params
+
+
+def json_text(text: str, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+def discovery(request: web.Request):
+    return request.app["services"].discovery
+
+
+@routes.get("/api/packages")
+@documented("Search the catalog: full text with field weights, typo fallback, filters, facets and keyset pages",
+            tags=["discovery"], auth="optional", query=SEARCH_QUERY, response_schema=SEARCH_RESPONSE,
+            responses={200: "One page of results with facet counts", 400: "Unknown parameter, bad value or cursor"})
+async def search(request: web.Request) -> web.Response:
+    query = parse_search_params(single_params(request))
+    page = await discovery(request).search.search(principal_of(request), query)
+    return json_text(page.to_json())
+
+
+@routes.get(PACKAGE_PATH)
+@documented("Package data: everything a package page shows (long description as safe HTML, tools, prompts, "
+            "config fields, links, signature, ledger index, versions summary, stats)",
+            tags=["discovery"], auth="optional", responses={200: "The package", 404: NOT_FOUND})
+async def package(request: web.Request) -> web.Response:
+    m = request.match_info
+    return json_text(discovery(request).packages.package_json(principal_of(request), m["namespace"], m["name"]))
+
+
+@routes.get(PACKAGE_PATH + "/versions")
+@documented("Versions, newest first by semver precedence, yanked ones marked; keyset-paginated",
+            tags=["discovery"], auth="optional",
+            query={"limit": {"type": "integer", "minimum": 1, "maximum": MAX_VERSIONS_LIMIT,
+                             "default": DEFAULT_VERSIONS_LIMIT}, "cursor": STRING},
+            response_schema={"type": "object", "properties": {"versions": {"type": "array", "items": VERSION_ITEM},
+                                                              "total": {"type": "integer"},
+                                                              "next_cursor": NULLABLE_STRING}},
+            responses={200: "One page of versions", 400: "Bad limit or cursor", 404: NOT_FOUND})
+async def versions(request: web.Request) -> web.Response:
+    params = single_params(request, frozenset({"limit", "cursor"}))
+    limit = query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT)
+    m = request.match_info
+    return web.json_response(discovery(request).packages.versions(
+        principal_of(request), m["namespace"], m["name"], limit, params.get("cursor") or None))
+
+
+@routes.get(PACKAGE_PATH + "/versions/{version}")
+@documented("One version in full ('latest' selects the latest version)", tags=["discovery"], auth="optional",
+            responses={200: "The version", 404: "No such package or version"})
+async def version(request: web.Request) -> web.Response:
+    m = request.match_info
+    return json_text(discovery(request).packages.version_json(
+        principal_of(request), m["namespace"], m["name"], m["version"]))
+
+
+@routes.get(PACKAGE_PATH + "/latest")
+@documented("Update check: the newest installable version for a client on `current` (semver order, yanked "
+            "versions skipped, pre-releases only with prerelease=true, platform filter; a major bump is breaking)",
+            tags=["discovery"], auth="optional",
+            query={"current": {**STRING, "description": "the installed version (semver)"},
+                   "platform": {"type": "string", "enum": list(PLATFORMS)},
+                   "prerelease": {"type": "boolean", "default": False}},
+            response_schema=UPDATE_RESPONSE,
+            responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND})
+async def update_check(request: web.Request) -> web.Response:
+    params = single_params(request, frozenset({"current", "platform", "prerelease"}))
+    prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
+    m = request.match_info
+    answer = discovery(request).packages.update_check(
+        principal_of(request), m["namespace"], m["name"], params.get("current") or None,
+        params.get("platform") or None, prerelease)
+    return web.json_response(answer)
+
+
+@routes.get(PACKAGE_PATH + "/stats")
+@documented("Downloads per UTC day (zero-filled, oldest first) for charts", tags=["discovery"], auth="optional",
+            query={"days": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}},
+            responses={200: "Daily downloads", 404: NOT_FOUND})
+async def stats(request: web.Request) -> web.Response:
+    single_params(request, frozenset({"days"}))
+    days = query_int(request, "days", 30, 1, 366)
+    m = request.match_info
+    view = discovery(request)
+    package_id, total = view.packages.package_ref(principal_of(request), m["namespace"], m["name"])
+    series = await view.downloads.daily(package_id, days)
+    return web.json_response({"id": f"{m['namespace']}/{m['name']}", "downloads": total, "days": series})
+
+
+DOWNLOAD_DOC = dict(
+    tags=["discovery"], auth="optional",
+    responses={200: "The bundle (application/zip); ETag is its sha256, Repr-Digest its sha-256",
+               206: "A byte range (Range: bytes=...)", 302: "Redirect to a presigned blob store URL",
+               304: "Not modified (If-None-Match)", 404: "No such package, version or bundle",
+               416: "Range not satisfiable"})
+
+
+@routes.get(PACKAGE_PATH + "/versions/{version}/download")
+@documented("Download a version's bundle (yanked versions stay downloadable by exact version)", **DOWNLOAD_DOC)
+async def download_version(request: web.Request) -> web.StreamResponse:
+    m = request.match_info
+    target = discovery(request).packages.download_target(principal_of(request), m["namespace"], m["name"],
+                                                         m["version"])
+    return await serve_bundle(request, target)
+
+
+@routes.get("/bundles/{sha256}.mcpb")
+@documented("Download a bundle by its sha256 (content-addressed, cacheable forever)", **DOWNLOAD_DOC)
+async def download_bundle(request: web.Request) -> web.StreamResponse:
+    target = discovery(request).packages.bundle_target(principal_of(request), request.match_info["sha256"])
+    return await serve_bundle(request, target)
+
+
+# --- serving bytes ------------------------------------------------------------------------------------------
+
+def parse_bool(raw: str | None, name: str) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidInput(f"{name} must be true or false", code="invalid_parameter", details={"parameter": name})
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """A single byte range as (start, end exclusive); "unsatisfiable"; or None to send the whole file
+    (no header, a malformed one, another unit or several ranges: RFC 9110 lets a server ignore those)."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - suffix), size
+    start = int(first)
+    if last != "" and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    end = size if last == "" else min(int(last) + 1, size)
+    return start, end
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = [part.strip() for part in header.split(",")]
+    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
+
+
+def bundle_headers(target: DownloadTarget) -> dict[str, str]:
+    etag = f'"{target.sha256}"'
+    digest = base64.b64encode(bytes.fromhex(target.sha256)).decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", target.filename)
+    headers = {
+        "ETag": etag,
+        # The bytes behind these URLs never change (content-addressed; versions are immutable).
+        "Cache-Control": ("public, " if target.public else "private, ") + IMMUTABLE,
+        "Content-Disposition": f'attachment; filename="{ascii_name}"',
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if target.yanked:
+        headers["X-Mcpstore-Yanked"] = "true"
+    return headers
+
+
+async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.StreamResponse:
+    services = request.app["services"]
+    headers = bundle_headers(target)
+    counter = services.discovery.downloads
+    if _etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+        return web.Response(status=304, headers=headers)
+    size = target.size
+    wanted = parse_range(request.headers.get("Range"), size)
+    if_range = request.headers.get("If-Range")
+    if wanted is not None and if_range is not None and if_range.strip() != headers["ETag"]:
+        wanted = None  # the client's partial copy is of other bytes: send everything
+    if wanted == "unsatisfiable":
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"},
+                            content_type="application/json",
+                            text='{"error":{"code":"range_not_satisfiable","message":"the requested range is '
+                                 f'outside the {size}-byte bundle","details":{{"size":{size}}}}}}}')
+    start, end = wanted if isinstance(wanted, tuple) else (0, size)
+    counts = request.method == "GET" and start == 0  # resumed downloads are not new downloads
+    redirect = await services.blobs.presigned_url(target.sha256, target.filename)
+    if redirect:
+        if counts:
+            counter.record(target.package_id, target.version_id)
+        raise web.HTTPFound(redirect, headers={"Cache-Control": "private, max-age=60", "ETag": headers["ETag"]})
+    chunks = services.blobs.open_range(target.sha256, start, end)
+    first = b""
+    if request.method != "HEAD":
+        first = await anext(chunks, b"")  # a missing blob fails here, before any header is sent
+    status = 206 if isinstance(wanted, tuple) else 200
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = BUNDLE_TYPE
+    response.content_length = end - start
+    if status == 206:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    finally:
+        await chunks.aclose()
+    if counts:
+        counter.record(target.package_id, target.version_id)
+    return response
+

@@ -1,0 +1,221 @@
+"""Package data, version lists, version detail and update checks over HTTP against a real appliance."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.seed import FAST_LEDGER, deprecate, publish, set_package, yank
+
+LONG = """# Weather
+
+Forecasts **for agents**. See [the docs](https://example.com/docs) or [this](javascript:alert(1)).
+
+<script>alert('x')</script>
+<img src=x onerror=alert(1)>
+<a href="https://evil.example" onclick="steal()">raw link</a>
+
+| city | temp |
+|------|------|
+| Oslo | 3    |
+"""
+
+
+def parsed_tags(html: str) -> list[tuple[str, list]]:
+    found: list[tuple[str, list]] = []
+
+    class Collector(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, attrs))
+
+    Collector().feed(html)
+    return found
+
+
+@pytest.fixture
+async def appliance(start_app):
+    return await start_app(**FAST_LEDGER)
+
+
+async def get(app, path: str, expect: int = 200, token: str | None = None):
+    status, body, _ = await app.client.with_token(token).get(path)
+    assert status == expect, (path, status, body)
+    return body
+
+
+async def test_package_data_has_everything_a_page_needs(appliance):
+    _, alice = await appliance.user("alice")
+    user_config = {
+        "api_key": {"type": "string", "title": "API key", "description": "Your key", "required": True,
+                    "sensitive": True, "default": "sk-do-not-show"},
+        "units": {"type": "string", "title": "Units", "description": "metric or imperial", "default": "metric"},
+    }
+    await publish(appliance, alice, "weather", "1.0.0", display_name="Weather", long_description=LONG,
+                  keywords=["weather"], tools=[{"name": "get_forecast", "description": "Forecast"}],
+                  prompts=[{"name": "plan_trip", "description": "Plan", "arguments": ["city"],
+                            "text": "Plan ${arguments.city}"}],
+                  user_config=user_config, homepage="https://weather.example.com",
+                  privacy_policies=["https://weather.example.com/privacy"],
+                  options={"category": "data", "pricing": "per_call", "amount": "0.10", "currency": "usd",
+                           "changelog": "first"})
+    await publish(appliance, alice, "weather", "1.1.0", long_description=LONG)
+    await set_package(appliance, "alice", "weather", rating_avg=4.25, rating_count=4, verified=1)
+    body = await get(appliance, "/api/packages/alice/weather")
+    assert body["id"] == "alice/weather" and body["version"] == "1.1.0" and body["latest_version"] == "1.1.0"
+    html = body["long_description_html"]
+    assert "<h1>Weather</h1>" in html and "<strong>for agents</strong>" in html and "<table>" in html
+    assert 'href="https://example.com/docs"' in html and 'rel="noopener noreferrer nofollow"' in html
+    tags = parsed_tags(html)
+    assert {"h1", "p", "strong", "a", "table"} <= {tag for tag, _ in tags}
+    assert not {"script", "img"} & {tag for tag, _ in tags}  # raw HTML in markdown is shown as text
+    for tag, attributes in tags:
+        assert not [name for name, _ in attributes if name.startswith("on")], (tag, attributes)
+        assert not any((value or "").startswith("javascript:") for _, value in attributes)
+    assert "&lt;script&gt;" in html
+    assert body["tools"] == [] and body["user_config"] == []  # 1.1.0 declares none
+    first = await get(appliance, "/api/packages/alice/weather/versions/1.0.0")
+    configs = {c["key"]: c for c in first["user_config"]}
+    assert configs["api_key"]["sensitive"] is True and configs["api_key"]["default"] is None
+    assert configs["units"]["sensitive"] is False and configs["units"]["default"] == "metric"
+    assert first["links"]["homepage"] == "https://weather.example.com"
+    assert first["privacy_policies"] == ["https://weather.example.com/privacy"]
+    assert body["signature"]["status"] == "unsigned" and body["signature"]["signer"] is None
+    assert isinstance(body["ledger_index"], int)
+    assert body["pricing"]["model"] == "per_call" and body["pricing"]["amount"] == 10
+    assert body["pricing"]["amount_display"] == "0.10"
+    assert body["verified"] is True and body["stats"]["rating"] == {"average": 4.25, "count": 4}
+    assert body["versions"]["count"] == 2
+    assert [v["version"] for v in body["versions"]["recent"]] == ["1.1.0", "1.0.0"]
+    assert body["bundle_hash"] == "sha256:" + body["sha256"]
+    assert first["tools"] == [{"name": "get_forecast", "description": "Forecast"}]
+    assert first["prompts"] == [{"name": "plan_trip", "description": "Plan", "arguments": ["city"]}]
+    assert first["changelog"] == "first" and first["is_latest"] is False
+    assert (await get(appliance, "/api/packages/alice/weather/versions/latest"))["version"] == "1.1.0"
+
+
+async def test_versions_newest_first_by_semver_with_yanked_marked(appliance):
+    _, alice = await appliance.user("alice")
+    for version in ("1.0.0", "1.10.0", "1.2.0", "2.0.0-beta.1", "2.0.0-alpha", "0.9.0"):
+        await publish(appliance, alice, "tool", version)
+    await yank(appliance, alice, "alice", "tool", "1.2.0")
+    body = await get(appliance, "/api/packages/alice/tool/versions")
+    assert [v["version"] for v in body["versions"]] == [
+        "2.0.0-beta.1", "2.0.0-alpha", "1.10.0", "1.2.0", "1.0.0", "0.9.0"]
+    assert {v["version"]: v["yanked"] for v in body["versions"]}["1.2.0"] is True
+    assert [v["is_latest"] for v in body["versions"]].count(True) == 1
+    assert {v["version"]: v["is_latest"] for v in body["versions"]}["1.10.0"] is True  # releases before betas
+    assert body["total"] == 6
+    walked, cursor = [], None
+    while True:
+        page = await get(appliance, "/api/packages/alice/tool/versions?limit=4" + (f"&cursor={cursor}" if cursor
+                                                                                  else ""))
+        walked += [v["version"] for v in page["versions"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert walked == [v["version"] for v in body["versions"]]
+    for query in ("limit=0", "limit=101", "limit=x", "cursor=nope", "page=2"):
+        await get(appliance, f"/api/packages/alice/tool/versions?{query}", expect=400)
+    other = (await get(appliance, "/api/packages/alice/tool/versions?limit=1"))["next_cursor"]
+    await publish(appliance, alice, "other")
+    status, body, _ = await appliance.client.get(f"/api/packages/alice/other/versions?cursor={other}")
+    assert status == 400 and body["error"]["code"] == "invalid_cursor"  # a cursor of another package
+
+
+async def test_unknown_packages_and_versions(appliance):
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool")
+    for path in ("/api/packages/alice/nope", "/api/packages/nobody/tool", "/api/packages/ALICE/tool",
+                 "/api/packages/alice/nope/versions", "/api/packages/alice/nope/latest",
+                 "/api/packages/alice/nope/versions/1.0.0", "/api/packages/a..b/tool",
+                 "/api/packages/alice/nope/versions/1.0.0/download"):
+        body = await get(appliance, path, expect=404)
+        assert body["error"]["code"] == "no_such_package"
+    for path in ("/api/packages/alice/tool/versions/9.9.9", "/api/packages/alice/tool/versions/not-semver",
+                 "/api/packages/alice/tool/versions/9.9.9/download"):
+        body = await get(appliance, path, expect=404)
+        assert body["error"]["code"] == "no_such_version"
+
+
+async def test_update_check(appliance):
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.2.0", options={"changelog": "one two"})
+    await publish(appliance, alice, "tool", "1.3.0", options={"changelog": "one three"})
+    await publish(appliance, alice, "tool", "1.4.0", platforms=["win32"], options={"changelog": "windows only"})
+    await publish(appliance, alice, "tool", "1.5.0", options={"changelog": "yanked soon"})
+    await publish(appliance, alice, "tool", "2.0.0-rc.1", options={"changelog": "next"})
+    await yank(appliance, alice, "alice", "tool", "1.5.0")
+    body = await get(appliance, "/api/packages/alice/tool/latest?current=1.2.0&platform=darwin")
+    assert body["current_version"] == "1.2.0" and body["latest_version"] == "1.3.0"  # 1.4.0 is win32-only
+    assert body["update_available"] is True and body["breaking_changes"] is False
+    assert body["requires_payment"] is False
+    assert [c["version"] for c in body["changelog"]] == ["1.3.0"] and body["changelog"][0]["changes"] == "one three"
+    assert body["download_url"].endswith("/api/packages/alice/tool/versions/1.3.0/download")
+    body = await get(appliance, "/api/packages/alice/tool/latest?current=1.2.0")  # any platform
+    assert body["latest_version"] == "1.4.0" and [c["version"] for c in body["changelog"]] == ["1.4.0", "1.3.0"]
+    body = await get(appliance, "/api/packages/alice/tool/latest?current=1.2.0&prerelease=true")
+    assert body["latest_version"] == "2.0.0-rc.1" and body["breaking_changes"] is True
+    body = await get(appliance, "/api/packages/alice/tool/latest?current=1.4.0&platform=win32")
+    assert body["latest_version"] == "1.4.0" and body["update_available"] is False and body["changelog"] == []
+    body = await get(appliance, "/api/packages/alice/tool/latest")
+    assert body["latest_version"] == "1.4.0" and body["current_version"] is None
+    body = await get(appliance, "/api/packages/alice/tool/latest?current=3.0.0")  # ahead of the registry
+    assert body["update_available"] is False
+    for query in ("current=1.2", "current=latest", "current=v1.2.0", "current=%F0%9F%98%80", "platform=macos",
+                  "prerelease=maybe", "channel=beta", "current=" + "1" * 300):
+        body = await get(appliance, f"/api/packages/alice/tool/latest?{query}", expect=400)
+        assert body["error"]["code"] in ("invalid_version", "invalid_parameter", "unknown_parameter"), query
+
+
+async def test_update_check_breaking_changes_and_payment(appliance):
+    _, alice = await appliance.user("alice")
+    paid = {"pricing": "subscription", "amount": "4.00", "currency": "eur"}
+    await publish(appliance, alice, "paid", "1.0.0", options=paid)
+    await publish(appliance, alice, "paid", "1.1.0")
+    await publish(appliance, alice, "paid", "2.0.0")
+    body = await get(appliance, "/api/packages/alice/paid/latest?current=1.0.0")
+    assert body["latest_version"] == "2.0.0" and body["breaking_changes"] is True
+    assert body["requires_payment"] is True  # a paid package's new major version
+    await yank(appliance, alice, "alice", "paid", "2.0.0")
+    body = await get(appliance, "/api/packages/alice/paid/latest?current=1.0.0")
+    assert body["latest_version"] == "1.1.0" and body["breaking_changes"] is False
+    assert body["requires_payment"] is False  # same major: covered
+    await publish(appliance, alice, "free", "1.0.0")
+    await publish(appliance, alice, "free", "2.0.0")
+    body = await get(appliance, "/api/packages/alice/free/latest?current=1.0.0")
+    assert body["breaking_changes"] is True and body["requires_payment"] is False
+
+
+async def test_update_check_with_nothing_installable(appliance):
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0", platforms=["linux"])
+    body = await get(appliance, "/api/packages/alice/tool/latest?platform=win32")
+    assert body["latest_version"] is None and body["update_available"] is False and body["download_url"] is None
+    await yank(appliance, alice, "alice", "tool", "1.0.0")
+    body = await get(appliance, "/api/packages/alice/tool")
+    assert body["latest_version"] is None and body["version"] == "1.0.0" and body["yanked"] is True
+    body = await get(appliance, "/api/packages/alice/tool/latest")
+    assert body["latest_version"] is None
+
+
+async def test_status_changes_show_at_once(appliance):
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0")
+    await publish(appliance, alice, "tool", "1.1.0")
+    await deprecate(appliance, alice, "alice", "tool", "1.1.0", "use other-tool")
+    body = await get(appliance, "/api/packages/alice/tool")
+    assert body["deprecated"] is True and body["deprecation_reason"] == "use other-tool"
+    await yank(appliance, alice, "alice", "tool", "1.1.0", "bad build")
+    body = await get(appliance, "/api/packages/alice/tool")
+    assert body["version"] == "1.0.0" and body["deprecated"] is False
+    version = await get(appliance, "/api/packages/alice/tool/versions/1.1.0")
+    assert version["yanked"] is True and version["yank_reason"] == "bad build"
+
+
+async def test_openapi_documents_the_discovery_routes(appliance):
+    body = await get(appliance, "/api/openapi.json")
+    for path in ("/api/packages", "/api/packages/{namespace}/{name}", "/api/packages/{namespace}/{name}/versions",
+                 "/api/packages/{namespace}/{name}/versions/{version}", "/api/packages/{namespace}/{name}/latest",
+                 "/v0.1/servers", "/v0.1/servers/{server_name}/versions"):
+        assert "get" in body["paths"][path], path
