@@ -13,14 +13,20 @@ from nacl.signing import SigningKey
 from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
+from .catalog.discovery import Discovery
+from .catalog.publish import Publisher
+from .catalog.service import PackageStatusService
 from .config import Settings
 from .db import Database
 from .keys import load_or_create_signing_key
-from .web import api_accounts, health, openapi
+from .ledger.service import Ledger
+from .ledger.setup import build_ledger
+from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api
 from .web.auth import auth_middleware
 from .web.errors import error_middleware
-from .web.metrics import Metrics, metrics_middleware
-from .web.middlewares import access_log_middleware, security_headers_middleware
+from .web.metrics import Metrics
+from .web.middlewares import observe_middleware
+from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
 
@@ -39,6 +45,10 @@ class Services:
     keys: Keys
     accounts: AccountService
     metrics: Metrics
+    ledger: Ledger | None = None
+    publisher: Publisher | None = None
+    package_status: PackageStatusService | None = None
+    discovery: Discovery | None = None  # search, package data, registry API, download counts
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,11 +87,25 @@ async def build_services(settings: Settings) -> Services:
     except Exception:
         await db.close()
         raise
-    return Services(settings=settings, db=db, blobs=blobs, keys=keys,
-                    accounts=AccountService(db, settings.accounts), metrics=Metrics())
+    services = Services(settings=settings, db=db, blobs=blobs, keys=keys,
+                        accounts=AccountService(db, settings.accounts), metrics=Metrics(),
+                        ledger=build_ledger(db, settings, keys.ledger, paths["keys"]))
+    try:
+        # metrics is read through the Services object: create_app swaps in the middleware's Metrics later.
+        services.publisher = Publisher(db, blobs, services.ledger, settings, metrics=lambda: services.metrics)
+    except Exception:
+        await close_services(services)
+        raise
+    services.package_status = PackageStatusService(db, services.ledger)
+    services.discovery = Discovery.open(db, paths["keys"], settings.base_url, settings.registry_name_prefix)
+    return services
 
 
 async def close_services(services: Services) -> None:
+    if services.discovery is not None:
+        await services.discovery.close()  # folds buffered download counts while the database is open
+    if services.ledger is not None:
+        await services.ledger.close()
     await services.blobs.close()
     await services.db.close()
 
@@ -91,9 +115,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
-            access_log_middleware,
-            metrics_middleware(metrics),  # outside the error middleware, so it counts final statuses
-            security_headers_middleware(settings.server.behind_tls),
+            # outside the error middleware, so it counts and logs final statuses and secures error pages
+            observe_middleware(metrics, access_log_enabled=settings.server.access_log,
+                               behind_tls=settings.server.behind_tls),
             error_middleware,
             auth_middleware,
         ],
@@ -108,6 +132,15 @@ def create_app(settings: Settings) -> web.Application:
         await close_services(services)
 
     app.cleanup_ctx.append(lifecycle)
-    for module in (health, openapi, api_accounts):
+
+    async def discovery_tasks(app: web.Application):
+        discovery = app["services"].discovery
+        discovery.start()  # folds buffered download counts into the database periodically
+        yield
+        await discovery.stop()  # and once more on shutdown
+
+    app.cleanup_ctx.append(discovery_tasks)
+    for module in (health, openapi, api_accounts, ledger_api, api_publish, api_packages, registry_api):
         app.add_routes(module.routes)
+    install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

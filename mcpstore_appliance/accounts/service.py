@@ -6,6 +6,7 @@ sha256 hashes; lookups go by hash and a constant-time compare confirms the match
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -29,7 +30,7 @@ from .models import (
     TokenInfo,
     User,
 )
-from .passwords import hash_password, password_problem, verify_password
+from .passwords import CONCURRENT_HASHES, hash_password, password_problem, verify_password
 from .ratelimit import RateLimiter
 
 TOKEN_PREFIX = "mcps_"
@@ -69,6 +70,12 @@ class AccountService:
         self.login_by_ip = RateLimiter(settings.login_attempts_per_ip_per_minute)
         self.login_by_account = RateLimiter(settings.login_attempts_per_account_per_minute)
         self.token_by_ip = RateLimiter(settings.token_requests_per_ip_per_minute)
+        self.hash_slots = asyncio.Semaphore(CONCURRENT_HASHES)
+
+    async def _hashing(self, function, *args):
+        """Run a password hash off the event loop, a bounded number at a time."""
+        async with self.hash_slots:
+            return await asyncio.to_thread(function, *args)
 
     # ---- users -----------------------------------------------------------------------------------
 
@@ -81,7 +88,7 @@ class AccountService:
         if password is not None and (problem := password_problem(password)):
             raise InvalidInput(problem, code="weak_password", details={"field": "password"})
         display_name = (display_name or username).strip()[:100]
-        password_hash = hash_password(password) if password is not None else None  # slow: outside the write lock
+        password_hash = await self._hashing(hash_password, password) if password is not None else None  # outside the write lock
         async with self.db.write() as tx:
             await self._ensure_free(tx, email=email, namespace=username)
             now = time.time()
@@ -125,7 +132,7 @@ class AccountService:
         self.login_by_account.check(login.lower(), "login attempts for this account")
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE (email = ? OR username = ?) AND is_disabled = 0", (login, login.lower()))
-        if not verify_password(row["password_hash"] if row else None, password or ""):
+        if not await self._hashing(verify_password, row["password_hash"] if row else None, password or ""):
             raise Unauthenticated("wrong email or password", code="bad_credentials")
         self.login_by_account.reset(login.lower())
         async with self.db.write() as tx:
@@ -283,13 +290,15 @@ class AccountService:
 
     async def principal_for_user(self, user_id: int, scopes: frozenset[str] = SESSION_SCOPES,
                                  token_org_id: int | None = None, via: str = "password") -> Principal:
-        async with self.db.read() as r:
-            user_row = await r.fetch_one("SELECT * FROM users WHERE id = ?", (user_id,))
-            rows = await r.fetch_all(
-                "SELECT m.org_id, m.role, o.slug FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ?",
-                (user_id,))
-        return Principal(_user(user_row), scopes, {r["org_id"]: r["role"] for r in rows},
-                         {r["org_id"]: r["slug"] for r in rows}, token_org_id, via)
+        # One query for the user and their memberships (a LEFT JOIN row per org, or one row without).
+        rows = await self.db.fetch_all(
+            "SELECT u.*, m.org_id, m.role, o.slug FROM users u LEFT JOIN memberships m ON m.user_id = u.id"
+            " LEFT JOIN orgs o ON o.id = m.org_id WHERE u.id = ?", (user_id,))
+        if not rows:
+            raise Unauthenticated("this account no longer exists", code="account_disabled")
+        orgs = [r for r in rows if r["org_id"] is not None]
+        return Principal(_user(rows[0]), scopes, {r["org_id"]: r["role"] for r in orgs},
+                         {r["org_id"]: r["slug"] for r in orgs}, token_org_id, via)
 
     # ---- web sessions ----------------------------------------------------------------------------
 

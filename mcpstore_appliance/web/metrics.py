@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 from aiohttp import web
@@ -67,21 +66,3 @@ def route_label(request: web.Request) -> str:
     if resource is None:
         return "unmatched"
     return resource.canonical
-
-
-def metrics_middleware(metrics: Metrics):
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.observe_request(route_label(request), request.method, status, time.perf_counter() - started)
-
-    return middleware

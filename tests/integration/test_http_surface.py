@@ -79,3 +79,21 @@ async def test_security_headers(appliance):
     _, _, response = await appliance.client.get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Request-Id"]
+
+
+async def test_access_log_is_structured_and_can_be_switched_off(start_app, caplog):
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mcpstore.access")
+    logged = await start_app(server={"access_log": True})
+    await logged.client.get("/api/me", headers={"X-Request-Id": "trace-me"})
+    await logged.client.get("/healthz")  # probes stay out of the log
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mcpstore.access"]
+    assert [(l["path"], l["status"], l["request_id"]) for l in lines] == [("/api/me", 401, "trace-me")]
+    assert lines[0]["ms"] >= 0 and lines[0]["method"] == "GET"
+
+    caplog.clear()
+    quiet = await start_app(server={"access_log": False})
+    await quiet.client.get("/api/me")
+    assert not [r for r in caplog.records if r.name == "mcpstore.access"]
