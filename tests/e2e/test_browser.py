@@ -120,6 +120,7 @@ async def test_yank_a_version_and_see_it_marked(ui, new_page):
     async with artifacts_on_failure(watched, "yank"):
         await log_in(watched, "yan")
         assert await page.locator("a", has_text="Weather Kit").count() == 1  # the dashboard lists it
+        await screenshot(page, "dashboard")
         await page.click("a[aria-label='Manage weather-kit']")
         await page.wait_for_url(re.compile(r".*/dashboard/packages/yan/weather-kit$"))
         assert await page.locator("#downloads-chart rect.bar").count() == 30
