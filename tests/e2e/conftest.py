@@ -23,7 +23,7 @@ MCPB_VERSION = "2.1.2"
 MCPB_PACKAGE = f"@anthropic-ai/mcpb@{MCPB_VERSION}"
 
 
-def test_cache_dir() -> Path:
+def mcpb_cache_dir() -> Path:
     return Path(os.environ.get("MCPSTORE_TEST_CACHE") or Path.home() / ".cache" / "mcpstore-tests")
 
 
@@ -77,7 +77,7 @@ def _install(prefix: Path) -> None:
 
 @pytest.fixture(scope="session")
 def mcpb_cli() -> McpbCli:
-    cache = test_cache_dir()
+    cache = mcpb_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     prefix = cache / f"npm-mcpb-{MCPB_VERSION}"
     binary = prefix / "node_modules" / ".bin" / "mcpb"
