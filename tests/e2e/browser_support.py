@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +24,6 @@ from aiohttp import web
 
 from mcpstore_appliance.app import create_app
 from tests.conftest import free_port, make_settings
-from tests.e2e.conftest import test_cache_dir
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -175,9 +175,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def npm_cache_dir() -> Path:
+    """Where npm packages for tests are kept between runs (the same folder the mcpb CLI fixture uses)."""
+    return Path(os.environ.get("MCPSTORE_TEST_CACHE") or Path.home() / ".cache" / "mcpstore-tests")
+
+
 def axe_source() -> str:
     """axe-core's browser bundle, installed once from npm into the test cache."""
-    cache = test_cache_dir()
+    cache = npm_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     prefix = cache / f"npm-axe-core-{AXE_VERSION}"
     script = prefix / "node_modules" / "axe-core" / "axe.min.js"
