@@ -22,10 +22,8 @@ from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api
-from .web.auth import auth_middleware
-from .web.errors import error_middleware
 from .web.metrics import Metrics
-from .web.middlewares import observe_middleware
+from .web.middlewares import front_door_middleware
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
@@ -115,11 +113,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
-            # outside the error middleware, so it counts and logs final statuses and secures error pages
-            observe_middleware(metrics, access_log_enabled=settings.server.access_log,
-                               behind_tls=settings.server.behind_tls),
-            error_middleware,
-            auth_middleware,
+            # metrics, logs and headers see the final status: errors are translated inside it
+            front_door_middleware(metrics, access_log_enabled=settings.server.access_log,
+                                  behind_tls=settings.server.behind_tls),
         ],
     )
     app["settings"] = settings

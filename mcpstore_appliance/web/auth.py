@@ -56,10 +56,10 @@ def _same(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler):
+async def authenticate(request: web.Request) -> None:
+    """Resolve the caller into request["principal"] and enforce CSRF for cookie callers."""
     if request.path in UNAUTHENTICATED_PATHS:
-        return await handler(request)
+        return
     accounts = request.app["services"].accounts
     authorization = request.headers.get("Authorization", "")
     session_csrf = None
@@ -76,7 +76,6 @@ async def auth_middleware(request: web.Request, handler):
     unrouted = getattr(request.match_info, "http_exception", None) is not None  # let 404/405 speak for itself
     if request.method not in SAFE_METHODS and not authorization and not unrouted:
         await _check_csrf(request, session_csrf)
-    return await handler(request)
 
 
 async def _check_csrf(request: web.Request, session_csrf: str | None) -> None:

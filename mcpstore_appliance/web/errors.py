@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -71,10 +72,10 @@ def _render(request: web.Request, status: int, code: str, message: str, details:
     return json_error(status, code, message, details, headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler):
+async def guarded(request: web.Request, call: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Run `call()`; turn every failure into the JSON error (or HTML error page) the client should see."""
     try:
-        return await handler(request)
+        return await call()
     except errors.DomainError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)

@@ -1,7 +1,8 @@
-"""The outermost middleware: request id, timing, metrics, structured access log, security headers.
+"""The one middleware: request id, timing, metrics, access log and security headers around error
+translation (web.errors.guarded) around authentication (web.auth.authenticate).
 
-One middleware instead of four: each layer of aiohttp middleware costs a few microseconds per
-request, which is a visible share of a cheap endpoint such as /healthz.
+One middleware instead of five: each layer of aiohttp middleware costs several microseconds per
+request, a visible share of a cheap endpoint such as /healthz.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 
 from aiohttp import web
 
+from .auth import authenticate
+from .errors import guarded
 from .metrics import Metrics, route_label
 
 access_log = logging.getLogger("mcpstore.access")
@@ -52,15 +55,20 @@ def _secure(response: web.StreamResponse, behind_tls: bool) -> None:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
 
 
-def observe_middleware(metrics: Metrics, *, access_log_enabled: bool, behind_tls: bool):
+def front_door_middleware(metrics: Metrics, *, access_log_enabled: bool, behind_tls: bool):
     @web.middleware
     async def middleware(request: web.Request, handler):
         started = time.perf_counter()
         request_id = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
         request["request_id"] = request_id
         status = 500
+
+        async def authenticated_call() -> web.StreamResponse:
+            await authenticate(request)
+            return await handler(request)
+
         try:
-            response = await handler(request)
+            response = await guarded(request, authenticated_call)
             status = response.status
             response.headers["X-Request-Id"] = request_id
             _secure(response, behind_tls)
