@@ -23,7 +23,6 @@ from aiohttp import web
 from ..resources import resource_dir
 from . import errors as web_errors
 from .auth import ANON_CSRF_COOKIE, principal_of
-from .errors import wants_html
 from .page_format import FILTERS, with_query
 
 log = logging.getLogger("mcpstore.web")
@@ -190,4 +189,4 @@ async def favicon(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(f"/static/{name}?v={request.app[STATIC_KEY][name]}")
 
 
-__all__ = ["install_pages", "render", "redirect", "login_required", "safe_next", "wants_html"]
+__all__ = ["install_pages", "render", "redirect", "login_required", "safe_next"]
