@@ -323,7 +323,28 @@ def registry_errors(data: dict, files: FileLookup) -> list[dict]:
     _check_server(data.get("server"), files, add)
     _check_assets(data, files, add)
     _check_user_config(data, add)
+    _check_links(data, add)
     return problems
+
+
+LINK_FIELDS = (("homepage",), ("documentation",), ("support",), ("repository", "url"), ("author", "url"))
+
+
+def _check_links(data: dict, add) -> None:
+    """Links end up as hrefs on package pages: only http(s) (and mailto: for support), never
+    javascript:, data: or file: URLs."""
+    def check(path: list[Any], value: Any) -> None:
+        allowed = ("https://", "http://", "mailto:") if path == ["support"] else ("https://", "http://")
+        if isinstance(value, str) and not value.lower().startswith(allowed):
+            add(path, "must be an http:// or https:// URL")
+
+    for path in LINK_FIELDS:
+        node: Any = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        check(list(path), node)
+    for index, url in enumerate(_list(data.get("privacy_policies"))):
+        check(["privacy_policies", index], url)
 
 
 def _check_server(server: Any, files: FileLookup, add) -> None:

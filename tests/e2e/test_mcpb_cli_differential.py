@@ -24,6 +24,8 @@ CORPUS = sorted(CORPUS_DIR.glob("*.json"))
 
 # case -> (who accepts it, text our error must contain or mcpb's output must contain)
 REGISTRY_ONLY = {
+    # links become hrefs on package pages: only http(s) (mailto: for support), never javascript: or custom schemes
+    "support-mailto-and-custom-scheme": ("mcpb", "$.documentation: must be an http:// or https:// URL"),
     "v04-uv-without-mcp-config": ("ours", "server.mcp_config: Required"),  # uv needs no mcp_config (upstream's own example)
     "version-not-semver": ("mcpb", "must be a semantic version"),
     "name-not-a-slug": ("mcpb", "must be a lowercase slug"),

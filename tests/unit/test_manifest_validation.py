@@ -363,3 +363,21 @@ def test_uv_runtimes():
     manifest = corpus_manifest(manifest_version="0.4", server={"type": "uv", "entry_point": "src/server.py"},
                                compatibility={"runtimes": {"python": ">=3.10"}})
     assert extract_metadata(manifest, "0.4").runtimes == {"python": ">=3.10", "uv": ""}
+
+
+@pytest.mark.parametrize("overrides, path", [
+    ({"homepage": "javascript:alert(1)"}, "$.homepage"),
+    ({"documentation": "data:text/html,<script>alert(1)</script>"}, "$.documentation"),
+    ({"repository": {"type": "git", "url": "file:///etc/passwd"}}, "$.repository.url"),
+    ({"privacy_policies": ["https://example.com/privacy", "vbscript:msgbox"]}, "$.privacy_policies[1]"),
+    ({"support": "JavaScript:alert(1)"}, "$.support"),
+])
+def test_links_must_be_web_urls(overrides, path):
+    """Manifest links become hrefs on package pages, so only http(s) passes (and mailto: for support)."""
+    assert errors_of(corpus_manifest(**overrides)).get(path) == "must be an http:// or https:// URL"
+
+
+def test_web_and_mailto_links_pass():
+    good = corpus_manifest(homepage="https://example.com", support="mailto:help@example.com",
+                           repository={"type": "git", "url": "https://github.com/x/y"})
+    assert not [p for p in errors_of(good) if p in ("$.homepage", "$.support", "$.repository.url")]
