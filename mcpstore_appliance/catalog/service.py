@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import audit
-from ..accounts.models import Principal
+from ..accounts.models import ROLES_THAT_PUBLISH, Principal
 from ..audit import Actor
 from ..db import Database, Transaction
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -125,6 +125,33 @@ class PackageStatusService:
     def __init__(self, db: Database, ledger: Any):
         self.db = db
         self.ledger = ledger
+
+    # --- the publisher's own packages -----------------------------------------------------------------
+
+    async def managed_packages(self, principal: Principal) -> list[dict[str, Any]]:
+        """Packages in the principal's own namespace and in orgs where their role publishes, whatever
+        state their versions are in (a package whose only version waits in quarantine is listed too).
+        Site administrators get their own packages here, not everybody's."""
+        publisher_orgs = sorted(org for org in principal.member_org_ids()
+                                if principal.memberships[org] in ROLES_THAT_PUBLISH)
+        marks = ", ".join("?" * len(publisher_orgs)) or "NULL"
+        rows = await self.db.fetch_all(
+            "SELECT p.namespace, p.name, p.visibility, p.pricing_model, p.price_amount, p.currency, p.downloads,"
+            " lv.version AS latest_version, lv.deprecated_at AS latest_deprecated_at,"
+            " json_extract(lv.metadata_json, '$.display_name') AS display_name,"
+            " (SELECT count(*) FROM versions v WHERE v.package_id = p.id) AS version_count,"
+            " (SELECT count(*) FROM versions v WHERE v.package_id = p.id AND v.state = 'quarantined') AS quarantined"
+            " FROM packages p LEFT JOIN versions lv ON lv.id = p.latest_version_id"
+            f" WHERE (p.org_id IS NULL AND p.owner_user_id = ?) OR p.org_id IN ({marks})"
+            " ORDER BY p.namespace, p.name",
+            (principal.id, *publisher_orgs))
+        return [{
+            "namespace": r["namespace"], "name": r["name"], "visibility": r["visibility"],
+            "display_name": r["display_name"] or r["name"], "version": r["latest_version"],
+            "deprecated": r["latest_deprecated_at"] is not None, "downloads": r["downloads"],
+            "pricing": {"model": r["pricing_model"], "amount": r["price_amount"], "currency": r["currency"]},
+            "version_count": r["version_count"], "quarantined": r["quarantined"],
+        } for r in rows]
 
     # --- publisher actions ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from .errors import status_for
 from .page_chart import bar_chart
 from .pages import login_required, redirect, render
 from .pages_accounts import form_error
-from .pages_catalog import discovery, search_packages
+from .pages_catalog import discovery
 from .util import client_ip
 
 routes = web.RouteTableDef()
@@ -42,11 +42,10 @@ async def publish_namespaces(request: web.Request, principal) -> list[tuple[str,
 @routes.get("/dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     principal = login_required(request)
-    namespaces = await publish_namespaces(request, principal)
-    groups = []
-    for namespace, label in namespaces:
-        page = await search_packages(request, {"org": namespace, "sort": "name", "limit": "100"})
-        groups.append({"namespace": namespace, "label": label, "packages": page.item_dicts()})
+    packages = await request.app["services"].package_status.managed_packages(principal)
+    groups = [{"namespace": namespace, "label": label,
+               "packages": [p for p in packages if p["namespace"] == namespace]}
+              for namespace, label in await publish_namespaces(request, principal)]
     return await render(request, "publish/dashboard.html", groups=groups)
 
 

@@ -241,8 +241,8 @@ async def test_hostile_package_text_renders_inert(ui, new_page):
     await ui.publish(token, bundle(
         "evil-pkg", display_name='<img src=x onerror=alert("title")>', description=HOSTILE,
         long_description="# Hello\n\n" + HOSTILE + "\n\n[ok](https://example.com/docs)",
-        author={"name": '<script>alert("author")</script>', "url": "javascript:alert('author-url')"},
-        homepage="javascript:alert('homepage')",
+        # javascript: in link fields (author.url, homepage…) is refused at publish (a unit test covers it)
+        author={"name": '<script>alert("author")</script>', "url": "https://example.com/mallory"},
         tools=[{"name": "x", "description": HOSTILE}],
         keywords=["<script>alert(1)</script>"]))
     watched = await new_page()

@@ -258,10 +258,16 @@ HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)><a href="javascr
 
 async def test_package_text_is_escaped_everywhere(site):
     _, token = await site.user("mal")
-    await publish(site, token, node_manifest(
+    hostile = node_manifest(
         name="evil", display_name=HOSTILE, description=HOSTILE, long_description=HOSTILE + " [y](javascript:alert(4))",
         author={"name": HOSTILE, "url": "javascript:alert(5)"}, keywords=["<b>kw</b>"],
-        tools=[{"name": "t", "description": HOSTILE}]))
+        tools=[{"name": "t", "description": HOSTILE}])
+    status, body, _ = await site.client.post("/api/packages", data=bundle_bytes(hostile, {"server/index.js": NODE_SERVER}),
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/octet-stream"})
+    assert status == 422 and body["error"]["details"][0]["path"] == "$.author.url"  # link fields: http(s) only
+    hostile["author"] = {"name": HOSTILE, "url": "https://example.com/mal"}
+    await publish(site, token, hostile)
     browser = site.browser()
     for path in ("/packages/mal/evil", "/search?q=evil", "/"):
         status, html, _ = await browser.get(path)
@@ -422,3 +428,21 @@ async def test_deprecate_and_unyank_through_the_dashboard(site):
     assert status == 200 and 'data-status="yanked"' not in html
     _, html, _ = await browser.get("/packages/ray/old")
     assert "Deprecated:" in html and "use new instead" in html
+
+
+async def test_dashboard_lists_packages_whose_only_version_waits_in_quarantine(site):
+    _, token = await site.user("kim")
+    await site.user("lou")
+    body = await publish(site, token, node_manifest(name="held", version="1.0.0"),
+                         extra={".env": "API_URL=https://example.com\n"})
+    assert body["state"] == "quarantined"
+    await publish(site, token, node_manifest(name="live", version="2.0.0"))
+    browser = site.browser()
+    await browser.log_in("kim")
+    _, html, _ = await browser.get("/dashboard")
+    assert "/dashboard/packages/kim/held" in html and "1 in quarantine" in html
+    assert "/dashboard/packages/kim/live" in html and "2.0.0" in html
+    other = site.browser()
+    await other.log_in("lou")
+    _, html, _ = await other.get("/dashboard")
+    assert "kim/held" not in html and "kim/live" not in html  # someone else's packages are not theirs to manage
