@@ -142,7 +142,7 @@ async def _read_field(part) -> str:
                            details={"field": part.name}) from None
 
 
-async def _multipart(request: web.Request, options: dict[str, str]) -> AsyncIterator[bytes]:
+async def read_publish_form(request: web.Request, options: dict[str, str]) -> AsyncIterator[bytes]:
     """Read the option fields into `options`; return the chunks of the file part (which must be last)."""
     reader = await request.multipart()
     csrf = ""
@@ -193,7 +193,7 @@ async def publish(request: web.Request) -> web.Response:
     options = dict(request.query)
     declared_size = None
     if request.content_type.startswith("multipart/"):
-        chunks = await _multipart(request, options)
+        chunks = await read_publish_form(request, options)
     elif request.content_type in NOT_A_BUNDLE_TYPES:
         return json_error(415, "unsupported_media_type", "send the .mcpb file as the body (Content-Type: "
                           "application/octet-stream) or as multipart/form-data with a last 'file' part")

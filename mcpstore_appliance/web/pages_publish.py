@@ -10,7 +10,7 @@ from ..accounts.models import ROLES_THAT_PUBLISH
 from ..catalog.publish import PublishOptions
 from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
 from ..errors import DomainError, InvalidInput
-from .api_publish import _multipart as read_publish_form  # the same streamed multipart reading as the API
+from .api_publish import read_publish_form  # the same streamed multipart reading as the API
 from .errors import status_for
 from .page_chart import bar_chart
 from .pages import login_required, redirect, render
