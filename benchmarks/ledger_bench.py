@@ -70,7 +70,7 @@ async def appends(ledger: Ledger, db: Database, leaves: int, batch: int) -> floa
             await ledger.append_many(tx, events)
         spent += time.perf_counter() - started
         done += count
-        if done % 100_000 == 0:
+        if done % 100_000 < count:
             print(f"  ... {done:,} leaves, {done / spent:,.0f} appends/s so far", flush=True)
     return spent
 

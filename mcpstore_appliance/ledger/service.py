@@ -156,14 +156,13 @@ class Ledger:
 
     @staticmethod
     async def _index_block(tx: Transaction, start: int) -> None:
-        """Add a completed block's lookup keys to the index, sorted: the B-tree is then written page by page
-        instead of one random page per key, which is what makes appends cheap at millions of leaves."""
+        """Add a completed block's lookup keys to the index (see the ledger_lookup table for why by block)."""
         await tx.execute(
-            "INSERT INTO ledger_lookup (key, idx) SELECT key, idx FROM ("
+            "INSERT INTO ledger_lookup (block, key, idx) SELECT ?, key, idx FROM ("
             " SELECT sha_key AS key, idx FROM ledger_leaves WHERE idx >= ? AND idx < ? AND sha_key IS NOT NULL"
             " UNION SELECT release_key, idx FROM ledger_leaves WHERE idx >= ? AND idx < ? AND release_key IS NOT NULL"
             ") ORDER BY key, idx",
-            (start, start + LOOKUP_BLOCK, start, start + LOOKUP_BLOCK))
+            (start // LOOKUP_BLOCK, start, start + LOOKUP_BLOCK, start, start + LOOKUP_BLOCK))
 
     @staticmethod
     def _leaf_row(event: dict, org_id: int | None) -> tuple:
@@ -368,12 +367,13 @@ class Ledger:
         extra = " AND org_id IS NULL" if public_only else ""
         # Completed blocks are in the index; the block being filled is scanned by rowid (at most LOOKUP_BLOCK
         # rows). A stale size only starts the scan earlier, so nothing is missed while appends go on.
-        tail = (await self.tree_size()) // LOOKUP_BLOCK * LOOKUP_BLOCK
+        blocks = (await self.tree_size()) // LOOKUP_BLOCK
         rows = await self.db.fetch_all(
-            f"SELECT idx, data, opening FROM ledger_leaves WHERE idx IN (SELECT idx FROM ledger_lookup WHERE key = ?)"
-            f" AND {column} = ?{extra}"
+            "WITH RECURSIVE b(n) AS (SELECT 0 WHERE ? > 0 UNION ALL SELECT n + 1 FROM b WHERE n + 1 < ?)"
+            f" SELECT idx, data, opening FROM ledger_leaves WHERE idx IN"
+            f" (SELECT l.idx FROM b JOIN ledger_lookup l ON l.block = b.n AND l.key = ?) AND {column} = ?{extra}"
             f" UNION SELECT idx, data, opening FROM ledger_leaves WHERE idx >= ? AND {column} = ?{extra} ORDER BY idx",
-            (key, key, tail, key))
+            (blocks, blocks, key, key, blocks * LOOKUP_BLOCK, key))
         found = []
         for row in rows:
             try:

@@ -18,14 +18,16 @@ CREATE TABLE ledger_leaves (
     salt        TEXT              -- sealed leaves only: hex salt of the commitment
 );
 
--- The lookup index: (key, leaf) for both keys of every leaf in completed blocks of 8192 leaves. It is filled a
--- block at a time, sorted, by the append that completes the block: random-key inserts one by one would
--- dominate the cost of an append; lookups scan the unindexed last block by rowid instead.
--- (WITHOUT ROWID: the primary key is the whole row. Drop the clause for other databases.)
+-- The lookup index: (block, key, leaf) for both keys of every leaf in completed blocks of 8192 leaves, written a
+-- block at a time by the append that completes it. Keyed by block first, a new block lands at the end of the
+-- B-tree (sequential pages) instead of one random page per key, which would dominate the cost of an append at
+-- millions of leaves; a lookup probes each block's part (one index seek per 8192 leaves) and scans the open
+-- block by rowid. (WITHOUT ROWID: the primary key is the whole row. Drop the clause for other databases.)
 CREATE TABLE ledger_lookup (
-    key INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    PRIMARY KEY (key, idx)
+    block INTEGER NOT NULL,
+    key   INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    PRIMARY KEY (block, key, idx)
 ) WITHOUT ROWID;
 
 -- Every checkpoint this log signed (C2SP signed note text).
