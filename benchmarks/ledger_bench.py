@@ -55,7 +55,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}, load {load}"
 
 
 async def appends(ledger: Ledger, db: Database, leaves: int, batch: int) -> float:
@@ -153,6 +154,16 @@ async def run(args: argparse.Namespace) -> None:
               f"p99 {percentile(inclusion, 99) * 1e3:.3f} ms")
         print(f"consistency proof at {size:,} ({label}): p50 {percentile(consistency, 50) * 1e3:.3f} ms, "
               f"p99 {percentile(consistency, 99) * 1e3:.3f} ms")
+    rng = random.Random(11)
+    lookups = []
+    for _ in range(min(args.samples, 300)):
+        i = rng.randrange(size)
+        t = time.perf_counter()
+        found = await ledger.lookup(event(i)["sha256"])
+        lookups.append(time.perf_counter() - t)
+        assert found == [i], (i, found)
+    print(f"lookup by sha256 at {size:,}: p50 {percentile(lookups, 50) * 1e3:.3f} ms, "
+          f"p99 {percentile(lookups, 99) * 1e3:.3f} ms")
     await ledger.close()
     await db.close()
 
@@ -169,7 +180,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"full verify:  {workers} process(es), {what}: {audit_seconds:.1f} s = {rate:,.0f} leaves/s = "
               f"{rate / raw_rate:.2f} x the raw rate")
     size_mb = sum(Path(str(db_path) + s).stat().st_size for s in ("", "-wal") if Path(str(db_path) + s).exists())
-    print(f"database size: {size_mb / 1e6:,.0f} MB")
+    print(f"database size: {size_mb / 1e6:,.0f} MB; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.keep and not args.dir:
         shutil.rmtree(folder)
 
