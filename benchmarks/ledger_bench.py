@@ -32,7 +32,7 @@ from mcpstore_appliance.db import Database  # noqa: E402
 from mcpstore_appliance.ledger import publish_event  # noqa: E402
 from mcpstore_appliance.ledger.audit import Auditor  # noqa: E402
 from mcpstore_appliance.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
-from mcpstore_appliance.ledger.service import Ledger  # noqa: E402
+from mcpstore_appliance.ledger.service import Ledger, read_only_uri  # noqa: E402
 
 
 def event(i: int) -> dict:
@@ -112,7 +112,7 @@ def raw_hashing(db_path: Path) -> tuple[float, int]:
     """hashlib.sha256 over every stored leaf, timed on bytes already in memory (best of 3)."""
     import sqlite3
 
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     leaves = [bytes(row[0]) for row in conn.execute("SELECT data FROM ledger_leaves ORDER BY idx")]
     conn.close()
     sha256 = hashlib.sha256

@@ -35,6 +35,7 @@ from . import note as notes
 from .checkpoint import open_checkpoint, parse_unverified
 from .merkle import HASH_SIZE, node_hash
 from . import service
+from .service import read_only_uri
 from .storedhash import Node, hashes_in_row, leaf_range, root_hash, root_nodes, row_of
 
 CHUNK_LEVEL = 16
@@ -63,7 +64,7 @@ class AuditReport:
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     conn.execute("PRAGMA query_only=ON")
     conn.execute("PRAGMA mmap_size=1073741824")  # a sequential read of everything: map it, skip read() copies
     return conn

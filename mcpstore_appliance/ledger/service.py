@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -64,6 +65,11 @@ class LedgerInconsistent(RuntimeError):
     """The stored tree contradicts a checkpoint this log already signed."""
 
 
+def read_only_uri(path) -> str:
+    """An SQLite URI opening `path` read-only (percent-encoded, so any folder name works)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 class _LocalReader:
     """Read-only connection for the ledger's short primary-key reads (see the module docstring)."""
 
@@ -73,7 +79,7 @@ class _LocalReader:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, isolation_level=None,
                                          check_same_thread=False)
             self._conn.execute("PRAGMA query_only=ON")
         return self._conn

@@ -41,8 +41,9 @@ def b64d(text: str) -> bytes:
 
 
 @pytest.fixture
-async def ledger_app(start_app):
-    return await start_app(ledger={"checkpoint_interval_seconds": 0})
+async def ledger_app(start_app, tmp_path):
+    # URI-special characters in the data folder: the ledger's read-only connection must still open it
+    return await start_app(data_dir=tmp_path / "app data #1 ?", ledger={"checkpoint_interval_seconds": 0})
 
 
 async def test_checkpoint_entries_lookup_and_inclusion_proofs(ledger_app):

@@ -19,6 +19,7 @@ from mcpstore_appliance.ledger.service import Ledger
 from mcpstore_appliance.ledger.storedhash import row_of
 
 SIZE = 300
+DATA = "data #1 ?"  # URI-special characters in the folder name must not matter
 
 
 def event(i: int) -> dict:
@@ -32,7 +33,7 @@ async def ledger_db(tmp_path, monkeypatch):
     blocks of 16; returns (path, key)."""
     monkeypatch.setattr(service, "LOOKUP_BLOCK", 16)
     key = load_or_create_signing_key(tmp_path / "keys" / "ledger.key")
-    db = await Database(tmp_path / "data" / "mcpstore.sqlite3").open()
+    db = await Database(tmp_path / DATA / "mcpstore.sqlite3").open()
     ledger = Ledger(db, key, "test.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
     for start in range(0, SIZE, 50):
         async with db.write() as tx:
@@ -43,7 +44,7 @@ async def ledger_db(tmp_path, monkeypatch):
     await ledger.ensure_checkpoint(SIZE)
     await ledger.close()
     await db.close()
-    return tmp_path / "data" / "mcpstore.sqlite3", key
+    return tmp_path / DATA / "mcpstore.sqlite3", key
 
 
 def tamper(path, sql, params=()):
@@ -169,7 +170,7 @@ async def test_the_lookup_index_is_checked(ledger_db):
 
 async def test_ledger_verify_command(ledger_db, tmp_path):
     path, _ = ledger_db
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     shutil.move(str(tmp_path / "keys"), str(data / "keys"))
     assert data_paths_for(data)["db"] == path
     tamper(path, "DELETE FROM ledger_lookup")  # the command runs with the real block size: 300 leaves, no block
