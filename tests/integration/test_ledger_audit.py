@@ -14,6 +14,7 @@ from mcpstore_appliance.config import LedgerSettings
 from mcpstore_appliance.db import Database
 from mcpstore_appliance.keys import load_or_create_signing_key
 from mcpstore_appliance.ledger import audit, publish_event, service
+from mcpstore_appliance.ledger import note as notes
 from mcpstore_appliance.ledger.audit import Auditor
 from mcpstore_appliance.ledger.service import Ledger
 from mcpstore_appliance.ledger.storedhash import row_of
@@ -169,7 +170,7 @@ async def test_the_lookup_index_is_checked(ledger_db):
 
 
 async def test_ledger_verify_command(ledger_db, tmp_path):
-    path, _ = ledger_db
+    path, key = ledger_db
     data = tmp_path / DATA
     shutil.move(str(tmp_path / "keys"), str(data / "keys"))
     assert data_paths_for(data)["db"] == path
@@ -188,6 +189,11 @@ async def test_ledger_verify_command(ledger_db, tmp_path):
 
     missing = subprocess.run([*command[:-1], str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no database" in missing.stderr
+
+    keys = subprocess.run([*command[:3], "ledger", "keys", "--data", str(data)], capture_output=True, text=True,
+                          timeout=60)
+    expected = notes.verifier_for("127.0.0.1:8080/ledger", key).vkey()  # the origin of default settings
+    assert keys.returncode == 0 and keys.stdout == f"ledger  {expected}\n"
 
 
 def data_paths_for(data_dir):
