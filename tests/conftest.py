@@ -25,6 +25,9 @@ def free_port() -> int:
 def make_settings(data_dir: Path, **overrides: Any):
     port = overrides.pop("port", None) or free_port()
     server = {"host": "127.0.0.1", "port": port, "access_log": False, **overrides.pop("server", {})}
+    # Publishes one after another would each wait out the checkpoint interval (1 s by default);
+    # tests of the interval itself set it explicitly.
+    overrides["ledger"] = {"checkpoint_interval_seconds": 0, **overrides.get("ledger", {})}
     return load_settings(environ={}, data_dir=str(data_dir), server=server, **overrides)
 
 
