@@ -37,11 +37,13 @@ class Discovery:
         # A secret of its own (0600 in the data folder): cursors stay valid across restarts, and a forged
         # or edited cursor is refused.
         cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
+        downloads = DownloadCounter(db, fold_interval)
         return cls(reader=reader, cursors=cursors,
-                   search=SearchService(reader, cursors, base_url),
+                   search=SearchService(reader, cursors, base_url, fold_epoch=lambda: downloads.epoch),
                    packages=PackageView(reader, cursors, base_url),
-                   registry=RegistryView(reader, cursors, base_url, registry_prefix),
-                   downloads=DownloadCounter(db, fold_interval))
+                   registry=RegistryView(reader, cursors, base_url, registry_prefix,
+                                         fold_epoch=lambda: downloads.epoch),
+                   downloads=downloads)
 
     def start(self) -> None:
         """Background work of a serving appliance: the periodic download fold, and the typo index built

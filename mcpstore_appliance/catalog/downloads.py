@@ -38,6 +38,7 @@ class DownloadCounter:
         self._pending: Counter[tuple[int, int, str]] = Counter()  # (package_id, version_id, day) -> count
         self._task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
+        self.epoch = 0  # counts folds that wrote something: cached search pages keyed by it see new counts
 
     def record(self, package_id: int, version_id: int) -> None:
         self._pending[(package_id, version_id, utc_day())] += 1
@@ -70,6 +71,7 @@ class DownloadCounter:
                 # Keep the counts for the next fold rather than dropping them.
                 self._pending.update(batch)
                 raise
+            self.epoch += 1
             return sum(batch.values())
 
     def start(self) -> None:

@@ -12,10 +12,13 @@ fresh on every request.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import re
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +70,11 @@ def iso(timestamp: float | None) -> str | None:
     """RFC 3339 UTC with milliseconds, as the MCP Registry writes timestamps."""
     if timestamp is None:
         return None
+    return _iso(timestamp)
+
+
+@functools.lru_cache(maxsize=65536)  # listings format the same publish times again and again
+def _iso(timestamp: float) -> str:
     moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -110,17 +118,17 @@ class DownloadTarget:
 class _LRU:
     def __init__(self, size: int):
         self.size = size
-        self._data: OrderedDict[Any, str] = OrderedDict()
+        self._data: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> str | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             value = self._data.get(key)
             if value is not None:
                 self._data.move_to_end(key)
             return value
 
-    def put(self, key: Any, value: str) -> None:
+    def put(self, key: Any, value: Any) -> None:
         with self._lock:
             self._data[key] = value
             while len(self._data) > self.size:
@@ -135,6 +143,11 @@ VERSION_COLUMNS = (
     "v.id AS v_id, v.version, v.semver_key, v.is_prerelease, v.state, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.sha256, v.size, v.ledger_index, v.published_at,"
     " v.platforms")
+# Everything a package page depends on, read on every request (one indexed lookup) to validate the cache.
+FINGERPRINT_COLUMNS = (
+    "p.id, p.updated_at, p.latest_version_id, p.visibility, p.org_id, p.category, p.pricing_model,"
+    " p.price_amount, p.currency, p.tier, p.endpoint_url, p.verified, p.downloads, p.invocations, p.rating_avg,"
+    " p.rating_count, (SELECT max(x.updated_at) FROM versions x WHERE x.package_id = p.id) AS versions_changed")
 STATIC_COLUMNS = (
     "v.metadata_json, v.manifest_version, v.signature_status, v.signer_subject, v.signer_issuer,"
     " v.signer_not_before, v.signer_not_after, v.signer_fingerprint, v.signature_reason, v.findings_json,"
@@ -147,14 +160,41 @@ class PackageView:
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self._static = _LRU(cache_size)
+        self._pages = _LRU(cache_size)
 
     # -- package data -----------------------------------------------------------------------------------
 
-    def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
-        """Everything a package page needs, as JSON text."""
+    def package_data(self, principal: Principal | None, namespace: str,
+                     name: str) -> tuple[bytes, str, bool]:
+        """Everything a package page needs, as JSON bytes, with an ETag and whether the package is public.
+
+        A page is rebuilt only when its fingerprint changes: the package row's own columns, the newest
+        `updated_at` of its versions (every publish, yank, deprecation or review sets it) and the UTC day
+        (the 30-day download count moves with it). Otherwise the answer is one indexed query and a cached
+        body, the same for every caller who may see the package (nothing in it depends on who asks)."""
         _check_names(namespace, name)
         clause, params = visible_clause(principal)
-        since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).strftime("%Y-%m-%d")
+        day = int(time.time() // 86400)  # the UTC day number
+        fingerprint = self.reader.inline(lambda c: c.execute(
+            f"SELECT {FINGERPRINT_COLUMNS} FROM packages p WHERE p.namespace = ? AND p.name = ? AND {clause}",
+            (namespace, name, *params)).fetchone())
+        if fingerprint is None:
+            raise not_found(namespace, name)
+        key = (*fingerprint, day)
+        cached = self._pages.get(fingerprint[0])
+        public = fingerprint["visibility"] == "public"
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2], public
+        body = self._build_package(fingerprint[0], namespace, name, day).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self._pages.put(fingerprint[0], (key, body, etag))
+        return body, etag, public
+
+    def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
+        return self.package_data(principal, namespace, name)[0].decode()
+
+    def _build_package(self, package_id: int, namespace: str, name: str, day: int) -> str:
+        since = (dt.date(1970, 1, 1) + dt.timedelta(days=day - 29)).isoformat()
         sql = (
             f"SELECT {PACKAGE_COLUMNS}, o.slug AS org_slug, {VERSION_COLUMNS},"
             " (SELECT count(*) FROM versions c WHERE c.package_id = p.id AND c.state = 'published') AS version_count,"
@@ -169,11 +209,8 @@ class PackageView:
             " FROM packages p LEFT JOIN orgs o ON o.id = p.org_id"
             " LEFT JOIN versions v ON v.id = coalesce(p.latest_version_id, (SELECT x.id FROM versions x"
             "   WHERE x.package_id = p.id AND x.state = 'published' ORDER BY x.semver_key DESC LIMIT 1))"
-            f" WHERE p.namespace = ? AND p.name = ? AND {clause}")
-        row = self.reader.inline(lambda c: c.execute(sql, [since, RECENT_VERSIONS, namespace, name, *params])
-                                 .fetchone())
-        if row is None:
-            raise not_found(namespace, name)
+            " WHERE p.id = ?")
+        row = self.reader.inline(lambda c: c.execute(sql, [since, RECENT_VERSIONS, package_id]).fetchone())
         recent = json.loads(row["recent_json"] or "[]")
         for entry in recent:
             entry["published_at"] = iso(entry["published_at"])

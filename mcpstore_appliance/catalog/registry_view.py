@@ -23,6 +23,8 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +33,7 @@ from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
 from .package_view import iso, version_path
 from .reader import CatalogReader
+from .search import DEFAULT_RESULT_TTL, FacetCache
 from .visibility import visible_clause
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
@@ -59,9 +62,13 @@ def server_not_found() -> NotFound:
 
 
 class RegistryView:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str):
+    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str,
+                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
         if not _PREFIX.match(name_prefix):
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
+        self.fold_epoch = fold_epoch
+        self.result_ttl = result_ttl
+        self._pages = FacetCache(size=512)
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
@@ -83,6 +90,24 @@ class RegistryView:
         return namespace, name
 
     # -- reads ------------------------------------------------------------------------------------------
+
+    async def list_servers_json(self, principal: Principal | None, **params: Any) -> str:
+        """`list_servers` serialized, with repeated requests (host probes, the first pages that every client
+        fetches) answered from memory for up to `result_ttl` seconds. The key holds the catalog's search
+        generation, which every publish, status change and package edit moves, and the download-fold count,
+        so listings are never older than the catalog; only counters in our `_meta` extras may lag."""
+        clause, values = visible_clause(principal, alias="s")
+        generation = self.reader.inline(
+            lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
+        key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
+        now = time.monotonic()
+        cached = self._pages.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        text = json.dumps(await self.list_servers(principal, **params), separators=(",", ":"), ensure_ascii=False)
+        if self.result_ttl > 0:
+            self._pages.put(key, (now + self.result_ttl, text))
+        return text
 
     async def list_servers(self, principal: Principal | None, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT,
                            search: str | None = None, updated_since: str | None = None, version: str | None = None,

@@ -28,7 +28,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +50,7 @@ MAX_LIMIT = 100
 MAX_QUERY_CHARS = 256
 MAX_TERMS = 16
 MAX_PRICE = 10**12
+DEFAULT_RESULT_TTL = 10.0  # seconds a repeated search may be answered from memory
 # bm25 weights in the column order of package_fts: name, display_name, keywords, namespace, tools,
 # description, author.
 FIELD_WEIGHTS = (10.0, 8.0, 5.0, 3.0, 2.0, 1.5, 1.0)
@@ -292,11 +293,14 @@ class SearchPage:
     query: str
     corrected_query: str | None = None
     filters: dict[str, Any] = field(default_factory=dict)
+    json_text: str | None = None  # the serialized answer, kept with cached pages
 
     def item_dicts(self) -> list[dict[str, Any]]:
         return [json.loads(item) for item in self.items]
 
     def to_json(self) -> str:
+        if self.json_text is not None:
+            return self.json_text
         head = json.dumps({
             "total": self.total, "next_cursor": self.next_cursor,
             "query": {"q": self.query, "corrected_query": self.corrected_query, "sort": self.sort,
@@ -304,6 +308,14 @@ class SearchPage:
             "facets": self.facets,
         }, separators=(",", ":"), ensure_ascii=False)
         return head[:-1] + ',"packages":[' + ",".join(self.items) + "]}"
+
+
+# What a result needs besides its sort keys, joined only for the rows of the page.
+DETAIL_COLUMNS = (
+    "s.namespace, s.name, s.category, s.pricing_model, s.price_amount, s.currency, s.tier, s.verified, s.rating,"
+    " s.rating_count, s.downloads, p.invocations, sm.summary_json,"
+    " json_extract(sm.summary_json, '$.sha256') AS sha256, json_extract(sm.summary_json, '$.version') AS version")
+DETAIL_JOINS = "JOIN package_summary sm ON sm.package_id = s.package_id JOIN packages p ON p.id = s.package_id"
 
 
 @dataclass(frozen=True)
@@ -318,7 +330,8 @@ class _Plan:
 
 
 class FacetCache:
-    """Facet counts by (generation, visibility, query): a bounded LRU shared by the reader threads."""
+    """A bounded LRU shared by the reader threads: facet counts by (generation, visibility, query), and
+    recent result pages."""
 
     def __init__(self, size: int = 1024):
         self.size = size
@@ -341,11 +354,17 @@ class FacetCache:
 
 
 class SearchService:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str):
+    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str,
+                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.facet_cache = FacetCache()
+        self.results = FacetCache(size=1024)  # the same bounded, thread-safe LRU
+        self.fold_epoch = fold_epoch
+        self.result_ttl = result_ttl
+        # Candidates ranked by FTS5 alone per page: factor x the page, within [min, max].
+        self.rank_factor, self.rank_min, self.rank_max = 4, 50, 500
         self._speller: Speller | None = None
         self._speller_generation = -1
         self._speller_seconds = 0.0
@@ -360,8 +379,25 @@ class SearchService:
         sort = query.effective_sort()
         scope = self._scope(principal, query, sort)
         after = self._after(query, sort, scope)
-        return await self.reader.run(lambda conn: snapshot(
+        # Recent pages are reused for repeated searches (popular queries, the storefront's lists): exact for
+        # membership, order, facets and ratings (the key holds the search generation and the download-fold
+        # epoch); only counters that change without either (invocations, other processes' folds) may lag by
+        # up to result_ttl seconds.
+        clause, params = visible_clause(principal, alias="s")
+        generation = self.reader.inline(
+            lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
+        key = (generation, self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())),
+               sort, query.limit, query.cursor)
+        now = time.monotonic()
+        cached = self.results.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        page = await self.reader.run(lambda conn: snapshot(
             conn, lambda c: self._search(c, principal, query, sort, scope, after)))
+        if self.result_ttl > 0:
+            page.json_text = page.to_json()
+            self.results.put(key, (now + self.result_ttl, page))
+        return page
 
     async def warm_up(self) -> None:
         """Build the typo index now (in a reader thread) rather than in the first search that needs it."""
@@ -414,7 +450,11 @@ class SearchService:
         add_filters(query, where, params)
         return _Plan(source, where, params, sort, SORT_SPECS[sort], terms, match)
 
-    def _page(self, conn: sqlite3.Connection, plan: _Plan, limit: int, keys: list | None) -> list[sqlite3.Row]:
+    def _page(self, conn: sqlite3.Connection, plan: _Plan, limit: int, keys: list | None) -> list:
+        if plan.sort == "relevance" and plan.match:
+            rows = self._ranked_page(conn, plan, limit, keys)
+            if rows is not None:
+                return rows
         spec = plan.spec
         where, params = list(plan.where), list(plan.params)
         if keys is not None:
@@ -428,14 +468,38 @@ class SearchService:
         # so only the rows shown are joined with their summaries.
         inner = (f"SELECT s.package_id AS id, {selected} FROM {plan.source} WHERE {' AND '.join(where)}"
                  f" ORDER BY {order} LIMIT ?")
-        sql = (f"SELECT r.*, s.namespace, s.name, s.category, s.pricing_model, s.price_amount, s.currency,"
-               f" s.tier, s.verified, s.rating, s.rating_count, s.downloads, p.invocations, sm.summary_json,"
-               f" json_extract(sm.summary_json, '$.sha256') AS sha256,"
-               f" json_extract(sm.summary_json, '$.version') AS version"
-               f" FROM ({inner}) r JOIN package_search s ON s.package_id = r.id"
-               f" JOIN package_summary sm ON sm.package_id = r.id JOIN packages p ON p.id = r.id"
-               f" ORDER BY {order}")
+        sql = (f"SELECT r.*, {DETAIL_COLUMNS} FROM ({inner}) r JOIN package_search s ON s.package_id = r.id"
+               f" {DETAIL_JOINS} ORDER BY {order}")
         return conn.execute(sql, [*params, limit + 1]).fetchall()
+
+    def _ranked_page(self, conn: sqlite3.Connection, plan: _Plan, limit: int, keys: list | None) -> list | None:
+        """The relevance page ranked by FTS5 alone (its fastest path: no join while scoring every match), then
+        the best candidates checked against visibility and filters. None when too few candidates pass; the
+        caller then runs the joined query, which gives the same rows."""
+        want = limit + 1
+        batch = min(max(want * self.rank_factor, self.rank_min), self.rank_max)
+        where, params = ["package_fts MATCH ?"], [plan.match]
+        if keys is not None:
+            where.append(f"({BM25}, rowid) > (?, ?)")
+            params += keys
+        candidates = conn.execute(
+            f"SELECT rowid, {BM25} AS score FROM package_fts WHERE {' AND '.join(where)}"
+            " ORDER BY score, rowid LIMIT ?", [*params, batch]).fetchall()
+        if not candidates:
+            return []
+        ids = [candidate[0] for candidate in candidates]
+        passing = {row[0] for row in conn.execute(
+            f"SELECT s.package_id FROM package_search s WHERE s.package_id IN ({', '.join('?' * len(ids))})"
+            f" AND {' AND '.join(plan.where[1:])}", [*ids, *plan.params[1:]])}
+        kept = [(package_id, score) for package_id, score in candidates if package_id in passing][:want]
+        if len(kept) < want and len(candidates) == batch:
+            return None  # the page may continue past this batch
+        if not kept:
+            return []
+        details = {row["id"]: row for row in conn.execute(
+            f"SELECT s.package_id AS id, {DETAIL_COLUMNS} FROM package_search s {DETAIL_JOINS}"
+            f" WHERE s.package_id IN ({', '.join('?' * len(kept))})", [package_id for package_id, _ in kept])}
+        return [{**dict(details[package_id]), "k0": score, "k1": package_id} for package_id, score in kept]
 
     def _corrected(self, conn: sqlite3.Connection, principal: Principal | None, query: SearchQuery, sort: str,
                    terms: list[str], generation: int) -> tuple[_Plan, list[sqlite3.Row]] | None:
@@ -513,7 +577,7 @@ class SearchService:
         self.facet_cache.put(key, result)
         return result
 
-    def _item(self, row: sqlite3.Row) -> str:
+    def _item(self, row) -> str:
         summary = row["summary_json"]
         namespace, name, sha256 = row["namespace"], row["name"], row["sha256"]
         dynamic = {

@@ -141,7 +141,13 @@ async def search(request: web.Request) -> web.Response:
             tags=["discovery"], auth="optional", responses={200: "The package", 404: NOT_FOUND})
 async def package(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.package_json(principal_of(request), m["namespace"], m["name"]))
+    body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
+                                                                  m["name"])
+    # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
+    headers = {"ETag": etag, "Cache-Control": "no-cache" if public else "private, no-cache"}
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 @routes.get(PACKAGE_PATH + "/versions")

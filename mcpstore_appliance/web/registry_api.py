@@ -103,12 +103,12 @@ def _json(data) -> web.Response:
             response_schema=SERVER_LIST, responses={200: "A page of servers", 400: "Bad parameter or cursor"})
 async def list_servers(request: web.Request) -> web.Response:
     params = single_params(request, LIST_PARAMS)
-    answer = await registry(request).list_servers(
+    text = await registry(request).list_servers_json(
         principal_of(request), cursor=params.get("cursor") or None, limit=_limit(params.get("limit")),
         search=params.get("search") or None, updated_since=params.get("updated_since") or None,
         version=params.get("version") or None, include_deleted=parse_bool(params.get("include_deleted"),
                                                                           "include_deleted"))
-    return _json(answer)
+    return web.Response(text=text, content_type="application/json")
 
 
 @registry_handler

@@ -104,8 +104,12 @@ async def test_counts_are_buffered_then_folded(appliance):
     await appliance.client.get(f"/bundles/{sha256}.mcpb", headers={"Range": "bytes=0-99"})
     assert counter.pending == 7
     assert await downloads_of(appliance) == 0  # nothing written per request
+    status, before, _ = await appliance.client.get("/api/packages?q=tool")  # cached for a few seconds...
+    assert before["packages"][0]["downloads"] == 0
     assert await counter.flush() == 7
     assert counter.pending == 0 and await downloads_of(appliance) == 7
+    status, after, _ = await appliance.client.get("/api/packages?q=tool")  # ...but a fold moves the cache key
+    assert after["packages"][0]["downloads"] == 7
     status, body, _ = await appliance.client.get("/api/packages/alice/tool")
     assert body["stats"]["downloads"] == 7 and body["stats"]["downloads_30d"] == 7
     status, body, _ = await appliance.client.get("/api/packages/alice/tool/stats?days=7")

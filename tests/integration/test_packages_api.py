@@ -219,3 +219,23 @@ async def test_openapi_documents_the_discovery_routes(appliance):
                  "/api/packages/{namespace}/{name}/versions/{version}", "/api/packages/{namespace}/{name}/latest",
                  "/v0.1/servers", "/v0.1/servers/{server_name}/versions"):
         assert "get" in body["paths"][path], path
+
+
+async def test_package_data_etag_and_revalidation(appliance):
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0")
+    status, first, response = await appliance.client.get("/api/packages/alice/tool")
+    etag = response.headers["ETag"]
+    assert status == 200 and response.headers["Cache-Control"] == "no-cache"
+    status, _, response = await appliance.client.get("/api/packages/alice/tool", headers={"If-None-Match": etag})
+    assert status == 304 and response.headers["ETag"] == etag
+    await set_package(appliance, "alice", "tool", downloads=42)  # a fold of download counts
+    status, body, response = await appliance.client.get("/api/packages/alice/tool", headers={"If-None-Match": etag})
+    assert status == 200 and body["stats"]["downloads"] == 42 and response.headers["ETag"] != etag
+    etag = response.headers["ETag"]
+    await yank(appliance, alice, "alice", "tool", "1.0.0")
+    status, body, response = await appliance.client.get("/api/packages/alice/tool", headers={"If-None-Match": etag})
+    assert status == 200 and body["yanked"] is True and body["latest_version"] is None
+    await publish(appliance, alice, "private-tool", options={"visibility": "private"})
+    status, _, response = await appliance.client.with_token(alice).get("/api/packages/alice/private-tool")
+    assert status == 200 and response.headers["Cache-Control"] == "private, no-cache"

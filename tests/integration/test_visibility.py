@@ -152,3 +152,31 @@ async def test_visibility_change_takes_effect_at_once(world):
     assert status == 404
     status, body = await answer(app, tokens, "alice", "/api/packages?q=sharedword")
     assert {p["id"] for p in body["packages"]} == {"alice/public-tool", "alice/alice-private"}
+
+
+@pytest.mark.parametrize("batch", [(4, 50, 500), (1, 1, 2)])
+async def test_ranking_never_shows_hidden_candidates(world, batch):
+    """Relevance pages rank in the full-text index first and then drop what the caller may not see; when the
+    best candidates are all hidden, the page still fills from visible ones (the (1, 1, 2) batch forces the
+    joined fallback)."""
+    app, tokens, _ = world
+    search = app.services.discovery.search
+    search.rank_factor, search.rank_min, search.rank_max = batch
+    for i in range(4):  # hidden packages that outrank every public one (the word is in their name)
+        await publish(app, tokens["amy"], f"rankword-{i}", namespace="acme", description="rankword rankword",
+                      options={"visibility": "private"})
+    for i in range(3):
+        await publish(app, tokens["alice"], f"plain-{i}", description=f"mentions rankword once ({i})")
+    walked, cursor = [], None
+    while True:
+        query = {"q": "rankword", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        status, body = await answer(app, tokens, None, "/api/packages?" + urllib.parse.urlencode(query))
+        assert status == 200 and body["total"] == 3
+        walked += [p["id"] for p in body["packages"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(walked) == ["alice/plain-0", "alice/plain-1", "alice/plain-2"] and len(set(walked)) == 3
+    status, body = await answer(app, tokens, "amy", "/api/packages?q=rankword&limit=10")
+    assert [p["id"] for p in body["packages"]][:4] == [f"acme/rankword-{i}" for i in range(4)] or \
+        {p["id"] for p in body["packages"][:4]} == {f"acme/rankword-{i}" for i in range(4)}

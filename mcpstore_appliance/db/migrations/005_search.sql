@@ -39,7 +39,7 @@ CREATE INDEX package_search_by_downloads ON package_search(downloads, package_id
 CREATE INDEX package_search_by_rating ON package_search(rating, rating_count, package_id);
 CREATE INDEX package_search_by_name ON package_search(name, namespace, package_id);
 CREATE INDEX package_search_by_newest ON package_search(published_at, package_id);
-CREATE INDEX package_search_by_category ON package_search(category);
+CREATE INDEX package_search_by_category ON package_search(category, downloads, package_id);
 -- Covers the facet counts of a browse without text (GROUP BY in index order, no table reads).
 CREATE INDEX package_search_facets ON package_search(visibility, category, pricing_model, platforms, runtimes,
                                                      version_id);
@@ -61,7 +61,7 @@ CREATE VIRTUAL TABLE package_fts USING fts5(
 CREATE VIRTUAL TABLE package_fts_vocab USING fts5vocab(package_fts, 'row');
 
 -- Bumped whenever something a result, filter or facet depends on changes (download counts excepted).
--- Facet counts are cached per generation, so a publish shows in them at once.
+-- Facet counts and recent result pages are cached per generation, so a publish shows in them at once.
 CREATE TABLE search_state (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     generation INTEGER NOT NULL
@@ -109,15 +109,17 @@ BEGIN
      WHERE package_id = NEW.id;
 END;
 
--- Download counts change often (every fold) and appear in no filter or facet: they do not bump the generation.
+-- Download counts change often (every fold) and appear in no filter or facet: they do not bump the generation
+-- (cached result pages are keyed by the fold count instead; see catalog/search.py).
 CREATE TRIGGER package_search_generation AFTER UPDATE OF
     visibility, org_id, owner_user_id, category, pricing_model, price_amount, currency, tier, verified,
-    rating_avg, endpoint_url ON packages
+    rating_avg, rating_count, endpoint_url ON packages
 WHEN NEW.visibility IS NOT OLD.visibility OR NEW.org_id IS NOT OLD.org_id
     OR NEW.owner_user_id IS NOT OLD.owner_user_id OR NEW.category IS NOT OLD.category
     OR NEW.pricing_model IS NOT OLD.pricing_model OR NEW.price_amount IS NOT OLD.price_amount
     OR NEW.currency IS NOT OLD.currency OR NEW.tier IS NOT OLD.tier OR NEW.verified IS NOT OLD.verified
-    OR NEW.rating_avg IS NOT OLD.rating_avg OR NEW.endpoint_url IS NOT OLD.endpoint_url
+    OR NEW.rating_avg IS NOT OLD.rating_avg OR NEW.rating_count IS NOT OLD.rating_count
+    OR NEW.endpoint_url IS NOT OLD.endpoint_url
 BEGIN
     UPDATE search_state SET generation = generation + 1 WHERE id = 1;
 END;
@@ -183,6 +185,19 @@ BEGIN
                                    json(CASE WHEN NEW.deprecated_at IS NULL THEN 'false' ELSE 'true' END))
      WHERE package_id = NEW.package_id
        AND NEW.id = (SELECT latest_version_id FROM packages WHERE id = NEW.package_id);
+    UPDATE search_state SET generation = generation + 1 WHERE id = 1;
+END;
+
+-- Any other change to a version (a new one that does not become latest, a yank, a review) moves the generation
+-- too: the MCP Registry listing shows every version with its status.
+CREATE TRIGGER package_search_after_version_insert AFTER INSERT ON versions
+BEGIN
+    UPDATE search_state SET generation = generation + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER package_search_after_version_status AFTER UPDATE OF state, yanked_at, yank_reason ON versions
+BEGIN
+    UPDATE search_state SET generation = generation + 1 WHERE id = 1;
 END;
 
 -- Packages that existed before this migration: add their rows, then let the latest-version trigger index them

@@ -1,0 +1,294 @@
+"""Discovery benchmark (issue 5, "Measured"): search, package data, versions, update checks, the MCP Registry
+listing and a 1 MB download at catalog scale, against a bare aiohttp "hello world" in the same run.
+
+    python benchmarks/discovery_bench.py                       # 100,000 packages (seeded once, ~3-4 min), ~5 min
+    python benchmarks/discovery_bench.py --packages 10000 --seconds 3
+    python benchmarks/discovery_bench.py --data /tmp/disco100k # reuse (or create) a seeded data folder
+
+Seeding (benchmarks/discovery_seed.py) writes packages with varied manifests and 2-5 versions each straight
+into the schema; the search triggers index them exactly as a publish would. The folder is reused while the
+catalog migrations (005, 006) are unchanged. One extra public package carries a real 1 MiB bundle.
+
+Every target is driven by wrk from another process, twice: with 32 connections for throughput (req/s, and
+the ratio to the bare server's req/s at 32 connections) and with 4 connections for latency (p50/p99: a
+registry's searches arrive a few at a time, and at 32 connections on two shared cores p99 is mostly queueing).
+The server's CPU time per request is printed too (steadier than req/s on a shared machine). Most targets
+rotate over many URLs with a wrk Lua script (40 search words x 40 page sizes, 1,000 packages, 100 registry
+pages) so that no single cached answer is measured; one row repeats 40 searches to show the result cache. The appliance runs with `--log-level WARNING` (no access-log line per
+request, like the bare server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.discovery_seed import CATEGORIES, NOUNS, SERVICES, seed
+from benchmarks.harness import (LoadResult, find_wrk, machine_summary, parse_wrk_output, print_table,
+                                start_appliance, start_bare_server)
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = [ROOT / "mcpstore_appliance" / "db" / "migrations" / name for name in ("005_search.sql", "006_stats.sql")]
+BIG_BUNDLE_BYTES = 1024 * 1024
+TARGET_SEARCH_P99_MS = 20.0
+TARGET_PACKAGE_RATIO = 0.60
+
+
+# --- the catalog --------------------------------------------------------------------------------------------
+
+def schema_stamp(packages: int) -> str:
+    digest = hashlib.sha256()
+    for path in MIGRATIONS:
+        digest.update(path.read_bytes())
+    return f"{packages}:{digest.hexdigest()[:16]}"
+
+
+def prepare(data_dir: Path, packages: int) -> str:
+    """A data folder with the seeded catalog (reused when seeded for this size and these migrations)."""
+    marker = data_dir / ".discovery-seeded"
+    stamp = schema_stamp(packages)
+    if marker.exists() and marker.read_text() == stamp:
+        print(f"reusing the seeded catalog in {data_dir}", flush=True)
+        return big_bundle(data_dir)
+    if data_dir.exists() and any(data_dir.iterdir()):
+        for name in ("mcpstore.sqlite3", "mcpstore.sqlite3-wal", "mcpstore.sqlite3-shm"):
+            (data_dir / name).unlink(missing_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    from mcpstore_appliance.db import Database
+
+    async def migrate() -> None:
+        db = await Database(data_dir / "mcpstore.sqlite3").open()
+        await db.close()
+
+    asyncio.run(migrate())
+    started = time.perf_counter()
+    counts = seed(data_dir / "mcpstore.sqlite3", packages)
+    print(f"seeded {counts} in {time.perf_counter() - started:.0f} s", flush=True)
+    sha256 = big_bundle(data_dir)
+    marker.write_text(stamp)
+    return sha256
+
+
+def big_bundle(data_dir: Path) -> str:
+    """A public package `benchbig/big-bundle` whose one version is a real 1 MiB blob (for the download row)."""
+    data = random.Random(7).randbytes(BIG_BUNDLE_BYTES)
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = data_dir / "blobs" / sha256[:2] / sha256[2:4] / sha256
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    conn = sqlite3.connect(data_dir / "mcpstore.sqlite3", isolation_level=None)
+    try:
+        if conn.execute("SELECT 1 FROM packages WHERE namespace = 'benchbig'").fetchone() is None:
+            now = time.time()
+            conn.execute("BEGIN")
+            user_id = conn.execute("INSERT INTO users (email, username, display_name, created_at)"
+                                   " VALUES ('big@example.com', 'benchbig', 'Big', ?)", (now,)).lastrowid
+            conn.execute("INSERT INTO namespaces (name, user_id) VALUES ('benchbig', ?)", (user_id,))
+            package_id = conn.execute(
+                "INSERT INTO packages (namespace, name, owner_user_id, created_at, updated_at)"
+                " VALUES ('benchbig', 'big-bundle', ?, ?, ?)", (user_id, now, now)).lastrowid
+            meta = {"name": "big-bundle", "version": "1.0.0", "display_name": "Big bundle",
+                    "description": "A 1 MiB bundle", "author": {"name": "Bench"}, "tools": [], "keywords": []}
+            version_id = conn.execute(
+                "INSERT INTO versions (package_id, version, semver_key, state, sha256, size, manifest_json,"
+                " metadata_json, signature_status, published_at, updated_at)"
+                " VALUES (?, '1.0.0', ?, 'published', ?, ?, '{}', ?, 'unsigned', ?, ?)",
+                (package_id, "0000000000000001.0000000000000000.0000000000000000~", sha256, BIG_BUNDLE_BYTES,
+                 json.dumps(meta), now, now)).lastrowid
+            conn.execute("UPDATE packages SET latest_version_id = ? WHERE id = ?", (version_id, package_id))
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return sha256
+
+
+def sample_packages(data_dir: Path, count: int) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(data_dir / "mcpstore.sqlite3")
+    try:
+        rows = conn.execute(
+            "SELECT p.namespace, p.name FROM packages p WHERE p.visibility = 'public'"
+            " AND p.latest_version_id IS NOT NULL AND (SELECT count(*) FROM versions v WHERE v.package_id = p.id) >= 3"
+            " ORDER BY p.id LIMIT ?", (count,)).fetchall()
+    finally:
+        conn.close()
+    return [(namespace, name) for namespace, name in rows]
+
+
+# --- load -------------------------------------------------------------------------------------------------
+
+def lua_rotation(paths: list[str]) -> str:
+    """Each wrk thread walks the list from its own random start (so threads do not repeat each other)."""
+    items = ",\n".join(json.dumps(path) for path in paths)
+    return ("local paths = {\n" + items + "\n}\n"
+            "math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))\n"
+            "local i = math.random(#paths)\n"
+            "request = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n")
+
+
+def uncached(paths: list[str]) -> list[str]:
+    """Each search with 40 page sizes (11-50): 40 x 40 distinct URLs, so that a run of a few seconds finds no
+    page in the appliance's result cache (a repeated search within 10 s is answered from memory). Facet
+    counts stay cached per catalog generation, as they are in production."""
+    return [f"{path}&limit={limit}" for limit in range(11, 51) for path in paths]
+
+
+LUA_NO_HIT = """
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+request = function()
+  local s = ""
+  for j = 1, 9 do s = s .. string.char(math.random(97, 122)) end
+  return wrk.format("GET", "/api/packages?q=qx" .. s)
+end
+"""
+
+
+def load(base_url: str, paths: list[str] | None, seconds: float, connections: int, server=None,
+         script: str | None = None) -> LoadResult:
+    """wrk against one URL, or rotating over `paths` (or a custom Lua `script`)."""
+    wrk = find_wrk()
+    if wrk is None:
+        raise SystemExit("this benchmark needs wrk (apt-get install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script if script is not None else lua_rotation(paths or ["/"]))
+        lua = fh.name
+    target = base_url + ((paths or ["/"])[0] if script is None and paths and len(paths) == 1 else "/")
+    cpu_before = server.cpu_seconds() if server else 0.0
+    try:
+        argv = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", lua, target]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        os.unlink(lua)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
+    result = parse_wrk_output(done.stdout)
+    if server and result.requests:
+        result.cpu_us_per_request = (server.cpu_seconds() - cpu_before) / result.requests * 1e6
+    return result
+
+
+def fetch_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def registry_pages(base_url: str, pages: int) -> list[str]:
+    """The first `pages` pages of /v0.1/servers (30 entries each), following nextCursor."""
+    paths, cursor = [], None
+    for _ in range(pages):
+        path = "/v0.1/servers?limit=30" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        paths.append(path)
+        cursor = fetch_json(base_url + path)["metadata"].get("nextCursor")
+        if not cursor:
+            break
+    return paths
+
+
+def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) -> list[tuple[str, list[str] | None, str | None]]:
+    """(label, rotated paths or None, custom Lua or None)."""
+    words = [w for w in SERVICES if len(w) >= 4][:40]
+    rng = random.Random(3)
+    quote = urllib.parse.quote
+    one_word = [f"/api/packages?q={w}" for w in words]
+    two_words = [f"/api/packages?q={quote(w + ' ' + rng.choice(NOUNS).split('_')[0])}" for w in words]
+    prefix = [f"/api/packages?q={w[:4]}" for w in words]
+    platforms = ["darwin", "linux", "win32"]
+    filters = [f"/api/packages?category={c}&platform={p}" for c in CATEGORIES for p in platforms][:40]
+    pkg = [f"/api/packages/{ns}/{name}" for ns, name in packages]
+    return [
+        ("search: one word (40 words, ~1.7% of the catalog each)", uncached(one_word), None),
+        ("search: two words", uncached(two_words), None),
+        ("search: prefix (4 letters)", uncached(prefix), None),
+        ("search: filter only (category + platform)", uncached(filters), None),
+        ("search: no hit (random words; typo lookup runs)", None, LUA_NO_HIT),
+        ("search: one word, repeated (result cache)", one_word, None),
+        ("search: one very common word ('server', 9% of the catalog)", uncached(["/api/packages?q=server"]), None),
+        ("package data (1,000 packages)", pkg, None),
+        ("version list", [p + "/versions" for p in pkg], None),
+        ("update check (?current=1.0.0&platform=darwin)", [p + "/latest?current=1.0.0&platform=darwin"
+                                                         for p in pkg], None),
+        ("/v0.1/servers pages (first 100 pages, 30 entries)", registry, None),
+        ("/v0.1/servers?limit=1 (VS Code probe)", ["/v0.1/servers?limit=1"], None),
+        ("download 1 MiB bundle (/bundles/<sha256>.mcpb)", [f"/bundles/{big_sha}.mcpb"], None),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Discovery benchmark at catalog scale")
+    parser.add_argument("--packages", type=int, default=100_000)
+    parser.add_argument("--data", type=Path, help="data folder to seed or reuse (default /tmp/mcpstore-discovery-N)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per row and concurrency")
+    parser.add_argument("--connections", type=int, default=32, help="throughput run (default 32)")
+    parser.add_argument("--latency-connections", type=int, default=4, help="latency run (default 4)")
+    args = parser.parse_args(argv)
+    data_dir = args.data or Path(f"/tmp/mcpstore-discovery-{args.packages}")
+    print(f"Machine: {machine_summary()}", flush=True)
+    big_sha = prepare(data_dir, args.packages)
+    packages = sample_packages(data_dir, 1000)
+    rows = []
+    with start_bare_server() as bare, start_appliance(data_dir=data_dir, extra_args=["--log-level", "WARNING"],
+                                                      timeout=180) as app:
+        print(f"appliance ready in {app.ready_seconds:.1f} s on {args.packages:,} packages", flush=True)
+        registry = registry_pages(app.url(""), 100)
+        plan = targets(packages, big_sha, registry)
+        # Warm up: every rotated URL once (page cache, facet cache, typo index), then measure.
+        for _, paths, script in plan:
+            load(app.url("").rstrip("/"), paths, 2, 4, script=script)
+        base = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare)
+        healthz = load(app.url("").rstrip("/"), ["/healthz"], args.seconds, args.connections, server=app)
+        rows.append(["bare aiohttp hello world", base, None, base])
+        rows.append(["appliance /healthz (its request-path floor)", healthz, None, base])
+        for label, paths, script in plan:
+            wide = load(app.url("").rstrip("/"), paths, args.seconds, args.connections, server=app, script=script)
+            narrow = load(app.url("").rstrip("/"), paths, args.seconds, args.latency_connections, script=script)
+            rows.append([label, wide, narrow, base])
+            print(f"  {label}: {wide.rps:,.0f} req/s, p99 at c={args.latency_connections}: {narrow.p99_ms:.1f} ms",
+                  flush=True)
+        base_after = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare)
+    baseline = (base.rps + base_after.rps) / 2
+    print(f"\nwrk -t2, {args.seconds:g} s per run; req/s and ratio at {args.connections} connections (ratio to the "
+          f"bare server's mean of {base.rps:,.0f} and {base_after.rps:,.0f} req/s); p50/p99 at "
+          f"{args.latency_connections} connections\n")
+    table = []
+    for label, wide, narrow, _ in rows:
+        table.append([label, wide.rps, f"{wide.rps / baseline:.0%}", f"{wide.cpu_us_per_request:,.0f}"
+                      if getattr(wide, "cpu_us_per_request", None) else "",
+                      narrow.p50_ms if narrow else wide.p50_ms, narrow.p99_ms if narrow else wide.p99_ms,
+                      (wide.non_2xx + wide.errors) + ((narrow.non_2xx + narrow.errors) if narrow else 0)])
+    print_table(["target", "req/s", "ratio", "server CPU µs/req", "p50 ms", "p99 ms", "errors"], table)
+    searches = [r for r in rows if r[0].startswith("search:") and "very common" not in r[0]
+                and "repeated" not in r[0]]
+    worst = max(r[2].p99_ms for r in searches)
+    package_row = next(r for r in rows if r[0].startswith("package data"))
+    ratio = package_row[1].rps / baseline
+    download = next(r for r in rows if r[0].startswith("download"))
+    print(f"\n1 MiB download: {download[1].rps * BIG_BUNDLE_BYTES / 2**20:,.0f} MiB/s at {args.connections} connections")
+    print_table(["target", "measured", "verdict"], [
+        [f"search p99 < {TARGET_SEARCH_P99_MS:g} ms (five kinds, c={args.latency_connections})", f"{worst:.1f} ms",
+         "ok" if worst < TARGET_SEARCH_P99_MS else "MISSED"],
+        [f"package data >= {TARGET_PACKAGE_RATIO:.0%} of bare req/s", f"{ratio:.0%}",
+         "ok" if ratio >= TARGET_PACKAGE_RATIO else "MISSED"],
+    ])
+    failed = [r[0] for r in rows if r[1].non_2xx or r[1].errors or (r[2] and (r[2].non_2xx or r[2].errors))]
+    if failed:
+        print(f"\nwarning: failed requests in: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
