@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from collections.abc import AsyncIterable
 from pathlib import Path
@@ -41,14 +42,17 @@ def check_range(start: int, end: int | None, size: int) -> tuple[int, int]:
     return start, size if end is None else min(end, size)
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """sha256 and size of a file, read in chunks (blocking: run it in a thread)."""
+def hash_file(path: Path, *, fsync: bool = False) -> tuple[str, int]:
+    """sha256 and size of a file, read in chunks (blocking: run it in a thread). `fsync` also makes
+    its bytes durable, for a file another writer may not have synced."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK_SIZE):
             digest.update(block)
             size += len(block)
+        if fsync:
+            os.fsync(fh.fileno())
     return digest.hexdigest(), size
 
 

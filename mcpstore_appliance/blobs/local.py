@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mcpstore_appliance.errors import NotFound
 
-from ._util import CHUNK_SIZE, check_digest, check_expected, check_range, is_digest, spool
+from ._util import CHUNK_SIZE, check_digest, check_expected, check_range, hash_file, is_digest, spool
 from .base import StoredBlob
 
 TEMP_DIR = "tmp"
@@ -71,7 +71,7 @@ class LocalBlobStore:
         tmp = self.tmp_dir / f"file-{os.urandom(12).hex()}"
         try:
             if _try_link(source, tmp):
-                digest, size = (expected, _sync(tmp)) if trusted else _hash_and_sync(tmp)
+                digest, size = (expected, _sync(tmp)) if trusted else hash_file(tmp, fsync=True)
             else:
                 digest, size = _copy_hashing(source, tmp, self.chunk_size)
             check_expected(expected, digest)
@@ -196,17 +196,6 @@ def _sync(path: Path) -> int:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
         return os.fstat(fh.fileno()).st_size
-
-
-def _hash_and_sync(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK_SIZE):
-            digest.update(block)
-            size += len(block)
-        os.fsync(fh.fileno())  # the writer may not have synced; the rename must not outrun the data
-    return digest.hexdigest(), size
 
 
 def _copy_hashing(source: Path, target: Path, chunk_size: int) -> tuple[str, int]:
