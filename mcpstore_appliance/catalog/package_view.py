@@ -34,7 +34,7 @@ from .cursors import CursorCodec, invalid, scope_digest
 from .pricing import format_minor_units
 from .reader import CatalogReader
 from .search import PLATFORMS
-from .visibility import can_manage, visible_clause
+from .visibility import can_manage, can_see, visible_clause
 
 DEFAULT_VERSIONS_LIMIT = 20
 MAX_VERSIONS_LIMIT = 100
@@ -115,6 +115,15 @@ class DownloadTarget:
         return f"{self.name}-{self.version}.mcpb"
 
 
+@dataclass(frozen=True)
+class _Page:
+    key: tuple  # the fingerprint it was built from
+    body: bytes
+    etag: str
+    access: dict  # visibility, org_id, owner_user_id: for can_see
+    data_version: int  # PRAGMA data_version when last validated
+
+
 class _LRU:
     def __init__(self, size: int):
         self.size = size
@@ -143,9 +152,9 @@ VERSION_COLUMNS = (
     "v.id AS v_id, v.version, v.semver_key, v.is_prerelease, v.state, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.sha256, v.size, v.ledger_index, v.published_at,"
     " v.platforms")
-# Everything a package page depends on, read on every request (one indexed lookup) to validate the cache.
+# Everything a package page depends on, read to validate a cached page (one indexed lookup).
 FINGERPRINT_COLUMNS = (
-    "p.id, p.updated_at, p.latest_version_id, p.visibility, p.org_id, p.category, p.pricing_model,"
+    "p.id, p.updated_at, p.latest_version_id, p.visibility, p.org_id, p.owner_user_id, p.category, p.pricing_model,"
     " p.price_amount, p.currency, p.tier, p.endpoint_url, p.verified, p.downloads, p.invocations, p.rating_avg,"
     " p.rating_count, (SELECT max(x.updated_at) FROM versions x WHERE x.package_id = p.id) AS versions_changed")
 STATIC_COLUMNS = (
@@ -170,25 +179,35 @@ class PackageView:
 
         A page is rebuilt only when its fingerprint changes: the package row's own columns, the newest
         `updated_at` of its versions (every publish, yank, deprecation or review sets it) and the UTC day
-        (the 30-day download count moves with it). Otherwise the answer is one indexed query and a cached
-        body, the same for every caller who may see the package (nothing in it depends on who asks)."""
+        (the 30-day download count moves with it). The body is the same for every caller who may see the
+        package (nothing in it depends on who asks). While nothing at all was committed to the database
+        since a page was validated (SQLite's `PRAGMA data_version`, which also sees other processes'
+        commits), the page is answered without reading the package again; the caller's right to see it is
+        then checked on the row already in hand with `can_see`, the same rule as `visible_clause`."""
         _check_names(namespace, name)
-        clause, params = visible_clause(principal)
         day = int(time.time() // 86400)  # the UTC day number
+        data_version = self.reader.inline(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+        cached = self._pages.get((namespace, name))
+        if cached is not None and cached.data_version == data_version and cached.key[-1] == day:
+            if not can_see(principal, cached.access):
+                raise not_found(namespace, name)
+            return cached.body, cached.etag, cached.access["visibility"] == "public"
+        clause, params = visible_clause(principal)
         fingerprint = self.reader.inline(lambda c: c.execute(
             f"SELECT {FINGERPRINT_COLUMNS} FROM packages p WHERE p.namespace = ? AND p.name = ? AND {clause}",
             (namespace, name, *params)).fetchone())
         if fingerprint is None:
             raise not_found(namespace, name)
         key = (*fingerprint, day)
-        cached = self._pages.get(fingerprint[0])
-        public = fingerprint["visibility"] == "public"
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2], public
-        body = self._build_package(fingerprint[0], namespace, name, day).encode()
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        self._pages.put(fingerprint[0], (key, body, etag))
-        return body, etag, public
+        access = {"visibility": fingerprint["visibility"], "org_id": fingerprint["org_id"],
+                  "owner_user_id": fingerprint["owner_user_id"]}
+        if cached is None or cached.key != key:
+            body = self._build_package(fingerprint[0], namespace, name, day).encode()
+            cached = _Page(key, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', access, data_version)
+        else:
+            cached = _Page(key, cached.body, cached.etag, access, data_version)
+        self._pages.put((namespace, name), cached)
+        return cached.body, cached.etag, access["visibility"] == "public"
 
     def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
         return self.package_data(principal, namespace, name)[0].decode()

@@ -91,17 +91,18 @@ class RegistryView:
 
     # -- reads ------------------------------------------------------------------------------------------
 
-    async def list_servers_json(self, principal: Principal | None, **params: Any) -> str:
+    async def list_servers_json(self, principal: Principal | None, fresh: bool = False, **params: Any) -> str:
         """`list_servers` serialized, with repeated requests (host probes, the first pages that every client
         fetches) answered from memory for up to `result_ttl` seconds. The key holds the catalog's search
         generation, which every publish, status change and package edit moves, and the download-fold count,
-        so listings are never older than the catalog; only counters in our `_meta` extras may lag."""
+        so listings are never older than the catalog; only counters in our `_meta` extras may lag. `fresh`
+        (a client's `Cache-Control: no-cache`) skips the cache."""
         clause, values = visible_clause(principal, alias="s")
         generation = self.reader.inline(
             lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
         key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
         now = time.monotonic()
-        cached = self._pages.get(key)
+        cached = None if fresh else self._pages.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
         text = json.dumps(await self.list_servers(principal, **params), separators=(",", ":"), ensure_ascii=False)

@@ -371,7 +371,8 @@ class SearchService:
         self._speller_lock = threading.Lock()
         self._speller_refreshing = False
 
-    async def search(self, principal: Principal | None, query: SearchQuery) -> SearchPage:
+    async def search(self, principal: Principal | None, query: SearchQuery, fresh: bool = False) -> SearchPage:
+        """One page of results. `fresh` skips the recent-pages cache (a client's `Cache-Control: no-cache`)."""
         terms = query.terms
         if query.q.strip() and not terms:
             # Text with no searchable word in it (only punctuation or emoji): nothing can match.
@@ -389,7 +390,7 @@ class SearchService:
         key = (generation, self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())),
                sort, query.limit, query.cursor)
         now = time.monotonic()
-        cached = self.results.get(key)
+        cached = None if fresh else self.results.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
         page = await self.reader.run(lambda conn: snapshot(

@@ -131,8 +131,14 @@ def discovery(request: web.Request):
             responses={200: "One page of results with facet counts", 400: "Unknown parameter, bad value or cursor"})
 async def search(request: web.Request) -> web.Response:
     query = parse_search_params(single_params(request))
-    page = await discovery(request).search.search(principal_of(request), query)
+    page = await discovery(request).search.search(principal_of(request), query, fresh=wants_fresh(request))
     return json_text(page.to_json())
+
+
+def wants_fresh(request: web.Request) -> bool:
+    """`Cache-Control: no-cache` (or `Pragma: no-cache`): answer from the database, not from recent pages."""
+    return ("no-cache" in request.headers.get("Cache-Control", "").lower()
+            or "no-cache" in request.headers.get("Pragma", "").lower())
 
 
 @routes.get(PACKAGE_PATH)

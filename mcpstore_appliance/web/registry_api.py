@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.registry_view import DEFAULT_LIMIT, MAX_LIMIT, OFFICIAL
 from ..errors import DomainError, InvalidInput
-from .api_packages import parse_bool, single_params
+from .api_packages import parse_bool, single_params, wants_fresh
 from .auth import principal_of, require
 from .errors import status_for
 from .openapi import documented
@@ -104,7 +104,7 @@ def _json(data) -> web.Response:
 async def list_servers(request: web.Request) -> web.Response:
     params = single_params(request, LIST_PARAMS)
     text = await registry(request).list_servers_json(
-        principal_of(request), cursor=params.get("cursor") or None, limit=_limit(params.get("limit")),
+        principal_of(request), fresh=wants_fresh(request), cursor=params.get("cursor") or None, limit=_limit(params.get("limit")),
         search=params.get("search") or None, updated_since=params.get("updated_since") or None,
         version=params.get("version") or None, include_deleted=parse_bool(params.get("include_deleted"),
                                                                           "include_deleted"))

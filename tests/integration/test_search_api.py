@@ -293,3 +293,24 @@ async def test_counters_and_ratings_reach_the_results(appliance):
     assert ids(await search(appliance, sort="downloads"))[0] == "bob/notes"
     assert ids(await search(appliance, sort="rating"))[0] == "bob/notes"
     assert set(ids(await search(appliance, min_rating=5))) == {"bob/notes"}
+
+
+async def test_repeated_searches_come_from_memory_unless_fresh(appliance):
+    await build_catalog(appliance)
+    service = appliance.services.discovery.search
+    runs = []
+    original = service._search
+
+    def counting(*args, **kwargs):
+        runs.append(1)
+        return original(*args, **kwargs)
+
+    service._search = counting
+    for _ in range(3):
+        assert ids(await search(appliance, q="weather"))
+    assert len(runs) == 1  # the same search within a few seconds: one database run
+    status, body, _ = await appliance.client.get("/api/packages?q=weather", headers={"Cache-Control": "no-cache"})
+    assert status == 200 and len(runs) == 2
+    await set_package(appliance, "alice", "weather", verified=0)  # the catalog moved: a new key
+    assert ids(await search(appliance, q="weather"))
+    assert len(runs) == 3
