@@ -50,9 +50,8 @@ ENTRY_COLUMNS = (
     " s.pricing_model, s.price_amount, s.currency, s.visibility, p.endpoint_url, p.latest_version_id,"
     " v.id AS v_id, v.version, v.sha256, v.size, v.published_at, v.updated_at, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.ledger_index, v.signature_status,"
-    " json_extract(v.metadata_json, '$.display_name') AS display_name,"
-    " json_extract(v.metadata_json, '$.description') AS description,"
-    " json_extract(v.metadata_json, '$.links') AS links_json")
+    # One parse of the version's metadata for the three fields (a JSON array of them).
+    " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links') AS texts_json")
 ENTRY_FROM = ("package_search s JOIN versions v ON v.package_id = s.package_id"
               " JOIN packages p ON p.id = s.package_id")
 
@@ -68,7 +67,7 @@ class RegistryView:
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
-        self._pages = FacetCache(size=512)
+        self._pages = FacetCache(size=128)  # listing pages are up to ~100 KB
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
@@ -195,8 +194,9 @@ class RegistryView:
 
     def server_json(self, row: sqlite3.Row) -> dict[str, Any]:
         namespace, name = row["namespace"], row["name"]
-        title = (row["display_name"] or name).strip()[:100] or name
-        description = _short(row["description"] or title, 100)
+        display_name, description, links = json.loads(row["texts_json"])
+        title = (display_name or name).strip()[:100] or name
+        description = _short(description or title, 100)
         document: dict[str, Any] = {
             "$schema": SCHEMA_URL,
             "name": self.server_name(namespace, name),
@@ -204,7 +204,7 @@ class RegistryView:
             "description": description,
             "version": row["version"],
         }
-        links = json.loads(row["links_json"] or "{}") or {}
+        links = links or {}
         repository = _repository(links.get("repository"))
         if repository:
             document["repository"] = repository

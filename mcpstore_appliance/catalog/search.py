@@ -360,7 +360,7 @@ class SearchService:
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.facet_cache = FacetCache()
-        self.results = FacetCache(size=1024)  # the same bounded, thread-safe LRU
+        self.results = FacetCache(size=256)  # the same bounded, thread-safe LRU (pages are 5-30 KB)
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
         # Candidates ranked by FTS5 alone per page: factor x the page, within [min, max].

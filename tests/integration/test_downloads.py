@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from mcpstore_appliance.catalog.downloads import DownloadCounter
+from mcpstore_appliance.cli.main import main
 from tests.seed import FAST_LEDGER, bundle_for, publish, yank
 
 
@@ -175,7 +176,7 @@ async def test_counts_survive_a_restart(start_app, tmp_path):
     assert body["stats"]["downloads"] == 4
 
 
-async def test_presigned_redirect_with_s3(start_app, moto_s3):
+async def test_presigned_redirect_with_s3(start_app, moto_s3, tmp_path, monkeypatch):
     bucket = await moto_s3.create_bucket()
     s3 = {**moto_s3.settings(bucket, presign_redirects=True).model_dump(mode="json")}
     s3 = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in s3.items()}
@@ -191,3 +192,9 @@ async def test_presigned_redirect_with_s3(start_app, moto_s3):
     async with aiohttp.ClientSession() as session, session.get(location) as direct:
         assert direct.status == 200 and await direct.read() == data
     assert app.services.discovery.downloads.pending == 1  # a redirect is a download too
+    # `mcpstore download` follows the redirect to the blob store and checks the sha256.
+    target = tmp_path / "tool.mcpb"
+    monkeypatch.setenv("MCPSTORE_CONFIG_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("MCPSTORE_REGISTRY", app.base_url)
+    code = await asyncio.to_thread(main, ["download", "alice/tool@1.0.0", "-o", str(target)])
+    assert code == 0 and target.read_bytes() == data
