@@ -185,8 +185,7 @@ def load(base_url: str, paths: list[str] | None, seconds: float, connections: in
         os.unlink(lua)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
-    # wrk pads some latency lines with a trailing space ("1.08s "), which the shared parser does not expect.
-    result = parse_wrk_output("\n".join(line.rstrip() for line in done.stdout.splitlines()))
+    result = parse_wrk_output(done.stdout)
     if server and result.requests:
         result.cpu_us_per_request = (server.cpu_seconds() - cpu_before) / result.requests * 1e6
     return result

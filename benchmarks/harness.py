@@ -281,7 +281,7 @@ def parse_wrk_output(text: str) -> LoadResult:
     """Req/s, p50, p99 and error counts from `wrk --latency` output."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     total = re.search(r"^\s*(\d+) requests in ", text, re.M)
-    percentiles = {int(p): _latency_ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", text, re.M)}
+    percentiles = {int(p): _latency_ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", text, re.M)}
     if not rps or not total or set(percentiles) != {50, 99}:
         raise ValueError(f"unrecognised wrk output (was --latency given?):\n{text}")
     errors = 0

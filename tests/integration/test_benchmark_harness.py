@@ -59,6 +59,12 @@ def test_parse_wrk_output_converts_units_and_counts_failures():
     assert (result.errors, result.non_2xx, result.requests) == (7, 13586, 13586)
 
 
+def test_parse_wrk_output_accepts_padded_latency_lines():
+    """wrk pads some percentile values with a trailing space ("1.08s ")."""
+    padded = WRK_ERRORS.replace("     99%    1.20s\n", "     99%    1.20s \n")
+    assert "1.20s \n" in padded and parse_wrk_output(padded).p99_ms == pytest.approx(1200.0)
+
+
 def test_parse_wrk_output_rejects_output_without_latency_distribution():
     without_latency = "\n".join(line for line in WRK_OK.splitlines() if "%  " not in line)
     with pytest.raises(ValueError, match="--latency"):
