@@ -5,7 +5,8 @@ Every key is documented in config.example.toml. Unknown keys, wrong types and un
 
 Environment names: `MCPSTORE_<KEY>` for top-level keys and `MCPSTORE_<SECTION>__<KEY>` for keys in a
 section (for example `MCPSTORE_SERVER__PORT=9000`, `MCPSTORE_STORAGE__S3__BUCKET=bundles`). List values are
-given as JSON (`MCPSTORE_PUBLISH__PINNED_CERT_FINGERPRINTS='["ab12…"]'`).
+given as JSON (`MCPSTORE_PUBLISH__PINNED_CERT_FINGERPRINTS='["ab12…"]'`). The client's own variables
+(`NOT_SETTINGS`: MCPSTORE_TOKEN, MCPSTORE_REGISTRY, MCPSTORE_CONFIG_DIR, …) are not settings and are ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ENV_PREFIX = "MCPSTORE_"
+# MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
+# appliance's settings: a user with `MCPSTORE_TOKEN` exported must still be able to run `mcpstore serve`.
+NOT_SETTINGS = frozenset({
+    "MCPSTORE_CONFIG_DIR", "MCPSTORE_REGISTRY", "MCPSTORE_TOKEN", "MCPSTORE_PASSWORD",
+    "MCPSTORE_ADMIN_PASSWORD", "MCPSTORE_LOG_LEVEL", "MCPSTORE_TEST_CACHE",
+})
 
 
 class ConfigError(Exception):
@@ -146,7 +153,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
         node = overrides

@@ -61,3 +61,11 @@ def test_example_config_is_complete_and_valid():
     """config.example.toml documents every key: parsing it gives exactly the defaults."""
     example = Path(__file__).parents[2] / "config.example.toml"
     assert load_settings(example, environ={}) == load_settings(environ={})
+
+
+def test_client_variables_are_not_settings():
+    """`mcpstore serve` must start in a shell that also has the client's variables exported."""
+    environ = {"MCPSTORE_TOKEN": "mcps_x", "MCPSTORE_REGISTRY": "http://r", "MCPSTORE_CONFIG_DIR": "/tmp/c",
+               "MCPSTORE_LOG_LEVEL": "DEBUG", "MCPSTORE_PASSWORD": "p", "MCPSTORE_ADMIN_PASSWORD": "p",
+               "MCPSTORE_TEST_CACHE": "/tmp/t", "MCPSTORE_SERVER__PORT": "9001"}
+    assert load_settings(environ=environ).server.port == 9001
