@@ -26,6 +26,8 @@ class ProgressBar:
         self.interactive = self.stream.isatty()
 
     def advance(self, amount: int) -> None:
+        if amount <= 0:  # the final empty read: nothing new to show
+            return
         self.done += amount
         now = time.monotonic()
         if now - self.last_draw >= 0.1 or self.done >= self.total:
