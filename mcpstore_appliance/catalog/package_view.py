@@ -121,7 +121,7 @@ class _Page:
     body: bytes
     etag: str
     access: dict  # visibility, org_id, owner_user_id: for can_see
-    data_version: int  # PRAGMA data_version when last validated
+    stamp: tuple  # CatalogReader.stamp() when last validated
 
 
 class _LRU:
@@ -181,14 +181,15 @@ class PackageView:
         `updated_at` of its versions (every publish, yank, deprecation or review sets it) and the UTC day
         (the 30-day download count moves with it). The body is the same for every caller who may see the
         package (nothing in it depends on who asks). While nothing at all was committed to the database
-        since a page was validated (SQLite's `PRAGMA data_version`, which also sees other processes'
-        commits), the page is answered without reading the package again; the caller's right to see it is
-        then checked on the row already in hand with `can_see`, the same rule as `visible_clause`."""
+        since a page was validated (`CatalogReader.stamp`: this process's commit count, and SQLite's
+        `PRAGMA data_version` about once a second for other processes' commits), the page is answered
+        without touching SQLite; the caller's right to see it is then checked on the row already in hand
+        with `can_see`, the same rule as `visible_clause`."""
         _check_names(namespace, name)
         day = int(time.time() // 86400)  # the UTC day number
-        data_version = self.reader.inline(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+        stamp = self.reader.stamp()  # before any read: a page never carries a stamp newer than its data
         cached = self._pages.get((namespace, name))
-        if cached is not None and cached.data_version == data_version and cached.key[-1] == day:
+        if cached is not None and cached.stamp == stamp and cached.key[-1] == day:
             if not can_see(principal, cached.access):
                 raise not_found(namespace, name)
             return cached.body, cached.etag, cached.access["visibility"] == "public"
@@ -203,9 +204,9 @@ class PackageView:
                   "owner_user_id": fingerprint["owner_user_id"]}
         if cached is None or cached.key != key:
             body = self._build_package(fingerprint[0], namespace, name, day).encode()
-            cached = _Page(key, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', access, data_version)
+            cached = _Page(key, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', access, stamp)
         else:
-            cached = _Page(key, cached.body, cached.etag, access, data_version)
+            cached = _Page(key, cached.body, cached.etag, access, stamp)
         self._pages.put((namespace, name), cached)
         return cached.body, cached.etag, access["visibility"] == "public"
 

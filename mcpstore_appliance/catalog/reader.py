@@ -19,12 +19,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..db import commit_count
+
 T = TypeVar("T")
+
+# How stale a cached answer may be after another process (the `mcpstore admin` CLI, a restore) commits.
+EXTERNAL_CHECK_SECONDS = 1.0
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -47,6 +53,20 @@ class CatalogReader:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalog-read")
         self._closed = False
+        self._data_version = 0
+        self._checked_at = float("-inf")
+
+    def stamp(self) -> tuple[int, int]:
+        """A value that changes whenever the database may have changed: this process's commit count
+        (immediate, free) and SQLite's `PRAGMA data_version`, which also sees other processes' commits but
+        costs a call into SQLite, so it is read at most once per EXTERNAL_CHECK_SECONDS. Take the stamp
+        BEFORE reading the data it guards: then a stamp never claims newer data than was read."""
+        commits = commit_count()
+        now = time.monotonic()
+        if now - self._checked_at >= EXTERNAL_CHECK_SECONDS:
+            self._data_version = self.inline(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+            self._checked_at = now
+        return commits, self._data_version
 
     def _thread_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

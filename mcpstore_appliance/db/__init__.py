@@ -28,6 +28,16 @@ PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
 )
 
+# Commits made by any `Database` of this process. Read caches compare it to skip SQLite entirely while
+# nothing was written (PRAGMA data_version costs a lock round trip per call); commits by other processes
+# are not counted here, so those caches still check data_version now and then.
+_commits = 0
+
+
+def commit_count() -> int:
+    """How many write transactions this process has committed (any Database instance)."""
+    return _commits
+
 
 def row_to_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
     return None if row is None else dict(row)
@@ -123,6 +133,7 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
+        global _commits
         assert self._writer is not None, "database is not open"
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
@@ -133,6 +144,7 @@ class Database:
                 raise
             else:
                 await self._writer.execute("COMMIT")
+                _commits += 1  # after COMMIT: a reader that sees the new count sees the new data
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Queries]:
