@@ -125,13 +125,34 @@ def raw_hashing(db_path: Path) -> tuple[float, int]:
     return best, len(leaves)
 
 
+def verify(db_path: Path, key: SigningKey) -> None:
+    raw_seconds, count = raw_hashing(db_path)
+    raw_rate = count / raw_seconds
+    print(f"raw hashlib:  sha256 of each of the {count:,} leaves (in memory): {raw_rate:,.0f} leaves/s")
+    for workers, index in ((1, False), (2, False), (2, True)):
+        t = time.perf_counter()
+        report = Auditor(db_path, key, workers=workers, index=index).run()
+        audit_seconds = time.perf_counter() - t
+        assert report.ok, report.problems[:5]
+        rate = report.size / audit_seconds
+        what = "tree + checkpoints + lookup index" if index else "tree (every leaf and stored hash) + checkpoints"
+        print(f"full verify:  {workers} process(es), {what}: {audit_seconds:.1f} s = {rate:,.0f} leaves/s = "
+              f"{rate / raw_rate:.2f} x the raw rate")
+
+
 async def run(args: argparse.Namespace) -> None:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="ledger-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     db_path = folder / "ledger.sqlite3"
+    key = SigningKey(hashlib.sha256(b"bench").digest())
+    if args.verify_only:
+        if not db_path.exists():
+            raise SystemExit(f"--verify-only needs a database a previous run left in --dir ({db_path})")
+        print(f"machine: {machine()}")
+        verify(db_path, key)
+        return
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
-    key = SigningKey(hashlib.sha256(b"bench").digest())
     db = await Database(db_path).open()
     ledger = Ledger(db, key, "bench.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
     print(f"machine: {machine()}")
@@ -167,18 +188,7 @@ async def run(args: argparse.Namespace) -> None:
     await ledger.close()
     await db.close()
 
-    raw_seconds, count = raw_hashing(db_path)
-    raw_rate = count / raw_seconds
-    print(f"raw hashlib:  sha256 of each of the {count:,} leaves (in memory): {raw_rate:,.0f} leaves/s")
-    for workers, index in ((1, False), (2, False), (2, True)):
-        t = time.perf_counter()
-        report = Auditor(db_path, key, workers=workers, index=index).run()
-        audit_seconds = time.perf_counter() - t
-        assert report.ok, report.problems[:5]
-        rate = report.size / audit_seconds
-        what = "tree + checkpoints + lookup index" if index else "tree (every leaf and stored hash) + checkpoints"
-        print(f"full verify:  {workers} process(es), {what}: {audit_seconds:.1f} s = {rate:,.0f} leaves/s = "
-              f"{rate / raw_rate:.2f} x the raw rate")
+    verify(db_path, key)
     size_mb = sum(Path(str(db_path) + s).stat().st_size for s in ("", "-wal") if Path(str(db_path) + s).exists())
     print(f"database size: {size_mb / 1e6:,.0f} MB; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.keep and not args.dir:
@@ -192,6 +202,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="proofs per latency measurement")
     parser.add_argument("--dir", help="folder for the database (default: a temporary folder, removed after)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="only the raw hashing and full verification figures, on the database a previous run "
+                             "left in --dir")
     asyncio.run(run(parser.parse_args()))
 
 
