@@ -322,11 +322,19 @@ class Auditor:
         report = AuditReport()
         conn = _connect(self.db_path)
         try:
-            size = self._check_counts(conn, report)
-            report.size = size
-            if report.ok:
-                self._check_tree_and_index(conn, size, report)
-            self._check_checkpoints(conn, size, report)
+            # COUNT(*) walks every row (a tenth of the whole audit); MIN and MAX of the key are two B-tree
+            # descents, and the chunks find any row missing in between: count only then, to name the gaps.
+            first, top = conn.execute("SELECT MIN(idx), COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves").fetchone()
+            tree = AuditReport()
+            if first in (None, 0):
+                self._check_tree_and_index(conn, top, tree)
+            if first not in (None, 0) or any(p.endswith(": rows are missing") for p in tree.problems):
+                top = self._check_counts(conn, report)
+                tree = AuditReport() if not report.ok else tree
+            for problem in tree.problems:
+                report.add(problem)
+            report.size = top
+            self._check_checkpoints(conn, top, report)
         finally:
             conn.close()
         return report
