@@ -136,7 +136,9 @@ def create_app(settings: Settings) -> web.Application:
         await discovery.stop()  # and once more on shutdown
 
     app.cleanup_ctx.append(discovery_tasks)
-    for module in (health, openapi, api_accounts, ledger_api, api_publish, api_packages, registry_api):
+    # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were
+    # added, and the GETs (package data, versions, update checks) are the hot ones.
+    for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         app.add_routes(module.routes)
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

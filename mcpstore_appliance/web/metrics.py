@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 
 from aiohttp import web
@@ -30,15 +31,15 @@ class Metrics:
         self.counters[name][tuple(sorted(labels.items()))] += amount
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.inc("mcpstore_http_requests_total", route=route, method=method, status=str(status))
+        # Runs on every request: the label tuples are built directly (already in sorted label order, as
+        # inc() would sort them) and the bucket found by bisection.
+        requests = self.counters["mcpstore_http_requests_total"]
+        requests[(("method", method), ("route", route), ("status", str(status)))] += 1
         key = (("method", method), ("route", route))
-        counts = self.histogram_counts.setdefault(key, [0] * (len(BUCKETS) + 1))
-        for index, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                counts[index] += 1
-                break
-        else:
-            counts[-1] += 1
+        counts = self.histogram_counts.get(key)
+        if counts is None:
+            counts = self.histogram_counts[key] = [0] * (len(BUCKETS) + 1)
+        counts[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds, else +Inf
         self.histogram_sums[key] += seconds
 
     def render(self) -> str:
