@@ -98,6 +98,25 @@ async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
     assert len(report.problems) == 2
 
 
+
+@pytest.mark.parametrize("fast_rows", [3, 8192])
+async def test_a_newline_in_a_leaf_is_named_at_any_read_size(ledger_db, chunk_level, monkeypatch, fast_rows):
+    """An intact chunk is read as newline-separated leaves, in parts of FAST_ROWS rows; a leaf holding a newline
+    must still be named (by the row-wise check), and parts that cut a chunk must still verify a clean ledger."""
+    monkeypatch.setattr(audit, "FAST_ROWS", fast_rows)
+    path, key = ledger_db
+    assert run_audit(path, key, workers=1).ok
+    conn = audit._connect(path)
+    try:  # the clean chunk of 256 leaves passes the fast reader itself, not only the row-wise fallback
+        assert audit._check_chunk_fast(conn, 0, 8) == audit._check_chunk_rows(conn, 0, 8)
+    finally:
+        conn.close()
+    data = read(path, "SELECT data FROM ledger_leaves WHERE idx = 137")
+    tamper(path, "UPDATE ledger_leaves SET data = ? WHERE idx = 137", (data.replace(b"1.0.137", b"1.0\n137"),))
+    for workers in (1, 2):
+        report = run_audit(path, key, workers)
+        assert report.problems[0] == "entry 137: leaf data was changed (it no longer matches its stored leaf hash)"
+
 @pytest.mark.parametrize("level,n", [(0, 64), (1, 10), (2, 3), (5, 1), (7, 0)])
 async def test_a_changed_stored_hash_is_named(ledger_db, chunk_level, level, n):
     path, key = ledger_db
