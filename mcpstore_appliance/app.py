@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from nacl.signing import SigningKey
@@ -47,7 +46,6 @@ class Services:
     publisher: Publisher | None = None
     package_status: PackageStatusService | None = None
     discovery: Discovery | None = None  # search, package data, registry API, download counts
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:

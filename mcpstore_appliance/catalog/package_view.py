@@ -31,7 +31,8 @@ from ..accounts.models import Principal
 from ..errors import InvalidInput, NotFound
 from . import semver
 from .cursors import CursorCodec, invalid, scope_digest
-from .pricing import format_minor_units
+from .names import is_package_ref
+from .pricing import format_minor_units, pricing_of
 from .reader import CatalogReader
 from .search import PLATFORMS
 from .visibility import can_manage, can_see, visible_clause
@@ -40,8 +41,6 @@ DEFAULT_VERSIONS_LIMIT = 20
 MAX_VERSIONS_LIMIT = 100
 RECENT_VERSIONS = 5
 MAX_CHANGELOG_ENTRIES = 50
-_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --- markdown ----------------------------------------------------------------------------------------------
@@ -269,14 +268,14 @@ class PackageView:
 
     def _package_fields(self, row: sqlite3.Row) -> dict[str, Any]:
         namespace, name = row["namespace"], row["name"]
-        amount, currency = row["price_amount"], row["currency"]
+        pricing = pricing_of(row)
+        amount, currency = pricing["amount"], pricing["currency"]
         return {
             "id": f"{namespace}/{name}", "namespace": namespace, "name": name,
             "org": row["org_slug"] if "org_slug" in row.keys() else None,
             "visibility": row["visibility"], "category": row["category"], "tier": row["tier"],
             "endpoint_url": row["endpoint_url"] if row["tier"] == "pro" else None,
-            "pricing": {"model": row["pricing_model"], "amount": amount, "currency": currency,
-                        "amount_display": format_minor_units(amount, currency) if currency else "0"},
+            "pricing": {**pricing, "amount_display": format_minor_units(amount, currency) if currency else "0"},
             "verified": bool(row["verified"]),
             "url": f"{self.base_url}/api/packages/{namespace}/{name}",
             "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
@@ -539,6 +538,6 @@ def _count_by(items: list[dict], key: str) -> dict[str, int]:
 
 def _check_names(namespace: str, name: str) -> None:
     # A name that cannot exist is simply not found (the same answer as a hidden package).
-    if not _NAMESPACE.match(namespace) or not _NAME.match(name):
+    if not is_package_ref(namespace, name):
         raise not_found(namespace, name)
 

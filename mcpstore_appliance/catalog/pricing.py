@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
@@ -127,3 +128,8 @@ def parse_pricing(model: str | None, amount: str | None, currency: str | None, t
     else:
         endpoint = None
     return Pricing(model, minor, currency, tier, endpoint)
+
+
+def pricing_of(row: Any) -> dict[str, Any]:
+    """The `pricing` object of API answers from a packages row (columns pricing_model, price_amount, currency)."""
+    return {"model": row["pricing_model"], "amount": row["price_amount"], "currency": row["currency"]}

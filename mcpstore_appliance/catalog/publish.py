@@ -37,6 +37,7 @@ from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, InvalidInput, Unprocessable
 from ..ledger import events as ledger_events
 from . import semver
+from .names import PACKAGE_NAME
 from .pricing import Pricing, parse_pricing
 from .service import actor_of, ledger_proof, refresh_latest, seal_org
 from .uploads import Upload, spooled, sweep_stale
@@ -50,7 +51,6 @@ PRICING_OPTIONS = ("pricing", "amount", "currency", "tier", "endpoint")
 VISIBILITIES = ("public", "org", "private")
 STORED_SIGNATURE_STATUSES = ("unsigned", "signed", "self-signed")
 CATEGORY = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
-NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")  # the manifest `name` rule of bundles/manifest.py
 MAX_CHANGELOG = 20_000
 MAX_OPTION = 2_048  # every option but the changelog
 STALE_UPLOAD_SECONDS = 3600  # an upload file untouched this long belongs to a process that died
@@ -428,7 +428,7 @@ def check_visibility(target: Target, visibility: str | None) -> None:
 
 def check_name_and_version(name: str, version: str) -> semver.Version:
     """Inspection enforces both rules; checked again here because the catalog's keys depend on them."""
-    if not isinstance(name, str) or not NAME.fullmatch(name):
+    if not isinstance(name, str) or not PACKAGE_NAME.fullmatch(name):
         raise Unprocessable("manifest name must be a lowercase slug (a-z, 0-9, '-', '_', '.'; at most 64)",
                             code="invalid_manifest", details=[{"path": "/name", "message": "not a lowercase slug"}])
     try:

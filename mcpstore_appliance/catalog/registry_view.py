@@ -31,7 +31,9 @@ from urllib.parse import urlsplit
 from ..accounts.models import Principal
 from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
+from .names import is_package_ref
 from .package_view import iso, version_path
+from .pricing import pricing_of
 from .reader import CatalogReader
 from .search import DEFAULT_RESULT_TTL, FacetCache
 from .visibility import visible_clause
@@ -42,8 +44,6 @@ DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 MAX_SEARCH = 200
 _PREFIX = re.compile(r"^[a-zA-Z0-9.-]+$")
-_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 
 ENTRY_COLUMNS = (
     "s.package_id, s.namespace, s.name, s.server_key, s.tier, s.verified, s.rating, s.rating_count, s.downloads,"
@@ -84,7 +84,7 @@ class RegistryView:
         if not slash or not head.startswith(self.prefix + "."):
             raise server_not_found()
         namespace = head[len(self.prefix) + 1:]
-        if not _NAMESPACE.match(namespace) or not _NAME.match(name):
+        if not is_package_ref(namespace, name):
             raise server_not_found()
         return namespace, name
 
@@ -254,7 +254,7 @@ class RegistryView:
             "rating": row["rating"] if row["rating_count"] and row["rating"] >= 0 else None,
             "ratingCount": row["rating_count"],
             "downloads": row["downloads"],
-            "pricing": {"model": row["pricing_model"], "amount": row["price_amount"], "currency": row["currency"]},
+            "pricing": pricing_of(row),
             "tier": row["tier"],
             "ledgerIndex": row["ledger_index"],
             "signature": row["signature_status"],

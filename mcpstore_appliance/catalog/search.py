@@ -36,6 +36,7 @@ from urllib.parse import quote
 from ..accounts.models import Principal
 from ..errors import InvalidInput
 from .cursors import CursorCodec, invalid, scope_digest
+from .pricing import pricing_of
 from .reader import CatalogReader, snapshot
 from .visibility import visible_clause
 
@@ -138,7 +139,7 @@ def parse_search_params(params: Mapping[str, str]) -> SearchQuery:
         pricing=_choice(params, "pricing", PRICING_FILTERS),
         max_price=_int(params, "max_price", 0, MAX_PRICE),
         min_rating=_rating(params),
-        verified=_bool(params, "verified"),
+        verified=parse_bool(params.get("verified"), "verified"),
         tier=_choice(params, "tier", TIERS),
         org=_pattern(params, "org", _SLUGLIKE, "a namespace (organization or user name)"),
         sort=sort,
@@ -168,8 +169,8 @@ def _rating(params: Mapping[str, str]) -> float | None:
     return float(raw)
 
 
-def _bool(params: Mapping[str, str], name: str) -> bool | None:
-    raw = params.get(name)
+def parse_bool(raw: str | None, name: str) -> bool | None:
+    """A boolean query parameter: true/1/yes, false/0/no, or absent (None)."""
     if raw is None or raw == "":
         return None
     if raw.lower() in ("true", "1", "yes"):
@@ -584,7 +585,7 @@ class SearchService:
         dynamic = {
             "id": f"{namespace}/{name}", "namespace": namespace, "name": name, "category": row["category"],
             "tier": row["tier"],
-            "pricing": {"model": row["pricing_model"], "amount": row["price_amount"], "currency": row["currency"]},
+            "pricing": pricing_of(row),
             "rating": row["rating"] if row["rating_count"] and row["rating"] >= 0 else None,
             "rating_count": row["rating_count"], "downloads": row["downloads"], "invocations": row["invocations"],
             "verified": bool(row["verified"]),

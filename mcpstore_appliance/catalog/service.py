@@ -25,6 +25,7 @@ from ..audit import Actor
 from ..db import Database, Transaction
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..ledger import events as ledger_events
+from .pricing import pricing_of
 from .visibility import can_manage, can_see
 
 log = logging.getLogger("mcpstore.catalog")
@@ -149,7 +150,7 @@ class PackageStatusService:
             "namespace": r["namespace"], "name": r["name"], "visibility": r["visibility"],
             "display_name": r["display_name"] or r["name"], "version": r["latest_version"],
             "deprecated": r["latest_deprecated_at"] is not None, "downloads": r["downloads"],
-            "pricing": {"model": r["pricing_model"], "amount": r["price_amount"], "currency": r["currency"]},
+            "pricing": pricing_of(r),
             "version_count": r["version_count"], "quarantined": r["quarantined"],
         } for r in rows]
 

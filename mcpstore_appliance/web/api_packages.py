@@ -23,7 +23,7 @@ import re
 from aiohttp import web
 
 from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
-from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_search_params
+from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
 from .auth import principal_of
 from .openapi import documented
@@ -240,16 +240,6 @@ async def download_bundle(request: web.Request) -> web.StreamResponse:
 
 
 # --- serving bytes ------------------------------------------------------------------------------------------
-
-def parse_bool(raw: str | None, name: str) -> bool | None:
-    if raw is None or raw == "":
-        return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidInput(f"{name} must be true or false", code="invalid_parameter", details={"parameter": name})
-
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """A single byte range as (start, end exclusive); "unsatisfiable"; or None to send the whole file
