@@ -24,9 +24,11 @@ import re
 import stat
 import struct
 import tempfile
+import threading
 import unicodedata
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -43,6 +45,7 @@ MAX_COMMENT = 0xFFFF
 CHUNK = 1024 * 1024
 HEAD_BYTES = 256
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # below this, one walker thread is as fast as several
 ALLOWED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 LIMIT_CODES = {"bundle_too_many_entries", "bundle_too_large", "bundle_compression_ratio", "bundle_nesting"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -149,22 +152,35 @@ class FileInfo:
 
 
 class Budget:
-    """Entries and inflated bytes, counted over the bundle and all nested archives."""
+    """Entries and inflated bytes, counted over the bundle and all nested archives. Walker threads share one
+    budget, so the counts are kept under a lock; once one thread has failed, `stop()` makes the others give up
+    at their next chunk."""
 
     def __init__(self, limits: BundleLimits):
         self.limits = limits
         self.entries = 0
         self.bytes = 0
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
 
     def add_entries(self, count: int) -> None:
-        self.entries += count
-        if self.entries > self.limits.max_entries:
+        with self._lock:
+            self.entries += count
+            entries = self.entries
+        if entries > self.limits.max_entries:
             raise reject("bundle_too_many_entries",
                          f"the bundle has more than {self.limits.max_entries} entries (nested archives included)")
 
     def add_bytes(self, count: int, path: str) -> None:
-        self.bytes += count
-        if self.bytes > self.limits.max_uncompressed_bytes:
+        if self._stopped:
+            raise _Stopped()
+        with self._lock:
+            self.bytes += count
+            total = self.bytes
+        if total > self.limits.max_uncompressed_bytes:
             raise reject("bundle_too_large",
                          f"the bundle inflates to more than {self.limits.max_uncompressed_bytes} bytes",
                          [{"path": path, "message": "inflated size limit reached while reading this entry"}])
@@ -175,6 +191,10 @@ class Budget:
             raise reject("bundle_compression_ratio",
                          f"an entry inflates more than {ratio}:1 (zip bomb?)",
                          [{"path": path, "message": f"compression ratio above {ratio}:1"}])
+
+
+class _Stopped(Exception):
+    """Another walker thread failed first; this one stops reading (its own result is discarded)."""
 
 
 def _name_problem(info: zipfile.ZipInfo) -> str | None:
@@ -334,11 +354,34 @@ class Walker:
         self.findings: list[Finding] = []
 
     def walk(self, szip: SafeZip, depth: int = 0, prefix: str = "") -> list[FileInfo]:
-        files = []
-        for info in szip.entries:
-            if not info.is_dir():
-                files.append(self._read_entry(szip, info, depth, prefix + info.orig_filename))
-        return files
+        return [self._read_entry(szip, info, depth, prefix + info.orig_filename)
+                for info in szip.entries if not info.is_dir()]
+
+    def walk_parallel(self, szip: SafeZip, threads: int) -> list[FileInfo]:
+        """`walk` of the top-level archive with its entries split into `threads` contiguous runs of about equal
+        compressed size, one thread each (inflating, CRC and scanning release the GIL). Results, findings and
+        the error raised are those of the first run in archive order that has them, whatever the timing."""
+        runs = split_runs([i for i in szip.entries if not i.is_dir()], threads)
+        if len(runs) < 2:
+            return self.walk(szip)
+        walkers = [self] + [Walker(self.limits, self.budget, self.tmpdir, self.sink) for _ in runs[1:]]
+        with ThreadPoolExecutor(len(runs) - 1, thread_name_prefix="bundle-walk") as pool:
+            futures = [pool.submit(w._read_run, szip, run) for w, run in zip(walkers[1:], runs[1:])]
+            outcomes = [_outcome(self._read_run, szip, runs[0])]
+            outcomes += [_outcome(future.result) for future in futures]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, _Stopped):
+                raise outcome
+        for walker in walkers[1:]:
+            self.findings += walker.findings
+        return [info for run_infos in outcomes for info in run_infos]  # type: ignore[union-attr]
+
+    def _read_run(self, szip: SafeZip, infos: list[zipfile.ZipInfo]) -> list[FileInfo]:
+        try:
+            return [self._read_entry(szip, info, 0, info.orig_filename) for info in infos]
+        except BaseException:
+            self.budget.stop()
+            raise
 
     def _read_entry(self, szip: SafeZip, info: zipfile.ZipInfo, depth: int, path: str) -> FileInfo:
         produced, head, nested = 0, b"", None
@@ -374,6 +417,30 @@ class Walker:
         if kind == "zip":
             return NestedZip(self, path, depth + 1)
         return NestedStream(self, path, kind)
+
+
+def split_runs(infos: list[zipfile.ZipInfo], parts: int) -> list[list[zipfile.ZipInfo]]:
+    """Contiguous runs of entries (archive order, so each thread reads the file front to back) of about equal
+    compressed size; one run when the archive is too small for threads to pay off."""
+    total = sum(info.compress_size for info in infos)
+    if parts < 2 or total < PARALLEL_MIN_BYTES:
+        return [infos] if infos else []
+    runs: list[list[zipfile.ZipInfo]] = [[]]
+    done = 0
+    for info in infos:
+        if done >= total * len(runs) / parts and len(runs) < parts:
+            runs.append([])
+        runs[-1].append(info)
+        done += info.compress_size
+    return [run for run in runs if run]
+
+
+def _outcome(fn, *args):
+    """fn's value, or the exception it raised (so every thread's result can be looked at in order)."""
+    try:
+        return fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller in archive order
+        return exc
 
 
 def archive_kind(head: bytes) -> str | None:

@@ -26,6 +26,7 @@ from .sigblock import PositionalReader, SignatureBlock, hash_prefixes, split_sig
 from .signature import verify_cms
 
 MAX_ICON_BYTES = 1024 * 1024
+WALK_THREADS = min(4, os.cpu_count() or 1)
 
 
 class ZipFiles:
@@ -93,7 +94,7 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
             run = scan_run or ScanRun()
             walker = Walker(limits, budget, tmpdir, run)
             with run:  # content scanners work on a thread while the walker inflates
-                infos = walker.walk(szip)
+                infos = walker.walk_parallel(szip, WALK_THREADS)
         except Unprocessable:
             _raise_if_invalid(check_signature.result()[0])
             raise

@@ -118,6 +118,7 @@ class ScanRun:
         self._threaded = threaded
         self._queue: queue.Queue | None = None
         self._worker: threading.Thread | None = None
+        self._inline = threading.Lock()
 
     def __enter__(self) -> "ScanRun":
         if self._threaded and self.content:
@@ -137,7 +138,8 @@ class ScanRun:
         if self._queue is not None:
             self._queue.put((path, chunk))
         else:
-            self._scan(path, chunk)
+            with self._inline:  # several walker threads may feed at once
+                self._scan(path, chunk)
 
     def close(self, path: str) -> None:
         if self._queue is not None:

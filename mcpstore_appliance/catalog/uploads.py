@@ -1,8 +1,9 @@
 """Receive an upload into a private temporary file while hashing it, with the size cap enforced as it streams.
 
 The web layer hands over the request body as an async iterator of chunks. Chunks are gathered into batches
-of about a block; each batch is hashed and written in a worker thread (hashlib and file writes release the GIL) while the
-event loop already gathers the next block, so receiving costs about one pass of sha256 over the bytes.
+of about a block; each batch is hashed on one worker thread and written on another (hashlib and file writes
+release the GIL, so the two run on two cores) while the event loop already gathers the next block. Receiving
+then costs about the slower of one sha256 pass and one write pass over the bytes, not their sum.
 Reading stops at the first chunk that crosses the cap: an oversized upload is refused after at most
 `max_bytes` + one chunk, not after the whole body. The temporary file is removed however the block exits.
 """
@@ -49,10 +50,9 @@ def empty_body() -> InvalidInput:
     return InvalidInput("the request body is empty: send the .mcpb file as the body", code="empty_body")
 
 
-def _write_blocks(fh, digest, blocks: list[bytes]) -> None:
+def _hash_blocks(digest, blocks: list[bytes]) -> None:
     for block in blocks:
         digest.update(block)
-    fh.writelines(blocks)
 
 
 @asynccontextmanager
@@ -78,7 +78,17 @@ async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
     size = 0
     batch: list[bytes] = []  # chunks as received: no copying into one buffer
     batch_bytes = 0
-    pending: asyncio.Future | None = None
+    pending: asyncio.Future | None = None  # the previous batch's hash and write, both in flight
+    loop = asyncio.get_running_loop()
+
+    async def hash_and_write(blocks: list[bytes]) -> None:
+        # Both always finish before this returns (never close the file under a running write).
+        results = await asyncio.gather(loop.run_in_executor(None, _hash_blocks, digest, blocks),
+                                       loop.run_in_executor(None, fh.writelines, blocks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     try:
         async for chunk in chunks:
             size += len(chunk)
@@ -89,12 +99,12 @@ async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
             if batch_bytes >= BLOCK_SIZE:
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(_write_blocks, fh, digest, batch))
+                pending = asyncio.ensure_future(hash_and_write(batch))
                 batch, batch_bytes = [], 0
         if pending is not None:
             await pending
             pending = None
-        await asyncio.to_thread(_write_blocks, fh, digest, batch)
+        await hash_and_write(batch)
         return digest, size
     finally:
         if pending is not None:

@@ -15,7 +15,7 @@ from aiohttp.http import HttpVersion11
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.publish import OPTION_NAMES, PublishOptions
-from ..catalog.uploads import too_large
+from ..catalog.uploads import BLOCK_SIZE, too_large
 from ..errors import InvalidInput
 from .auth import check_csrf_value, require, require_admin
 from .errors import json_error
@@ -25,7 +25,6 @@ from .util import client_ip, query_int, read_json
 routes = web.RouteTableDef()
 
 MAX_FIELD_BYTES = 64 * 1024
-READ_CHUNK = 256 * 1024
 NOT_A_BUNDLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain")
 
 STRING = {"type": "string"}
@@ -124,7 +123,9 @@ async def expect_bundle(request: web.Request):
 
 
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():  # whatever has arrived: no re-chunking copies
+    # Reads of up to a block take whatever has arrived, joined: about half the event-loop CPU per byte of
+    # iter_any(), which wakes this coroutine for every socket read (measured: 21 against 48 ms per 50 MB).
+    async for chunk in request.content.iter_chunked(BLOCK_SIZE):
         yield chunk
 
 
@@ -165,7 +166,7 @@ async def read_publish_form(request: web.Request, options: dict[str, str]) -> As
     check_csrf_value(request, csrf)  # cookie sessions: the token must come before the file
 
     async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(READ_CHUNK):
+        while chunk := await part.read_chunk(BLOCK_SIZE):
             yield chunk
         if await reader.next() is not None:
             raise InvalidInput("the 'file' part must be the last part of the form", code="file_not_last")

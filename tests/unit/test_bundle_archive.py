@@ -307,3 +307,72 @@ def test_nothing_is_extracted_outside_the_private_temp_folder(inspect, tmp_path,
     report = inspect(data)
     assert any(f.check_id == "archive.nested" for f in report.findings)
     assert list(work.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- several walker threads
+
+
+def _large_bundle(extra: dict[str, bytes | str]) -> bytes:
+    """Over PARALLEL_MIN_BYTES compressed, so the walk is split over threads; `extra` goes at the end."""
+    files: dict[str, bytes | str] = {f"server/assets/a{i}.bin": os.urandom(3 * 1024 * 1024) for i in range(4)}
+    return bundle_bytes(node_manifest(), {**files, **extra})
+
+
+@pytest.fixture
+def walk_threads(monkeypatch):
+    from mcpstore_appliance.bundles import inspector
+
+    def use(count: int) -> None:
+        monkeypatch.setattr(inspector, "WALK_THREADS", count)
+    return use
+
+
+def test_split_runs_are_contiguous_balanced_and_complete():
+    from mcpstore_appliance.bundles.archive import PARALLEL_MIN_BYTES, split_runs
+
+    infos = []
+    for index, size in enumerate([5, 1, 1, 1, 4, 4, 2, 2]):
+        info = zipfile.ZipInfo(f"f{index}")
+        info.compress_size = size * PARALLEL_MIN_BYTES // 4
+        infos.append(info)
+    runs = split_runs(infos, 2)
+    assert [i for run in runs for i in run] == infos
+    largest = max(i.compress_size for i in infos)
+    half = sum(i.compress_size for i in infos) / 2
+    assert len(runs) == 2 and all(abs(sum(i.compress_size for i in run) - half) <= largest for run in runs)
+    assert split_runs(infos[:1], 2) == [infos[:1]]  # small: one run
+    assert split_runs([], 3) == []
+
+
+def test_parallel_walk_reports_what_one_thread_reports(inspect, walk_threads):
+    secret = "gh" + "p_" + "aZ3x9QmK7pLw2RtY8vNc4BdF6hJs1GkE5uIo"
+    data = _large_bundle({"server/late.js": f"const token = '{secret}';\n",
+                          "server/data.json.gz": gzip.compress(b'{"ok": true}' * 1000)})
+    reports = []
+    for threads in (1, 2, 4):
+        walk_threads(threads)
+        reports.append(inspect(data))
+    one, *others = reports
+    assert one.outcome == "rejected"  # a GitHub token in the publisher's own file is critical
+    assert {f.check_id for f in one.findings} >= {"secrets.github_token", "archive.nested"}
+    for report in others:
+        assert (report.outcome, report.file_count, report.uncompressed_bytes) == \
+            (one.outcome, one.file_count, one.uncompressed_bytes)
+        assert sorted(map(repr, report.findings)) == sorted(map(repr, one.findings))
+
+
+def test_parallel_walk_rejects_a_bomb_in_a_later_run(rejected, walk_threads):
+    walk_threads(2)
+    error = rejected(_large_bundle({"bomb.txt": b"\0" * (20 * 1024 * 1024)}), "bundle_compression_ratio")
+    assert paths(error) == ["bomb.txt"]
+
+
+def test_parallel_walk_reports_the_first_problem_in_archive_order(rejected, walk_threads):
+    """A corrupt entry in the first run and a bomb in the last: whichever thread fails first, the answer is the
+    one a front-to-back walk gives."""
+    walk_threads(2)
+    data = bytearray(_large_bundle({"bomb.txt": b"\0" * (20 * 1024 * 1024)}))
+    offset = bytes(data).find(b"server/assets/a0.bin") + 64
+    data[offset] ^= 0xFF  # inside the first entry's data: it fails its CRC
+    error = rejected(bytes(data), "bundle_corrupt")
+    assert paths(error) == ["server/assets/a0.bin"]
