@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import os
 import re
 import stat
 import struct
@@ -349,7 +350,7 @@ class ContentSink(Protocol):
 class Walker:
     """Reads every entry once: counts bytes, keeps heads, feeds content scanners, opens nested archives."""
 
-    def __init__(self, limits: BundleLimits, budget: Budget, tmpdir: str, sink: ContentSink):
+    def __init__(self, limits: BundleLimits, budget: Budget, tmpdir: str | os.PathLike[str], sink: ContentSink):
         self.limits, self.budget, self.tmpdir, self.sink = limits, budget, tmpdir, sink
         self.findings: list[Finding] = []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import Unprocessable
-from .archive import EOCD_SIG, EOCD_SIZE, Budget, SafeZip, Walker, reject
+from .archive import EOCD_SIG, EOCD_SIZE, PARALLEL_MIN_BYTES, Budget, SafeZip, Walker, reject
 from .manifest import clean_relative, extract_metadata, is_remote, png_size, validate_manifest_bytes
 from .model import BundleLimits, BundleReport, Finding, SignatureInfo, SignatureTrust
 from .scans import BundleView, ScanRun
@@ -72,7 +72,7 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
     `file_sha256`: the SHA-256 of the whole file if the caller already has it (the upload hashed it while
     streaming). An unsigned bundle's unsigned_sha256 is exactly that, so the hashing pass is skipped.
     """
-    with open(path, "rb") as fh, tempfile.TemporaryDirectory(prefix="mcpstore-inspect-") as tmpdir:
+    with open(path, "rb") as fh, PrivateTempDir() as tmpdir:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise reject("bundle_empty", "the bundle is empty")
@@ -84,14 +84,16 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
         # Hashing (for the signature and unsigned_sha256) runs on its own thread, beside the ZIP work. Its
         # verdict still comes first: a byte changed after signing must read as "invalid signature", not as
         # whatever damage it happens to do to the ZIP.
-        check_signature = _Background(_signature, PositionalReader(fh.fileno()), zip_end, blocks, trust,
-                                      file_sha256)
+        # An unsigned bundle whose hash is known needs no hashing at all: no thread for it.
+        check_signature = (_Background if blocks or not file_sha256 else _Inline)(
+            _signature, PositionalReader(fh.fileno()), zip_end, blocks, trust, file_sha256)
         try:
             budget = Budget(limits)
             szip = SafeZip(fh, zip_end, budget, sig_len)
             files = ZipFiles(szip)
             manifest, check = _manifest(files, limits)
-            run = scan_run or ScanRun()
+            # Below PARALLEL_MIN_BYTES a scan thread costs more to start and join than it saves.
+            run = scan_run or ScanRun(threaded=size >= PARALLEL_MIN_BYTES)
             walker = Walker(limits, budget, tmpdir, run)
             with run:  # content scanners work on a thread while the walker inflates
                 infos = walker.walk_parallel(szip, WALK_THREADS)
@@ -125,6 +127,47 @@ def inspect_bundle(path: Path, limits: BundleLimits, trust: SignatureTrust, *,
             file_count=len(infos),
             uncompressed_bytes=sum(i.size for i in infos),
         )
+
+
+class _Inline:
+    """_Background's interface for work done on the spot."""
+
+    def __init__(self, fn, *args):
+        self._value, self._error = None, None
+        try:
+            self._value = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller in result(), like _Background
+            self._error = exc
+
+    def join(self) -> None:
+        return None
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class PrivateTempDir:
+    """A private (0700) temporary folder made only when first asked for: most bundles nest no archive large
+    enough to spool to disk, and making and removing a folder costs about as much as inspecting a small bundle."""
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "PrivateTempDir":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
+
+    def __fspath__(self) -> str:
+        with self._lock:  # walker threads may ask at the same time
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="mcpstore-inspect-")
+        return self._dir.name
 
 
 class _Background(threading.Thread):
