@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import InvalidInput, TooLarge
 
 BLOCK_SIZE = 1024 * 1024  # large enough that thread hand-offs are cheap per byte; bounds memory per upload
+INLINE_TAIL_BYTES = 64 * 1024
 PREFIX, SUFFIX = "upload-", ".mcpb"
 
 
@@ -104,7 +105,11 @@ async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
         if pending is not None:
             await pending
             pending = None
-        await hash_and_write(batch)
+        if batch_bytes < INLINE_TAIL_BYTES:  # a small tail costs less here than two thread hand-offs
+            _hash_blocks(digest, batch)
+            fh.writelines(batch)
+        else:
+            await hash_and_write(batch)
         return digest, size
     finally:
         if pending is not None:

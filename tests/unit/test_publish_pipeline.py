@@ -37,8 +37,13 @@ class Source:
             yield chunk
 
 
-async def test_spooled_hashes_and_always_removes_the_file(tmp_path):
-    chunks = [os.urandom(300_000) for _ in range(10)]  # crosses several blocks
+@pytest.mark.parametrize("sizes", [
+    [300_000] * 10,  # crosses several blocks; a large tail goes to the worker threads
+    [BLOCK_SIZE, 100],  # one whole block, then a small tail written inline
+    [5_000],  # only a small tail
+], ids=["blocks-and-large-tail", "block-and-small-tail", "small"])
+async def test_spooled_hashes_and_always_removes_the_file(tmp_path, sizes):
+    chunks = [os.urandom(size) for size in sizes]
     data = b"".join(chunks)
     async with spooled(Source(chunks), tmp_path, max_bytes=len(data)) as upload:
         assert upload.sha256 == hashlib.sha256(data).hexdigest() and upload.size == len(data)
