@@ -311,9 +311,9 @@ class Publisher:
     # --- storing -------------------------------------------------------------------------------------
 
     async def _precheck_free(self, target: Target, name: str, version: str, parsed: semver.Version) -> None:
-        """Refuse a taken version before storing its blob (the authoritative check is in the transaction)."""
-        async with self.db.read() as r:
-            await _ensure_free(r, target.namespace, name, version, parsed)
+        """Refuse a taken version before storing its blob (the authoritative check is in the transaction, so
+        one query without a snapshot transaction is enough here)."""
+        await _ensure_free(self.db, target.namespace, name, version, parsed)
 
     async def _store_icon(self, report: BundleReport) -> str | None:
         if not report.icon_png:
