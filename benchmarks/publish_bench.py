@@ -12,6 +12,8 @@ Printed per size: the best publish time as MiB/s (client send to 201 response), 
 the same bytes in the same run (`benchmarks/ingest_physical.physical_limit`: sha256 of the file + reading every
 zip entry, one thread), their ratio, and the server's peak RSS while publishing that size (VmHWM from
 /proc/<pid>/status, reset before each size): flat across sizes means memory does not grow with bundle size.
+Then the server's CPU time for one publish (least of the runs, all threads, from /proc/<pid>/stat) next to the
+physical limit's time: on a machine shared with other work, CPU time moves much less than wall time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from benchmarks.harness import read_cpu_seconds
 from benchmarks.ingest_physical import physical_limit
 
 MIB = 1024 * 1024
@@ -152,18 +155,20 @@ def main() -> None:
         print(f"server pid {server.pid}; idle RSS {vm_kib(server.pid, 'VmRSS') / 1024:.1f} MiB; "
               f"{os.cpu_count()} CPUs; data in {work}")
         print(f"{'size':>9} {'publish MiB/s':>14} {'physical MiB/s':>15} {'ratio':>6} {'(median MiB/s)':>15} "
-              f"{'peak RSS MiB':>13}")
+              f"{'peak RSS MiB':>13} {'server CPU ms':>14} {'physical ms':>12}")
         for size_mib in sizes:
             payload = work / f"payload-{size_mib}.zip"
             build_payload(payload, size_mib * MIB)
             reset_peak(server.pid)
-            times, sizes_seen = [], []
+            times, sizes_seen, cpu = [], [], []
             limit = None
             for run in range(args.runs):
                 path = bundle_version(payload, work / f"bench-{size_mib}-{run}.mcpb", f"{size_mib}.0.{run}")
                 if limit is None:
                     limit = physical_limit(path)
+                cpu_before = read_cpu_seconds(server.pid)
                 seconds, body = publish(port, token, path)
+                cpu.append(read_cpu_seconds(server.pid) - cpu_before)
                 assert body["state"] == "published", body
                 times.append(seconds)
                 sizes_seen.append(path.stat().st_size)
@@ -173,7 +178,8 @@ def main() -> None:
             best = size / MIB / min(times)
             median = size / MIB / sorted(times)[len(times) // 2]
             print(f"{size / MIB:8.1f}M {best:14.1f} {limit.mib_per_s:15.1f} {best / limit.mib_per_s:6.2f} "
-                  f"{median:15.1f} {vm_kib(server.pid, 'VmHWM') / 1024:13.1f}", flush=True)
+                  f"{median:15.1f} {vm_kib(server.pid, 'VmHWM') / 1024:13.1f} {min(cpu) * 1000:14.0f} "
+                  f"{limit.seconds * 1000:12.1f}", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
