@@ -117,6 +117,15 @@ async def test_a_newline_in_a_leaf_is_named_at_any_read_size(ledger_db, chunk_le
         report = run_audit(path, key, workers)
         assert report.problems[0] == "entry 137: leaf data was changed (it no longer matches its stored leaf hash)"
 
+async def test_a_leaf_that_is_no_longer_bytes_is_named(ledger_db, chunk_level):
+    """SQLite keeps any type in any column: a number where the leaf's bytes were is named, not a crash."""
+    path, key = ledger_db
+    tamper(path, "UPDATE ledger_leaves SET data = 12345 WHERE idx = 137")
+    for workers in (1, 2):
+        report = Auditor(path, key, workers=workers, index=False).run()
+        assert report.problems == ["entry 137: leaf data was changed (it no longer matches its stored leaf hash)"]
+
+
 @pytest.mark.parametrize("level,n", [(0, 64), (1, 10), (2, 3), (5, 1), (7, 0)])
 async def test_a_changed_stored_hash_is_named(ledger_db, chunk_level, level, n):
     path, key = ledger_db
