@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from functools import cache
@@ -165,14 +166,25 @@ def check_chunk(conn: sqlite3.Connection, start: int, k: int) -> tuple[bytes, li
     Returns its recomputed hash, the problems found, whether its own stored hash differs (so the nodes above
     are not blamed for a change inside it), and the stored hashes of higher nodes kept in its last row."""
     _keep_freed_memory()
-    gc.disable()  # millions of short-lived bytes objects; the cycle collector only costs time here
     text_factory = conn.text_factory
     try:
         clean = _check_chunk_fast(conn, start, k)
         return clean if clean is not None else _check_chunk_rows(conn, start, k)
     finally:
         conn.text_factory = text_factory
-        gc.enable()
+
+
+@contextmanager
+def _no_cycle_collector():
+    """Chunks make millions of short-lived bytes objects and no cycles: the collector only costs time (also when
+    re-enabled between chunks, as the allocations it counted meanwhile start a collection at once)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _worker_conn: sqlite3.Connection | None = None
@@ -182,6 +194,7 @@ def _open_worker_connection(db_path: str) -> None:
     """An audit worker opens one connection for all its chunks (opening one, schema included, costs ~0.7 ms)."""
     global _worker_conn
     _worker_conn = _connect(Path(db_path))
+    gc.disable()  # as _no_cycle_collector, for the whole life of this worker process
 
 
 def _check_chunk_in_worker(start: int, k: int) -> tuple[bytes, list[str], bool, dict[Node, bytes]]:
@@ -404,7 +417,8 @@ class Auditor:
                 results = [job.result() for job in tree_jobs]
                 index_problems = [job.result() for job in index_jobs]
         else:
-            results = [check_chunk(conn, start, k) for start, k in chunks]
+            with _no_cycle_collector():
+                results = [check_chunk(conn, start, k) for start, k in chunks]
             index_problems = [check_index(path, lo, hi) for lo, hi in ranges]
             lookup_problems = self._check_lookup_table(conn, size) if self.index else []
         index_problems.append(lookup_problems)
