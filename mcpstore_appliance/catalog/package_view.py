@@ -184,14 +184,14 @@ class PackageView:
         `PRAGMA data_version` about once a second for other processes' commits), the page is answered
         without touching SQLite; the caller's right to see it is then checked on the row already in hand
         with `can_see`, the same rule as `visible_clause`."""
-        _check_names(namespace, name)
         day = int(time.time() // 86400)  # the UTC day number
         stamp = self.reader.stamp()  # before any read: a page never carries a stamp newer than its data
-        cached = self._pages.get((namespace, name))
+        cached = self._pages.get((namespace, name))  # only names that passed _check_names are ever kept
         if cached is not None and cached.stamp == stamp and cached.key[-1] == day:
             if not can_see(principal, cached.access):
                 raise not_found(namespace, name)
             return cached.body, cached.etag, cached.access["visibility"] == "public"
+        _check_names(namespace, name)
         clause, params = visible_clause(principal)
         fingerprint = self.reader.inline(lambda c: c.execute(
             f"SELECT {FINGERPRINT_COLUMNS} FROM packages p WHERE p.namespace = ? AND p.name = ? AND {clause}",

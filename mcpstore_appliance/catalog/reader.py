@@ -9,6 +9,10 @@ more than the indexed lookups these endpoints make (measured: one aiosqlite quer
 - `await run(fn)` runs `fn(conn)` on a small pool of threads, each with its own connection. For queries whose
   cost grows with the catalog (full-text search, facet counts). sqlite3 releases the GIL while SQLite works,
   so these run in parallel with the event loop.
+- `bounded(fn)` tries `fn(conn)` on the event loop thread with a budget of SQLite work; past it
+  (or when `fn` itself decides the work is too big) it raises `TooBigForTheLoop` and the caller redoes the
+  work with `run`. For reads that are short when caches are warm but not always (a search): the hop to a
+  reader thread and back, and the GIL hand-offs while a thread fetches rows, cost more than such a read.
 
 Both see the writer's committed data (WAL mode); `fn` may wrap several statements in BEGIN/COMMIT to read one
 snapshot. Connections are opened read-only (`PRAGMA query_only`).
@@ -31,6 +35,14 @@ T = TypeVar("T")
 
 # How stale a cached answer may be after another process (the `mcpstore admin` CLI, a restore) commits.
 EXTERNAL_CHECK_SECONDS = 1.0
+# SQLite virtual-machine steps the statements of one `bounded` call may take together (0.1-0.3 us each: a few
+# ms at most), counted by a progress handler every TICK_STEPS steps.
+LOOP_STEPS = 20_000
+TICK_STEPS = 1000
+
+
+class TooBigForTheLoop(Exception):
+    """Raised inside `CatalogReader.bounded` when the work should run on a reader thread instead."""
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -55,6 +67,7 @@ class CatalogReader:
         self._closed = False
         self._data_version = 0
         self._checked_at = float("-inf")
+        self.loop_steps = LOOP_STEPS
 
     def stamp(self) -> tuple[int, int]:
         """A value that changes whenever the database may have changed: this process's commit count
@@ -81,6 +94,33 @@ class CatalogReader:
         if self._inline is None:
             self._inline = connect_readonly(self.path)
         return fn(self._inline)
+
+    def bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` on the event loop thread; once its statements have taken `loop_steps` VM steps in all,
+        SQLite's progress handler interrupts the running one and TooBigForTheLoop is raised (as `fn` may
+        raise it itself). Only for read-only work whose partial run has no effect."""
+        if self._inline is None:
+            self._inline = connect_readonly(self.path)
+        conn = self._inline
+        every = max(1, min(TICK_STEPS, self.loop_steps))
+        allowed, ticks = self.loop_steps // every, 0
+
+        def tick() -> bool:  # a true answer interrupts the running statement
+            nonlocal ticks
+            ticks += 1
+            return ticks > allowed
+
+        conn.set_progress_handler(tick, every)
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if ticks > allowed:
+                raise TooBigForTheLoop() from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+            if conn.in_transaction:  # the budget ran out during a snapshot's COMMIT
+                conn.execute("COMMIT")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:

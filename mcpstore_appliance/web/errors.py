@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -72,16 +71,16 @@ def _render(request: web.Request, status: int, code: str, message: str, details:
     return json_error(status, code, message, details, headers)
 
 
-async def guarded(request: web.Request, call: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Run `call()`; turn every failure into the JSON error (or HTML error page) the client should see."""
-    try:
-        return await call()
-    except errors.DomainError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer for an exception a handler raised, turning every failure into the JSON error (or HTML
+    error page) the client should see; re-raised when it is a redirect or other non-error HTTPException,
+    which aiohttp sends as it is. Called by the front-door middleware (web/middlewares.py)."""
+    if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         if exc.status == 413:
             message = "request body is too large"
         elif exc.status == 404:
@@ -90,14 +89,14 @@ async def guarded(request: web.Request, call: Callable[[], Awaitable[web.StreamR
             message = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
         return _render(request, exc.status, CODE_BY_STATUS.get(exc.status, "http_error"), message, None, headers)
-    except StorageError:
-        log.exception("blob storage failed on %s %s", request.method, request.path)
+    if isinstance(exc, StorageError):
+        log.error("blob storage failed on %s %s", request.method, request.path, exc_info=exc)
         return _render(request, 503, "storage_unavailable", "bundle storage is unavailable; try again later",
                        headers={"Retry-After": "30"})
-    except json.JSONDecodeError as exc:
+    if isinstance(exc, json.JSONDecodeError):
         return _render(request, 400, "malformed_json", f"request body is not valid JSON: {exc.msg}")
-    except (ConnectionResetError, web.RequestPayloadError) as exc:
+    if isinstance(exc, (ConnectionResetError, web.RequestPayloadError)):
         return _render(request, 400, "bad_request", f"request body could not be read: {exc}")
-    except Exception:  # the one place that turns a bug into a generic 500
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(request, 500, "internal", "internal server error")
+    # the one place that turns a bug into a generic 500
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return _render(request, 500, "internal", "internal server error")

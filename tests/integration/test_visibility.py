@@ -154,14 +154,14 @@ async def test_visibility_change_takes_effect_at_once(world):
     assert {p["id"] for p in body["packages"]} == {"alice/public-tool", "alice/alice-private"}
 
 
-@pytest.mark.parametrize("batch", [(4, 50, 500), (1, 1, 2)])
+@pytest.mark.parametrize("batch", [(2, 20, 500, 500), (1, 1, 2, 2)])
 async def test_ranking_never_shows_hidden_candidates(world, batch):
     """Relevance pages rank in the full-text index first and then drop what the caller may not see; when the
     best candidates are all hidden, the page still fills from visible ones (the (1, 1, 2) batch forces the
     joined fallback)."""
     app, tokens, _ = world
     search = app.services.discovery.search
-    search.rank_factor, search.rank_min, search.rank_max = batch
+    search.rank_factor, search.rank_min, search.rank_max, search.rank_keep = batch
     for i in range(4):  # hidden packages that outrank every public one (the word is in their name)
         await publish(app, tokens["amy"], f"rankword-{i}", namespace="acme", description="rankword rankword",
                       options={"visibility": "private"})
