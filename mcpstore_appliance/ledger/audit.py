@@ -210,8 +210,8 @@ _FAST_SQL = ("SELECT count(data) + count(hashes), group_concat(data, X'0A00'),"
 def _check_chunk_fast(conn: sqlite3.Connection, start: int, k: int) -> tuple | None:
     """The common case, an intact chunk, from three aggregate values per FAST_ROWS rows instead of row tuples.
 
-    Row tuples cost Python more than the hashing does; SQLite joins in C instead: the row count, every leaf
-    separated by 0x0A 0x00 (so after a split on the newline each piece but the first already starts with the
+    Row tuples cost Python more than the hashing does; SQLite joins in C instead: the count of non-NULL leaves and
+    hashes, every leaf separated by 0x0A 0x00 (so after a split on the newline each piece but the first already starts with the
     leaf prefix 0x00; canonical JSON has no raw newline), and every row's stored hashes separated by ROW_SEP.
     idx is the primary key, so a non-NULL leaf and hashes in as many rows as the range is wide means no row is
     missing (group_concat skips NULLs); then a split into exactly that many pieces means no leaf held a newline,
