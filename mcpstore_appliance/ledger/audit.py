@@ -210,14 +210,15 @@ _FAST_SQL = ("SELECT count(data) + count(hashes), group_concat(data, X'0A00'),"
 def _check_chunk_fast(conn: sqlite3.Connection, start: int, k: int) -> tuple | None:
     """The common case, an intact chunk, from three aggregate values per FAST_ROWS rows instead of row tuples.
 
-    Row tuples cost Python more than the hashing does; SQLite joins in C instead: the count of non-NULL leaves and
-    hashes, every leaf separated by 0x0A 0x00 (so after a split on the newline each piece but the first already starts with the
-    leaf prefix 0x00; canonical JSON has no raw newline), and every row's stored hashes separated by ROW_SEP.
-    idx is the primary key, so a non-NULL leaf and hashes in as many rows as the range is wide means no row is
-    missing (group_concat skips NULLs); then a split into exactly that many pieces means no leaf held a newline,
-    and one separator fewer in the stored hashes (ROW_SEP cannot overlap itself) means none sits inside a row,
-    so equal bytes mean every row holds exactly its own hashes. Anything else (a newline in a leaf, a missing or
-    malformed row, a differing hash) returns None, and the row-wise check that names the entry runs."""
+    Row tuples cost Python more than the hashing does; SQLite joins in C instead: the count of non-NULL leaves
+    and hashes, every leaf separated by 0x0A 0x00 (so after a split on the newline each piece but the first
+    already starts with the leaf prefix 0x00; canonical JSON has no raw newline), and every row's stored hashes
+    separated by ROW_SEP. idx is the primary key, so a non-NULL leaf and hashes in as many rows as the range is
+    wide means no row is missing (group_concat skips NULLs); then a split into exactly that many pieces means no
+    leaf held a newline, and one separator fewer in the stored hashes (ROW_SEP cannot overlap itself) means none
+    sits inside a row, so equal bytes mean every row holds exactly its own hashes. Anything else (a newline in a
+    leaf, a missing or malformed row, a differing hash) returns None, and the row-wise check that names the
+    entry runs."""
     size = 1 << k
     conn.text_factory = bytes  # group_concat answers TEXT; keep its raw bytes
     leaf_hashes: list[bytes] = []
