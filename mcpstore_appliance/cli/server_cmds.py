@@ -43,6 +43,9 @@ def run_serve(args: argparse.Namespace) -> int:
     server = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = settings_from(args, **({"server": server} if server else {}))
     configure_logging(args.log_level)
+    from ..memory import keep_freed_memory
+
+    keep_freed_memory()  # publishing reuses ~1 MiB buffers; see memory.py
     asyncio.run(_serve(settings))
     return 0
 

@@ -16,7 +16,6 @@ node. Plain sqlite3, read-only: it works while the server runs.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import json
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from ..memory import keep_freed_memory
 from . import events as ev
 from . import note as notes
 from .checkpoint import open_checkpoint, parse_unverified
@@ -146,18 +146,10 @@ def _row_lengths(k: int) -> list[int]:
 
 @cache
 def _keep_freed_memory() -> None:
-    """Let this process (the CLI command or an audit worker) keep the buffers it frees.
-
-    The audit allocates and frees the same ~1 MB buffers thousands of times (each group_concat value while
-    SQLite builds it, its Python copy, a chunk's joined hashes). glibc hands such buffers back to the kernel at
-    free (mmap above 128 KiB, heap trimming above 128 KiB free), so every page is faulted in and zeroed again:
-    measured, that was half of SQLite's time. Fixed thresholds keep them in the heap. No-op without glibc."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (the largest glibc accepts); also stops its dynamic adjustment
-    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    """The audit reuses ~1 MB buffers thousands of times (each group_concat value while SQLite builds it, its
+    Python copy, a chunk's joined hashes): keep them in the heap (see memory.py), with the largest thresholds
+    glibc accepts, as this process (the CLI command or an audit worker) is short-lived."""
+    keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20)
 
 
 def check_chunk(conn: sqlite3.Connection, start: int, k: int) -> tuple[bytes, list[str], bool, dict[Node, bytes]]:
