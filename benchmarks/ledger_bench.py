@@ -7,6 +7,8 @@ Everything goes through the product code on a real SQLite file: `Ledger.append_m
 transactions of `--batch` events (the publish path's unit is one transaction; a busy registry groups
 publishes the same way), `Ledger.inclusion_proof` / `consistency_proof` over the read-connection pool, and the
 `mcpstore ledger verify` auditor. Raw hashing is `hashlib.sha256` over the same leaf bytes in the same run.
+The tree audits run on the auditor's C module (`ledger/_merkle_native.c`) when it was built, and again on its
+pure-Python path; each line says which.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from nacl.signing import SigningKey  # noqa: E402
 from mcpstore_appliance.config import LedgerSettings  # noqa: E402
 from mcpstore_appliance.db import Database  # noqa: E402
 from mcpstore_appliance.ledger import publish_event  # noqa: E402
-from mcpstore_appliance.ledger.audit import Auditor  # noqa: E402
+from mcpstore_appliance.ledger.audit import Auditor, native_available  # noqa: E402
 from mcpstore_appliance.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
 from mcpstore_appliance.ledger.service import Ledger, read_only_uri  # noqa: E402
 
@@ -164,12 +166,14 @@ def cpu_seconds() -> float:
 def verify(db_path: Path, key: SigningKey) -> None:
     raw_seconds, raw_seconds_2, count = raw_hashing(db_path)
     audits = []
-    for workers, index in ((1, False), (2, False), (2, True)):
+    paths = [True, False] if native_available() else [False]  # the C module when built, then pure Python
+    runs = [(workers, False, native) for native in paths for workers in (1, 2)] + [(2, True, paths[0])]
+    for workers, index, native in runs:
         t, cpu = time.perf_counter(), cpu_seconds()
-        report = Auditor(db_path, key, workers=workers, index=index).run()
+        report = Auditor(db_path, key, workers=workers, index=index, native=native).run()
         audit_seconds, used = time.perf_counter() - t, cpu_seconds() - cpu
         assert report.ok, report.problems[:5]
-        audits.append((workers, index, report.size, audit_seconds, used))
+        audits.append((workers, index, native, report.size, audit_seconds, used))
     # raw hashing once more after the audits: the faster of the two is the yardstick, so a neighbour's burst
     # during the first measurement cannot flatter the ratios
     raw_seconds = min(raw_seconds, min(_time_hashing(leaves) for leaves in [_leaves(db_path)] for _ in range(3)))
@@ -178,11 +182,11 @@ def verify(db_path: Path, key: SigningKey) -> None:
           f"{raw_rate:,.0f} leaves/s")
     print(f"              the same split between 2 processes: {raw_rate_2:,.0f} leaves/s "
           f"({raw_rate_2 / raw_rate:.2f} x one process: what the second core adds now)")
-    for workers, index, size, audit_seconds, used in audits:
+    for workers, index, native, size, audit_seconds, used in audits:
         rate = size / audit_seconds
         what = "tree + checkpoints + lookup index" if index else "tree (every leaf and stored hash) + checkpoints"
-        print(f"full verify:  {workers} process(es), {what}: {audit_seconds:.2f} s = {rate:,.0f} leaves/s = "
-              f"{rate / raw_rate:.2f} x the raw rate")
+        print(f"full verify:  {workers} process(es), {'C module' if native else 'pure Python'}, {what}: "
+              f"{audit_seconds:.2f} s = {rate:,.0f} leaves/s = {rate / raw_rate:.2f} x the raw rate")
         if not index:
             # the tree needs 2n - 1 SHA-256 calls for n leaves (each leaf, each interior node), the raw figure n.
             # CPU time (this process and its workers) is less at the mercy of other work than wall time: at

@@ -67,6 +67,20 @@ def read(path, sql, params=()):
         conn.close()
 
 
+@pytest.fixture(params=[False, True], ids=["pure-python", "native"])
+def hashing(request, monkeypatch):
+    """Run each in-process audit on both paths: the pure-Python code (as without the C module) and the C module
+    (which the test suite requires to be built: tests/unit/test_merkle_native.py)."""
+    if request.param:
+        assert audit.native_available()
+    else:
+        monkeypatch.setattr(audit, "_merkle_native", None)
+    return request.param
+
+
+both_paths = pytest.mark.usefixtures("hashing")
+
+
 @pytest.fixture(params=[0, 4], ids=["one-chunk", "chunks-of-16"])
 def chunk_level(request, monkeypatch):
     """Run each check with the real chunk size and with tiny chunks, so the cross-chunk levels are tested."""
@@ -79,6 +93,7 @@ def run_audit(path, key, workers=2):
     return Auditor(path, key, workers=workers).run()
 
 
+@both_paths
 async def test_a_clean_ledger_verifies(ledger_db, chunk_level):
     path, key = ledger_db
     for workers in (1, 2):
@@ -87,6 +102,7 @@ async def test_a_clean_ledger_verifies(ledger_db, chunk_level):
         assert (report.size, report.checkpoints, report.latest_checkpoint) == (SIZE, 2, SIZE)
 
 
+@both_paths
 async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
     path, key = ledger_db
     data = read(path, "SELECT data FROM ledger_leaves WHERE idx = 137")
@@ -99,6 +115,7 @@ async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
 
 
 
+@both_paths
 @pytest.mark.parametrize("fast_rows", [3, 8192])
 async def test_a_newline_in_a_leaf_is_named_at_any_read_size(ledger_db, chunk_level, monkeypatch, fast_rows):
     """An intact chunk is read as newline-separated leaves, in parts of FAST_ROWS rows; a leaf holding a newline
@@ -117,6 +134,7 @@ async def test_a_newline_in_a_leaf_is_named_at_any_read_size(ledger_db, chunk_le
         report = run_audit(path, key, workers)
         assert report.problems[0] == "entry 137: leaf data was changed (it no longer matches its stored leaf hash)"
 
+@both_paths
 async def test_a_leaf_that_is_no_longer_bytes_is_named(ledger_db, chunk_level):
     """SQLite keeps any type in any column: a number where the leaf's bytes were is named, not a crash."""
     path, key = ledger_db
@@ -126,6 +144,7 @@ async def test_a_leaf_that_is_no_longer_bytes_is_named(ledger_db, chunk_level):
         assert report.problems == ["entry 137: leaf data was changed (it no longer matches its stored leaf hash)"]
 
 
+@both_paths
 @pytest.mark.parametrize("level,n", [(0, 64), (1, 10), (2, 3), (5, 1), (7, 0)])
 async def test_a_changed_stored_hash_is_named(ledger_db, chunk_level, level, n):
     path, key = ledger_db
@@ -143,6 +162,7 @@ async def test_a_changed_stored_hash_is_named(ledger_db, chunk_level, level, n):
     assert all(p == expected or p.startswith("checkpoint ") for p in report.problems)
 
 
+@both_paths
 async def test_bytes_moved_between_rows_are_caught(ledger_db, chunk_level):
     path, key = ledger_db
     first = read(path, "SELECT hashes FROM ledger_leaves WHERE idx = 6")  # 1 hash
@@ -154,6 +174,7 @@ async def test_bytes_moved_between_rows_are_caught(ledger_db, chunk_level):
     assert "entry 7: its stored hashes are malformed (96 bytes)" in report.problems
 
 
+@both_paths
 async def test_removed_rows_are_reported(ledger_db):
     path, key = ledger_db
     tamper(path, "DELETE FROM ledger_leaves WHERE idx = 299")
@@ -164,6 +185,7 @@ async def test_removed_rows_are_reported(ledger_db):
     assert "entries are missing: 150" in report.problems
 
 
+@both_paths
 async def test_tampered_checkpoints_lookup_keys_and_sealed_leaves_are_reported(ledger_db):
     path, key = ledger_db
     note = read(path, "SELECT note FROM ledger_checkpoints WHERE size = 100")
@@ -182,6 +204,7 @@ async def test_tampered_checkpoints_lookup_keys_and_sealed_leaves_are_reported(l
     assert len(report.problems) == 4
 
 
+@both_paths
 async def test_the_lookup_index_is_checked(ledger_db):
     path, key = ledger_db
     assert read(path, "SELECT COUNT(*) FROM ledger_lookup") == 2 * 288  # 18 full blocks, two keys per leaf
@@ -195,6 +218,32 @@ async def test_the_lookup_index_is_checked(ledger_db):
     assert run_audit(path, key).problems == ["entry 33: missing from the lookup index"]
     tamper(path, "INSERT INTO ledger_lookup (block, key, idx) VALUES (18, 5, 299)")  # beyond the indexed blocks
     assert run_audit(path, key).problems[0] == "lookup index entry (5, 299) does not match entry 299"
+
+
+async def test_both_paths_report_exactly_the_same(ledger_db, chunk_level):
+    """The C module and the pure-Python code: the same report for a clean ledger and after each tampering."""
+    path, key = ledger_db
+
+    def reports():
+        return [Auditor(path, key, workers=workers, native=native).run()
+                for native in (False, True) for workers in (1, 2)]
+
+    tamperings = [
+        ("UPDATE ledger_leaves SET data = CAST(replace(CAST(data AS TEXT), '1.0.21', '1.0.22') AS BLOB)"
+         " WHERE idx = 21", ()),
+        ("UPDATE ledger_leaves SET hashes = ? WHERE idx = 95",
+         (flip_byte(read(path, "SELECT hashes FROM ledger_leaves WHERE idx = 95"), 70),)),
+        ("UPDATE ledger_leaves SET data = data || X'0A00' WHERE idx = 180", ()),
+        ("UPDATE ledger_leaves SET hashes = substr(hashes, 1, 40) WHERE idx = 250", ()),
+    ]
+    assert Auditor(path, key, native=True).native and not Auditor(path, key, native=False).native
+    for sql, params in [(None, ()), *tamperings]:
+        if sql:
+            tamper(path, sql, params)
+        first, *others = reports()
+        assert (first.ok, first.size) == (sql is None, SIZE)
+        for other in others:
+            assert (other.problems, other.size, other.checkpoints) == (first.problems, first.size, first.checkpoints)
 
 
 async def test_ledger_verify_command(ledger_db, tmp_path):
