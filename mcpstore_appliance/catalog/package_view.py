@@ -130,11 +130,15 @@ class _LRU:
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
+        # No lock on the hot path: each OrderedDict call is atomic under the GIL (the keys are tuples of str),
+        # and a key another thread evicts between the two calls is simply not moved.
+        value = self._data.get(key)
+        if value is not None:
+            try:
                 self._data.move_to_end(key)
-            return value
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:

@@ -18,31 +18,60 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + escaped + "}"
 
 
+class _RequestSeries:
+    __slots__ = ("statuses", "buckets", "seconds")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
+
+
 class Metrics:
     def __init__(self) -> None:
         self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
         self.help: dict[str, str] = {}
         self.histogram_counts: dict[tuple, list[int]] = {}
         self.histogram_sums: dict[tuple, float] = defaultdict(float)
+        self._requests: dict[tuple, _RequestSeries] = {}
 
     def inc(self, name: str, amount: float = 1, help: str = "", **labels: str) -> None:
         if help:
             self.help.setdefault(name, help)
         self.counters[name][tuple(sorted(labels.items()))] += amount
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        # Runs on every request: the label tuples are built directly (already in sorted label order, as
-        # inc() would sort them) and the bucket found by bisection.
+    def observe_request(self, resource: web.AbstractResource | None, method: str, status: int,
+                        seconds: float) -> None:
+        """Runs on every request, so it only counts: per (route's resource, method), responses per status and the
+        latency histogram. Label strings are made when /metrics is read (route_label, render). Unrouted requests
+        (404, 405) have no resource and share one series: their routes are new objects each time."""
+        key = (resource, method)
+        series = self._requests.get(key)
+        if series is None:
+            series = self._requests[key] = _RequestSeries()
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        series.buckets[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds, else +Inf
+        series.seconds += seconds
+
+    def _fold_requests(self) -> None:
+        """Request series into the labelled counters and histograms that render() prints (two routes can share
+        a label: every unrouted request is "unmatched")."""
         requests = self.counters["mcpstore_http_requests_total"]
-        requests[(("method", method), ("route", route), ("status", str(status)))] += 1
-        key = (("method", method), ("route", route))
-        counts = self.histogram_counts.get(key)
-        if counts is None:
-            counts = self.histogram_counts[key] = [0] * (len(BUCKETS) + 1)
-        counts[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds, else +Inf
-        self.histogram_sums[key] += seconds
+        requests.clear()
+        self.histogram_counts.clear()
+        self.histogram_sums.clear()
+        for (resource, method), series in list(self._requests.items()):
+            key = (("method", method), ("route", route_label(resource)))
+            for status, count in series.statuses.items():
+                requests[(*key, ("status", str(status)))] += count
+            counts = self.histogram_counts.setdefault(key, [0] * (len(BUCKETS) + 1))
+            for i, count in enumerate(series.buckets):
+                counts[i] += count
+            self.histogram_sums[key] += series.seconds
 
     def render(self) -> str:
+        self._fold_requests()
         lines = []
         for name, series in sorted(self.counters.items()):
             lines.append(f"# HELP {name} {self.help.get(name, name)}")
@@ -61,9 +90,6 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def route_label(request: web.Request) -> str:
+def route_label(resource: web.AbstractResource | None) -> str:
     """The route template, not the raw path, so label cardinality stays bounded."""
-    resource = request.match_info.route.resource
-    if resource is None:
-        return "unmatched"
-    return resource.canonical
+    return "unmatched" if resource is None else resource.canonical

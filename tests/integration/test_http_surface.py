@@ -36,6 +36,22 @@ async def test_metrics_count_requests_by_route_and_status(appliance):
     assert 'mcpstore_http_request_duration_seconds_bucket{method="GET",route="/healthz",le="+Inf"} 1' in text
 
 
+async def test_unrouted_requests_share_one_metrics_series(appliance):
+    """aiohttp makes a new route object for every 404/405: counting by it would grow the metrics without
+    bound under a scan of random paths."""
+    for i in range(30):
+        assert (await appliance.client.get(f"/no/such/path/{i}"))[0] == 404
+    await appliance.client.request("PATCH", "/api/me")
+    await appliance.client.request("PATCH", "/api/me")
+    series = appliance.app["services"].metrics._requests
+    assert sum(1 for resource, _ in series if resource is None) == 2  # GET and PATCH
+    _, text, _ = await appliance.client.get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    assert 'mcpstore_http_requests_total{method="GET",route="unmatched",status="404"} 30' in text
+    assert 'mcpstore_http_requests_total{method="PATCH",route="unmatched",status="405"} 2' in text
+    assert 'mcpstore_http_request_duration_seconds_count{method="GET",route="unmatched"} 30' in text
+
+
 async def test_metrics_token(start_app):
     app = await start_app(server={"metrics_token": "s3cret-metrics"})
     assert (await app.client.get("/metrics"))[0] == 401
