@@ -10,7 +10,8 @@ into the schema; the search triggers index them exactly as a publish would. The 
 catalog migrations (005, 006) are unchanged. One extra public package carries a real 1 MiB bundle.
 
 Every target is driven by wrk from another process, twice: with 32 connections for throughput (req/s, and
-the ratio to the bare server's req/s at 32 connections) and with 4 connections for latency (p50/p99: a
+the ratio to the bare server's req/s at 32 connections; for package data, the target's row, to bare runs
+right before and after it) and with 4 connections for latency (p50/p99: a
 registry's searches arrive a few at a time, and at 32 connections on two shared cores p99 is mostly queueing).
 The server's CPU time per request is printed too (steadier than req/s on a shared machine). Most targets
 rotate over many URLs with a wrk Lua script (40 search words x 40 page sizes, 1,000 packages, 100 registry
@@ -308,26 +309,34 @@ def main(argv: list[str] | None = None) -> int:
             load(app.url("").rstrip("/"), paths, 2, 4, script=script)
         base = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare)
         healthz = load(app.url("").rstrip("/"), ["/healthz"], args.seconds, args.connections, server=app)
-        rows.append(["bare aiohttp hello world", base, None, base])
-        rows.append(["appliance /healthz (its request-path floor)", healthz, None, base])
+        rows.append(["bare aiohttp hello world", base, None, None])
+        rows.append(["appliance /healthz (its request-path floor)", healthz, None, None])
         for label, paths, script in plan:
+            # The target row's ratio is to bare runs right before and after it: this VM's speed drifts by
+            # 20-40% within minutes, more than the gap being measured.
+            adjacent = label.startswith("package data")
+            before = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare) if adjacent else None
             with CatalogChurn(data_dir, 1.0) if CHURN in label else contextlib.nullcontext():
                 wide = load(app.url("").rstrip("/"), paths, args.seconds, args.connections, server=app,
                             script=script)
+                after = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare) if adjacent else None
                 narrow = load(app.url("").rstrip("/"), paths, args.seconds, args.latency_connections,
                               script=script)
-            rows.append([label, wide, narrow, base])
+            rows.append([label, wide, narrow, (before, after) if adjacent else None])
+            if adjacent:
+                print(f"  bare server around it: {before.rps:,.0f} and {after.rps:,.0f} req/s", flush=True)
             print(f"  {label}: {wide.rps:,.0f} req/s, p99 at c={args.latency_connections}: {narrow.p99_ms:.1f} ms",
                   flush=True)
         base_after = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare)
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     baseline = (base.rps + base_after.rps) / 2
     print(f"\nwrk -t2, {args.seconds:g} s per run; req/s and ratio at {args.connections} connections (ratio to the "
-          f"bare server's mean of {base.rps:,.0f} and {base_after.rps:,.0f} req/s); p50/p99 at "
-          f"{args.latency_connections} connections\n")
+          f"bare server's mean of {base.rps:,.0f} and {base_after.rps:,.0f} req/s; * to bare runs right before and "
+          f"after that row); p50/p99 at {args.latency_connections} connections\n")
     table = []
-    for label, wide, narrow, _ in rows:
-        table.append([label, wide.rps, f"{wide.rps / baseline:.0%}", f"{wide.cpu_us_per_request:,.0f}"
+    for label, wide, narrow, around in rows:
+        row_base = (around[0].rps + around[1].rps) / 2 if around else baseline
+        table.append([label, wide.rps, f"{wide.rps / row_base:.0%}" + ("*" if around else ""), f"{wide.cpu_us_per_request:,.0f}"
                       if getattr(wide, "cpu_us_per_request", None) else "",
                       narrow.p50_ms if narrow else wide.p50_ms, narrow.p99_ms if narrow else wide.p99_ms,
                       (wide.non_2xx + wide.errors) + ((narrow.non_2xx + narrow.errors) if narrow else 0)])
@@ -344,8 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         verdicts.append([f"search p99 < {TARGET_SEARCH_P99_MS:g} ms (five kinds, c={args.latency_connections})",
                          f"{worst:.1f} ms", "ok" if worst < TARGET_SEARCH_P99_MS else "MISSED"])
     if package_row:
-        ratio = package_row[1].rps / baseline
-        verdicts.append([f"package data >= {TARGET_PACKAGE_RATIO:.0%} of bare req/s", f"{ratio:.0%}",
+        before, after = package_row[3]
+        ratio = package_row[1].rps / ((before.rps + after.rps) / 2)
+        # the same in server CPU per request, which drifts less than req/s on a shared machine
+        cpu_ratio = (before.cpu_us_per_request + after.cpu_us_per_request) / 2 / package_row[1].cpu_us_per_request
+        verdicts.append([f"package data >= {TARGET_PACKAGE_RATIO:.0%} of bare req/s",
+                         f"{ratio:.0%} (CPU/request: {cpu_ratio:.0%})",
                          "ok" if ratio >= TARGET_PACKAGE_RATIO else "MISSED"])
     print_table(["target", "measured", "verdict"], verdicts)
     failed = [r[0] for r in rows if r[1].non_2xx or r[1].errors or (r[2] and (r[2].non_2xx or r[2].errors))]

@@ -22,10 +22,11 @@ from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api
 from .web.metrics import Metrics
-from .web.middlewares import front_door_middleware
+from .web.middlewares import FrontDoor, check_every_route_wrapped
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
+FRONT_DOOR = web.AppKey("front_door", FrontDoor)
 
 
 @dataclass
@@ -108,17 +109,15 @@ async def close_services(services: Services) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(
-        client_max_size=settings.server.max_body_bytes,
-        middlewares=[
-            # metrics, logs and headers see the final status: errors are translated inside it
-            front_door_middleware(metrics, access_log_enabled=settings.server.access_log,
-                                  behind_tls=settings.server.behind_tls),
-        ],
-    )
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    # metrics, logs and headers see the final status: errors are translated inside the front door, which wraps
+    # every handler (no aiohttp middleware: see web/middlewares.py)
+    front_door = FrontDoor(metrics, access_log_enabled=settings.server.access_log,
+                           behind_tls=settings.server.behind_tls)
     app["settings"] = settings
 
     async def lifecycle(app: web.Application):
+        check_every_route_wrapped(app)
         services = await build_services(settings)
         services.metrics = metrics
         app["services"] = services
@@ -137,6 +136,8 @@ def create_app(settings: Settings) -> web.Application:
     # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
-        app.add_routes(module.routes)
-    install_pages(app)  # HTML pages, /static and friendly HTML error pages
+        front_door.add_routes(app.router, module.routes)
+    install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
+    front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
+    app[FRONT_DOOR] = front_door  # for routes added later (tests): wrap them, and add them before the catch-all
     return app

@@ -56,8 +56,9 @@ def _same(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
-async def authenticate(request: web.Request) -> None:
-    """Resolve the caller into request["principal"] and enforce CSRF for cookie callers."""
+async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None:
+    """Resolve the caller into request["principal"] and enforce CSRF for cookie callers (unless `check_csrf` is
+    false: for requests no route took, whose 404/405 speaks for itself)."""
     if request.path in UNAUTHENTICATED_PATHS:
         return
     accounts = request.app["services"].accounts
@@ -73,8 +74,7 @@ async def authenticate(request: web.Request) -> None:
         if found:
             request["principal"], session_csrf = found
             request["csrf_token"] = session_csrf
-    unrouted = getattr(request.match_info, "http_exception", None) is not None  # let 404/405 speak for itself
-    if request.method not in SAFE_METHODS and not authorization and not unrouted:
+    if check_csrf and request.method not in SAFE_METHODS and not authorization:
         await _check_csrf(request, session_csrf)
 
 

@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import jinja2
@@ -24,6 +24,9 @@ from ..resources import resource_dir
 from . import errors as web_errors
 from .auth import ANON_CSRF_COOKIE, principal_of
 from .page_format import FILTERS, with_query
+
+if TYPE_CHECKING:
+    from .middlewares import FrontDoor
 
 log = logging.getLogger("mcpstore.web")
 
@@ -171,16 +174,16 @@ def render_error(request: web.Request, status: int, message: str) -> web.Respons
 
 # ---- wiring -----------------------------------------------------------------------------------------
 
-def install_pages(app: web.Application) -> None:
+def install_pages(app: web.Application, front_door: "FrontDoor") -> None:
     from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_publish  # noqa: PLC0415
 
     manifest = _static_manifest(resource_dir("static"))
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
-    app.router.add_get("/static/{name:.+}", static_file)
-    app.router.add_get("/favicon.ico", favicon)
+    front_door.add_get(app.router, "/static/{name:.+}", static_file)
+    front_door.add_get(app.router, "/favicon.ico", favicon)
     for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):
-        app.add_routes(module.routes)
+        front_door.add_routes(app.router, module.routes)
     web_errors.html_error_renderer = render_error
 
 

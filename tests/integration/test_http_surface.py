@@ -2,7 +2,13 @@
 
 import re
 
+import aiohttp
+import pytest
+from aiohttp import web
+
+from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.web.openapi import undocumented_routes
+from tests.conftest import free_port, make_settings
 
 
 async def test_health_and_readiness(appliance):
@@ -23,6 +29,55 @@ async def test_unknown_route_and_wrong_method_are_json_errors(appliance):
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body, response = await appliance.client.request("PATCH", "/api/me")
     assert status == 405 and body["error"]["code"] == "method_not_allowed" and "GET" in response.headers["Allow"]
+
+
+async def test_unrouted_answers_match_aiohttps_routing(appliance):
+    """The front door's catch-all route answers what no route took, as aiohttp's router would: 404, or 405
+    with Allow when the path exists under other methods; HEAD too; with the front door's headers."""
+    status, body, response = await appliance.client.request("DELETE", "/api/packages")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(",")) >= {"GET", "POST"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff" and response.headers["X-Request-Id"]
+    status, _, response = await appliance.client.request("HEAD", "/no/such/thing")
+    assert status == 404 and response.headers["X-Request-Id"]
+    status, body, _ = await appliance.client.get("/api/packages/a/b/c/d/e/f")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+async def test_unrouted_state_change_with_a_session_is_404_not_csrf(appliance):
+    user, _ = await appliance.user("nina")
+    session_id, _ = await appliance.services.accounts.start_session(user)
+    status, body, _ = await appliance.client.post("/api/no-such-endpoint", json={},
+                                                  headers={"Cookie": f"mcpstore_session={session_id}"})
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("late_path", ["/late-and-bare", "/{anything}/late"])
+async def test_start_up_refuses_routes_that_bypass_the_front_door(tmp_path, aiohttp_server, late_path):
+    """A route added without FrontDoor.wrap would answer without JSON errors, security headers and metrics;
+    a route starting with a variable added after the catch-all would never match. Both stop the start."""
+    app = create_app(make_settings(tmp_path / "data", port=free_port()))
+
+    async def late(request):
+        return web.Response(text="late")
+
+    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(late))
+    with pytest.raises(RuntimeError, match="front door"):
+        await aiohttp_server(app, host="127.0.0.1")
+
+
+async def test_a_route_added_later_through_the_front_door_works(tmp_path, aiohttp_server):
+    app = create_app(make_settings(tmp_path / "data", port=free_port()))
+
+    async def late(request):
+        raise ValueError("boom")
+
+    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(late))
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(str(server.make_url("/late/route"))) as response:
+            assert response.status == 500 and (await response.json())["error"]["code"] == "internal"
+            assert response.headers["X-Request-Id"]
 
 
 async def test_metrics_count_requests_by_route_and_status(appliance):
