@@ -139,5 +139,5 @@ def create_app(settings: Settings) -> web.Application:
         front_door.add_routes(app.router, module.routes)
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
-    app[FRONT_DOOR] = front_door  # for routes added later (tests): wrap them, and add them before the catch-all
+    app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it
     return app
