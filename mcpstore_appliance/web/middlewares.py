@@ -90,7 +90,6 @@ class FrontDoor:
         """Last: a route for every path and method, which no earlier route took."""
         router.add_route("*", "/{unrouted_path:.*}", self.wrap(_unrouted, unrouted=True))
 
-
     def wrap(self, handler: Handler, *, unrouted: bool = False) -> Handler:
         metrics, behind_tls, access_log_enabled = self.metrics, self.behind_tls, self.access_log_enabled
 
