@@ -131,3 +131,25 @@ async def test_searches_on_the_event_loop_answer_like_those_on_reader_threads(wo
     assert len(threaded) == 3  # each page handed over to a thread
     reader.loop_steps = 10_000
     assert await walk(app, None, q="zephyr", category="weather") == ["alice/wind-tools", "bob/breeze"]
+
+
+async def test_a_search_after_a_catalog_change_goes_to_a_thread_without_ranking_on_the_event_loop(world):
+    """After a change nothing of the new generation is kept, so the event loop could only rank the matches and
+    then give up at the facet counts: it hands the search to a reader thread before running any FTS query."""
+    app, tokens = world
+    search = app.services.discovery.search
+    search.rank_cache_min = 1
+    before = await walk(app, None, q="zephyr", limit=3)
+    on_loop: list[str] = []
+    search.reader.inline(lambda conn: conn.set_trace_callback(on_loop.append))
+    try:
+        await walk(app, None, q="zephyr", limit=3)
+        assert not any("MATCH" in sql for sql in on_loop)  # all kept: nothing to rank again
+        assert on_loop  # but the pages were answered there
+        await publish(app, tokens["bob"], "zephyr-extra", description="one more zephyr")
+        on_loop.clear()
+        after = await walk(app, None, q="zephyr", limit=3)
+        assert not any("MATCH" in sql for sql in on_loop), on_loop
+    finally:
+        search.reader.inline(lambda conn: conn.set_trace_callback(None))
+    assert set(after) == set(before) | {"bob/zephyr-extra"}
