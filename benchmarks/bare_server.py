@@ -4,6 +4,11 @@ Absolute req/s drift from run to run on shared machines, so benchmarks report th
 this server. It uses the same interpreter, the same event loop and no access log (like `mcpstore serve`), so
 the ratio isolates what the appliance adds per request: middlewares, routing, handlers.
 
+`/api/packages/{namespace}/{name}` answers any package URL with the response shape of the appliance's package
+data and none of its work: a fixed JSON body of PACKAGE_BODY_BYTES (a seeded package page is ~4,000 bytes)
+with the same headers. The discovery benchmark measures it next to the appliance: what that response costs
+aiohttp on its own, rotating over the same 1,000 URLs.
+
     python benchmarks/bare_server.py --port 8081     # prints "bare listening on http://127.0.0.1:8081"
 """
 
@@ -25,10 +30,22 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+PACKAGE_BODY_BYTES = 4000
+PACKAGE_BODY = ('{"filler":"' + "x" * (PACKAGE_BODY_BYTES - 13) + '"}').encode()
+PACKAGE_HEADERS = {"Content-Type": "application/json", "ETag": '"0123456789abcdef0123456789abcdef"',
+                   "Cache-Control": "no-cache", "X-Request-Id": "0a1b2c3d-1f", "X-Content-Type-Options": "nosniff",
+                   "Referrer-Policy": "same-origin"}
+
+
+async def package_shape(request: web.Request) -> web.Response:
+    return web.Response(body=PACKAGE_BODY, headers=PACKAGE_HEADERS)
+
+
 async def serve(host: str, port: int) -> None:
     app = web.Application()
     app.router.add_get("/", hello)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/packages/{namespace}/{name}", package_shape)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -12,10 +12,11 @@ catalog migrations (005, 006) are unchanged. One extra public package carries a 
 Every target is driven by wrk from another process, twice: with 32 connections for throughput (req/s, and
 the ratio to the bare server's req/s at 32 connections) and with 4 connections for latency (p50/p99: a
 registry's searches arrive a few at a time, and at 32 connections on two shared cores p99 is mostly queueing).
-Package data, the row with a ratio target, is measured as alternating pairs of short runs instead (bare
-server, then appliance; 7 pairs of 2 s by default): this VM's speed drifts by 20-40% within minutes, more
-than the gap being measured, and the two runs of a pair see the same machine. Its ratio is the median of the
-pairs' ratios; each pair's ratio is printed too.
+Package data, the row with a ratio target, is measured in rounds of short runs instead (7 rounds of 2 s runs
+by default): the bare hello world, then the bare server's package-data shape (the same body size and headers
+over the same 1,000 URLs, no work: a row of its own), then the appliance. This VM's speed drifts by 20-40%
+within minutes, more than the gap being measured, and the runs of a round see the same machine. Its ratio is
+the median of the rounds' ratios; each round's ratio is printed too.
 The server's CPU time per request is printed too (steadier than req/s on a shared machine). Most targets
 rotate over many URLs with a wrk Lua script (40 search words x 40 page sizes, 1,000 packages, 100 registry
 pages); searches and registry pages are sent with `Cache-Control: no-cache` so that they are answered from
@@ -233,38 +234,40 @@ class CatalogChurn:
 
 
 CHURN = "(catalog changing every second)"
-PAIRED = "package data"  # the row whose throughput is measured in pairs with the bare server (see the docstring)
+PAIRED = "package data"  # the row measured in rounds with the bare server (see the docstring)
 
 
 @dataclass
-class PairedRuns:
-    """Alternating runs of the bare server and the appliance, bare first in each pair."""
+class PackageRounds:
+    """Alternating runs, in this order each round: the bare hello world, the bare server's package-data shape
+    (the same body size and headers over the same URLs, no work: see bare_server.py), the appliance."""
 
-    pairs: list[tuple[LoadResult, LoadResult]]
+    rounds: list[tuple[LoadResult, LoadResult, LoadResult]]
+
+    def ratio(self, of: int = 2, to: int = 0) -> float:
+        """Median over the rounds of req/s of run `of` over run `to` (0 hello, 1 shape, 2 appliance)."""
+        return statistics.median(r[of].rps / r[to].rps for r in self.rounds)
+
+    def cpu_ratio(self, of: int = 2, to: int = 0) -> float:
+        """The same from server CPU per request, which drifts less than req/s on a shared machine."""
+        return statistics.median(r[to].cpu_us_per_request / r[of].cpu_us_per_request for r in self.rounds)
 
     def ratios(self) -> list[float]:
-        return [mine.rps / bare.rps for bare, mine in self.pairs]
+        return [r[2].rps / r[0].rps for r in self.rounds]
 
-    def cpu_ratios(self) -> list[float]:
-        """The bare server's CPU per request over the appliance's: the same ratio, from CPU time."""
-        return [bare.cpu_us_per_request / mine.cpu_us_per_request for bare, mine in self.pairs]
-
-    def ratio(self) -> float:
-        return statistics.median(self.ratios())
-
-    def cpu_ratio(self) -> float:
-        return statistics.median(self.cpu_ratios())
-
-    def typical(self) -> LoadResult:
-        """The appliance's run with the median req/s (an odd number of pairs has exactly one)."""
-        runs = sorted((mine for _, mine in self.pairs), key=lambda run: run.rps)
+    def typical(self, which: int = 2) -> LoadResult:
+        """The run with the median req/s among run `which` of every round (an odd count has exactly one)."""
+        runs = sorted((r[which] for r in self.rounds), key=lambda run: run.rps)
         return runs[len(runs) // 2]
 
 
-def paired_runs(bare, app, paths: list[str], pairs: int, seconds: float, connections: int) -> PairedRuns:
-    return PairedRuns([(load(bare.url("").rstrip("/"), ["/"], seconds, connections, server=bare),
-                        load(app.url("").rstrip("/"), paths, seconds, connections, server=app))
-                       for _ in range(pairs)])
+def package_rounds(bare, app, paths: list[str], rounds: int, seconds: float, connections: int) -> PackageRounds:
+    def bare_run(rotation: list[str]) -> LoadResult:
+        return load(bare.url("").rstrip("/"), rotation, seconds, connections, server=bare)
+
+    return PackageRounds([(bare_run(["/"]), bare_run(paths),
+                           load(app.url("").rstrip("/"), paths, seconds, connections, server=app))
+                          for _ in range(rounds)])
 
 
 def fetch_json(url: str) -> dict:
@@ -325,9 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per row and concurrency")
     parser.add_argument("--connections", type=int, default=32, help="throughput run (default 32)")
     parser.add_argument("--latency-connections", type=int, default=4, help="latency run (default 4)")
-    parser.add_argument("--pairs", type=int, default=7,
-                        help=f"alternating bare/appliance runs for the {PAIRED!r} row (default 7)")
-    parser.add_argument("--pair-seconds", type=float, default=2.0, help="duration of each paired run (default 2)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help=f"rounds of hello world, package shape and appliance for the {PAIRED!r} row "
+                             "(default 7)")
+    parser.add_argument("--round-seconds", type=float, default=2.0,
+                        help="duration of each run of a round (default 2)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only the rows whose label contains TEXT (repeatable; the bare server and "
                              "/healthz always run)")
@@ -351,40 +356,46 @@ def main(argv: list[str] | None = None) -> int:
         healthz = load(app.url("").rstrip("/"), ["/healthz"], args.seconds, args.connections, server=app)
         rows.append(["bare aiohttp hello world", base, None, None])
         rows.append(["appliance /healthz (its request-path floor)", healthz, None, None])
+        measured_rounds = None
         for label, paths, script in plan:
-            paired = None
+            ratio = None
             with CatalogChurn(data_dir, 1.0) if CHURN in label else contextlib.nullcontext():
                 if label.startswith(PAIRED):
-                    paired = paired_runs(bare, app, paths, args.pairs, args.pair_seconds, args.connections)
-                    wide = paired.typical()
-                    print("  paired with the bare server: " + ", ".join(f"{r:.0%}" for r in paired.ratios()),
-                          flush=True)
+                    measured_rounds = package_rounds(bare, app, paths, args.rounds, args.round_seconds,
+                                                     args.connections)
+                    wide, ratio = measured_rounds.typical(), measured_rounds.ratio()
+                    shape_ratio = measured_rounds.ratio(1, 0)
+                    rows.append([f"bare aiohttp: package-data shape, no work (same {len(paths):,} URLs)",
+                                 measured_rounds.typical(1), None, shape_ratio])
+                    print("  rounds with the bare server: "
+                          + ", ".join(f"{r:.0%}" for r in measured_rounds.ratios())
+                          + f"; the bare package-data shape: {shape_ratio:.0%} of hello world,"
+                          f" the appliance {measured_rounds.ratio(2, 1):.0%} of the shape", flush=True)
                 else:
                     wide = load(app.url("").rstrip("/"), paths, args.seconds, args.connections, server=app,
                                 script=script)
                 narrow = load(app.url("").rstrip("/"), paths, args.seconds, args.latency_connections,
                               script=script)
-            rows.append([label, wide, narrow, paired])
+            rows.append([label, wide, narrow, ratio])
             print(f"  {label}: {wide.rps:,.0f} req/s, p99 at c={args.latency_connections}: {narrow.p99_ms:.1f} ms",
                   flush=True)
         base_after = load(bare.url("").rstrip("/"), ["/"], args.seconds, args.connections, server=bare)
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     baseline = (base.rps + base_after.rps) / 2
     print(f"\nwrk -t2, {args.seconds:g} s per run; req/s and ratio at {args.connections} connections (ratio to the "
-          f"bare server's mean of {base.rps:,.0f} and {base_after.rps:,.0f} req/s; * median of {args.pairs} "
-          f"alternating pairs of {args.pair_seconds:g} s runs with the bare server, req/s and CPU of the median "
+          f"bare server's mean of {base.rps:,.0f} and {base_after.rps:,.0f} req/s; * median of {args.rounds} "
+          f"rounds of {args.round_seconds:g} s runs with the bare hello world, req/s and CPU of the median "
           f"run); p50/p99 at {args.latency_connections} connections\n")
     table = []
-    for label, wide, narrow, paired in rows:
-        ratio = f"{paired.ratio():.0%}*" if paired else f"{wide.rps / baseline:.0%}"
-        table.append([label, wide.rps, ratio, f"{wide.cpu_us_per_request:,.0f}"
+    for label, wide, narrow, ratio in rows:
+        shown_ratio = f"{ratio:.0%}*" if ratio is not None else f"{wide.rps / baseline:.0%}"
+        table.append([label, wide.rps, shown_ratio, f"{wide.cpu_us_per_request:,.0f}"
                       if getattr(wide, "cpu_us_per_request", None) else "",
                       narrow.p50_ms if narrow else wide.p50_ms, narrow.p99_ms if narrow else wide.p99_ms,
                       (wide.non_2xx + wide.errors) + ((narrow.non_2xx + narrow.errors) if narrow else 0)])
     print_table(["target", "req/s", "ratio", "server CPU µs/req", "p50 ms", "p99 ms", "errors"], table)
     searches = [r for r in rows if r[0].startswith("search:") and "very common" not in r[0]
                 and "repeated" not in r[0] and CHURN not in r[0]]
-    package_row = next((r for r in rows if r[0].startswith(PAIRED)), None)
     download = next((r for r in rows if r[0].startswith("download")), None)
     if download:
         print(f"\n1 MiB download: {download[1].rps * BIG_BUNDLE_BYTES / 2**20:,.0f} MiB/s at {args.connections} connections")
@@ -393,13 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(r[2].p99_ms for r in searches)
         verdicts.append([f"search p99 < {TARGET_SEARCH_P99_MS:g} ms (five kinds, c={args.latency_connections})",
                          f"{worst:.1f} ms", "ok" if worst < TARGET_SEARCH_P99_MS else "MISSED"])
-    if package_row:
-        paired = package_row[3]
-        ratio = paired.ratio()
+    if measured_rounds:
+        ratio = measured_rounds.ratio()
         # the same from server CPU per request, which drifts less than req/s on a shared machine
         verdicts.append([f"package data >= {TARGET_PACKAGE_RATIO:.0%} of bare req/s",
-                         f"{ratio:.0%} (median of {len(paired.pairs)} pairs; from CPU/request: "
-                         f"{paired.cpu_ratio():.0%})",
+                         f"{ratio:.0%} (median of {len(measured_rounds.rounds)} rounds; from CPU/request: "
+                         f"{measured_rounds.cpu_ratio():.0%})",
                          "ok" if ratio >= TARGET_PACKAGE_RATIO else "MISSED"])
     print_table(["target", "measured", "verdict"], verdicts)
     failed = [r[0] for r in rows if r[1].non_2xx or r[1].errors or (r[2] and (r[2].non_2xx or r[2].errors))]
