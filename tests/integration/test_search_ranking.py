@@ -7,6 +7,8 @@ both answers come from the same database; `Cache-Control: no-cache` keeps the re
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.parse
 
 import pytest
@@ -153,3 +155,29 @@ async def test_a_search_after_a_catalog_change_goes_to_a_thread_without_ranking_
     finally:
         search.reader.inline(lambda conn: conn.set_trace_callback(None))
     assert set(after) == set(before) | {"bob/zephyr-extra"}
+
+
+async def test_concurrent_first_searches_after_a_change_rank_once(world):
+    """Two requests for the same words right after a publish: both miss the kept ranking, and the second
+    reader thread waits for the first one's ranking instead of computing it again."""
+    app, tokens = world
+    search = app.services.discovery.search
+    await publish(app, tokens["bob"], "zephyr-more", description="another zephyr")
+    ranked = []
+    rank = search._rank
+
+    def rank_once_the_other_has_joined(conn, key):
+        ranked.append(key)
+        deadline = time.monotonic() + 10  # only reached if the second request never joins: asserted below
+        while search._flights.joined == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return rank(conn, key)
+
+    search._rank = rank_once_the_other_has_joined
+    try:
+        first, second = await asyncio.gather(walk(app, None, q="zephyr", limit=20),
+                                             walk(app, None, q="zephyr", limit=20))
+    finally:
+        del search._rank
+    assert len(ranked) == 1 and search._flights.joined >= 1
+    assert first == second and "bob/zephyr-more" in first
