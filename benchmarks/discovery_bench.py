@@ -307,7 +307,7 @@ def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) 
         ("search: one word, repeated (cache of recent pages)", one_word, None),
         ("search: very common words (server, client, helper, bridge: ~10% each)",
          uncached([f"/api/packages?q={w}" for w in ("server", "client", "helper", "bridge")]), None),
-        ("package data (1,000 packages)", pkg, None),
+        (f"package data ({len(pkg):,} packages)", pkg, None),
         ("version list", [p + "/versions" for p in pkg], None),
         ("update check (?current=1.0.0&platform=darwin)", [p + "/latest?current=1.0.0&platform=darwin"
                                                          for p in pkg], None),

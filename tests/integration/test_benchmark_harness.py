@@ -1,13 +1,17 @@
 """Smoke test of benchmarks/harness.py: real start/stop of the appliance and the bare server, the wrk
-output parser on recorded output, and the Python fallback load generator. No timing asserts."""
+output parser on recorded output, and the Python fallback load generator; and the discovery benchmark end to
+end on a small catalog. No timing asserts."""
 
 from __future__ import annotations
 
+import re
 import urllib.request
 
 import pytest
 
-from benchmarks.harness import format_table, parse_wrk_output, run_load, start_appliance, start_bare_server
+from benchmarks import discovery_bench
+from benchmarks.harness import (find_wrk, format_table, parse_wrk_output, run_load, start_appliance,
+                                start_bare_server)
 
 # Recorded from `wrk -t2 -c32 -d2s --latency` against benchmarks/bare_server.py (Debian wrk 4.1.0).
 WRK_OK = """\
@@ -110,3 +114,18 @@ def test_bare_server_under_python_fallback_load():
         assert result.cpu_us_per_request is not None
         exit_code, _ = bare.stop()
         assert exit_code == 0
+
+
+def test_discovery_benchmark_runs_its_package_data_rounds_on_a_small_catalog(tmp_path, capsys):
+    """The discovery benchmark end to end on 300 seeded packages, one round: the bare server's package-data
+    shape answers every package URL, the appliance answers them too (no failed request: exit code 0), and the
+    verdict line is printed. No figure is checked: this machine's speed is not the point here."""
+    if find_wrk() is None:
+        pytest.skip("wrk is not installed (.ci/run installs it)")
+    code = discovery_bench.main(["--packages", "300", "--seconds", "1", "--rounds", "1", "--round-seconds", "1",
+                                 "--only", "package data", "--data", str(tmp_path / "catalog")])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "| bare aiohttp: package-data shape, no work (same " in printed
+    assert re.search(r"\| package data \([\d,]+ packages\) +\| +[\d,]+ \| +\d+%\* ", printed), printed
+    assert re.search(r"package data >= 60% of bare req/s \| \d+% \(median of 1 rounds", printed), printed
