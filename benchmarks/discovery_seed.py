@@ -22,6 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mcpstore_appliance.catalog import semver  # noqa: E402  (after the path set-up above)
+
 SERVICES = (
     "github gitlab bitbucket jira linear notion confluence slack discord telegram teams zoom gmail outlook "
     "calendar drive dropbox box onedrive sharepoint figma airtable trello asana monday clickup hubspot "
@@ -107,11 +109,7 @@ def manifest_for(rng: random.Random, name: str, namespace: str, version: str, se
 
 
 def sort_key(major: int, minor: int, patch: int, pre: str | None) -> str:
-    head = f"{major:016d}.{minor:016d}.{patch:016d}"
-    if pre is None:
-        return head + "~"
-    label, number = pre.split(".")
-    return head + "-" + f"1{label}." + f"0{int(number):016d}" + "."
+    return semver.parse(f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "")).sort_key()
 
 
 def version_list(rng: random.Random) -> list[tuple[str, str, bool]]:

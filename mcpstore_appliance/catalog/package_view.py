@@ -357,7 +357,7 @@ class PackageView:
         params: list[Any] = [package["id"], *states]
         if cursor is not None:
             keys = self.cursors.decode(cursor, "versions", scope)
-            if len(keys) != 1 or not isinstance(keys[0], str):
+            if len(keys) != 1 or not semver.is_sort_key(keys[0]):  # also a cursor from before migration 007
                 raise invalid("malformed cursor")
             where.append("v.semver_key < ?")
             params.append(keys[0])

@@ -54,12 +54,16 @@ class Version:
         return text + (f"+{self.build}" if self.build else "")
 
     def sort_key(self) -> str:
-        """A string whose byte order is semver precedence (build metadata ignored)."""
-        head = f"{self.major:016d}.{self.minor:016d}.{self.patch:016d}"
+        """A string whose byte order is semver precedence (build metadata ignored).
+
+        Fields are separated, and pre-release identifiers ended, by ',', which sorts before every character an
+        identifier may hold ('-' included): "alpha" then precedes "alpha-x" and "alpha.1", as semver orders
+        them. (Keys written before migration 007 used '.', which sorts after '-'.)"""
+        head = f"{self.major:016d},{self.minor:016d},{self.patch:016d}"
         if not self.prerelease:
             return head + "~"  # '~' sorts after '-' so a release follows its pre-releases
-        parts = [f"0{int(p):016d}" if p.isdigit() else f"1{p}" for p in self.prerelease]
-        return head + "-" + ".".join(parts) + "."  # '.' terminator: a shorter prefix sorts first
+        parts = [f"0{int(p):016d}," if p.isdigit() else f"1{p}," for p in self.prerelease]
+        return head + "-" + "".join(parts)
 
 
 def parse(text: str) -> Version:
@@ -70,6 +74,14 @@ def parse(text: str) -> Version:
         raise InvalidInput("version numbers must be below 10^15", code="invalid_version")
     prerelease = tuple(match.group(4).split(".")) if match.group(4) else ()
     return Version(major, minor, patch, prerelease, match.group(5) or "")
+
+
+SORT_KEY = re.compile(r"^\d{16},\d{16},\d{16}(~|-(?:(?:0\d{16}|1[0-9A-Za-z-]+),)+)$")
+
+
+def is_sort_key(text: object) -> bool:
+    """Whether `text` has the form of `Version.sort_key()` (a version list cursor holds one)."""
+    return isinstance(text, str) and len(text) <= 4 * MAX_LENGTH and SORT_KEY.match(text) is not None
 
 
 def is_valid(text: str) -> bool:

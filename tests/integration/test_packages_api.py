@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import sqlite3
 from html.parser import HTMLParser
 
+import aiosqlite
 import pytest
 
+from mcpstore_appliance.catalog import semver
+from mcpstore_appliance.db.migrations_runner import apply_migrations
 from tests.seed import FAST_LEDGER, deprecate, publish, set_package, yank
 
 LONG = """# Weather
@@ -239,3 +245,46 @@ async def test_package_data_etag_and_revalidation(appliance):
     await publish(appliance, alice, "private-tool", options={"visibility": "private"})
     status, _, response = await appliance.client.with_token(alice).get("/api/packages/alice/private-tool")
     assert status == 200 and response.headers["Cache-Control"] == "private, no-cache"
+
+
+async def test_hyphenated_pre_releases_in_semver_order_and_migration_007_fixes_older_keys(appliance):
+    """"1.0.0-alpha" precedes "1.0.0-alpha-x" (semver: an identifier precedes a longer one it starts). Keys
+    written before migration 007 ('.'-separated) sorted them the other way round; the migration rewrites them
+    and moves `latest_version_id` where the choice changes. Old version-list cursors are refused, not misread."""
+    _, alice = await appliance.user("alice")
+    for version in ("1.0.0-alpha-x", "1.0.0-alpha", "1.0.0-alpha.1"):
+        await publish(appliance, alice, "tool", version)
+    listed = await get(appliance, "/api/packages/alice/tool/versions")
+    assert [v["version"] for v in listed["versions"]] == ["1.0.0-alpha-x", "1.0.0-alpha.1", "1.0.0-alpha"]
+    assert (await get(appliance, "/api/packages/alice/tool/latest?prerelease=true"))["latest_version"] == \
+        "1.0.0-alpha-x"
+    first = await get(appliance, "/api/packages/alice/tool/versions?limit=1")
+    _, scope, _, _ = json.loads(base64.urlsafe_b64decode(first["next_cursor"].split(".")[0] + "=="))
+    # A cursor signed by this appliance for this list, holding a key in the format before migration 007.
+    old_cursor = appliance.services.discovery.packages.cursors.encode(
+        "versions", scope, ["0000000000000001.0000000000000000.0000000000000000-1alpha."])
+    body = await get(appliance, f"/api/packages/alice/tool/versions?cursor={old_cursor}", expect=400)
+    assert body["error"]["code"] == "invalid_cursor"
+
+    # The database as an appliance before migration 007 left it: '.'-separated keys, and the latest version
+    # chosen by them.
+    path = appliance.data_dir / "mcpstore.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("UPDATE versions SET semver_key = replace(semver_key, ',', '.')")
+        old_latest = conn.execute("SELECT id FROM versions ORDER BY semver_key DESC LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE packages SET latest_version_id = ?", (old_latest,))
+        conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+    finally:
+        conn.close()
+    async with aiosqlite.connect(path) as migrating:
+        assert await apply_migrations(migrating) == [7]
+    conn = sqlite3.connect(path)
+    try:
+        keys = dict(conn.execute("SELECT version, semver_key FROM versions"))
+        latest = conn.execute("SELECT v.version FROM packages p JOIN versions v ON v.id = p.latest_version_id"
+                              " WHERE p.name = 'tool'").fetchone()[0]
+    finally:
+        conn.close()
+    assert keys == {version: semver.parse(version).sort_key() for version in keys}
+    assert latest == "1.0.0-alpha-x"

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcpstore_appliance.catalog.semver import is_valid, parse
+from mcpstore_appliance.catalog.semver import is_sort_key, is_valid, parse
 from mcpstore_appliance.errors import InvalidInput
 
 # The precedence example from semver.org, in ascending order.
@@ -40,3 +40,20 @@ def test_sort_key_order_matches_precedence(a, b):
     va, vb = parse(a), parse(b)
     assert (va < vb) == (va.sort_key() < vb.sort_key())
     assert (va == vb) == (va.sort_key() == vb.sort_key())
+
+
+@pytest.mark.parametrize("lower, higher", [("1.0.0-alpha", "1.0.0-alpha-x"), ("1.0.0-a.b", "1.0.0-a-b"),
+                                           ("1.0.0-rc", "1.0.0-rc-1"), ("1.0.0-rc.1", "1.0.0-rc-1"),
+                                           ("1.0.0-x-", "1.0.0-x--"), ("1.0.0-9", "1.0.0--")])
+def test_an_identifier_precedes_a_longer_one_it_starts_even_with_a_hyphen(lower, higher):
+    """'-' sorts before '.' in ASCII: the sort key must not let a hyphen decide against semver precedence."""
+    assert parse(lower) < parse(higher)
+    assert parse(lower).sort_key() < parse(higher).sort_key()
+    assert is_sort_key(parse(lower).sort_key()) and is_sort_key(parse(higher).sort_key())
+
+
+@pytest.mark.parametrize("text", ["0000000000000001.0000000000000000.0000000000000000~", "", "~", None, 7,
+                                  "0000000000000001,0000000000000000,0000000000000000-1rc.",
+                                  "0000000000000001,0000000000000000,0000000000000000-", "' OR 1=1 --"])
+def test_what_is_not_a_sort_key(text):
+    assert not is_sort_key(text)  # keys in the format before migration 007 included
