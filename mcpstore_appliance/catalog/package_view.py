@@ -6,7 +6,8 @@ Speed: each answer is one or two indexed queries on the event-loop connection of
 of an answer derived from a version's metadata (tools, prompts, config fields, the long description rendered
 to HTML...) never changes, because versions are immutable, so it is serialized once per version id and kept
 in a bounded cache; status columns (yanked, deprecated) and package columns (price, counts, rating) are read
-fresh on every request.
+fresh on every request. Package pages and the versions an update check chooses from are kept whole while
+nothing is committed (`CatalogReader.stamp`), and answered then without touching SQLite.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
@@ -115,6 +117,18 @@ class DownloadTarget:
 
 
 @dataclass(frozen=True)
+class _Installable:
+    """What an update check chooses from, for one (package, platform, pre-releases or not): the newest
+    installable versions, parsed, as read at `stamp` (CatalogReader.stamp)."""
+
+    stamp: tuple
+    access: dict  # visibility, org_id, owner_user_id: for can_see
+    pricing_model: str
+    versions: list[tuple[str, sqlite3.Row]]  # (semver sort key, row), newest first
+    latest: semver.Version | None  # the first of them, parsed
+
+
+@dataclass(frozen=True)
 class _Page:
     key: tuple  # the fingerprint it was built from
     body: bytes
@@ -173,6 +187,7 @@ class PackageView:
         self.base_url = base_url.rstrip("/")
         self._static = _LRU(cache_size)
         self._pages = _LRU(cache_size)
+        self._installable = _LRU(cache_size)
 
     # -- package data -----------------------------------------------------------------------------------
 
@@ -442,7 +457,50 @@ class PackageView:
         if platform is not None and platform not in PLATFORMS:
             raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", code="invalid_parameter",
                                details={"parameter": "platform"})
-        package = self._package_row(principal, namespace, name)
+        installable = self._installable_versions(namespace, name, platform, prerelease)
+        if installable is None or not can_see(principal, installable.access):
+            raise not_found(namespace, name)
+        answer: dict[str, Any] = {
+            "id": f"{namespace}/{name}", "current_version": current, "latest_version": None,
+            "update_available": False, "download_url": None, "bundle_url": None, "sha256": None, "size": None,
+            "published_at": None, "changelog": [], "breaking_changes": False, "requires_payment": False,
+            "deprecated": False, "deprecation_reason": None}
+        if not installable.versions:
+            return answer
+        latest_version, latest = installable.latest, installable.versions[0][1]
+        current_key = current_version.sort_key() if current_version else ""  # "" sorts before every key
+        newer = list(itertools.takewhile(lambda entry: entry[0] > current_key, installable.versions))
+        available = bool(newer)
+        breaking = current_version is not None and latest_version.major > current_version.major
+        answer.update({
+            "latest_version": latest["version"], "update_available": available,
+            "download_url": version_path(self.base_url, namespace, name, latest["version"]) + "/download",
+            "bundle_url": f"{self.base_url}/bundles/{latest['sha256']}.mcpb",
+            "sha256": latest["sha256"], "size": latest["size"], "published_at": iso(latest["published_at"]),
+            "changelog": [{"version": r["version"], "published_at": iso(r["published_at"]), "changes": r["changelog"]}
+                          for _, r in newer[:MAX_CHANGELOG_ENTRIES]],
+            "breaking_changes": breaking,
+            "requires_payment": available and requires_payment(installable.pricing_model, breaking,
+                                                               current_version),
+            "deprecated": latest["deprecated_at"] is not None, "deprecation_reason": latest["deprecation_reason"],
+        })
+        return answer
+
+    def _installable_versions(self, namespace: str, name: str, platform: str | None,
+                              prerelease: bool) -> _Installable | None:
+        """From memory while nothing was committed since it was read (the same rule as package pages), else
+        read again: update checks are what every host sends for every installed bundle, again and again. The
+        entry is the same for every caller; the caller's right to see the package is checked on it."""
+        stamp = self.reader.stamp()  # before any read: an entry never carries a stamp newer than its data
+        key = (namespace, name, platform, prerelease)  # only names that passed _check_names are ever kept
+        cached = self._installable.get(key)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        package = self.reader.inline(lambda c: c.execute(
+            "SELECT p.id, p.visibility, p.org_id, p.owner_user_id, p.pricing_model FROM packages p"
+            " WHERE p.namespace = ? AND p.name = ?", (namespace, name)).fetchone())
+        if package is None:
+            return None
         rows = self.reader.inline(lambda c: c.execute(
             "SELECT v.version, v.semver_key, v.is_prerelease, v.changelog, v.sha256, v.size, v.published_at,"
             " v.deprecated_at, v.deprecation_reason FROM versions v"
@@ -452,30 +510,13 @@ class PackageView:
             "      WHERE j.value = ?))"
             " ORDER BY v.semver_key DESC LIMIT ?",
             (package["id"], int(prerelease), platform, platform, MAX_CHANGELOG_ENTRIES + 1)).fetchall())
-        answer: dict[str, Any] = {
-            "id": f"{namespace}/{name}", "current_version": current, "latest_version": None,
-            "update_available": False, "download_url": None, "bundle_url": None, "sha256": None, "size": None,
-            "published_at": None, "changelog": [], "breaking_changes": False, "requires_payment": False,
-            "deprecated": False, "deprecation_reason": None}
-        if not rows:
-            return answer
-        latest = rows[0]
-        latest_version = semver.parse(latest["version"])
-        newer = [r for r in rows if current_version is None or semver.parse(r["version"]) > current_version]
-        available = current_version is None or latest_version > current_version
-        breaking = current_version is not None and latest_version.major > current_version.major
-        answer.update({
-            "latest_version": latest["version"], "update_available": available,
-            "download_url": version_path(self.base_url, namespace, name, latest["version"]) + "/download",
-            "bundle_url": f"{self.base_url}/bundles/{latest['sha256']}.mcpb",
-            "sha256": latest["sha256"], "size": latest["size"], "published_at": iso(latest["published_at"]),
-            "changelog": [{"version": r["version"], "published_at": iso(r["published_at"]), "changes": r["changelog"]}
-                          for r in newer[:MAX_CHANGELOG_ENTRIES]],
-            "breaking_changes": breaking,
-            "requires_payment": available and requires_payment(package["pricing_model"], breaking, current_version),
-            "deprecated": latest["deprecated_at"] is not None, "deprecation_reason": latest["deprecation_reason"],
-        })
-        return answer
+        access = {"visibility": package["visibility"], "org_id": package["org_id"],
+                  "owner_user_id": package["owner_user_id"]}
+        installable = _Installable(stamp, access, package["pricing_model"],
+                                   [(row["semver_key"], row) for row in rows],
+                                   semver.parse(rows[0]["version"]) if rows else None)
+        self._installable.put(key, installable)
+        return installable
 
     # -- shared lookups ---------------------------------------------------------------------------------
 

@@ -247,6 +247,35 @@ async def test_package_data_etag_and_revalidation(appliance):
     assert status == 200 and response.headers["Cache-Control"] == "private, no-cache"
 
 
+async def test_update_checks_are_answered_from_memory_until_something_is_committed(appliance):
+    """A repeated update check reads nothing from SQLite; every commit (publish, visibility, price) is seen by
+    the next one, and a package that became private answers like a missing one."""
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0")
+    await publish(appliance, alice, "tool", "1.1.0")
+    reader = appliance.services.discovery.packages.reader
+    statements: list[str] = []
+    reader.inline(lambda conn: conn.set_trace_callback(statements.append))
+    try:
+        check = "/api/packages/alice/tool/latest?current=1.0.0&platform=linux"
+        assert (await get(appliance, check))["latest_version"] == "1.1.0"
+        statements.clear()
+        assert (await get(appliance, check))["latest_version"] == "1.1.0"
+        assert not [sql for sql in statements if "versions" in sql], statements
+        await publish(appliance, alice, "tool", "2.0.0")
+        body = await get(appliance, check)
+        assert body["latest_version"] == "2.0.0" and body["breaking_changes"] is True
+        assert body["requires_payment"] is False
+        await set_package(appliance, "alice", "tool", pricing_model="subscription", price_amount=400,
+                          currency="eur")
+        assert (await get(appliance, check))["requires_payment"] is True
+        await set_package(appliance, "alice", "tool", visibility="private")
+        await get(appliance, check, expect=404)
+        assert (await get(appliance, check, token=alice))["latest_version"] == "2.0.0"  # the owner still sees it
+    finally:
+        reader.inline(lambda conn: conn.set_trace_callback(None))
+
+
 async def test_hyphenated_pre_releases_in_semver_order_and_migration_007_fixes_older_keys(appliance):
     """"1.0.0-alpha" precedes "1.0.0-alpha-x" (semver: an identifier precedes a longer one it starts). Keys
     written before migration 007 ('.'-separated) sorted them the other way round; the migration rewrites them
