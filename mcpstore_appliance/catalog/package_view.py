@@ -43,6 +43,9 @@ DEFAULT_VERSIONS_LIMIT = 20
 MAX_VERSIONS_LIMIT = 100
 RECENT_VERSIONS = 5
 MAX_CHANGELOG_ENTRIES = 50
+# An update check's versions are kept in memory only when their changelogs are at most this long in all
+# (typically a few hundred characters; each may be 20,000): the cache of 2,048 entries stays under ~32 MB.
+MAX_KEPT_CHANGELOG_CHARS = 16_000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --- markdown ----------------------------------------------------------------------------------------------
@@ -515,7 +518,8 @@ class PackageView:
         installable = _Installable(stamp, access, package["pricing_model"],
                                    [(row["semver_key"], row) for row in rows],
                                    semver.parse(rows[0]["version"]) if rows else None)
-        self._installable.put(key, installable)
+        if sum(len(row["changelog"] or "") for row in rows) <= MAX_KEPT_CHANGELOG_CHARS:
+            self._installable.put(key, installable)
         return installable
 
     # -- shared lookups ---------------------------------------------------------------------------------

@@ -272,6 +272,13 @@ async def test_update_checks_are_answered_from_memory_until_something_is_committ
         await set_package(appliance, "alice", "tool", visibility="private")
         await get(appliance, check, expect=404)
         assert (await get(appliance, check, token=alice))["latest_version"] == "2.0.0"  # the owner still sees it
+        # Long changelogs are answered from SQLite every time rather than held in memory.
+        for version in ("2.1.0", "2.2.0", "2.3.0"):
+            await publish(appliance, alice, "tool", version, options={"changelog": "x" * 6_000})
+        assert (await get(appliance, check, token=alice))["changelog"][0]["changes"] == "x" * 6_000
+        statements.clear()
+        assert (await get(appliance, check, token=alice))["latest_version"] == "2.3.0"
+        assert [sql for sql in statements if "FROM versions" in sql]
     finally:
         reader.inline(lambda conn: conn.set_trace_callback(None))
 
