@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +47,7 @@ MAX_CHANGELOG_ENTRIES = 50
 # An update check's versions are kept in memory only when their changelogs are at most this long in all
 # (typically a few hundred characters; each may be 20,000): the cache of 2,048 entries stays under ~32 MB.
 MAX_KEPT_CHANGELOG_CHARS = 16_000
+CACHE_BYTES = 64 << 20  # per cache of whole package pages and of their static parts
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --- markdown ----------------------------------------------------------------------------------------------
@@ -141,8 +143,13 @@ class _Page:
 
 
 class _LRU:
-    def __init__(self, size: int):
+    """At most `size` entries and, with `weigh`, at most `max_weight` in all (bytes, roughly): a page may hold
+    a 100,000-character description, so a count alone does not bound memory."""
+
+    def __init__(self, size: int, max_weight: int | None = None, weigh: Callable[[Any], int] | None = None):
         self.size = size
+        self.max_weight, self._weigh = max_weight, weigh
+        self.weight = 0
         self._data: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -158,10 +165,18 @@ class _LRU:
         return value
 
     def put(self, key: Any, value: Any) -> None:
+        weigh = self._weigh or (lambda _: 0)
         with self._lock:
+            replaced = self._data.pop(key, None)
+            if replaced is not None:
+                self.weight -= weigh(replaced)
+            if self.max_weight is not None and weigh(value) > self.max_weight:
+                return  # heavier than the whole budget: not kept, and nothing else evicted for it
             self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            self.weight += weigh(value)
+            while len(self._data) > self.size or (self.max_weight is not None and self.weight > self.max_weight):
+                _, evicted = self._data.popitem(last=False)
+                self.weight -= weigh(evicted)
 
 
 PACKAGE_COLUMNS = (
@@ -188,9 +203,9 @@ class PackageView:
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
-        self._static = _LRU(cache_size)
-        self._pages = _LRU(cache_size)
-        self._installable = _LRU(cache_size)
+        self._static = _LRU(cache_size, CACHE_BYTES, len)
+        self._pages = _LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
+        self._installable = _LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
 
     # -- package data -----------------------------------------------------------------------------------
 
