@@ -124,7 +124,7 @@ class DownloadTarget:
 @dataclass(frozen=True)
 class _Installable:
     """What an update check chooses from, for one (package, platform, pre-releases or not): the newest
-    installable versions, parsed, as read at `stamp` (CatalogReader.stamp)."""
+    installable versions with their semver sort keys, as read at `stamp` (CatalogReader.stamp)."""
 
     stamp: tuple
     access: dict  # visibility, org_id, owner_user_id: for can_see

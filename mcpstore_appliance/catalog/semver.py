@@ -76,12 +76,12 @@ def parse(text: str) -> Version:
     return Version(major, minor, patch, prerelease, match.group(5) or "")
 
 
-SORT_KEY = re.compile(r"^\d{16},\d{16},\d{16}(~|-(?:(?:0\d{16}|1[0-9A-Za-z-]+),)+)$")
+SORT_KEY = re.compile(r"\d{16},\d{16},\d{16}(~|-(?:(?:0\d{16}|1[0-9A-Za-z-]+),)+)")
 
 
 def is_sort_key(text: object) -> bool:
     """Whether `text` has the form of `Version.sort_key()` (a version list cursor holds one)."""
-    return isinstance(text, str) and len(text) <= 4 * MAX_LENGTH and SORT_KEY.match(text) is not None
+    return isinstance(text, str) and len(text) <= 4 * MAX_LENGTH and SORT_KEY.fullmatch(text) is not None
 
 
 def is_valid(text: str) -> bool:

@@ -54,6 +54,7 @@ def test_an_identifier_precedes_a_longer_one_it_starts_even_with_a_hyphen(lower,
 
 @pytest.mark.parametrize("text", ["0000000000000001.0000000000000000.0000000000000000~", "", "~", None, 7,
                                   "0000000000000001,0000000000000000,0000000000000000-1rc.",
-                                  "0000000000000001,0000000000000000,0000000000000000-", "' OR 1=1 --"])
+                                  "0000000000000001,0000000000000000,0000000000000000-", "' OR 1=1 --",
+                                  "0000000000000001,0000000000000000,0000000000000000~\n"])
 def test_what_is_not_a_sort_key(text):
     assert not is_sort_key(text)  # keys in the format before migration 007 included
