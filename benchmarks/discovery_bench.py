@@ -234,7 +234,7 @@ class CatalogChurn:
 
 
 CHURN = "(catalog changing every second)"
-PAIRED = "package data"  # the row measured in rounds with the bare server (see the docstring)
+ROUNDS_ROW = "package data"  # the row measured in rounds with the bare server (see the docstring)
 
 
 @dataclass
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="throughput run (default 32)")
     parser.add_argument("--latency-connections", type=int, default=4, help="latency run (default 4)")
     parser.add_argument("--rounds", type=int, default=7,
-                        help=f"rounds of hello world, package shape and appliance for the {PAIRED!r} row "
+                        help=f"rounds of hello world, package shape and appliance for the {ROUNDS_ROW!r} row "
                              "(default 7)")
     parser.add_argument("--round-seconds", type=float, default=2.0,
                         help="duration of each run of a round (default 2)")
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, paths, script in plan:
             ratio = None
             with CatalogChurn(data_dir, 1.0) if CHURN in label else contextlib.nullcontext():
-                if label.startswith(PAIRED):
+                if label.startswith(ROUNDS_ROW):
                     measured_rounds = package_rounds(bare, app, paths, args.rounds, args.round_seconds,
                                                      args.connections)
                     wide, ratio = measured_rounds.typical(), measured_rounds.ratio()

@@ -120,8 +120,7 @@ def test_discovery_benchmark_runs_its_package_data_rounds_on_a_small_catalog(tmp
     """The discovery benchmark end to end on 300 seeded packages, one round: the bare server's package-data
     shape answers every package URL, the appliance answers them too (no failed request: exit code 0), and the
     verdict line is printed. No figure is checked: this machine's speed is not the point here."""
-    if find_wrk() is None:
-        pytest.skip("wrk is not installed (.ci/run installs it)")
+    assert find_wrk() is not None, "the discovery benchmark needs wrk (.ci/run installs it; as root, find_wrk does)"
     code = discovery_bench.main(["--packages", "300", "--seconds", "1", "--rounds", "1", "--round-seconds", "1",
                                  "--only", "package data", "--data", str(tmp_path / "catalog")])
     printed = capsys.readouterr().out
