@@ -2,14 +2,16 @@
 
 Absolute req/s drift from run to run on shared machines, so benchmarks report the appliance as a ratio to
 this server. It uses the same interpreter, the same event loop and no access log (like `mcpstore serve`), so
-the ratio isolates what the appliance adds per request: middlewares, routing, handlers.
+the ratio isolates what the appliance adds per request: middlewares, routing, handlers. The loop is chosen as
+`mcpstore serve` chooses it (`--event-loop auto`: uvloop when installed); `--event-loop asyncio` gives the
+hello world of aiohttp's defaults.
 
 `/api/packages/{namespace}/{name}` answers any package URL with the response shape of the appliance's package
 data and none of its work: a fixed JSON body of PACKAGE_BODY_BYTES (a seeded package page is ~4,000 bytes)
 with the same headers. The discovery benchmark measures it next to the appliance: what that response costs
 aiohttp on its own, rotating over the same 1,000 URLs.
 
-    python benchmarks/bare_server.py --port 8081     # prints "bare listening on http://127.0.0.1:8081"
+    python benchmarks/bare_server.py --port 8081     # prints "bare listening on http://127.0.0.1:8081 (…)"
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import asyncio
 import signal
 
 from aiohttp import web
+
+from mcpstore_appliance import eventloop
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -50,7 +54,8 @@ async def serve(host: str, port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    print(f"bare listening on http://{host}:{runner.addresses[0][1]}", flush=True)
+    loop_kind = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"bare listening on http://{host}:{runner.addresses[0][1]} (event loop: {loop_kind})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,8 +68,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                        help="as mcpstore serve's server.event_loop (default auto: uvloop when installed)")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    eventloop.run(lambda: serve(args.host, args.port), args.event_loop)
 
 
 if __name__ == "__main__":

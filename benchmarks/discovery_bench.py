@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 7)")
     parser.add_argument("--round-seconds", type=float, default=2.0,
                         help="duration of each run of a round (default 2)")
+    parser.add_argument("--bare-event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                        help="the bare server's loop (default auto: the one mcpstore serve picks; asyncio: "
+                             "aiohttp's defaults)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only the rows whose label contains TEXT (repeatable; the bare server and "
                              "/healthz always run)")
@@ -343,9 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     big_sha = prepare(data_dir, args.packages)
     packages = sample_packages(data_dir, 1000)
     rows = []
-    with start_bare_server() as bare, start_appliance(data_dir=data_dir, extra_args=["--log-level", "WARNING"],
-                                                      timeout=180) as app:
-        print(f"appliance ready in {app.ready_seconds:.1f} s on {args.packages:,} packages", flush=True)
+    with start_bare_server(event_loop=args.bare_event_loop) as bare, \
+            start_appliance(data_dir=data_dir, extra_args=["--log-level", "WARNING"], timeout=180) as app:
+        print(f"appliance ready in {app.ready_seconds:.1f} s on {args.packages:,} packages; event loops: "
+              f"appliance {app.event_loop()}, bare server {bare.event_loop()}", flush=True)
         registry = registry_pages(app.url(""), 100)
         plan = [row for row in targets(packages, big_sha, registry)
                 if not args.only or any(text in row[0] for text in args.only)]

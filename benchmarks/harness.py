@@ -103,6 +103,11 @@ class ServerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def event_loop(self) -> str:
+        """The loop the server said it runs on ("uvloop", "asyncio"), from its "listening on" line."""
+        found = re.search(r"\(.*event loop: (\w+)\)", self.output())
+        return found.group(1) if found else "unknown"
+
     def stop(self, timeout: float = 15.0) -> tuple[int, float]:
         """SIGTERM and wait for a clean exit; returns (exit code, seconds it took). SIGKILL after `timeout`."""
         started = time.perf_counter()
@@ -233,12 +238,14 @@ def start_appliance(data_dir: Path | None = None, extra_args: Sequence[str] = ()
                   data_dir=data)  # type: ignore[return-value]
 
 
-def start_bare_server(timeout: float = 30.0) -> ServerProcess:
-    """The bare aiohttp "hello world" (benchmarks/bare_server.py) on a free port, same interpreter."""
+def start_bare_server(timeout: float = 30.0, event_loop: str = "auto") -> ServerProcess:
+    """The bare aiohttp "hello world" (benchmarks/bare_server.py) on a free port, same interpreter; by default
+    on the event loop `mcpstore serve` picks (`auto`)."""
     owned: list[tempfile.TemporaryDirectory] = []
     workdir = Path(_owned_tempdir(owned, "bare-bench-"))
     port = free_port()
-    argv = [sys.executable, str(BENCH_DIR / "bare_server.py"), "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, str(BENCH_DIR / "bare_server.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--event-loop", event_loop]
     return _spawn(ServerProcess, "bare", argv, port, workdir, "/", _clean_env(None), timeout, owned)
 
 

@@ -47,6 +47,7 @@ class ServerSettings(Section):
     access_log: bool = True
     metrics_token: SecretStr = SecretStr("")
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 class AccountSettings(Section):

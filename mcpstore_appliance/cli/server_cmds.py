@@ -43,10 +43,14 @@ def run_serve(args: argparse.Namespace) -> int:
     server = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = settings_from(args, **({"server": server} if server else {}))
     configure_logging(args.log_level)
+    from ..eventloop import EventLoopUnavailable, run
     from ..memory import keep_freed_memory
 
     keep_freed_memory()  # publishing reuses ~1 MiB buffers; see memory.py
-    asyncio.run(_serve(settings))
+    try:
+        run(lambda: _serve(settings), settings.server.event_loop)
+    except EventLoopUnavailable as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -61,8 +65,9 @@ async def _serve(settings) -> None:
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     port = runner.addresses[0][1]
-    print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()})",
-          flush=True)
+    loop_kind = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+    print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
+          f"event loop: {loop_kind})", flush=True)
     await _announce_setup(app, settings, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -93,6 +93,7 @@ def test_appliance_starts_serves_and_stops_on_sigterm():
     with start_appliance(warm=False) as app:  # no untimed warm-up start: nothing is timed here
         assert app.ready_seconds > 0
         assert "mcpstore listening on" in app.output()
+        assert app.event_loop() == "uvloop"  # what `mcpstore serve` picks when uvloop is installed
         assert _status(app.url("/healthz")) == 200
         token = app.create_token(scopes="read")
         assert _status(app.url("/api/me"), {"Authorization": f"Bearer {token}"}) == 200
@@ -103,6 +104,13 @@ def test_appliance_starts_serves_and_stops_on_sigterm():
         assert exit_code == 0
         assert app.data_dir.exists()  # kept until the with block ends, so a restart can reuse it
     assert not app.data_dir.exists()
+
+
+def test_bare_server_runs_on_the_loop_asked_for():
+    for choice, expected in (("auto", "uvloop"), ("asyncio", "asyncio")):
+        with start_bare_server(event_loop=choice) as bare:
+            assert bare.event_loop() == expected
+            assert _status(bare.url("/")) == 200
 
 
 def test_bare_server_under_python_fallback_load():

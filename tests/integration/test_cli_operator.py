@@ -97,6 +97,40 @@ def test_serve_on_empty_folder_creates_everything_and_reuses_it(tmp_path):
         again.stop()
 
 
+def test_serve_runs_on_uvloop_by_default_and_on_asyncio_when_configured(tmp_path):
+    for env, expected in (({}, "event loop: uvloop"), ({"MCPSTORE_SERVER__EVENT_LOOP": "asyncio"},
+                                                       "event loop: asyncio")):
+        server = Server(tmp_path / "loop", env=env)
+        try:
+            server.wait_ready()
+            assert get_json(server.url + "/healthz")["status"] == "ok"
+            listening = next(line for line in server.lines if line.startswith("mcpstore listening on"))
+            assert listening.rstrip().endswith(expected + ")")
+        finally:
+            assert server.stop() == 0
+
+
+def test_serve_stops_with_one_line_when_uvloop_is_required_but_missing(tmp_path):
+    # A sitecustomize that hides uvloop, as on a platform where it does not build.
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['uvloop'] = None\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))}
+    result = run("serve", "--data", str(tmp_path / "d"), "--port", "0",
+                 env={**env, "MCPSTORE_SERVER__EVENT_LOOP": "uvloop"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ('error: server.event_loop is "uvloop" but uvloop is not '
+                                                      'installed (pip install uvloop, or set it to "auto" or '
+                                                      '"asyncio")')
+    assert not (tmp_path / "d").exists()
+    server = Server(tmp_path / "fallback", env=env)  # auto falls back to asyncio
+    try:
+        server.wait_ready()
+        assert any("event loop: asyncio)" in line for line in server.lines)
+    finally:
+        assert server.stop() == 0
+
+
 def test_bad_config_stops_startup_with_one_line_and_starts_nothing(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("[server]\nprot = 8080\n")
