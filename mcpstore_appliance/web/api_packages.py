@@ -125,16 +125,6 @@ def discovery(request: web.Request):
     return request.app["services"].discovery
 
 
-@routes.get("/api/packages")
-@documented("Search the catalog: full text with field weights, typo fallback, filters, facets and keyset pages",
-            tags=["discovery"], auth="optional", query=SEARCH_QUERY, response_schema=SEARCH_RESPONSE,
-            responses={200: "One page of results with facet counts", 400: "Unknown parameter, bad value or cursor"})
-async def search(request: web.Request) -> web.Response:
-    query = parse_search_params(single_params(request))
-    page = await discovery(request).search.search(principal_of(request), query, fresh=wants_fresh(request))
-    return json_text(page.to_json())
-
-
 def wants_fresh(request: web.Request) -> bool:
     """`Cache-Control: no-cache` (or `Pragma: no-cache`): answer from the database, not from recent pages."""
     return ("no-cache" in request.headers.get("Cache-Control", "").lower()
@@ -150,10 +140,24 @@ async def package(request: web.Request) -> web.Response:
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
                                                                   m["name"])
     # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
-    headers = {"ETag": etag, "Cache-Control": "no-cache" if public else "private, no-cache"}
+    cache_control = "no-cache" if public else "private, no-cache"
     if _etag_matches(request.headers.get("If-None-Match"), etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=body, content_type="application/json", headers=headers)
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache_control})
+    # Content-Type among the headers, not as content_type=: aiohttp parses that argument on every call (~0.7 µs)
+    return web.Response(body=body, headers={"Content-Type": "application/json", "ETag": etag,
+                                            "Cache-Control": cache_control})
+
+
+# Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order
+# they were added, and package data is the hottest of them (~1.2 µs saved per request); a search fails one regex.
+@routes.get("/api/packages")
+@documented("Search the catalog: full text with field weights, typo fallback, filters, facets and keyset pages",
+            tags=["discovery"], auth="optional", query=SEARCH_QUERY, response_schema=SEARCH_RESPONSE,
+            responses={200: "One page of results with facet counts", 400: "Unknown parameter, bad value or cursor"})
+async def search(request: web.Request) -> web.Response:
+    query = parse_search_params(single_params(request))
+    page = await discovery(request).search.search(principal_of(request), query, fresh=wants_fresh(request))
+    return json_text(page.to_json())
 
 
 @routes.get(PACKAGE_PATH + "/versions")
