@@ -47,6 +47,7 @@ MAX_CHANGELOG_ENTRIES = 50
 # An update check's versions are kept in memory only when their changelogs are at most this long in all
 # (typically a few hundred characters; each may be 20,000): the cache of 2,048 entries stays under ~32 MB.
 MAX_KEPT_CHANGELOG_CHARS = 16_000
+PUBLISHED_ONLY = ("published",)  # the version states that callers other than a package's managers see
 CACHE_BYTES = 64 << 20  # per cache of whole package pages and of their static parts
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -134,6 +135,16 @@ class _Installable:
 
 
 @dataclass(frozen=True)
+class _VersionList:
+    """The first page of a package's version list as JSON, for callers who see its published versions only,
+    as read at `stamp` (CatalogReader.stamp)."""
+
+    stamp: tuple
+    access: dict  # visibility, org_id, owner_user_id: for can_see and can_manage
+    body: str
+
+
+@dataclass(frozen=True)
 class _Page:
     key: tuple  # the fingerprint it was built from
     body: bytes
@@ -206,6 +217,7 @@ class PackageView:
         self._static = _LRU(cache_size, CACHE_BYTES, len)
         self._pages = _LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
         self._installable = _LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
+        self._version_lists = _LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
 
     # -- package data -----------------------------------------------------------------------------------
 
@@ -382,6 +394,30 @@ class PackageView:
     def versions(self, principal: Principal | None, namespace: str, name: str, limit: int = DEFAULT_VERSIONS_LIMIT,
                  cursor: str | None = None) -> dict[str, Any]:
         """Versions newest first by semver precedence, yanked ones marked, keyset-paginated."""
+        return self._versions(principal, namespace, name, limit, cursor)[0]
+
+    def versions_json(self, principal: Principal | None, namespace: str, name: str,
+                      limit: int = DEFAULT_VERSIONS_LIMIT, cursor: str | None = None) -> str:
+        """`versions` as JSON. A first page that shows published versions only (what everyone but the package's
+        managers sees) is kept while nothing is committed, the rule of package pages and update checks: hosts
+        and package pages ask for it again and again. The caller's right to see it is checked on every call."""
+        stamp = self.reader.stamp()  # before any read: an entry never carries a stamp newer than its data
+        key = (namespace, name, limit)  # kept only after _check_names passed for them
+        kept = self._version_lists.get(key) if cursor is None else None
+        if kept is not None and kept.stamp == stamp:
+            if not can_see(principal, kept.access):
+                raise not_found(namespace, name)
+            if not can_manage(principal, kept.access):
+                return kept.body
+        answer, access, states = self._versions(principal, namespace, name, limit, cursor)
+        body = _dumps(answer)
+        if cursor is None and states == PUBLISHED_ONLY:
+            self._version_lists.put(key, _VersionList(stamp, access, body))
+        return body
+
+    def _versions(self, principal: Principal | None, namespace: str, name: str, limit: int,
+                  cursor: str | None) -> tuple[dict[str, Any], dict, tuple[str, ...]]:
+        """(the answer, the package's access columns, the version states the caller sees)."""
         _check_names(namespace, name)
         package = self._package_row(principal, namespace, name)
         states = self._states(principal, package)
@@ -414,7 +450,10 @@ class PackageView:
                          "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download"})
             items.append(item)
         next_cursor = self.cursors.encode("versions", scope, [rows[-1]["semver_key"]]) if more else None
-        return {"id": f"{namespace}/{name}", "total": total, "versions": items, "next_cursor": next_cursor}
+        access = {"visibility": package["visibility"], "org_id": package["org_id"],
+                  "owner_user_id": package["owner_user_id"]}
+        answer = {"id": f"{namespace}/{name}", "total": total, "versions": items, "next_cursor": next_cursor}
+        return answer, access, states
 
     # -- downloads --------------------------------------------------------------------------------------
 
@@ -566,7 +605,7 @@ class PackageView:
         """Everyone sees published versions; the package's managers also see quarantined and rejected ones."""
         if can_manage(principal, dict(package)):
             return ("published", "quarantined", "rejected")
-        return ("published",)
+        return PUBLISHED_ONLY
 
 
 def requires_payment(pricing_model: str, breaking: bool, current: semver.Version | None) -> bool:

@@ -173,7 +173,7 @@ async def versions(request: web.Request) -> web.Response:
     params = single_params(request, frozenset({"limit", "cursor"}))
     limit = query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT)
     m = request.match_info
-    return web.json_response(discovery(request).packages.versions(
+    return json_text(discovery(request).packages.versions_json(
         principal_of(request), m["namespace"], m["name"], limit, params.get("cursor") or None))
 
 

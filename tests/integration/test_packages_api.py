@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
 from html.parser import HTMLParser
@@ -48,6 +49,26 @@ async def get(app, path: str, expect: int = 200, token: str | None = None):
     status, body, _ = await app.client.with_token(token).get(path)
     assert status == expect, (path, status, body)
     return body
+
+
+async def tool_in_two_versions(appliance) -> str:
+    """alice/tool 1.0.0 and 1.1.0; returns alice's token."""
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0")
+    await publish(appliance, alice, "tool", "1.1.0")
+    return alice
+
+
+@contextlib.contextmanager
+def sql_trace(appliance):
+    """The statements the catalog reader's event-loop connection runs inside the block."""
+    reader = appliance.services.discovery.packages.reader
+    statements: list[str] = []
+    reader.inline(lambda conn: conn.set_trace_callback(statements.append))
+    try:
+        yield statements
+    finally:
+        reader.inline(lambda conn: conn.set_trace_callback(None))
 
 
 async def test_package_data_has_everything_a_page_needs(appliance):
@@ -250,13 +271,8 @@ async def test_package_data_etag_and_revalidation(appliance):
 async def test_update_checks_are_answered_from_memory_until_something_is_committed(appliance):
     """A repeated update check reads nothing from SQLite; every commit (publish, visibility, price) is seen by
     the next one, and a package that became private answers like a missing one."""
-    _, alice = await appliance.user("alice")
-    await publish(appliance, alice, "tool", "1.0.0")
-    await publish(appliance, alice, "tool", "1.1.0")
-    reader = appliance.services.discovery.packages.reader
-    statements: list[str] = []
-    reader.inline(lambda conn: conn.set_trace_callback(statements.append))
-    try:
+    alice = await tool_in_two_versions(appliance)
+    with sql_trace(appliance) as statements:
         check = "/api/packages/alice/tool/latest?current=1.0.0&platform=linux"
         assert (await get(appliance, check))["latest_version"] == "1.1.0"
         statements.clear()
@@ -279,8 +295,35 @@ async def test_update_checks_are_answered_from_memory_until_something_is_committ
         statements.clear()
         assert (await get(appliance, check, token=alice))["latest_version"] == "2.3.0"
         assert [sql for sql in statements if "FROM versions" in sql]
-    finally:
-        reader.inline(lambda conn: conn.set_trace_callback(None))
+
+
+async def test_version_lists_are_answered_from_memory_until_something_is_committed(appliance):
+    """A repeated first page of versions reads no version from SQLite; a yank, a publish or a visibility change
+    is seen by the next request; the package's managers still see quarantined versions after an anonymous
+    caller's page was kept, and a package that became private answers anonymous callers like a missing one."""
+    alice = await tool_in_two_versions(appliance)
+    listed = "/api/packages/alice/tool/versions"
+    with sql_trace(appliance) as statements:
+        assert [v["version"] for v in (await get(appliance, listed))["versions"]] == ["1.1.0", "1.0.0"]
+        statements.clear()
+        again = await get(appliance, listed)
+        assert [v["version"] for v in again["versions"]] == ["1.1.0", "1.0.0"] and again["total"] == 2
+        assert not [sql for sql in statements if "versions" in sql], statements
+        assert (await get(appliance, listed + "?limit=1"))["next_cursor"]  # another limit: its own page
+        await yank(appliance, alice, "alice", "tool", "1.1.0")
+        body = await get(appliance, listed)
+        assert body["versions"][0]["yanked"] is True and body["versions"][0]["is_latest"] is False
+        await publish(appliance, alice, "tool", "1.2.0")
+        assert [v["version"] for v in (await get(appliance, listed))["versions"]][0] == "1.2.0"
+        async with appliance.services.db.write() as tx:  # as an admin's review would leave it
+            await tx.changes("UPDATE versions SET state = 'quarantined' WHERE version = '1.0.0'", ())
+        assert [v["version"] for v in (await get(appliance, listed))["versions"]] == ["1.2.0", "1.1.0"]
+        managed = await get(appliance, listed, token=alice)  # the kept page is not the manager's
+        assert [(v["version"], v["state"]) for v in managed["versions"]][-1] == ("1.0.0", "quarantined")
+        assert [v["version"] for v in (await get(appliance, listed))["versions"]] == ["1.2.0", "1.1.0"]
+        await set_package(appliance, "alice", "tool", visibility="private")
+        await get(appliance, listed, expect=404)
+        assert (await get(appliance, listed, token=alice))["total"] == 3
 
 
 async def test_hyphenated_pre_releases_in_semver_order_and_migration_007_fixes_older_keys(appliance):
