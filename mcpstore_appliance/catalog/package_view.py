@@ -593,6 +593,10 @@ class PackageView:
         found = self._package_row(principal, namespace, name)
         return found["id"], found["downloads"]
 
+    def visible(self, principal: Principal | None, namespace: str, name: str) -> bool:
+        """Whether the package exists and the caller may see it."""
+        return is_package_ref(namespace, name) and self._exists(principal, namespace, name)
+
     def _exists(self, principal: Principal | None, namespace: str, name: str) -> bool:
         try:
             self._package_row(principal, namespace, name)

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,22 @@ class Entry:
             "leaf": self.leaf.decode("utf-8"),
             "event": json.loads(self.leaf),
         }
+
+    def opened_event(self) -> dict[str, Any] | None:
+        """A sealed entry's event (from its opening); None for a public entry."""
+        return None if self.opening is None else json.loads(self.opening)
+
+    def member_view(self) -> dict[str, Any]:
+        """The public view plus, for a sealed entry, its opening: the salt and the exact event bytes, which
+        a member's client checks against the commitment in the leaf (`events.opens`)."""
+        view = self.public_view()
+        if self.opening is not None:
+            view["sealed"] = {"salt": self.salt, "event": self.opening.decode("utf-8")}
+        return view
+
+
+# Decides from a sealed entry's event whether the caller may see it (the catalog's visibility rule).
+MayOpen = Callable[[dict[str, Any]], bool]
 
 
 class LedgerInconsistent(RuntimeError):
@@ -368,8 +384,10 @@ class Ledger:
         opening = None if row["opening"] is None else bytes(row["opening"])
         return Entry(row["idx"], data, leaf_hash(data), row["org_id"], opening, row["salt"])
 
-    async def _candidates(self, column: str, key: int, public_only: bool) -> list[tuple[int, dict]]:
-        """Rows whose lookup hint matches, with their events (the hint is only a hint: callers confirm)."""
+    async def _candidates(self, column: str, key: int, public_only: bool,
+                          may_open: MayOpen | None) -> list[tuple[int, dict]]:
+        """Rows whose lookup hint matches, with their events (the hint is only a hint: callers confirm). A sealed
+        row is kept only if `may_open` accepts its event (without it, all are: the catalog's own use)."""
         extra = " AND org_id IS NULL" if public_only else ""
         # Completed blocks are in the index; the block being filled is scanned by rowid (at most LOOKUP_BLOCK
         # rows). A stale size only starts the scan earlier, so nothing is missed while appends go on.
@@ -386,22 +404,25 @@ class Ledger:
                 event = json.loads(row["opening"] if row["opening"] is not None else row["data"])
             except ValueError:
                 continue
-            if isinstance(event, dict):
+            if not isinstance(event, dict):
+                continue
+            if row["opening"] is None or may_open is None or may_open(event):
                 found.append((row["idx"], event))
         return found
 
-    async def lookup(self, sha256: str, *, public_only: bool = False) -> list[int]:
-        """Indices of the entries about a bundle (its publish and status changes), oldest first."""
+    async def lookup(self, sha256: str, *, public_only: bool = False, may_open: MayOpen | None = None) -> list[int]:
+        """Indices of the entries about a bundle (its publish and status changes), oldest first. `public_only`
+        leaves sealed (private) entries out; `may_open` keeps those whose event it accepts (a member's view)."""
         sha256 = sha256.lower()
         if not ev.SHA256_HEX.match(sha256):
             raise InvalidInput("sha256 must be 64 hex digits", code="invalid_sha256")
         key, _ = ev.lookup_keys({"sha256": sha256})
-        return [i for i, event in await self._candidates("sha_key", key, public_only) if event.get("sha256") == sha256]
+        return [i for i, event in await self._candidates("sha_key", key, public_only, may_open) if event.get("sha256") == sha256]
 
-    async def lookup_release(self, namespace: str, name: str, version: str, *, public_only: bool = False
-                             ) -> list[int]:
+    async def lookup_release(self, namespace: str, name: str, version: str, *, public_only: bool = False,
+                             may_open: MayOpen | None = None) -> list[int]:
         _, key = ev.lookup_keys({"namespace": namespace, "name": name, "version": version})
-        return [i for i, event in await self._candidates("release_key", key, public_only)
+        return [i for i, event in await self._candidates("release_key", key, public_only, may_open)
                 if (event.get("namespace"), event.get("name"), event.get("version")) == (namespace, name, version)]
 
     # --- tiles ------------------------------------------------------------------------------------------

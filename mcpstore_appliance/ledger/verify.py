@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from . import note as notes
 from .checkpoint import Checkpoint, CheckpointError, open_checkpoint, parse_unverified
+from .events import SEALED, opens
 from .merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 
 Fetch = Callable[[str, dict[str, Any] | None], tuple[int, bytes]]
@@ -180,7 +181,24 @@ class BundleVerifier:
             raise VerifyFailure("registry_error", f"ledger entry {index} is malformed") from None
         if not isinstance(event, dict):
             raise VerifyFailure("registry_error", f"ledger entry {index} is not an event")
+        if event.get("kind") == SEALED:
+            event = self._opened(index, leaf, answer.get("sealed"))
         return leaf, event
+
+    @staticmethod
+    def _opened(index: int, leaf: bytes, opening: Any) -> dict[str, Any]:
+        """A private release's event, from the opening the registry gives its members: accepted only if it
+        opens the commitment that the log recorded (the leaf is what the inclusion proof covers)."""
+        try:
+            salt, data = opening["salt"], opening["event"].encode("utf-8")
+            event = json.loads(data)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise VerifyFailure("registry_error", f"ledger entry {index} is sealed and the registry sent no "
+                                                  "opening for it") from None
+        if not opens(leaf, salt, data) or not isinstance(event, dict):
+            raise VerifyFailure("bad_proof", f"the opening of sealed entry {index} does not match the commitment "
+                                             "in the log")
+        return event
 
     def inclusion(self, index: int, leaf: bytes, checkpoint: Checkpoint) -> None:
         if index >= checkpoint.size:

@@ -1,7 +1,10 @@
 """The ledger's HTTP surface: checkpoint, key, entries, lookups, proofs, C2SP tlog-tiles and tlog-witness.
 
 Everything here is public and read-only except the witness endpoint. Private (org) releases are sealed in the
-log, so these views never show them: lookups skip them and their entries show only the commitment.
+log, so anonymous views never show them: lookups skip them and their entries show only the commitment. A
+caller with a token or session who may see the package (the catalog's one visibility rule) also gets its
+sealed entries in lookups and their openings in entries, so `mcpstore verify` works for members' private
+bundles too.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from aiohttp import web
 
 from ..errors import InvalidInput, NotFound, TooLarge
 from ..ledger import note as notes
-from ..ledger.service import Ledger, LedgerInconsistent
+from ..ledger.service import Ledger, LedgerInconsistent, MayOpen
 from ..ledger.tiles import parse_tile_path
 from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
+from .auth import principal_of
 from .errors import json_error
 from .openapi import documented
 
@@ -34,6 +38,13 @@ TEXT = "text/plain"
 
 def _ledger(request: web.Request) -> Ledger:
     return request.app["services"].ledger
+
+
+def _may_open(request: web.Request) -> MayOpen:
+    """Whether the caller may see the package a sealed event is about: the catalog's visibility rule."""
+    principal, packages = principal_of(request), request.app["services"].discovery.packages
+    return lambda event: principal is not None and packages.visible(principal, str(event.get("namespace")),
+                                                                    str(event.get("name")))
 
 
 def _refuses_forks(handler):
@@ -103,29 +114,36 @@ async def key(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/entries/{index}")
-@documented("One ledger entry: the exact leaf text, its hash and the parsed event", tags=TAGS,
+@documented("One ledger entry: the exact leaf text, its hash and the parsed event; for a sealed (private) entry, "
+            "callers who may see the package also get its opening (salt and event)", tags=TAGS, auth="optional",
             responses={200: "OK", 400: "malformed index", 404: "no such entry"})
 async def entry(request: web.Request) -> web.Response:
     index = _parse_int(request.match_info["index"], "index")
     found = await _ledger(request).entry(index)
+    event = found.opened_event()
+    if event is not None and _may_open(request)(event):
+        return web.json_response(found.member_view())
     return web.json_response(found.public_view())
 
 
 @routes.get("/ledger/lookup/{sha256}")
-@documented("Indices of the ledger entries about a bundle (by its sha256)", tags=TAGS,
-            responses={200: "OK", 400: "not a sha256"})
+@documented("Indices of the ledger entries about a bundle (by its sha256); sealed entries only for callers who "
+            "may see the package", tags=TAGS, auth="optional", responses={200: "OK", 400: "not a sha256"})
 async def lookup(request: web.Request) -> web.Response:
     sha256 = request.match_info["sha256"].lower()
-    indices = await _ledger(request).lookup(sha256, public_only=True)
+    indices = await _ledger(request).lookup(sha256, public_only=principal_of(request) is None,
+                                            may_open=_may_open(request))
     return web.json_response({"sha256": sha256, "indices": indices})
 
 
 @routes.get("/ledger/release/{namespace}/{name}/{version}")
-@documented("Indices of the ledger entries about one release (namespace/name@version)", tags=TAGS)
+@documented("Indices of the ledger entries about one release (namespace/name@version); sealed entries only for "
+            "callers who may see the package", tags=TAGS, auth="optional")
 async def release(request: web.Request) -> web.Response:
     info = request.match_info
     indices = await _ledger(request).lookup_release(info["namespace"], info["name"], info["version"],
-                                                    public_only=True)
+                                                    public_only=principal_of(request) is None,
+                                                    may_open=_may_open(request))
     return web.json_response({"namespace": info["namespace"], "name": info["name"], "version": info["version"],
                               "indices": indices})
 

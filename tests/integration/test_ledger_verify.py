@@ -26,6 +26,7 @@ from mcpstore_appliance.cli.main import main
 from mcpstore_appliance.ledger import publish_event, status_event
 from mcpstore_appliance.ledger import note as notes
 from mcpstore_appliance.ledger.checkpoint import parse_unverified
+from tests.seed import bundle_for, make_org, publish
 
 ORIGIN = "registry.test/ledger"
 
@@ -40,9 +41,10 @@ class Proxy:
         self.app.router.add_route("*", "/{tail:.*}", self.forward)
 
     async def forward(self, request: web.Request) -> web.Response:
+        credentials = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
         async with aiohttp.ClientSession() as session:
             async with session.request(request.method, self.upstream + request.path_qs,
-                                       data=await request.read()) as answer:
+                                       data=await request.read(), headers=credentials) as answer:
                 body = await answer.read()
                 content_type = answer.headers.get("Content-Type", "application/octet-stream")
         if self.tamper:
@@ -232,3 +234,54 @@ async def test_unreachable_registry_is_a_plain_error(world, capsys, tmp_path):
                                           "http://127.0.0.1:9"]) == 1
     assert "cannot reach" in capsys.readouterr().err
     assert await world.verify(str(tmp_path / "missing.mcpb")) == 1
+
+
+async def test_members_verify_their_private_bundles_and_nobody_else_sees_them(world, capsys, monkeypatch):
+    """A private (org) release is sealed in the log. Its members' `mcpstore verify` (with their token) gets the
+    sealed entry in the lookup and its opening, checks the opening against the commitment the log recorded,
+    and verifies inclusion as for any bundle; anonymous callers and other users get "unknown bundle"."""
+    app = world.a
+    _, alice = await app.user("alice")
+    _, bob = await app.user("bob")
+    _, eve = await app.user("eve")
+    await make_org(app, alice, "initech", members={"bob": "member"})
+    await publish(app, alice, "tps-report", "1.0.0", namespace="initech", options={"visibility": "org"})
+    await app.services.ledger.ensure_checkpoint(await app.services.ledger.tree_size())
+    data, sha256 = bundle_for("tps-report", "1.0.0")
+    path = world.tmp / "tps-report.mcpb"
+    path.write_bytes(data)
+
+    assert await world.verify(str(path)) == 3  # anonymous: the log shows only a commitment
+    assert "unknown bundle" in capsys.readouterr().err
+    for token in (eve, alice, bob):  # eve is in no org; alice owns it; bob is a member
+        monkeypatch.setenv("MCPSTORE_TOKEN", token)
+        code = await world.verify(str(path), "--package", "initech/tps-report@1.0.0")
+        out, err = capsys.readouterr()
+        if token == eve:
+            assert code == 3 and "no entry for initech/tps-report@1.0.0" in err
+            continue
+        assert code == 0, err
+        assert "initech/tps-report@1.0.0, published by alice" in out
+        assert await world.verify(str(path)) == 0
+        capsys.readouterr()
+
+    # the HTTP views behind it
+    [index] = await app.services.ledger.lookup(sha256)
+    for token, sees in ((None, False), (eve, False), (bob, True)):
+        client = app.client.with_token(token)
+        status, found, _ = await client.get(f"/ledger/lookup/{sha256}")
+        assert status == 200 and found["indices"] == ([index] if sees else [])
+        status, entry, _ = await client.get(f"/ledger/entries/{index}")
+        assert status == 200 and entry["event"]["kind"] == "sealed" and ("sealed" in entry) == sees
+        assert "tps-report" not in entry["leaf"]
+
+    # an opening that does not match the commitment (a registry lying to a member) is caught
+    monkeypatch.setenv("MCPSTORE_TOKEN", bob)
+    world.proxy.tamper = lambda path, body: body.replace(b'\\"size\\":', b'\\"size\\":1') \
+        if path.startswith("/ledger/entries/") else body
+    assert await world.verify(str(path)) == 5
+    assert "does not match the commitment" in capsys.readouterr().err
+    world.proxy.tamper = lambda path, body: body.replace(b'"sealed":', b'"unsealed":') \
+        if path.startswith("/ledger/entries/") else body
+    assert await world.verify(str(path)) == 10
+    assert "sent no opening" in capsys.readouterr().err
