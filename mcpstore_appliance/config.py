@@ -103,6 +103,7 @@ class LedgerSettings(Section):
     checkpoint_interval_seconds: float = Field(1.0, ge=0)
     witness_name: str = ""  # our name when cosigning other logs; default "<public host>/witness"
     witnesses: list[WitnessPeer] = []
+    witness_retry_seconds: float = Field(10.0, gt=0)  # first wait before asking an unreachable witness again
     witnessed_logs: list[WitnessPeer] = []  # logs this appliance cosigns as a witness
 
 

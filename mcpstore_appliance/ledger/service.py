@@ -140,7 +140,7 @@ class Ledger:
         self._last_signed = float("-inf")  # monotonic time of our last signature
         self._cache: OrderedDict[sh.Node, bytes] = OrderedDict()
         self._local = _LocalReader(db.path)
-        self.collector = WitnessCollector(self, settings.witnesses)
+        self.collector = WitnessCollector(self, settings.witnesses, settings.witness_retry_seconds)
         self.witness = witness  # a witness.Witness when this appliance cosigns other logs
 
     # --- keys -------------------------------------------------------------------------------------------

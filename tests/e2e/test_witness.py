@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from nacl.signing import SigningKey
 
 from mcpstore_appliance.app import create_app
@@ -41,6 +42,14 @@ class Peer:
         self.witness_vkey = notes.verifier_for(self.witness_name, load_or_create_signing_key(keys / "witness.key"),
                                                notes.ALG_COSIGNATURE_V1).vkey()
         self.app = None
+
+    def build(self, **ledger) -> None:
+        """This peer's appliance with these ledger settings (not yet serving)."""
+        self.app = create_app(make_settings(self.data_dir, port=self.port, ledger={
+            "origin": self.origin, "witness_name": self.witness_name, "checkpoint_interval_seconds": 0, **ledger}))
+
+    async def serve(self, aiohttp_server) -> None:
+        await aiohttp_server(self.app, host="127.0.0.1", port=self.port)
 
     @property
     def ledger(self):
@@ -99,10 +108,8 @@ async def peers(tmp_path, aiohttp_server):
                                                                             "key": fresh.vkey()}]},
     }
     for peer, ledger in configs.items():
-        settings = make_settings(peer.data_dir, port=peer.port, ledger={
-            "origin": peer.origin, "witness_name": peer.witness_name, "checkpoint_interval_seconds": 0, **ledger})
-        peer.app = create_app(settings)
-        await aiohttp_server(peer.app, host="127.0.0.1", port=peer.port)
+        peer.build(**ledger)
+        await peer.serve(aiohttp_server)
     async with aiohttp.ClientSession() as session:
         yield a, b, log, fresh, session
 
@@ -167,6 +174,62 @@ async def test_two_appliances_witness_each_other(peers, tmp_path, monkeypatch, c
     argv = ["verify", str(bundle), "--registry", a.url, "--witness", b.witness_vkey]
     assert await asyncio.to_thread(main, argv) == 0
     assert f"cosigned by: {b.witness_name}" in capsys.readouterr().out
+
+
+async def test_an_unreachable_witness_is_asked_again_until_it_cosigns(tmp_path, aiohttp_server):
+    """B is down when A signs its checkpoint. A asks again, backing off, and B's cosignature arrives once B is
+    up, without a new checkpoint on A (on a quiet registry the next one may be days away)."""
+    a, b = Peer("a", tmp_path / "a", free_port()), Peer("b", tmp_path / "b", free_port())
+    a.build(witnesses=[{"key": b.witness_vkey, "url": f"{b.url}/ledger/witness"}], witness_retry_seconds=0.1)
+    b.build(witnessed_logs=[{"key": a.ledger_vkey}])
+    await a.serve(aiohttp_server)
+    assert await a.append(2, "early") == 2
+    assert await a.ledger.witness_progress(b.witness_name) == 0  # B is not running: nothing cosigned
+    await b.serve(aiohttp_server)
+    deadline = time.monotonic() + 30
+    while await a.ledger.witness_progress(b.witness_name) < 2:
+        assert time.monotonic() < deadline, "A never asked B again"
+        await asyncio.sleep(0.05)
+    assert (await a.ledger.latest_checkpoint()).size == 2  # the same checkpoint, now cosigned
+    async with aiohttp.ClientSession() as session:
+        served = await fetch(session, f"{a.url}/ledger/checkpoint")
+    assert b.witness_name in notes.cosignatures_by(notes.parse(served), [notes.parse_vkey(b.witness_vkey)])
+
+
+async def test_a_failing_witness_is_asked_again_but_a_refusal_is_not(tmp_path, aiohttp_server):
+    """In front of B, the network answers 503 twice (an overloaded witness): A asks again until B cosigns. A
+    witness that refuses (4xx, here: it does not witness A's log) is not asked again until the next round."""
+    a, b = Peer("a", tmp_path / "a", free_port()), Peer("b", tmp_path / "b", free_port())
+    attempts: list[int] = []
+
+    async def overloaded_then_forward(request: web.Request) -> web.Response:
+        attempts.append(len(attempts))
+        if len(attempts) <= 2:
+            return web.Response(status=503, text="try later")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{b.url}{request.path}", data=await request.read(),
+                                    headers={"Content-Type": "text/plain"}) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type=answer.content_type)
+
+    front = web.Application()
+    front.router.add_post("/{tail:.*}", overloaded_then_forward)
+    front_server = await aiohttp_server(front, host="127.0.0.1")
+    refusing = Peer("c", tmp_path / "c", free_port())  # witnesses nobody
+    a.build(witnesses=[{"name": "b", "key": b.witness_vkey, "url": str(front_server.make_url("/ledger/witness"))},
+                       {"name": "c", "key": refusing.witness_vkey, "url": f"{refusing.url}/ledger/witness"}],
+            witness_retry_seconds=0.05)
+    b.build(witnessed_logs=[{"key": a.ledger_vkey}])
+    refusing.build()
+    for peer in (a, b, refusing):
+        await peer.serve(aiohttp_server)
+    await a.append(3, "busy")
+    deadline = time.monotonic() + 30
+    while await a.ledger.witness_progress("b") < 3:
+        assert time.monotonic() < deadline, f"B never cosigned after {len(attempts)} attempts"
+        await asyncio.sleep(0.05)
+    assert len(attempts) == 3  # two 503s, then the cosignature
+    assert "c" not in a.ledger.collector.retrying() and await a.ledger.witness_progress("c") == 0
 
 
 async def test_witness_protocol_answers(peers):
