@@ -71,6 +71,7 @@ class S3Settings(Section):
     presign_ttl_seconds: int = Field(900, gt=0)
     multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
     part_size_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    upload_concurrency: int = Field(4, ge=1, le=16)  # multipart parts in flight (memory: this many parts)
 
 
 class StorageSettings(Section):

@@ -320,18 +320,9 @@ class S3BlobStore:
         upload_id = created.findtext("{*}UploadId") or ""
         upload = [("uploadId", upload_id)]
         try:
-            digest = hashlib.sha256()
-            parts = []
             with open(path, "rb") as fh:
-                for number, offset in enumerate(range(0, size, part_size), start=1):
-                    data, part_hash = await asyncio.to_thread(
-                        _read_part, fh, offset, min(part_size, size - offset), digest)
-                    response = await self._request(
-                        "UploadPart", "PUT", object_path, query=[("partNumber", str(number)), *upload],
-                        headers={"content-length": str(len(data))}, body=data, payload_hash=part_hash)
-                    response.release()
-                    parts.append((number, response.headers.get("ETag", "")))
-            check_expected(sha256, digest.hexdigest())
+                parts, whole = await self._upload_parts(object_path, upload, fh, size, part_size)
+            check_expected(sha256, whole)
             xml = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>" for n, etag in parts)
             payload = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
             done = ET.fromstring(await self._simple(
@@ -343,6 +334,41 @@ class S3BlobStore:
         except BaseException:
             await self._abort(object_path, upload)
             raise
+
+    async def _upload_parts(self, object_path: str, upload: list[tuple[str, str]], fh, size: int,
+                            part_size: int) -> tuple[list[tuple[int, str]], str]:
+        """Upload the parts, `upload_concurrency` at a time; returns [(part number, ETag)] in order and the
+        sha256 of the whole file. Parts are read one after another (the whole-file digest needs the bytes in
+        order), so memory holds at most `upload_concurrency` parts. The first failure cancels the others."""
+        digest = hashlib.sha256()
+        pending = iter(enumerate(range(0, size, part_size), start=1))
+        read_in_order = asyncio.Lock()
+        etags: dict[int, str] = {}
+
+        async def upload_parts_in_turn() -> None:
+            while True:
+                async with read_in_order:
+                    number, offset = next(pending, (None, 0))
+                    if number is None:
+                        return
+                    data, part_hash = await asyncio.to_thread(
+                        _read_part, fh, offset, min(part_size, size - offset), digest)
+                response = await self._request(
+                    "UploadPart", "PUT", object_path, query=[("partNumber", str(number)), *upload],
+                    headers={"content-length": str(len(data))}, body=data, payload_hash=part_hash)
+                response.release()
+                etags[number] = response.headers.get("ETag", "")
+
+        workers = [asyncio.ensure_future(upload_parts_in_turn())
+                   for _ in range(min(self.settings.upload_concurrency, math.ceil(size / part_size)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        return sorted(etags.items()), digest.hexdigest()
 
     async def _abort(self, object_path: str, upload: list[tuple[str, str]]) -> None:
         try:

@@ -41,7 +41,10 @@ async def read_all(store, digest, start=0, end=None) -> bytes:
 
 
 class Requests(list):
-    """(method, path, query) of every request a store sends, seen through aiohttp's tracing."""
+    """(method, path, query) of every request a store sends, seen through aiohttp's tracing, and the most
+    that were in flight at once."""
+
+    in_flight = most_in_flight = 0
 
     def named(self, method: str, query_key: str | None = None) -> list:
         return [r for r in self if r[0] == method and (query_key is None or query_key in r[2])]
@@ -51,9 +54,16 @@ def traced_session(requests: Requests, resolver: AbstractResolver | None = None,
                    on_end=None) -> aiohttp.ClientSession:
     async def started(session, context, params):
         requests.append((params.method, params.url.path, parse_qs(params.url.query_string, keep_blank_values=True)))
+        requests.in_flight += 1
+        requests.most_in_flight = max(requests.most_in_flight, requests.in_flight)
+
+    async def ended(session, context, params):
+        requests.in_flight -= 1
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(ended)
     if on_end:
         trace.on_request_end.append(on_end)
     connector = aiohttp.TCPConnector(resolver=resolver) if resolver else None
@@ -207,11 +217,44 @@ async def test_multipart_failing_midway_is_aborted(moto_s3, make_store, tmp_path
             with open(source, "r+b") as fh:
                 fh.truncate(6 * MiB)  # the next part cannot be read: the upload fails midway
 
-    store, requests = await make_store(moto_s3, session_args={"on_end": shrink_after_first_part}, **MULTIPART)
+    store, requests = await make_store(moto_s3, session_args={"on_end": shrink_after_first_part}, **MULTIPART,
+                                       upload_concurrency=1)  # one part at a time: exactly one part was sent
     with pytest.raises(OSError, match="shrank"):
         await store.put_file(source)
     assert len(requests.named("PUT", "partNumber")) == 1
     assert len(requests.named("DELETE", "uploadId")) == 1
+    assert await pending_uploads(moto_s3, store.bucket) == []
+    assert [d async for d in store.list_digests()] == []
+
+
+async def test_multipart_parts_go_several_at_a_time_and_assemble_in_order(moto_s3, make_store, tmp_path):
+    store, requests = await make_store(moto_s3, **MULTIPART, upload_concurrency=3)
+    source = tmp_path / "upload.bin"
+    data = os.urandom(27 * MiB)  # six parts, the last one short
+    source.write_bytes(data)
+    blob = await store.put_file(source, sha(data))
+    assert sorted(int(r[2]["partNumber"][0]) for r in requests.named("PUT", "partNumber")) == [1, 2, 3, 4, 5, 6]
+    assert requests.most_in_flight == 3
+    assert await read_all(store, blob.sha256) == data
+    assert await pending_uploads(moto_s3, store.bucket) == []
+
+
+async def test_concurrent_multipart_failing_midway_cancels_the_other_parts_and_aborts(moto_s3, make_store,
+                                                                                    tmp_path):
+    source = tmp_path / "upload.bin"
+    source.write_bytes(os.urandom(30 * MiB))
+
+    async def shrink_after_first_part(session, context, params):
+        if "partNumber" in params.url.query:
+            with open(source, "r+b") as fh:
+                fh.truncate(11 * MiB)  # parts that start past 10 MiB cannot be read whole any more
+
+    store, requests = await make_store(moto_s3, session_args={"on_end": shrink_after_first_part}, **MULTIPART,
+                                       upload_concurrency=2)
+    with pytest.raises(OSError, match="shrank"):
+        await store.put_file(source)
+    assert len(requests.named("PUT", "partNumber")) < 6
+    assert len(requests.named("DELETE", "uploadId")) == 1 and requests.in_flight == 0
     assert await pending_uploads(moto_s3, store.bucket) == []
     assert [d async for d in store.list_digests()] == []
 
