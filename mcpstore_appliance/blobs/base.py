@@ -55,4 +55,8 @@ class BlobStore(Protocol):
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
         """A time-limited direct download URL, or None when the store cannot or is not set to redirect."""
 
+    def local_file(self, sha256: str) -> Path | None:
+        """Where the blob's bytes are a file on this machine (the server may then send them with sendfile), or
+        None. The file may be absent: the caller opens it and treats a missing file like a missing blob."""
+
     async def close(self) -> None: ...

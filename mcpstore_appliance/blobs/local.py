@@ -168,6 +168,9 @@ class LocalBlobStore:
                 continue
         return removed
 
+    def local_file(self, sha256: str) -> Path | None:
+        return self.path_for(sha256)
+
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
         check_digest(sha256)
         return None  # local blobs are streamed by the appliance itself

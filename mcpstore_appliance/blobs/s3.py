@@ -255,6 +255,9 @@ class S3BlobStore:
         signed_query = self._signer.presign("GET", self.host, path, query, expires, now=now)
         return str(self._url(path, signed_query))
 
+    def local_file(self, sha256: str) -> Path | None:
+        return None  # the bytes are in the bucket
+
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
         check_digest(sha256)
         if not self.settings.presign_redirects:

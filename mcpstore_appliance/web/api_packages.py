@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, D
 from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
 from .auth import principal_of
+from . import sendfile
 from .openapi import documented
 from .util import query_int
 
@@ -277,6 +279,42 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
 
+async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs, sha256: str, start: int,
+                       end: int) -> None:
+    """The headers, then bytes [start, end) of the blob: with sendfile from a local file where the connection
+    allows it (web/sendfile.py), else streamed through the event loop."""
+    local = blobs.local_file(sha256)
+    if local is not None and not os.path.isfile(local):
+        local = None  # the streaming path reports the missing blob, before any header is sent
+    chunks = None if local is not None else blobs.open_range(sha256, start, end)
+    first = b""
+    if chunks is not None and request.method != "HEAD":
+        first = await anext(chunks, b"")  # a missing blob fails here, before any header is sent
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            if local is not None and not await sendfile.send_range(request, local, start, end):
+                chunks = blobs.open_range(sha256, start, end)  # no sendfile right now: stream it
+            if chunks is not None:
+                await _stream(response, first, chunks)
+        await response.write_eof()
+    except BaseException:
+        # The headers are out, so no error answer can follow them: drop the connection (the client sees a
+        # short body) rather than let a second response be written after part of this one.
+        if request.transport is not None:
+            request.transport.close()
+        raise
+    finally:
+        if chunks is not None:
+            await chunks.aclose()
+
+
+async def _stream(response: web.StreamResponse, first: bytes, chunks) -> None:
+    await response.write(first)
+    async for chunk in chunks:
+        await response.write(chunk)
+
+
 def bundle_headers(target: DownloadTarget) -> dict[str, str]:
     etag = f'"{target.sha256}"'
     digest = base64.b64encode(bytes.fromhex(target.sha256)).decode()
@@ -318,25 +356,13 @@ async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.Stre
         if counts:
             counter.record(target.package_id, target.version_id)
         raise web.HTTPFound(redirect, headers={"Cache-Control": "private, max-age=60", "ETag": headers["ETag"]})
-    chunks = services.blobs.open_range(target.sha256, start, end)
-    first = b""
-    if request.method != "HEAD":
-        first = await anext(chunks, b"")  # a missing blob fails here, before any header is sent
     status = 206 if isinstance(wanted, tuple) else 200
     response = web.StreamResponse(status=status, headers=headers)
     response.content_type = BUNDLE_TYPE
     response.content_length = end - start
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    try:
-        await response.prepare(request)
-        if request.method != "HEAD":
-            await response.write(first)
-            async for chunk in chunks:
-                await response.write(chunk)
-        await response.write_eof()
-    finally:
-        await chunks.aclose()
+    await _send_bundle(request, response, services.blobs, target.sha256, start, end)
     if counts:
         counter.record(target.package_id, target.version_id)
     return response

@@ -12,6 +12,7 @@ import pytest
 
 from mcpstore_appliance.catalog.downloads import DownloadCounter
 from mcpstore_appliance.cli.main import main
+from mcpstore_appliance.web import sendfile
 from tests.seed import FAST_LEDGER, bundle_for, publish, yank
 
 
@@ -76,6 +77,24 @@ async def test_ranges(appliance):
     assert status == 200 and body == data
     status, body, _ = await appliance.client.get(path, headers={"Range": "bytes=0-9", "If-Range": f'"{sha256}"'})
     assert status == 206 and body == data[:10]
+
+
+async def test_local_blobs_go_out_with_sendfile_and_stream_when_no_worker_is_free(appliance, monkeypatch):
+    _, data, sha256 = await published(appliance, long_description="y" * 20000)
+    path = f"/bundles/{sha256}.mcpb"
+    sends = sendfile.slots.sends
+    status, body, _ = await appliance.client.get(path)
+    assert status == 200 and body == data and sendfile.slots.sends == sends + 1
+    status, body, _ = await appliance.client.get(path, headers={"Range": "bytes=100-"})
+    assert status == 206 and body == data[100:] and sendfile.slots.sends == sends + 2
+    monkeypatch.setattr(sendfile.slots, "in_use", sendfile.slots.limit)  # every worker busy: streamed instead
+    status, body, _ = await appliance.client.get(path, headers={"Range": "bytes=7-"})
+    assert status == 206 and body == data[7:] and sendfile.slots.sends == sends + 2
+    monkeypatch.undo()
+    # a blob missing from the disk is still a clean 404-class answer, not a broken transfer
+    appliance.services.blobs.local_file(sha256).unlink()
+    status, body, _ = await appliance.client.get(path)
+    assert status == 404 and body["error"]["code"] == "not_found", (status, body)
 
 
 async def test_unknown_bundles_and_yanked_versions(appliance):

@@ -1,0 +1,115 @@
+"""web/sendfile.py over real sockets: a small aiohttp app on a real port answers with `send_range` from a real
+file (large enough that the socket fills and the worker waits for it), and real clients read it fast, slowly,
+in part, or go away. The appliance's own downloads use it too (tests/integration/test_downloads.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from mcpstore_appliance.web import sendfile
+
+MiB = 1 << 20
+SIZE = 24 * MiB
+
+
+@pytest.fixture
+async def served(tmp_path, aiohttp_server):
+    """(base URL, file bytes, the file): GET /file?start=&end=&claim= answers bytes [start, end) with sendfile;
+    `claim` overrides the Content-Length (a file shorter than its record)."""
+    path = tmp_path / "blob.bin"
+    data = os.urandom(SIZE)
+    path.write_bytes(data)
+    used: list[bool] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start, end = int(request.query.get("start", 0)), int(request.query.get("end", SIZE))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = int(request.query.get("claim", end - start))
+        await response.prepare(request)
+        try:
+            used.append(await sendfile.send_range(request, path, start, int(request.query.get("claim", end))))
+        except OSError:
+            request.transport.close()
+            raise
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/file", handler)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return str(server.make_url("/file")), data, path, used
+
+
+async def wait_until_free() -> None:
+    for _ in range(400):
+        if sendfile.slots.in_use == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{sendfile.slots.in_use} sendfile slots still in use")
+
+
+async def test_whole_file_and_ranges_arrive_exactly(served):
+    url, data, _, used = served
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert hashlib.sha256(await response.read()).digest() == hashlib.sha256(data).digest()
+        for start, end in ((0, 1), (5 * MiB - 3, 5 * MiB + 7), (SIZE - 10, SIZE), (MiB, 9 * MiB)):
+            async with session.get(url, params={"start": start, "end": end}) as response:
+                assert await response.read() == data[start:end], (start, end)
+    assert used == [True] * 5
+
+
+async def test_a_slow_reader_gets_every_byte(served):
+    """The socket buffer fills long before 24 MiB: the worker waits for room (poll) many times."""
+    url, data, _, used = served
+    received = hashlib.sha256()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            async for block in response.content.iter_chunked(256 * 1024):
+                received.update(block)
+                await asyncio.sleep(0.002)
+    assert received.digest() == hashlib.sha256(data).digest() and used == [True]
+    await wait_until_free()
+
+
+async def test_a_client_that_goes_away_frees_its_worker_and_the_server_goes_on(served):
+    url, data, _, _ = served
+    host, port = url.split("//")[1].split("/")[0].split(":")
+
+    def read_a_little_then_reset() -> int:  # a blocking client: in a thread, so the server's loop runs on
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(f"GET /file HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            got = len(raw.recv(MiB))  # the headers and the first bytes, then the client disappears
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            return got
+
+    assert await asyncio.to_thread(read_a_little_then_reset) > 0
+    await wait_until_free()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"start": 0, "end": 100}) as response:
+            assert await response.read() == data[:100]
+
+
+async def test_a_file_shorter_than_its_record_drops_the_connection(served):
+    url, _, _, _ = served
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with session.get(url, params={"claim": SIZE + MiB}) as response:
+                await response.read()
+    await wait_until_free()
+
+
+async def test_when_every_worker_is_busy_it_declines_and_sends_nothing(served, monkeypatch):
+    url, data, _, used = served
+    monkeypatch.setattr(sendfile.slots, "in_use", sendfile.slots.limit)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"start": 0, "end": 0}) as response:
+            assert await response.read() == b""
+    assert used == [False]
