@@ -20,7 +20,7 @@ from .db import Database
 from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
-from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api
+from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
 from .web.metrics import Metrics
 from .web.middlewares import FrontDoor, check_every_route_wrapped
 from .web.pages import install_pages
@@ -133,6 +133,11 @@ def create_app(settings: Settings) -> web.Application:
         await discovery.stop()  # and once more on shutdown
 
     app.cleanup_ctx.append(discovery_tasks)
+
+    async def stop_sendfile_workers(app: web.Application) -> None:
+        sendfile.slots.abort_all()  # downloads still running after the shutdown grace period
+
+    app.on_cleanup.append(stop_sendfile_workers)
     # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):

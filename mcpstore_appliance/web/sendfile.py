@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import select
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,12 +30,13 @@ _executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sendfile
 
 
 class _Slots:
-    """How many sends are running (at most WORKERS), and how many were made: for /metrics and tests."""
+    """How many sends are running (at most WORKERS), how many were made, and the connections being written."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.in_use = 0
         self.sends = 0
+        self.connections: set[int] = set()
         self._lock = threading.Lock()
 
     def take(self) -> bool:
@@ -48,6 +50,25 @@ class _Slots:
     def release(self) -> None:
         with self._lock:
             self.in_use -= 1
+
+    def watch(self, connection: int, running: bool) -> None:
+        with self._lock:
+            (self.connections.add if running else self.connections.discard)(connection)
+
+    def abort_all(self) -> int:
+        """Shut down every connection a worker is writing to, so each stops at once (at server shutdown: a
+        client that stopped reading would otherwise hold its worker, and the exit, for STALL_SECONDS)."""
+        with self._lock:  # held throughout: a worker closes its descriptor only after watch(False)
+            connections = list(self.connections)
+            for connection in connections:
+                sock = socket.socket(fileno=connection)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already gone
+                finally:
+                    sock.detach()  # the worker owns the descriptor and closes it
+        return len(connections)
 
 
 slots = _Slots(WORKERS)
@@ -93,10 +114,12 @@ async def send_range(request: web.Request, path: Path, start: int, end: int) -> 
 
 
 def _send(connection: int, path: Path, start: int, end: int) -> None:
+    slots.watch(connection, True)
     try:
         with open(path, "rb") as fh:
             _pump(connection, fh.fileno(), start, end)
     finally:
+        slots.watch(connection, False)
         os.close(connection)
         slots.release()
 

@@ -113,3 +113,21 @@ async def test_when_every_worker_is_busy_it_declines_and_sends_nothing(served, m
         async with session.get(url, params={"start": 0, "end": 0}) as response:
             assert await response.read() == b""
     assert used == [False]
+
+
+async def test_at_shutdown_a_stalled_client_releases_its_worker_at_once(served):
+    """A client that stops reading would hold a worker for STALL_SECONDS (60 s); abort_all, which the appliance
+    calls at shutdown, ends it now."""
+    url, _, _, _ = served
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    stalled = socket.create_connection((host, int(port)))
+    try:
+        stalled.sendall(f"GET /file HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())  # and never reads
+        for _ in range(200):
+            if sendfile.slots.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert sendfile.slots.abort_all() == 1
+        await wait_until_free()
+    finally:
+        stalled.close()
