@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(discovery_tasks)
 
     async def stop_sendfile_workers(app: web.Application) -> None:
-        sendfile.slots.abort_all()  # downloads still running after the shutdown grace period
+        sendfile.slots.abort_all(app)  # this app's downloads still running after the shutdown grace period
 
     app.on_cleanup.append(stop_sendfile_workers)
     # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were

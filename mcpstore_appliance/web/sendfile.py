@@ -36,7 +36,7 @@ class _Slots:
         self.limit = limit
         self.in_use = 0
         self.sends = 0
-        self.connections: set[int] = set()
+        self.connections: dict[int, object] = {}  # descriptor being written -> the app whose request it serves
         self._lock = threading.Lock()
 
     def take(self) -> bool:
@@ -51,15 +51,20 @@ class _Slots:
         with self._lock:
             self.in_use -= 1
 
-    def watch(self, connection: int, running: bool) -> None:
+    def watch(self, connection: int, owner: object | None) -> None:
+        """`owner` set: a worker starts writing to `connection` for that app; None: it has stopped."""
         with self._lock:
-            (self.connections.add if running else self.connections.discard)(connection)
+            if owner is not None:
+                self.connections[connection] = owner
+            else:
+                self.connections.pop(connection, None)
 
-    def abort_all(self) -> int:
-        """Shut down every connection a worker is writing to, so each stops at once (at server shutdown: a
-        client that stopped reading would otherwise hold its worker, and the exit, for STALL_SECONDS)."""
-        with self._lock:  # held throughout: a worker closes its descriptor only after watch(False)
-            connections = list(self.connections)
+    def abort_all(self, owner: object | None = None) -> int:
+        """Shut down every connection a worker is writing to (for `owner`'s requests only, if given), so each
+        stops at once: at shutdown, a client that stopped reading would otherwise hold its worker, and the
+        exit, for STALL_SECONDS."""
+        with self._lock:  # held throughout: a worker closes its descriptor only after watch(..., None)
+            connections = [fd for fd, app in self.connections.items() if owner is None or app is owner]
             for connection in connections:
                 sock = socket.socket(fileno=connection)
                 try:
@@ -102,7 +107,8 @@ async def send_range(request: web.Request, path: Path, start: int, end: int) -> 
         slots.release()
         return False
     try:
-        sending = asyncio.get_running_loop().run_in_executor(_executor, _send, connection, path, start, end)
+        sending = asyncio.get_running_loop().run_in_executor(_executor, _send, connection, path, start, end,
+                                                             request.app)
     except BaseException:
         os.close(connection)
         slots.release()
@@ -113,13 +119,13 @@ async def send_range(request: web.Request, path: Path, start: int, end: int) -> 
     return True
 
 
-def _send(connection: int, path: Path, start: int, end: int) -> None:
-    slots.watch(connection, True)
+def _send(connection: int, path: Path, start: int, end: int, owner: object) -> None:
+    slots.watch(connection, owner)
     try:
         with open(path, "rb") as fh:
             _pump(connection, fh.fileno(), start, end)
     finally:
-        slots.watch(connection, False)
+        slots.watch(connection, None)
         os.close(connection)
         slots.release()
 
