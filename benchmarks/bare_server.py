@@ -54,8 +54,8 @@ async def serve(host: str, port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    loop_kind = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"bare listening on http://{host}:{runner.addresses[0][1]} (event loop: {loop_kind})", flush=True)
+    print(f"bare listening on http://{host}:{runner.addresses[0][1]} (event loop: {eventloop.running_loop_name()})",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

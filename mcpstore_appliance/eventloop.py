@@ -33,6 +33,11 @@ def loop_factory(choice: EventLoopChoice):
     return uvloop.new_event_loop
 
 
+def running_loop_name() -> str:
+    """"uvloop" or "asyncio": the loop this coroutine runs on (servers print it when they start)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def run(main: Callable[[], Coroutine[Any, Any, Any]], choice: EventLoopChoice) -> Any:
     """asyncio.run(main()) on the chosen loop: a fresh loop, closed at the end. `main` is called only once the
     loop is known, so an unavailable loop leaves no coroutine never awaited."""

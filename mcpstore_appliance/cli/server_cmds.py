@@ -58,6 +58,7 @@ async def _serve(settings) -> None:
     from aiohttp import web
 
     from ..app import create_app
+    from ..eventloop import running_loop_name
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds)
@@ -65,9 +66,8 @@ async def _serve(settings) -> None:
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     port = runner.addresses[0][1]
-    loop_kind = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
     print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
-          f"event loop: {loop_kind})", flush=True)
+          f"event loop: {running_loop_name()})", flush=True)
     await _announce_setup(app, settings, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

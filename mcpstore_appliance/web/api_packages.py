@@ -23,6 +23,7 @@ import re
 
 from aiohttp import web
 
+from ..blobs import BlobStore
 from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
 from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
@@ -279,8 +280,8 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
 
-async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs, sha256: str, start: int,
-                       end: int) -> None:
+async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
+                       start: int, end: int) -> None:
     """The headers, then bytes [start, end) of the blob: with sendfile from a local file where the connection
     allows it (web/sendfile.py), else streamed through the event loop."""
     local = blobs.local_file(sha256)

@@ -47,6 +47,11 @@ def _may_open(request: web.Request) -> MayOpen:
                                                                     str(event.get("name")))
 
 
+def _lookup_scope(request: web.Request) -> dict:
+    """Anonymous callers: public entries only; others also the sealed entries of packages they may see."""
+    return {"public_only": principal_of(request) is None, "may_open": _may_open(request)}
+
+
 def _refuses_forks(handler):
     """The ledger would rather stop than sign a checkpoint its stored tree contradicts: say so plainly."""
 
@@ -131,8 +136,7 @@ async def entry(request: web.Request) -> web.Response:
             "may see the package", tags=TAGS, auth="optional", responses={200: "OK", 400: "not a sha256"})
 async def lookup(request: web.Request) -> web.Response:
     sha256 = request.match_info["sha256"].lower()
-    indices = await _ledger(request).lookup(sha256, public_only=principal_of(request) is None,
-                                            may_open=_may_open(request))
+    indices = await _ledger(request).lookup(sha256, **_lookup_scope(request))
     return web.json_response({"sha256": sha256, "indices": indices})
 
 
@@ -142,8 +146,7 @@ async def lookup(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     info = request.match_info
     indices = await _ledger(request).lookup_release(info["namespace"], info["name"], info["version"],
-                                                    public_only=principal_of(request) is None,
-                                                    may_open=_may_open(request))
+                                                    **_lookup_scope(request))
     return web.json_response({"namespace": info["namespace"], "name": info["name"], "version": info["version"],
                               "indices": indices})
 
