@@ -29,6 +29,7 @@ from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_sear
 from ..errors import InvalidInput
 from .auth import principal_of
 from . import sendfile
+from .encoded import EncodedResponse, json_data, json_text
 from .openapi import documented
 from .util import query_int
 
@@ -120,10 +121,6 @@ def single_params(request: web.Request, allowed: frozenset[str] | None = None) -
     return params
 
 
-def json_text(text: str, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
-
-
 def discovery(request: web.Request):
     return request.app["services"].discovery
 
@@ -147,8 +144,7 @@ async def package(request: web.Request) -> web.Response:
     if _etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache_control})
     # Content-Type among the headers, not as content_type=: aiohttp parses that argument on every call (~0.7 µs)
-    return web.Response(body=body, headers={"Content-Type": "application/json", "ETag": etag,
-                                            "Cache-Control": cache_control})
+    return EncodedResponse(body, {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control})
 
 
 # Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order
@@ -205,7 +201,7 @@ async def update_check(request: web.Request) -> web.Response:
     answer = discovery(request).packages.update_check(
         principal_of(request), m["namespace"], m["name"], params.get("current") or None,
         params.get("platform") or None, prerelease)
-    return web.json_response(answer)
+    return json_data(answer)
 
 
 @routes.get(PACKAGE_PATH + "/stats")

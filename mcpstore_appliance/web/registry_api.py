@@ -18,7 +18,6 @@ Errors use the registry's shape, `{"error": "Server not found"}`.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 
 from typing import Literal
@@ -30,6 +29,7 @@ from ..catalog.registry_view import DEFAULT_LIMIT, MAX_LIMIT, OFFICIAL
 from ..errors import DomainError, InvalidInput
 from .api_packages import parse_bool, single_params, wants_fresh
 from .auth import principal_of, require
+from .encoded import json_data, json_text
 from .errors import status_for
 from .openapi import documented
 from .util import client_ip, read_json
@@ -86,11 +86,6 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _json(data) -> web.Response:
-    return web.Response(text=json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-                        content_type="application/json")
-
-
 @registry_handler
 @documented("MCP Registry: list servers (one entry per version), ordered by name and version, keyset pages",
             tags=["mcp-registry"], auth="optional",
@@ -108,7 +103,7 @@ async def list_servers(request: web.Request) -> web.Response:
         search=params.get("search") or None, updated_since=params.get("updated_since") or None,
         version=params.get("version") or None, include_deleted=parse_bool(params.get("include_deleted"),
                                                                           "include_deleted"))
-    return web.Response(text=text, content_type="application/json")
+    return json_text(text)
 
 
 @registry_handler
@@ -119,7 +114,7 @@ async def server_versions(request: web.Request) -> web.Response:
     params = single_params(request, ONE_PARAMS)
     answer = registry(request).server_versions(principal_of(request), request.match_info["server_name"],
                                                bool(parse_bool(params.get("include_deleted"), "include_deleted")))
-    return _json(answer)
+    return json_data(answer)
 
 
 @registry_handler
@@ -131,7 +126,7 @@ async def server_version(request: web.Request) -> web.Response:
     answer = registry(request).server_version(principal_of(request), request.match_info["server_name"],
                                               request.match_info["version"],
                                               bool(parse_bool(params.get("include_deleted"), "include_deleted")))
-    return _json(answer)
+    return json_data(answer)
 
 
 def _not_supported(what: str):
@@ -167,7 +162,7 @@ async def version_status(request: web.Request) -> web.Response:
     entry = view.server_version(principal, server_name, version, include_deleted=True)
     if not await _apply_status(request, principal, server_name, entry, body):
         raise InvalidInput(f"No changes to apply: status is already {body.status}", code="no_change")
-    return _json(view.server_version(principal, server_name, entry["server"]["version"], include_deleted=True))
+    return json_data(view.server_version(principal, server_name, entry["server"]["version"], include_deleted=True))
 
 
 @registry_handler
@@ -186,7 +181,7 @@ async def server_status(request: web.Request) -> web.Response:
     if not updated:
         raise InvalidInput(f"No changes to apply: status is already {body.status}", code="no_change")
     servers = view.server_versions(principal, server_name, include_deleted=True)["servers"]
-    return _json({"updatedCount": updated, "servers": servers})
+    return json_data({"updatedCount": updated, "servers": servers})
 
 
 UNDEPRECATE = ("a deprecation cannot be withdrawn through this API; publish a new version instead "

@@ -1,5 +1,6 @@
 """Health, readiness, metrics, OpenAPI, JSON errors and CSRF on the real app."""
 
+import asyncio
 import re
 
 import aiohttp
@@ -9,6 +10,7 @@ from aiohttp import web
 from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.web.openapi import undocumented_routes
 from tests.conftest import free_port, make_settings
+from tests.seed import publish
 
 
 async def test_health_and_readiness(appliance):
@@ -168,3 +170,41 @@ async def test_access_log_is_structured_and_can_be_switched_off(start_app, caplo
     quiet = await start_app(server={"access_log": False})
     await quiet.client.get("/api/me")
     assert not [r for r in caplog.records if r.name == "mcpstore.access"]
+
+
+async def raw_exchange(base_url: str, request: bytes) -> bytes:
+    host, port = base_url.split("//", 1)[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), timeout=10)  # Connection: close below: read to the end
+    finally:
+        writer.close()
+
+
+async def test_hot_reads_sent_in_one_write_carry_every_header_once(appliance):
+    """Package data, version lists, update checks, search, registry pages and /healthz go out through
+    web/encoded.py in one write: the front door's headers are there, once each, beside the route's own."""
+    _, alice = await appliance.user("alice")
+    await publish(appliance, alice, "tool", "1.0.0")
+    for path in ("/healthz", "/api/packages/alice/tool", "/api/packages/alice/tool/versions",
+                 "/api/packages/alice/tool/latest?current=0.9.0", "/api/packages?q=tool", "/v0.1/servers?limit=1"):
+        # two pipelined requests: the first kept alive (the one-write path), the second closes the connection
+        once = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-7\r\n\r\n".encode()
+        data = await raw_exchange(appliance.base_url, once + once.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        names = [line.split(":", 1)[0].lower() for line in head[1:]]
+        assert head[0] == "HTTP/1.1 200 OK", (path, head)
+        assert len(names) == len(set(names)), (path, names)
+        assert {"content-type", "content-length", "date", "server", "x-request-id", "x-content-type-options",
+                "referrer-policy"} <= set(names), (path, names)
+        assert "X-Request-Id: trace-7" in head and "X-Content-Type-Options: nosniff" in head
+        assert data.count(b"HTTP/1.1 200 OK") == 2, path
+
+
+async def test_a_request_id_with_a_control_character_is_not_echoed(appliance):
+    data = await raw_exchange(appliance.base_url,
+                              b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: a\x01b\r\nConnection: close\r\n\r\n")
+    assert b"a\x01b" not in data
+    status, body, _ = await appliance.client.get("/healthz")  # and the appliance goes on serving
+    assert status == 200 and body == {"status": "ok"}
