@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -47,6 +47,9 @@ MAX_CHANGELOG_ENTRIES = 50
 # An update check's versions are kept in memory only when their changelogs are at most this long in all
 # (typically a few hundred characters; each may be 20,000): the cache of 2,048 entries stays under ~32 MB.
 MAX_KEPT_CHANGELOG_CHARS = 16_000
+# Update-check answers kept per installable entry, in characters of JSON (an answer is ~600 without changelogs):
+# the 2,048 entries add at most ~16 MB however many distinct `current` values clients send.
+MAX_KEPT_ANSWER_CHARS = 8_192
 PUBLISHED_ONLY = ("published",)  # the version states that callers other than a package's managers see
 CACHE_BYTES = 64 << 20  # per cache of whole package pages and of their static parts
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -132,6 +135,9 @@ class _Installable:
     pricing_model: str
     versions: list[tuple[str, sqlite3.Row]]  # (semver sort key, row), newest first
     latest: semver.Version | None  # the first of them, parsed
+    # update-check answers as JSON text by the client's `current` (the same for every caller who may see the
+    # package), so that the hosts polling for the same installed version share one answer
+    answers: dict[str | None, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -502,21 +508,38 @@ class PackageView:
 
     # -- update check -----------------------------------------------------------------------------------
 
-    def update_check(self, principal: Principal | None, namespace: str, name: str, current: str | None,
-                     platform: str | None, prerelease: bool) -> dict[str, Any]:
-        """The newest installable version for a client running `current` on `platform`.
+    def update_check_json(self, principal: Principal | None, namespace: str, name: str, current: str | None,
+                          platform: str | None, prerelease: bool) -> str:
+        """The newest installable version for a client running `current` on `platform`, as JSON text.
 
         Semver precedence; pre-releases only when asked for; yanked, quarantined and rejected versions never;
         versions that name platforms must name this one. A higher major version is a breaking change.
+        The answer is kept with the installable entry it came from (so it is dropped with it as soon as
+        anything is committed), up to MAX_KEPT_ANSWER_CHARS per entry.
         """
         _check_names(namespace, name)
-        current_version = semver.parse(current) if current else None
         if platform is not None and platform not in PLATFORMS:
             raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", code="invalid_parameter",
                                details={"parameter": "platform"})
         installable = self._installable_versions(namespace, name, platform, prerelease)
-        if installable is None or not can_see(principal, installable.access):
+        visible = installable is not None and can_see(principal, installable.access)
+        kept = installable.answers.get(current) if visible else None
+        if kept is not None:
+            return kept
+        current_version = semver.parse(current) if current else None  # a bad `current` is a 400 before a 404
+        if not visible:
             raise not_found(namespace, name)
+        text = json.dumps(self._update_answer(installable, namespace, name, current, current_version),
+                          separators=(",", ":"), ensure_ascii=False)
+        answers = installable.answers
+        if sum(map(len, answers.values())) + len(text) > MAX_KEPT_ANSWER_CHARS:
+            answers.clear()  # rare: many distinct `current` values, or long changelogs
+        if len(text) <= MAX_KEPT_ANSWER_CHARS:
+            answers[current] = text
+        return text
+
+    def _update_answer(self, installable: _Installable, namespace: str, name: str, current: str | None,
+                       current_version: semver.Version | None) -> dict[str, Any]:
         answer: dict[str, Any] = {
             "id": f"{namespace}/{name}", "current_version": current, "latest_version": None,
             "update_available": False, "download_url": None, "bundle_url": None, "sha256": None, "size": None,

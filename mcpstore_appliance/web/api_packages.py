@@ -29,7 +29,7 @@ from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_sear
 from ..errors import InvalidInput
 from .auth import principal_of
 from . import sendfile
-from .encoded import EncodedResponse, json_data, json_text
+from .encoded import EncodedResponse, json_text
 from .openapi import documented
 from .util import query_int
 
@@ -198,10 +198,9 @@ async def update_check(request: web.Request) -> web.Response:
     params = single_params(request, frozenset({"current", "platform", "prerelease"}))
     prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
     m = request.match_info
-    answer = discovery(request).packages.update_check(
+    return json_text(discovery(request).packages.update_check_json(
         principal_of(request), m["namespace"], m["name"], params.get("current") or None,
-        params.get("platform") or None, prerelease)
-    return json_data(answer)
+        params.get("platform") or None, prerelease))
 
 
 @routes.get(PACKAGE_PATH + "/stats")

@@ -297,6 +297,31 @@ async def test_update_checks_are_answered_from_memory_until_something_is_committ
         assert [sql for sql in statements if "FROM versions" in sql]
 
 
+async def test_kept_update_answers_are_per_current_version_and_never_cross_visibility(appliance):
+    """Answers are kept per `current` with the versions they came from: each client version gets its own,
+    a kept answer of a private package is not given to a caller who may not see it, a `current` that is not
+    semver is still refused, and many distinct `current` values keep a bounded amount of text."""
+    from mcpstore_appliance.catalog.package_view import MAX_KEPT_ANSWER_CHARS
+
+    alice = await tool_in_two_versions(appliance)
+    await set_package(appliance, "alice", "tool", visibility="private")
+    base = "/api/packages/alice/tool/latest?platform=linux&current="
+    old, new = await get(appliance, base + "1.0.0", token=alice), await get(appliance, base + "1.1.0", token=alice)
+    assert (old["update_available"], new["update_available"]) == (True, False)
+    assert old["current_version"] == "1.0.0" and new["current_version"] == "1.1.0"
+    assert await get(appliance, base + "1.0.0", token=alice) == old  # the kept answer, the same
+    await get(appliance, base + "1.0.0", expect=404)  # anonymous: the kept answer is not theirs to see
+    _, stranger = await appliance.user("mallory")
+    await get(appliance, base + "1.0.0", expect=404, token=stranger)
+    status, body, _ = await appliance.client.with_token(alice).get(base + "not-semver")
+    assert status == 400 and body["error"]["code"] == "invalid_version"
+    for patch in range(400):  # clients on 400 different versions
+        await get(appliance, base + f"0.0.{patch}", token=alice)
+    entries = list(appliance.services.discovery.packages._installable._data.values())
+    assert entries and all(sum(map(len, entry.answers.values())) <= MAX_KEPT_ANSWER_CHARS for entry in entries)
+    assert (await get(appliance, base + "0.0.399", token=alice))["latest_version"] == "1.1.0"
+
+
 async def test_version_lists_are_answered_from_memory_until_something_is_committed(appliance):
     """A repeated first page of versions reads no version from SQLite; a yank, a publish or a visibility change
     is seen by the next request; the package's managers still see quarantined versions after an anonymous
