@@ -57,12 +57,11 @@ class EncodedResponse(web.Response):
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away before the response")
-        data = head + self._body
-        self._req, self._keep_alive = request, True
-        writer = self._payload_writer = request._payload_writer
-        transport.write(data)
-        self._written_whole = self._eof_sent = True
+        transport.write(head + self._body)
+        # what aiohttp's write_eof leaves on a sent response (no request or writer held)
+        self._keep_alive = self._written_whole = self._eof_sent = True
         self._body_length = len(self._body)
+        writer = request._payload_writer
         if transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
             await writer.drain()
         return writer
