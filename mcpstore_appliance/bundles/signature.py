@@ -61,8 +61,9 @@ def verify_cms(der: bytes, digests: DigestSource, trust: SignatureTrust,
         return _verify(der, digests, trust, now or datetime.now(timezone.utc))
     except SignatureError as exc:
         return SignatureInfo(status="invalid", reason=str(exc))
-    except (ValueError, TypeError, KeyError, IndexError, UnsupportedAlgorithm) as exc:
-        # asn1crypto raises these for malformed DER; keep the message short and non-echoing.
+    except (ValueError, TypeError, KeyError, IndexError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        # asn1crypto raises these for malformed DER, cryptography InvalidVersion (not a ValueError) for a
+        # certificate whose version is not 1-3; keep the message short and non-echoing.
         return SignatureInfo(status="invalid", reason=f"malformed CMS signature ({type(exc).__name__})")
 
 
