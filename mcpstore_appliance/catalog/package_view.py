@@ -98,6 +98,11 @@ def version_path(base_url: str, namespace: str, name: str, version: str) -> str:
     return f"{base_url}/api/packages/{namespace}/{name}/versions/{quote(version, safe='')}"
 
 
+def _access(row: sqlite3.Row) -> dict[str, Any]:
+    """The columns that decide who may see a package (for can_see and can_manage), kept with cached answers."""
+    return {"visibility": row["visibility"], "org_id": row["org_id"], "owner_user_id": row["owner_user_id"]}
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -254,8 +259,7 @@ class PackageView:
         if fingerprint is None:
             raise not_found(namespace, name)
         key = (*fingerprint, day)
-        access = {"visibility": fingerprint["visibility"], "org_id": fingerprint["org_id"],
-                  "owner_user_id": fingerprint["owner_user_id"]}
+        access = _access(fingerprint)
         if cached is None or cached.key != key:
             body = self._build_package(fingerprint[0], namespace, name, day).encode()
             cached = _Page(key, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', access, stamp)
@@ -456,8 +460,7 @@ class PackageView:
                          "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download"})
             items.append(item)
         next_cursor = self.cursors.encode("versions", scope, [rows[-1]["semver_key"]]) if more else None
-        access = {"visibility": package["visibility"], "org_id": package["org_id"],
-                  "owner_user_id": package["owner_user_id"]}
+        access = _access(package)
         answer = {"id": f"{namespace}/{name}", "total": total, "versions": items, "next_cursor": next_cursor}
         return answer, access, states
 
@@ -529,8 +532,7 @@ class PackageView:
         current_version = semver.parse(current) if current else None  # a bad `current` is a 400 before a 404
         if not visible:
             raise not_found(namespace, name)
-        text = json.dumps(self._update_answer(installable, namespace, name, current, current_version),
-                          separators=(",", ":"), ensure_ascii=False)
+        text = _dumps(self._update_answer(installable, namespace, name, current, current_version))
         answers = installable.answers
         if sum(map(len, answers.values())) + len(text) > MAX_KEPT_ANSWER_CHARS:
             answers.clear()  # rare: many distinct `current` values, or long changelogs
@@ -590,8 +592,7 @@ class PackageView:
             "      WHERE j.value = ?))"
             " ORDER BY v.semver_key DESC LIMIT ?",
             (package["id"], int(prerelease), platform, platform, MAX_CHANGELOG_ENTRIES + 1)).fetchall())
-        access = {"visibility": package["visibility"], "org_id": package["org_id"],
-                  "owner_user_id": package["owner_user_id"]}
+        access = _access(package)
         installable = _Installable(stamp, access, package["pricing_model"],
                                    [(row["semver_key"], row) for row in rows],
                                    semver.parse(rows[0]["version"]) if rows else None)
