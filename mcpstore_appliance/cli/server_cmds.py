@@ -60,6 +60,12 @@ async def _serve(settings) -> None:
     from ..app import create_app
     from ..eventloop import running_loop_name
 
+    # Signals are taken over first: a SIGTERM while starting (the port may already answer /readyz while the
+    # setup link is written) then shuts down cleanly once start-up is done, instead of killing the process.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds)
     await runner.setup()  # runs start-up: data folder, keys, database migrations
@@ -69,10 +75,6 @@ async def _serve(settings) -> None:
     print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
           f"event loop: {running_loop_name()})", flush=True)
     await _announce_setup(app, settings, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("mcpstore shutting down: finishing requests in flight", flush=True)
     await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout

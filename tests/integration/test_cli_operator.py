@@ -253,3 +253,16 @@ def test_backup_while_serving_and_restore(tmp_path):
             await store.close()
 
     assert asyncio.run(fetch()) == blob_file.read_bytes()
+
+
+def test_a_stop_signal_as_soon_as_the_port_answers_still_shuts_down_cleanly(tmp_path):
+    """The port answers before start-up has finished (the setup link of a fresh folder is written after it):
+    a SIGTERM from a supervisor in that window ends the process with its clean shutdown, not by the signal."""
+    server = Server(tmp_path / "d")
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("mcpstore listening on") for line in server.lines):
+        assert server.process.poll() is None and time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.001)
+    assert server.stop() == 0
+    server.reader.join(timeout=5)  # the last lines are read after the exit
+    assert "mcpstore shutting down" in "".join(server.lines)
