@@ -220,11 +220,12 @@ def warm_up() -> None:
 
 
 def start_appliance(data_dir: Path | None = None, extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                    timeout: float = 60.0, warm: bool = True) -> Appliance:
+                    timeout: float = 60.0, warm: bool = True, wrapper: Sequence[str] = ()) -> Appliance:
     """`mcpstore serve` on a free port; a fresh temporary data folder unless `data_dir` is given.
 
     `ready_seconds` is the wall time from spawning the process to the first 200 from /readyz: interpreter
     start, imports, data folder, keys, migrations and the first readiness probe. `warm` runs warm_up() first.
+    `wrapper` is put before the command (a profiler such as valgrind; its process is the one measured).
     """
     if warm:
         warm_up()
@@ -232,19 +233,19 @@ def start_appliance(data_dir: Path | None = None, extra_args: Sequence[str] = ()
     workdir = Path(_owned_tempdir(owned, "mcpstore-bench-"))
     data = Path(data_dir) if data_dir else workdir / "data"
     port = free_port()
-    argv = [*mcpstore_command(), "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port),
+    argv = [*wrapper, *mcpstore_command(), "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port),
             *extra_args]
     return _spawn(Appliance, "appliance", argv, port, workdir, "/readyz", _clean_env(env), timeout, owned,
                   data_dir=data)  # type: ignore[return-value]
 
 
-def start_bare_server(timeout: float = 30.0, event_loop: str = "auto") -> ServerProcess:
+def start_bare_server(timeout: float = 30.0, event_loop: str = "auto", wrapper: Sequence[str] = ()) -> ServerProcess:
     """The bare aiohttp "hello world" (benchmarks/bare_server.py) on a free port, same interpreter; by default
-    on the event loop `mcpstore serve` picks (`auto`)."""
+    on the event loop `mcpstore serve` picks (`auto`). `wrapper` as for start_appliance."""
     owned: list[tempfile.TemporaryDirectory] = []
     workdir = Path(_owned_tempdir(owned, "bare-bench-"))
     port = free_port()
-    argv = [sys.executable, str(BENCH_DIR / "bare_server.py"), "--host", "127.0.0.1", "--port", str(port),
+    argv = [*wrapper, sys.executable, str(BENCH_DIR / "bare_server.py"), "--host", "127.0.0.1", "--port", str(port),
             "--event-loop", event_loop]
     return _spawn(ServerProcess, "bare", argv, port, workdir, "/", _clean_env(None), timeout, owned)
 
@@ -301,16 +302,21 @@ def parse_wrk_output(text: str) -> LoadResult:
                       tool="wrk", raw=text)
 
 
-def find_wrk(install: bool = True) -> str | None:
-    """Path of wrk; as root on Debian, install it with apt-get when missing (as .ci/run does)."""
-    found = shutil.which("wrk")
+def find_debian_tool(command: str, package: str, install: bool = True) -> str | None:
+    """Path of `command`; as root on Debian, install `package` with apt-get when it is missing (as .ci/run
+    does for wrk)."""
+    found = shutil.which(command)
     if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet).returncode != 0:
+    if subprocess.run(["apt-get", "install", "-y", "-qq", package], **quiet).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], **quiet)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet)
-    return shutil.which("wrk")
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], **quiet)
+    return shutil.which(command)
+
+
+def find_wrk(install: bool = True) -> str | None:
+    return find_debian_tool("wrk", "wrk", install)
 
 
 def run_load(url: str, seconds: float = 5.0, threads: int = 2, connections: int = 32,

@@ -136,3 +136,21 @@ def test_discovery_benchmark_runs_its_package_data_rounds_on_a_small_catalog(tmp
     assert "| bare aiohttp: package-data shape, no work (same " in printed
     assert re.search(r"\| package data \([\d,]+ packages\) +\| +[\d,]+ \| +\d+%\* ", printed), printed
     assert re.search(r"package data >= 60% of bare req/s \| \d+% \(median of 1 rounds", printed), printed
+
+
+def test_instruction_benchmark_drives_exact_counts_and_stops_on_a_wrong_answer(tmp_path):
+    """benchmarks/instructions.py divides callgrind's totals by the requests it sent: every request must be
+    answered (200) and counted once. Its client against the real bare server, and its reader of callgrind's
+    dump format (the `events:`/`totals:` lines of callgrind 3.19), without valgrind itself."""
+    from benchmarks import instructions
+
+    with start_bare_server() as bare:
+        # 37 over 8 connections: the last batch is partial; pipelined leftovers would break the next read
+        assert instructions.drive(bare.port, ["/", "/healthz"], requests=37, connections=8) == 37
+        with pytest.raises(RuntimeError, match="/missing answered 404"):
+            instructions.drive(bare.port, ["/", "/missing"], requests=4, connections=2)
+    dump = tmp_path / "callgrind.out"
+    dump.write_text("# callgrind format\nversion: 1\ncmd: python x\npart: 2\n\nevents: Ir Dr I1mr\nsummary: 0\n\n"
+                    "fl=(1) x.c\nfn=(1) f\n1 10 2 1\n\ntotals: 4000 1200 300\n")
+    counted = instructions.Counted("x", 2000, instructions.read_totals(dump))
+    assert (counted.per_request("Ir"), counted.per_request("I1mr"), counted.per_request("DLmr")) == (2.0, 0.15, 0)
