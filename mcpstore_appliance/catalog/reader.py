@@ -67,6 +67,7 @@ class CatalogReader:
         self._closed = False
         self._data_version = 0
         self._checked_at = float("-inf")
+        self._generation: tuple[tuple[int, int] | None, int] = (None, 0)  # (stamp it was read at, generation)
         self.loop_steps = LOOP_STEPS
 
     def stamp(self) -> tuple[int, int]:
@@ -80,6 +81,18 @@ class CatalogReader:
             self._data_version = self.inline(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
             self._checked_at = now
         return commits, self._data_version
+
+    def search_generation(self) -> int:
+        """The catalog's search generation (moved by the triggers of 005_search.sql on every change a search
+        or a listing can see), read from SQLite again only when `stamp()` says the database may have changed:
+        a repeated search or listing then keys its cached page without a query."""
+        stamp = self.stamp()
+        read_at, generation = self._generation
+        if read_at != stamp:
+            generation = self.inline(
+                lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
+            self._generation = (stamp, generation)
+        return generation
 
     def _thread_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -97,8 +97,7 @@ class RegistryView:
         so listings are never older than the catalog; only counters in our `_meta` extras may lag. `fresh`
         (a client's `Cache-Control: no-cache`) skips the cache."""
         clause, values = visible_clause(principal, alias="s")
-        generation = self.reader.inline(
-            lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
+        generation = self.reader.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
         now = time.monotonic()
         cached = None if fresh else self._pages.get(key)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from array import array
 import re
@@ -83,8 +84,9 @@ class SearchQuery:
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
 
-    @property
+    @functools.cached_property
     def terms(self) -> list[str]:
+        """The query's words (read several times per search; worked out once). Not to be modified."""
         return terms_of(self.q)
 
     def effective_sort(self) -> str:
@@ -455,21 +457,24 @@ class SearchService:
             # Text with no searchable word in it (only punctuation or emoji): nothing can match.
             return SearchPage([], 0, empty_facets(), None, query.effective_sort(), query.q, None, query.filters())
         sort = query.effective_sort()
-        scope = self._scope(principal, query, sort)
-        after = self._after(query, sort, scope)
+        # A cursor is checked before any cached page is given; the scope digest it is bound to (a JSON
+        # encoding and a hash) is otherwise only needed when a page is computed.
+        scope = self._scope(principal, query, sort) if query.cursor is not None else None
+        after = self._after(query, sort, scope) if scope is not None else None
         # Recent pages are reused for repeated searches (popular queries, the storefront's lists): exact for
         # membership, order, facets and ratings (the key holds the search generation and the download-fold
         # epoch); only counters that change without either (invocations, other processes' folds) may lag by
         # up to result_ttl seconds.
         clause, params = visible_clause(principal, alias="s")
-        generation = self.reader.inline(
-            lambda c: c.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0])
+        generation = self.reader.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())),
                sort, query.limit, query.cursor)
         now = time.monotonic()
         cached = None if fresh else self.results.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
+        scope = scope or self._scope(principal, query, sort)
+
         def work(conn: sqlite3.Connection, on_loop: bool) -> SearchPage:
             return snapshot(conn, lambda c: self._search(c, principal, query, sort, scope, after, on_loop))
 

@@ -45,3 +45,27 @@ async def test_stamp_sees_own_and_other_process_commits(tmp_path, monkeypatch):
     finally:
         reader.close()
         await db.close()
+
+
+async def test_search_generation_is_read_again_only_when_the_stamp_moves(tmp_path, monkeypatch):
+    """Repeated searches and listings key their cached pages by the search generation without a query while
+    nothing was committed; our own commits and (after EXTERNAL_CHECK_SECONDS) other processes' are seen."""
+    db = await Database(tmp_path / "g.sqlite3").open()  # migrated: search_state holds the generation
+    reader = CatalogReader(db.path)
+    queries = []
+    try:
+        generation = reader.search_generation()
+        reader.inline(lambda c: c.set_trace_callback(queries.append))
+        assert reader.search_generation() == generation and not any("search_state" in q for q in queries)
+        async with db.write() as tx:
+            await tx.execute("UPDATE search_state SET generation = generation + 1 WHERE id = 1")
+        assert reader.search_generation() == generation + 1  # our own commit: at once
+        monkeypatch.setattr(reader_module, "EXTERNAL_CHECK_SECONDS", 0.0)
+        other = sqlite3.connect(db.path, isolation_level=None)  # another process's connection, as the CLI's
+        other.execute("UPDATE search_state SET generation = generation + 1 WHERE id = 1")
+        other.close()
+        assert reader.search_generation() == generation + 2
+    finally:
+        reader.inline(lambda c: c.set_trace_callback(None))
+        reader.close()
+        await db.close()
