@@ -298,6 +298,9 @@ def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) 
     platforms = ["darwin", "linux", "win32"]
     filters = [f"/api/packages?category={c}&platform={p}" for c in CATEGORIES for p in platforms][:40]
     pkg = [f"/api/packages/{ns}/{name}" for ns, name in packages]
+    # Substrings that are rare (the middle of a package's name) or absent: a scan in name order reads far for
+    # them, which the trigram index (migration 008) avoids.
+    rare = [name[1:8] for _, name in packages[:20]] + [f"qz{rng.randrange(10**6)}x" for _ in range(20)]
     return [
         ("search: one word (40 words, ~2% of the catalog each)", uncached(one_word), None),
         ("search: two words", uncached(two_words), None),
@@ -314,6 +317,10 @@ def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) 
         ("/v0.1/servers pages (first 100 pages, 30 entries; repeated)", registry, None),
         ("/v0.1/servers pages, uncached", uncached(registry), None),
         ("/v0.1/servers?limit=1 (VS Code probe)", ["/v0.1/servers?limit=1"], None),
+        ("/v0.1/servers?search= (40 rare or absent substrings, uncached)",
+         uncached([f"/v0.1/servers?limit=30&search={quote(text)}" for text in rare]), None),
+        ("/v0.1/servers?search= (common words, uncached)",
+         uncached([f"/v0.1/servers?limit=30&search={w}" for w in words]), None),
         ("download 1 MiB bundle (/bundles/<sha256>.mcpb)", [f"/bundles/{big_sha}.mcpb"], None),
         # Last: each change it makes also starts background work (the typo index is rebuilt on a thread), which
         # would otherwise be counted in the CPU and req/s of the rows after it.

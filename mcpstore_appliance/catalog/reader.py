@@ -42,7 +42,8 @@ TICK_STEPS = 1000
 
 
 class TooBigForTheLoop(Exception):
-    """Raised inside `CatalogReader.bounded` when the work should run on a reader thread instead."""
+    """A read ran past its budget of SQLite steps (`within_steps`). From `CatalogReader.bounded`: the work
+    should run on a reader thread instead."""
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -114,26 +115,7 @@ class CatalogReader:
         raise it itself). Only for read-only work whose partial run has no effect."""
         if self._inline is None:
             self._inline = connect_readonly(self.path)
-        conn = self._inline
-        every = max(1, min(TICK_STEPS, self.loop_steps))
-        allowed, ticks = self.loop_steps // every, 0
-
-        def tick() -> bool:  # a true answer interrupts the running statement
-            nonlocal ticks
-            ticks += 1
-            return ticks > allowed
-
-        conn.set_progress_handler(tick, every)
-        try:
-            return fn(conn)
-        except sqlite3.OperationalError as exc:
-            if ticks > allowed:
-                raise TooBigForTheLoop() from exc
-            raise
-        finally:
-            conn.set_progress_handler(None, 0)
-            if conn.in_transaction:  # the budget ran out during a snapshot's COMMIT
-                conn.execute("COMMIT")
+        return within_steps(self._inline, self.loop_steps, fn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -151,6 +133,30 @@ class CatalogReader:
         if self._inline is not None:
             self._inline.close()
             self._inline = None
+
+
+def within_steps(conn: sqlite3.Connection, steps: int, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn(conn)`, its statements interrupted by SQLite's progress handler once they have taken about `steps`
+    VM steps in all: TooBigForTheLoop then. Only for read-only work whose partial run has no effect."""
+    every = max(1, min(TICK_STEPS, steps))
+    allowed, ticks = steps // every, 0
+
+    def tick() -> bool:  # a true answer interrupts the running statement
+        nonlocal ticks
+        ticks += 1
+        return ticks > allowed
+
+    conn.set_progress_handler(tick, every)
+    try:
+        return fn(conn)
+    except sqlite3.OperationalError as exc:
+        if ticks > allowed:
+            raise TooBigForTheLoop() from exc
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+        if conn.in_transaction:  # the budget ran out during a snapshot's COMMIT
+            conn.execute("COMMIT")
 
 
 def snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

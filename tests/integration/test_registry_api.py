@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import urllib.parse
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 
+from mcpstore_appliance.catalog import registry_view
 from tests.seed import FAST_LEDGER, deprecate, publish, set_package, yank
 
 SPEC_PATH = Path(__file__).parents[1] / "data" / "mcp-registry-openapi.yaml"
@@ -147,6 +149,61 @@ async def test_filters_latest_exact_search_and_deleted(appliance):
     deleted = [e for e in body["servers"] if e["_meta"][OFFICIAL]["status"] == "deleted"]
     assert [e["server"]["version"] for e in deleted] == ["1.0.0"]
     assert deleted[0]["_meta"][OFFICIAL]["statusMessage"] == "broken"
+
+
+async def walk_search(app, needle: str, limit: int = 2) -> list[tuple[str, str]]:
+    """Every (name, version) a search lists, page by page, answered from the database (no kept pages)."""
+    walked, cursor = [], None
+    while True:
+        query = {"search": needle, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        body = await get(app, "/v0.1/servers?" + urllib.parse.urlencode(query), "/v0.1/servers",
+                         **{"Cache-Control": "no-cache"})
+        walked += [(e["server"]["name"], e["server"]["version"]) for e in body["servers"]]
+        cursor = body["metadata"].get("nextCursor")
+        if cursor is None:
+            return walked
+
+
+SCAN_ONLY, INDEX_FIRST = 10**9, 0  # SCAN_STEPS: the scan always finishes / is cut at once and the index answers
+
+
+async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_index(appliance, monkeypatch):
+    """A search runs as a scan in name order within a budget of SQLite steps, then through the trigram index
+    (migration 008): both must list exactly the same entries, page by page, whatever the text holds."""
+    tokens = await build(appliance)
+    await publish(appliance, tokens["bob"], "ecole", description='Une petite école "quoted" NEAR(a b) 50% *star*')
+    needles = ["EATH", "eat", "postgres", "ÉCOLE", "petite éc", 'quoted"', '"quoted"', "NEAR(a", "50%", "*star",
+               "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next"]
+    for needle in needles:
+        monkeypatch.setattr(registry_view, "SCAN_STEPS", SCAN_ONLY)
+        scanned = await walk_search(appliance, needle)
+        monkeypatch.setattr(registry_view, "SCAN_STEPS", INDEX_FIRST)
+        assert await walk_search(appliance, needle) == scanned, needle
+    assert {name for name, _ in await walk_search(appliance, '"quoted"')} == {"com.example.mcp.bob/ecole"}
+    assert await walk_search(appliance, "ÉCOLE") == [("com.example.mcp.bob/ecole", "1.0.0")]
+    assert len(await walk_search(appliance, "xxx")) == 1  # notes' description is 300 x's
+    assert await walk_search(appliance, "zzzz") == []
+
+
+async def test_the_trigram_index_follows_every_change_of_the_searched_text(appliance, monkeypatch):
+    monkeypatch.setattr(registry_view, "SCAN_STEPS", INDEX_FIRST)  # every search of 3+ characters uses the index
+    tokens = await build(appliance)
+    bob = tokens["bob"]
+
+    async def found(needle: str) -> set[str]:
+        return {name for name, _ in await walk_search(appliance, needle, limit=10)}
+
+    await publish(appliance, bob, "zoo", "1.0.0", description="Okapi keeper")
+    assert await found("okapi") == {"com.example.mcp.bob/zoo"}
+    await publish(appliance, bob, "zoo", "1.1.0", description="Giraffe keeper")  # the latest's text is searched
+    assert await found("giraffe") == {"com.example.mcp.bob/zoo"} and await found("okapi") == set()
+    await yank(appliance, bob, "bob", "zoo", "1.1.0")  # the latest is 1.0.0 again
+    assert await found("okapi") == {"com.example.mcp.bob/zoo"} and await found("giraffe") == set()
+    conn = sqlite3.connect(appliance.data_dir / "mcpstore.sqlite3")
+    try:  # the index agrees with package_search, row for row
+        conn.execute("INSERT INTO registry_text (registry_text, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
 
 
 async def test_updated_since(appliance):
