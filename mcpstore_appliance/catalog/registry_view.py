@@ -138,8 +138,8 @@ class RegistryView:
         if since is not None:
             where.append("v.updated_at > ?")
             params.append(since)
-        if search:
-            needle = search.lower()
+        needle = search.lower() if search else None
+        if needle:
             where.append("(instr(lower(s.server_key), ?) > 0 OR instr(lower(s.description), ?) > 0)")
             params += [needle, needle]
         scope = scope_digest(version, since, search, bool(include_deleted))
@@ -150,7 +150,7 @@ class RegistryView:
             # (server_key, version) > (a, b), written so that SQLite can start the index scan at a.
             where.append("s.server_key >= ? AND (s.server_key > ? OR v.version > ?)")
             params += [keys[0], keys[0], keys[1]]
-        scan, indexed = _page_queries(where, params, search, limit)
+        scan, indexed = _page_queries(where, params, needle, limit)
         rows = await self.reader.run(lambda c: _substring_page(c, scan, indexed))
         metadata: dict[str, Any] = {"count": len(rows)}
         if len(rows) >= limit:  # upstream: a cursor whenever the page is full
@@ -269,18 +269,20 @@ class RegistryView:
         return {OFFICIAL: official, self.extras_key: extras}
 
 
-def _page_queries(where: list[str], params: list[Any], search: str | None,
+def _page_queries(where: list[str], params: list[Any], needle: str | None,
                   limit: int) -> tuple[tuple[str, list], tuple[str, list] | None]:
     """The listing page's query, and for a search of TRIGRAM_CHARS or more the same query narrowed by the
-    trigram index (see _substring_page), as (sql, parameters)."""
+    trigram index (see _substring_page), as (sql, parameters). The index is asked for the lower-cased needle
+    that the substring condition looks for: it folds case itself, so it then finds every row the condition
+    can accept (a text that lower-cases to hold the needle also folds to hold it)."""
     def page_sql(conditions: list[str]) -> str:
         return (f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(conditions)}"
                 " ORDER BY s.server_key, v.version LIMIT ?")
 
     scan = (page_sql(where), [*params, limit])
-    if not search or len(search) < TRIGRAM_CHARS:
+    if not needle or len(needle) < TRIGRAM_CHARS:
         return scan, None
-    phrase = '"' + search.replace('"', '""') + '"'  # one FTS5 string: never query syntax
+    phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 string: never query syntax
     narrowed = ["s.package_id IN (SELECT rowid FROM registry_text WHERE registry_text MATCH ?)", *where]
     return scan, (page_sql(narrowed), [phrase, *params, limit])
 

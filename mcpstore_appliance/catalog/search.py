@@ -457,10 +457,12 @@ class SearchService:
             # Text with no searchable word in it (only punctuation or emoji): nothing can match.
             return SearchPage([], 0, empty_facets(), None, query.effective_sort(), query.q, None, query.filters())
         sort = query.effective_sort()
-        # A cursor is checked before any cached page is given; the scope digest it is bound to (a JSON
-        # encoding and a hash) is otherwise only needed when a page is computed.
-        scope = self._scope(principal, query, sort) if query.cursor is not None else None
-        after = self._after(query, sort, scope) if scope is not None else None
+        # A cursor is checked before any kept page is given; the scope digest it is bound to (a JSON encoding
+        # and a hash) is otherwise only needed when a page is computed.
+        scope = after = None
+        if query.cursor is not None:
+            scope = self._scope(principal, query, sort)
+            after = self._after(query, sort, scope)
         # Recent pages are reused for repeated searches (popular queries, the storefront's lists): exact for
         # membership, order, facets and ratings (the key holds the search generation and the download-fold
         # epoch); only counters that change without either (invocations, other processes' folds) may lag by

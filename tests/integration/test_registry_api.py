@@ -171,9 +171,10 @@ async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_inde
     """A search runs as a scan in name order within a budget of SQLite steps, then through the trigram index
     (migration 008): both must list exactly the same entries, page by page, whatever the text holds."""
     tokens = await build(appliance)
-    await publish(appliance, tokens["bob"], "ecole", description='Une petite école "quoted" NEAR(a b) 50% *star*')
+    await publish(appliance, tokens["bob"], "ecole", description='Une petite école "quoted" NEAR(a b) 50% *star* '
+                  + "İSTANBUL".lower())  # lower() turns İ into two characters: i and a combining dot
     needles = ["EATH", "eat", "postgres", "ÉCOLE", "petite éc", 'quoted"', '"quoted"', "NEAR(a", "50%", "*star",
-               "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next"]
+               "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next", "İSTANBUL", "İs"]
     for needle in needles:
         monkeypatch.setattr(registry_view, "SCAN_STEPS", SCAN_ONLY)
         scanned = await walk_search(appliance, needle)
@@ -181,6 +182,7 @@ async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_inde
         assert await walk_search(appliance, needle) == scanned, needle
     assert {name for name, _ in await walk_search(appliance, '"quoted"')} == {"com.example.mcp.bob/ecole"}
     assert await walk_search(appliance, "ÉCOLE") == [("com.example.mcp.bob/ecole", "1.0.0")]
+    assert await walk_search(appliance, "İSTANBUL") == [("com.example.mcp.bob/ecole", "1.0.0")]
     assert len(await walk_search(appliance, "xxx")) == 1  # notes' description is 300 x's
     assert await walk_search(appliance, "zzzz") == []
 
