@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import aiosqlite
 
 from ..resources import migrations_dir
 
+log = logging.getLogger("mcpstore.migrations")
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -38,6 +40,9 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
         if number in done:
             continue
         script = path.read_text(encoding="utf-8")
+        started = time.monotonic()
+        if done:  # an upgrade (a new database is created silently): some migrations rebuild indexes for seconds
+            log.info("upgrading the database: migration %03d_%s", number, name)
         # executescript commits any open transaction first, so the whole migration and its record
         # go in one explicit transaction inside the script.
         try:
@@ -52,4 +57,6 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
                 await conn.execute("ROLLBACK")
             raise
         applied.append(number)
+        if done:
+            log.info("migration %03d_%s applied in %.1f s", number, name, time.monotonic() - started)
     return applied
