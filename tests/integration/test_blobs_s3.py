@@ -254,7 +254,10 @@ async def test_concurrent_multipart_failing_midway_cancels_the_other_parts_and_a
     with pytest.raises(OSError, match="shrank"):
         await store.put_file(source)
     assert len(requests.named("PUT", "partNumber")) < 6
-    assert len(requests.named("DELETE", "uploadId")) == 1 and requests.in_flight == 0
+    # The abort may meet a cancelled part upload the server is still storing (moto then answers 500) and is
+    # retried, as S3's documentation says an abort may need to be ("part uploads in progress might or might not
+    # succeed"): what must hold is that no request is left running and the upload is gone.
+    assert 1 <= len(requests.named("DELETE", "uploadId")) <= store.attempts and requests.in_flight == 0
     assert await pending_uploads(moto_s3, store.bucket) == []
     assert [d async for d in store.list_digests()] == []
 
