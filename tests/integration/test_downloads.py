@@ -124,6 +124,11 @@ async def test_counts_are_buffered_then_folded(appliance):
     await appliance.client.get(f"/bundles/{sha256}.mcpb", headers={"Range": f"bytes={len(data)}-"})
     # Counted: a range request from the first byte (download managers start that way).
     await appliance.client.get(f"/bundles/{sha256}.mcpb", headers={"Range": "bytes=0-99"})
+    # A download is counted once its last byte went out, which the client may read first: wait a moment.
+    for _ in range(200):
+        if counter.pending >= 7:
+            break
+        await asyncio.sleep(0.01)
     assert counter.pending == 7
     assert await downloads_of(appliance) == 0  # nothing written per request
     status, before, _ = await appliance.client.get("/api/packages?q=tool")  # cached for a few seconds...
