@@ -113,10 +113,18 @@ async def send_range(request: web.Request, path: Path, start: int, end: int) -> 
         os.close(connection)
         slots.release()
         raise
-    # If the handler is cancelled meanwhile, the thread still finishes (or fails on the closed connection) and
-    # then frees its descriptor and its slot itself.
-    await sending
+    # If the handler is cancelled meanwhile, the thread still runs (or fails on the closed connection) and then
+    # frees its descriptor and its slot itself. The shield is what guarantees that: cancelling the future
+    # itself would take a job that no worker has started yet off the queue, and with it the only code that
+    # releases the slot and closes the duplicate descriptor.
+    sending.add_done_callback(_retrieve)  # a send nobody awaits any more must not log "never retrieved"
+    await asyncio.shield(sending)
     return True
+
+
+def _retrieve(done: asyncio.Future) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def _send(connection: int, path: Path, start: int, end: int, owner: object) -> None:

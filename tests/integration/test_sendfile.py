@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import threading
 
 import aiohttp
 import pytest
@@ -132,3 +133,46 @@ async def test_at_shutdown_a_stalled_client_releases_its_worker_at_once(served):
         await wait_until_free()
     finally:
         stalled.close()
+
+
+async def test_a_handler_cancelled_before_any_worker_took_its_send_still_frees_the_slot(tmp_path, aiohttp_server,
+                                                                                       monkeypatch):
+    """The send is queued for a worker; if the handler is cancelled first (a client gone, a shutdown), the queued
+    job must still run: it alone releases the slot and closes the duplicated descriptor. Made certain here by a
+    pool whose one worker is held busy until after the cancellation."""
+    path = tmp_path / "blob.bin"
+    path.write_bytes(os.urandom(MiB))
+    busy, go = asyncio.Event(), threading.Event()
+    pool = sendfile.ThreadPoolExecutor(max_workers=1)
+    pool.submit(go.wait)  # the only worker waits: the send stays queued
+    monkeypatch.setattr(sendfile, "_executor", pool)
+    outcome: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = MiB
+        await response.prepare(request)
+        try:
+            sending = asyncio.create_task(sendfile.send_range(request, path, 0, MiB))
+            await asyncio.sleep(0.1)  # the slot is taken and the job queued behind the busy worker
+            outcome["in_use_while_queued"] = sendfile.slots.in_use
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            outcome["cancelled"] = sending.cancelled()
+            go.set()  # now the worker is free: the queued send runs, sends, releases
+            await asyncio.to_thread(pool.shutdown, wait=True)  # (aiohttp may cancel this once the client left)
+        finally:
+            go.set()
+            busy.set()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/file", handler)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.get(server.make_url("/file")) as response:
+            received = len(await response.read())
+    await asyncio.wait_for(busy.wait(), 30)
+    assert outcome == {"in_use_while_queued": 1, "cancelled": True}
+    assert received == MiB  # the queued send delivered the bytes after all
+    await wait_until_free()  # and released its slot
