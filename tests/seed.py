@@ -9,6 +9,8 @@ triggers that copy them into the search rows.
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 from typing import Any
 
@@ -103,3 +105,13 @@ async def deprecate(app, token: str, namespace: str, name: str, version: str, re
 
 def ids(body: dict) -> list[str]:
     return [item["id"] for item in body["packages"]]
+
+
+async def counted(counter, expected: int) -> None:
+    """A download is counted once its last byte went out, which the client may read before the handler resumes
+    to count it: wait a moment for the count, then check it is exactly `expected`."""
+    for _ in range(200):
+        if counter.pending >= expected:
+            break
+        await asyncio.sleep(0.01)
+    assert counter.pending == expected

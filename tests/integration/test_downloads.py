@@ -13,7 +13,7 @@ import pytest
 from mcpstore_appliance.catalog.downloads import DownloadCounter
 from mcpstore_appliance.cli.main import main
 from mcpstore_appliance.web import sendfile
-from tests.seed import FAST_LEDGER, bundle_for, publish, yank
+from tests.seed import FAST_LEDGER, bundle_for, counted, publish, yank
 
 
 @pytest.fixture
@@ -124,12 +124,7 @@ async def test_counts_are_buffered_then_folded(appliance):
     await appliance.client.get(f"/bundles/{sha256}.mcpb", headers={"Range": f"bytes={len(data)}-"})
     # Counted: a range request from the first byte (download managers start that way).
     await appliance.client.get(f"/bundles/{sha256}.mcpb", headers={"Range": "bytes=0-99"})
-    # A download is counted once its last byte went out, which the client may read first: wait a moment.
-    for _ in range(200):
-        if counter.pending >= 7:
-            break
-        await asyncio.sleep(0.01)
-    assert counter.pending == 7
+    await counted(counter, 7)
     assert await downloads_of(appliance) == 0  # nothing written per request
     status, before, _ = await appliance.client.get("/api/packages?q=tool")  # cached for a few seconds...
     assert before["packages"][0]["downloads"] == 0
@@ -159,6 +154,7 @@ async def test_one_update_per_package_per_fold(appliance):
     try:
         for _ in range(50):
             await appliance.client.get("/api/packages/alice/tool/versions/1.0.0/download")
+        await counted(counter, 50)
         assert not [s for s in statements if "downloads" in s]
         await counter.flush()
     finally:

@@ -14,6 +14,7 @@ from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.web.middlewares import CSP
 from tests.conftest import free_port, make_settings
 from tests.data.bundles import NODE_SERVER, bundle_bytes, node_manifest
+from tests.seed import counted
 
 PASSWORD = "correct horse battery"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -387,6 +388,7 @@ async def test_dashboard_stats_chart_is_server_rendered_svg(site):
     for _ in range(3):
         status, _, _ = await site.client.get(f"/bundles/{result['sha256']}.mcpb")
         assert status == 200
+    await counted(site.services.discovery.downloads, 3)
     await site.services.discovery.downloads.flush()
     browser = site.browser()
     await browser.log_in("sam")
