@@ -39,7 +39,6 @@ from benchmarks.harness import find_debian_tool, machine_summary, print_table, s
 
 # Valgrind runs the servers 5-50x slower: start-up and the first requests need far longer than usual.
 START_TIMEOUT = 600.0
-EVENTS_PER_REQUEST = ("I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
 
 
 @dataclass

@@ -10,7 +10,6 @@ triggers that copy them into the search rows.
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 from typing import Any
 
@@ -107,11 +106,17 @@ def ids(body: dict) -> list[str]:
     return [item["id"] for item in body["packages"]]
 
 
+async def eventually(condition, seconds: float = 2.0) -> None:
+    """Wait until `condition()` holds, for at most `seconds`: for the server's bookkeeping that finishes after
+    the client has read the last byte of an answer. The caller asserts afterwards."""
+    for _ in range(max(1, round(seconds / 0.01))):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
 async def counted(counter, expected: int) -> None:
     """A download is counted once its last byte went out, which the client may read before the handler resumes
     to count it: wait a moment for the count, then check it is exactly `expected`."""
-    for _ in range(200):
-        if counter.pending >= expected:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: counter.pending >= expected)
     assert counter.pending == expected

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from mcpstore_appliance.web import sendfile
+from tests.seed import eventually
 
 MiB = 1 << 20
 SIZE = 24 * MiB
@@ -49,11 +50,8 @@ async def served(tmp_path, aiohttp_server):
 
 
 async def wait_until_free() -> None:
-    for _ in range(400):
-        if sendfile.slots.in_use == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{sendfile.slots.in_use} sendfile slots still in use")
+    await eventually(lambda: sendfile.slots.in_use == 0, seconds=20)
+    assert sendfile.slots.in_use == 0, f"{sendfile.slots.in_use} sendfile slots still in use"
 
 
 async def test_whole_file_and_ranges_arrive_exactly(served):
