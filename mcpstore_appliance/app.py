@@ -21,12 +21,14 @@ from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web.hot_reads import HotReads
 from .web.metrics import Metrics
 from .web.middlewares import FrontDoor, check_every_route_wrapped
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
 FRONT_DOOR = web.AppKey("front_door", FrontDoor)
+HOT_READS = web.AppKey("hot_reads", HotReads)  # None where not installed (see HotReads.install)
 
 
 @dataclass
@@ -121,6 +123,8 @@ def create_app(settings: Settings) -> web.Application:
         services = await build_services(settings)
         services.metrics = metrics
         app["services"] = services
+        hot_reads = HotReads(app, access_log_enabled=settings.server.access_log, behind_tls=settings.server.behind_tls)
+        app[HOT_READS] = hot_reads if hot_reads.install() else None
         yield
         await close_services(services)
 

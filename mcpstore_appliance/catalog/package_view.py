@@ -268,6 +268,16 @@ class PackageView:
         self._pages.put((namespace, name), cached)
         return cached.body, cached.etag, access["visibility"] == "public"
 
+    def public_page(self, namespace: str, name: str) -> _Page | None:
+        """The kept page of a public package while it is still exact (nothing committed since it was validated,
+        the same UTC day), else None: what `package_data` would answer anyone, without its checks of the names
+        (only names that passed them are ever kept)."""
+        page = self._pages.get((namespace, name))
+        if (page is None or page.access["visibility"] != "public" or page.stamp != self.reader.stamp()
+                or page.key[-1] != int(time.time() // 86400)):
+            return None
+        return page
+
     def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
         return self.package_data(principal, namespace, name)[0].decode()
 

@@ -139,12 +139,19 @@ async def package(request: web.Request) -> web.Response:
     m = request.match_info
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
                                                                   m["name"])
-    # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
-    cache_control = "no-cache" if public else "private, no-cache"
+    headers = package_headers(etag, public)
     if _etag_matches(request.headers.get("If-None-Match"), etag):
-        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache_control})
+        del headers["Content-Type"]
+        return web.Response(status=304, headers=headers)
+    return EncodedResponse(body, headers)
+
+
+def package_headers(etag: str, public: bool) -> dict[str, str]:
+    """Package data's own headers (web.hot_reads sends the same for public pages)."""
+    # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
     # Content-Type among the headers, not as content_type=: aiohttp parses that argument on every call (~0.7 µs)
-    return EncodedResponse(body, {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control})
+    return {"Content-Type": "application/json", "ETag": etag,
+            "Cache-Control": "no-cache" if public else "private, no-cache"}
 
 
 # Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order

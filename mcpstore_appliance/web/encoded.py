@@ -54,16 +54,9 @@ class EncodedResponse(web.Response):
         head = self._head() if self._writes_whole(request) else None
         if head is None:
             return await super().prepare(request)
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client went away before the response")
-        transport.write(head + self._body)
-        # what aiohttp's write_eof leaves on a sent response (no request or writer held)
-        self._keep_alive = self._written_whole = self._eof_sent = True
+        writer = await write_whole(self, request, head + self._body)
+        self._written_whole = True
         self._body_length = len(self._body)
-        writer = request._payload_writer
-        if transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
-            await writer.drain()
         return writer
 
     @property
@@ -95,6 +88,35 @@ class EncodedResponse(web.Response):
             raise ValueError("control character in a response header")
         return (f"HTTP/1.1 200 OK\r\n{CRLF.join(lines)}\r\nContent-Length: {len(self._body)}\r\n"
                 f"{_HEAD_TAIL}{rfc822_formatted_time()}\r\n\r\n").encode("utf-8")
+
+
+async def write_whole(response: web.StreamResponse, request: web.BaseRequest, data: bytes) -> AbstractStreamWriter:
+    """Send a whole response (status line, headers and body) in one transport write, as `response.prepare`."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away before the response")
+    transport.write(data)
+    # what aiohttp's write_eof leaves on a sent response (no request or writer held)
+    response._keep_alive = response._eof_sent = True
+    writer = request._payload_writer
+    if transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+        await writer.drain()
+    return writer
+
+
+class WholeResponse(web.StreamResponse):
+    """A 200 already complete as bytes (status line, headers, body), for answers built without aiohttp's
+    header machinery (web.hot_reads); the caller vouches that the bytes are what aiohttp would send."""
+
+    def __init__(self, data: bytes):
+        super().__init__()
+        self._data = data
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter:
+        return await write_whole(self, request, self._data)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None  # already sent whole
 
 
 JSON_UTF8 = "application/json; charset=utf-8"  # what web.Response(text=..., content_type="application/json") sends

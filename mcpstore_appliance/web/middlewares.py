@@ -42,7 +42,7 @@ def new_request_id() -> str:
     return f"{_PROCESS_TAG}-{next(_sequence):x}"
 
 
-def _log_line(request: web.Request, request_id: str, status: int, seconds: float) -> None:
+def log_line(request: web.Request, request_id: str, status: int, seconds: float) -> None:
     principal = request.get("principal")
     access_log.info(json.dumps({
         "request_id": request_id, "method": request.method, "path": request.path, "status": status,
@@ -123,7 +123,7 @@ class FrontDoor:
                 resource = None if unrouted else request.match_info.route.resource
                 metrics.observe_request(resource, request.method, status, elapsed)
                 if access_log_enabled and access_log.isEnabledFor(logging.INFO) and request.path not in QUIET_PATHS:
-                    _log_line(request, request_id, status, elapsed)
+                    log_line(request, request_id, status, elapsed)
 
         front_door.__front_door__ = True
         return front_door

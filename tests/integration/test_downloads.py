@@ -191,6 +191,7 @@ async def test_counts_survive_a_restart(start_app, tmp_path):
     await publish(app, token, "tool")
     for _ in range(4):
         await app.client.get("/api/packages/alice/tool/versions/1.0.0/download")
+    await counted(app.services.discovery.downloads, 4)  # the last may be counted after the client has it
     await app.app.shutdown()
     await app.app.cleanup()  # the app's own shutdown folds the buffer
     again = await start_app(data_dir=data_dir, **FAST_LEDGER)
