@@ -20,8 +20,11 @@ the median of the rounds' ratios; each round's ratio is printed too.
 The server's CPU time per request is printed too (steadier than req/s on a shared machine). Most targets
 rotate over many URLs with a wrk Lua script (40 search words x 40 page sizes, 1,000 packages, 100 registry
 pages); searches and registry pages are sent with `Cache-Control: no-cache` so that they are answered from
-the database, except in the rows marked "repeated", which show the appliance's cache of recent pages. The appliance runs with `--log-level WARNING` (no access-log line per
-request, like the bare server).
+the database, except in the rows marked "repeated", which show the appliance's cache of recent pages. The
+appliance runs with `--log-level WARNING` (no access-log line per request, like the bare server).
+
+Anonymous package data is answered before routing once a page is kept (web/hot_reads.py); the row "signed in:
+package data" sends a read token with each request, so it shows the route's own cost (with the token check).
 
 Searches after the warm-up are answered from the appliance's kept rankings and facet counts (exact: keyed by
 the search generation); the row marked "catalog changing every second" moves the generation once a second
@@ -147,28 +150,33 @@ def sample_packages(data_dir: Path, count: int) -> list[tuple[str, str]]:
 
 # --- load -------------------------------------------------------------------------------------------------
 
-FRESH = "-- fresh\n"  # marks a rotation sent with Cache-Control: no-cache
+HEADERS_MARK = "-- headers "  # a rotation's first item may be this and a JSON object: headers sent with each request
 
 
 def lua_rotation(paths: list[str]) -> str:
     """Each wrk thread walks the list from its own random start (so threads do not repeat each other).
-    Rotations marked `fresh` send `Cache-Control: no-cache`, which makes the appliance skip its cache of
-    recent search and registry pages (a repeated search within 10 s is otherwise answered from memory);
-    facet counts stay cached per catalog generation, as in production."""
-    fresh = bool(paths) and paths[0] == FRESH
-    paths = paths[1:] if fresh else paths
+    Rotations marked with headers (`with_headers`) send them with every request."""
+    headers = json.loads(paths[0][len(HEADERS_MARK):]) if paths and paths[0].startswith(HEADERS_MARK) else {}
+    paths = paths[1:] if headers else paths
     items = ",\n".join(json.dumps(path) for path in paths)
-    headers = '{["Cache-Control"] = "no-cache"}' if fresh else "nil"
+    lua_headers = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()) + "}"
     return ("local paths = {\n" + items + "\n}\n"
             "math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))\n"
             "local i = math.random(#paths)\n"
-            f"local headers = {headers}\n"
+            f"local headers = {lua_headers if headers else 'nil'}\n"
             "request = function()\n  i = i + 1\n"
             "  return wrk.format(\"GET\", paths[(i % #paths) + 1], headers)\nend\n")
 
 
+def with_headers(paths: list[str], headers: dict[str, str]) -> list[str]:
+    return [HEADERS_MARK + json.dumps(headers), *paths]
+
+
 def uncached(paths: list[str]) -> list[str]:
-    return [FRESH, *paths]
+    """`Cache-Control: no-cache` makes the appliance skip its cache of recent search and registry pages (a
+    repeated search within 10 s is otherwise answered from memory); facet counts stay cached per catalog
+    generation, as in production."""
+    return with_headers(paths, {"Cache-Control": "no-cache"})
 
 
 LUA_NO_HIT = """
@@ -287,8 +295,9 @@ def registry_pages(base_url: str, pages: int) -> list[str]:
     return paths
 
 
-def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) -> list[tuple[str, list[str] | None, str | None]]:
-    """(label, rotated paths or None, custom Lua or None)."""
+def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str],
+            token: str) -> list[tuple[str, list[str] | None, str | None]]:
+    """(label, rotated paths or None, custom Lua or None); `token`: a signed-in user's read token."""
     words = [w for w in SERVICES if len(w) >= 4][:40]
     rng = random.Random(3)
     quote = urllib.parse.quote
@@ -311,6 +320,9 @@ def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str]) 
         ("search: very common words (server, client, helper, bridge: ~10% each)",
          uncached([f"/api/packages?q={w}" for w in ("server", "client", "helper", "bridge")]), None),
         (f"package data ({len(pkg):,} packages)", pkg, None),
+        # A signed-in caller's package data takes the route (web/hot_reads.py answers only anonymous ones).
+        ("signed in: package data (Bearer read token)", with_headers(pkg, {"Authorization": f"Bearer {token}"}),
+         None),
         ("version list", [p + "/versions" for p in pkg], None),
         ("update check (?current=1.0.0&platform=darwin)", [p + "/latest?current=1.0.0&platform=darwin"
                                                          for p in pkg], None),
@@ -358,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"appliance ready in {app.ready_seconds:.1f} s on {args.packages:,} packages; event loops: "
               f"appliance {app.event_loop()}, bare server {bare.event_loop()}", flush=True)
         registry = registry_pages(app.url(""), 100)
-        plan = [row for row in targets(packages, big_sha, registry)
+        token = app.create_token("reader", scopes="read", admin=False)
+        plan = [row for row in targets(packages, big_sha, registry, token)
                 if not args.only or any(text in row[0] for text in args.only)]
         # Warm up: every rotated URL once (page cache, facet cache, typo index), then measure.
         for _, paths, script in plan:
