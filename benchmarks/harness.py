@@ -199,11 +199,15 @@ class Appliance(ServerProcess):
         return done.stdout
 
     def create_token(self, username: str = "benchadmin", scopes: str = "read", admin: bool = True) -> str:
-        """Create the user (once) and an API token for it; returns the token."""
+        """Create the user (unless the data folder has it) and an API token for it; returns the token."""
         if username not in self._users:
             flags = ["--admin"] if admin else []
-            self.admin("create-user", *flags, "--email", f"{username}@example.com", "--username", username,
-                       "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+            try:
+                self.admin("create-user", *flags, "--email", f"{username}@example.com", "--username", username,
+                           "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+            except RuntimeError as exc:  # a reused data folder (a seeded catalog) keeps its users
+                if "already exists" not in str(exc):
+                    raise
             self._users.add(username)
         return self.admin("create-token", username, "--scopes", scopes).splitlines()[0].strip()
 

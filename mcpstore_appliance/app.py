@@ -97,6 +97,8 @@ async def build_services(settings: Settings) -> Services:
         raise
     services.package_status = PackageStatusService(db, services.ledger)
     services.discovery = Discovery.open(db, paths["keys"], settings.base_url, settings.registry_name_prefix)
+    # Signed-in callers are kept while nothing is committed, by the same stamp as the catalog's kept pages.
+    services.accounts.change_stamp = services.discovery.reader.stamp
     return services
 
 

@@ -19,10 +19,7 @@ import itertools
 import json
 import re
 import sqlite3
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +29,7 @@ from markdown_it import MarkdownIt
 
 from ..accounts.models import Principal
 from ..errors import InvalidInput, NotFound
+from ..lru import LRU
 from . import semver
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
@@ -164,43 +162,6 @@ class _Page:
     stamp: tuple  # CatalogReader.stamp() when last validated
 
 
-class _LRU:
-    """At most `size` entries and, with `weigh`, at most `max_weight` in all (bytes, roughly): a page may hold
-    a 100,000-character description, so a count alone does not bound memory."""
-
-    def __init__(self, size: int, max_weight: int | None = None, weigh: Callable[[Any], int] | None = None):
-        self.size = size
-        self.max_weight, self._weigh = max_weight, weigh
-        self.weight = 0
-        self._data: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        # No lock on the hot path: each OrderedDict call is atomic under the GIL (the keys are tuples of str),
-        # and a key another thread evicts between the two calls is simply not moved.
-        value = self._data.get(key)
-        if value is not None:
-            try:
-                self._data.move_to_end(key)
-            except KeyError:
-                pass
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        weigh = self._weigh or (lambda _: 0)
-        with self._lock:
-            replaced = self._data.pop(key, None)
-            if replaced is not None:
-                self.weight -= weigh(replaced)
-            if self.max_weight is not None and weigh(value) > self.max_weight:
-                return  # heavier than the whole budget: not kept, and nothing else evicted for it
-            self._data[key] = value
-            self.weight += weigh(value)
-            while len(self._data) > self.size or (self.max_weight is not None and self.weight > self.max_weight):
-                _, evicted = self._data.popitem(last=False)
-                self.weight -= weigh(evicted)
-
-
 PACKAGE_COLUMNS = (
     "p.id, p.namespace, p.name, p.org_id, p.owner_user_id, p.visibility, p.category, p.pricing_model,"
     " p.price_amount, p.currency, p.tier, p.endpoint_url, p.latest_version_id, p.verified, p.downloads,"
@@ -225,10 +186,10 @@ class PackageView:
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
-        self._static = _LRU(cache_size, CACHE_BYTES, len)
-        self._pages = _LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
-        self._installable = _LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
-        self._version_lists = _LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
+        self._static = LRU(cache_size, CACHE_BYTES, len)
+        self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
+        self._installable = LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
+        self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
 
     # -- package data -----------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ import pytest
 
 from mcpstore_appliance.catalog import semver
 from mcpstore_appliance.catalog.cursors import CursorCodec, scope_digest
-from mcpstore_appliance.catalog.package_view import _LRU, config_field, iso, render_markdown, requires_payment
+from mcpstore_appliance.lru import LRU
+from mcpstore_appliance.catalog.package_view import config_field, iso, render_markdown, requires_payment
 from mcpstore_appliance.catalog.registry_view import parse_rfc3339
 from mcpstore_appliance.catalog.search import (Speller, edit_distance, fold_facets, fts_expression,
                                                parse_search_params, terms_of)
@@ -202,7 +203,7 @@ def test_timestamps():
 # --- the package view's caches -----------------------------------------------------------------------------
 
 def test_package_caches_are_bounded_by_count_and_by_weight():
-    cache = _LRU(3, max_weight=10, weigh=len)
+    cache = LRU(3, max_weight=10, weigh=len)
     for key in "abcd":
         cache.put(key, "xx")
     assert [cache.get(k) for k in "abcd"] == [None, "xx", "xx", "xx"] and cache.weight == 6  # the oldest went
@@ -214,6 +215,6 @@ def test_package_caches_are_bounded_by_count_and_by_weight():
     assert cache.get("huge") is None and cache.get("c") == "xx" and cache.get("e") == "xxx" and cache.weight == 5
     cache.put("c", "x" * 11)  # a key whose new value is too heavy is dropped, not left stale
     assert cache.get("c") is None and cache.weight == 3
-    unweighed = _LRU(2)
+    unweighed = LRU(2)
     unweighed.put("a", "x" * 10**6)
     assert unweighed.weight == 0 and unweighed.get("a") is not None
