@@ -11,7 +11,6 @@ import re
 
 import pytest
 
-from mcpstore_appliance.catalog import reader as reader_module
 from mcpstore_appliance.app import HOT_READS
 from tests.integration.test_encoded_response import exchange
 from tests.seed import publish, set_package, yank
@@ -23,11 +22,7 @@ def get(path: str = PATH, *headers: str, version: str = "1.1") -> bytes:
     return "\r\n".join([f"GET {path} HTTP/{version}", "Host: test", *headers, "", ""]).encode()
 
 
-@pytest.fixture(autouse=True)
-def exact_stamp(monkeypatch):
-    """Other processes' commits are looked for on every stamp, not once a second: otherwise our own commits
-    are seen a second time when that check next runs, and a test that crosses it sees an extra reread."""
-    monkeypatch.setattr(reader_module, "EXTERNAL_CHECK_SECONDS", 0.0)
+pytestmark = pytest.mark.usefixtures("exact_stamp")
 
 
 @pytest.fixture

@@ -17,11 +17,7 @@ from mcpstore_appliance.catalog import reader as reader_module
 from tests.seed import FAST_LEDGER, make_org, publish
 
 
-@pytest.fixture(autouse=True)
-def exact_stamp(monkeypatch):
-    """Other processes' commits are looked for on every stamp, not once a second: otherwise our own commits
-    are seen a second time when that check next runs, and a test that crosses it sees an extra reread."""
-    monkeypatch.setattr(reader_module, "EXTERNAL_CHECK_SECONDS", 0.0)
+pytestmark = pytest.mark.usefixtures("exact_stamp")
 
 
 @pytest.fixture

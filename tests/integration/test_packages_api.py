@@ -268,6 +268,7 @@ async def test_package_data_etag_and_revalidation(appliance):
     assert status == 200 and response.headers["Cache-Control"] == "private, no-cache"
 
 
+@pytest.mark.usefixtures("exact_stamp")
 async def test_update_checks_are_answered_from_memory_until_something_is_committed(appliance):
     """A repeated update check reads nothing from SQLite; every commit (publish, visibility, price) is seen by
     the next one, and a package that became private answers like a missing one."""
@@ -322,6 +323,7 @@ async def test_kept_update_answers_are_per_current_version_and_never_cross_visib
     assert (await get(appliance, base + "0.0.399", token=alice))["latest_version"] == "1.1.0"
 
 
+@pytest.mark.usefixtures("exact_stamp")
 async def test_version_lists_are_answered_from_memory_until_something_is_committed(appliance):
     """A repeated first page of versions reads no version from SQLite; a yank, a publish or a visibility change
     is seen by the next request; the package's managers still see quarantined versions after an anonymous
