@@ -511,6 +511,15 @@ class PackageView:
             answers[current] = text
         return text
 
+    def public_update_answer(self, namespace: str, name: str, current: str | None, platform: str | None,
+                             prerelease: bool) -> str | None:
+        """The kept answer `update_check_json` gives anyone for a public package, while it is still exact (nothing
+        committed since its versions were read), else None. Only what passed its checks is ever kept."""
+        kept = self._installable.get((namespace, name, platform, prerelease))
+        if kept is None or kept.access["visibility"] != "public" or kept.stamp != self.reader.stamp():
+            return None
+        return kept.answers.get(current)
+
     def _update_answer(self, installable: _Installable, namespace: str, name: str, current: str | None,
                        current_version: semver.Version | None) -> dict[str, Any]:
         answer: dict[str, Any] = {

@@ -202,12 +202,16 @@ async def version(request: web.Request) -> web.Response:
             response_schema=UPDATE_RESPONSE,
             responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND})
 async def update_check(request: web.Request) -> web.Response:
-    params = single_params(request, frozenset({"current", "platform", "prerelease"}))
-    prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
     m = request.match_info
     return json_text(discovery(request).packages.update_check_json(
-        principal_of(request), m["namespace"], m["name"], params.get("current") or None,
-        params.get("platform") or None, prerelease))
+        principal_of(request), m["namespace"], m["name"], *update_check_args(request)))
+
+
+def update_check_args(request: web.Request) -> tuple[str | None, str | None, bool]:
+    """(current, platform, prerelease) from the query (web.hot_reads reads them the same way)."""
+    params = single_params(request, frozenset({"current", "platform", "prerelease"}))
+    prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
+    return params.get("current") or None, params.get("platform") or None, prerelease
 
 
 @routes.get(PACKAGE_PATH + "/stats")

@@ -1,6 +1,6 @@
-"""web/hot_reads.py against a real appliance over raw sockets: anonymous package data answered before routing
-must be the bytes the route sends (but Date and the request id), must never answer what an anonymous caller
-may not see or what changed since, and must leave every other request to the route."""
+"""web/hot_reads.py against a real appliance over raw sockets: anonymous package data and update checks
+answered before routing must be the bytes the route sends (but Date and the request id), must never answer
+what an anonymous caller may not see or what changed since, and must leave every other request to the route."""
 
 from __future__ import annotations
 
@@ -180,3 +180,67 @@ async def test_a_page_kept_yesterday_is_not_answered_today(appliance, alice, mon
     today = package_view.time.time()
     monkeypatch.setattr(package_view.time, "time", lambda: today + 86_400)
     assert view.public_page("alice", "tool") is None
+
+
+# --- update checks -----------------------------------------------------------------------------------------
+
+CHECKS = [PATH + "/latest", PATH + "/latest?current=1.0.0", PATH + "/latest?current=1.0.0&platform=darwin",
+          PATH + "/latest?prerelease=true&current=0.9.0", PATH + "/latest?current="]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+async def test_a_hot_update_check_is_the_routes_answer(appliance, alice, check):
+    await publish(appliance, alice, "tool", "1.1.0", options={"changelog": "faster, and Ünïcode"})
+    routed = await raw_head(appliance, get(check))  # the route keeps the answer
+    hot = await raw_head(appliance, get(check))
+    assert await answered(appliance) == 1
+    assert without_date_and_id(hot) == without_date_and_id(routed)
+    _, _, hot_body = await ask(appliance, get(check))
+    _, _, routed_body = await ask(appliance, get(check, "X-Request-Id: trace-me"))  # the route's answer
+    assert hot_body == routed_body and await answered(appliance) == 2
+    assert json.loads(hot_body)["latest_version"] == "1.1.0"
+
+
+@pytest.mark.parametrize("check, status", [
+    ("/latest?platform=beos", "400"),
+    ("/latest?current=1.0.0&current=1.0.0", "400"),
+    ("/latest?current=1.0.0&colour=blue", "400"),
+    ("/latest?prerelease=maybe", "400"),
+    ("/latest?current=not-semver", "400"),
+    ("/latest?current=1.0.0+build", "400"),  # "+" is a space in a query: not a version
+    ("/latest/", "404"),
+])
+async def test_update_checks_the_route_refuses_stay_with_the_route(appliance, alice, check, status):
+    for path in (PATH + "/latest", PATH + check):
+        await ask(appliance, get(path))
+    for _ in range(2):
+        assert (await ask(appliance, get(PATH + check)))[0].split(" ")[1] == status
+    assert await answered(appliance) == 0
+
+
+async def test_update_checks_of_private_packages_and_after_commits(appliance, alice):
+    await publish(appliance, alice, "secret", options={"visibility": "private"})
+    secret = "/api/packages/alice/secret/latest?current=1.0.0"
+    assert " 200 " in (await ask(appliance, get(secret, f"Authorization: Bearer {alice}")))[0]
+    for _ in range(2):
+        assert " 404 " in (await ask(appliance, get(secret)))[0]
+    check = PATH + "/latest?current=1.0.0"
+    await ask(appliance, get(check))
+    assert json.loads((await ask(appliance, get(check)))[2])["update_available"] is False
+    assert await answered(appliance) == 1
+    await publish(appliance, alice, "tool", "2.0.0")
+    answer = json.loads((await ask(appliance, get(check)))[2])
+    assert answer["latest_version"] == "2.0.0" and answer["breaking_changes"] is True
+    await set_package(appliance, "alice", "tool", visibility="private")
+    assert " 404 " in (await ask(appliance, get(check)))[0]
+    assert await answered(appliance) == 1
+
+
+async def test_hot_update_checks_are_counted_under_their_route(appliance, alice):
+    for _ in range(3):
+        await ask(appliance, get(PATH + "/latest?current=1.0.0"))
+    assert await answered(appliance) == 2
+    _, text, _ = await appliance.client.get("/metrics")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    route = 'method="GET",route="/api/packages/{namespace}/{name}/latest"'
+    assert f'mcpstore_http_requests_total{{{route},status="200"}} 3' in text
