@@ -396,6 +396,14 @@ class PackageView:
             self._version_lists.put(key, _VersionList(stamp, access, body))
         return body
 
+    def public_version_list(self, namespace: str, name: str, limit: int) -> str | None:
+        """The kept first page `versions_json` gives anyone for a public package (its published versions), while
+        it is still exact (nothing committed since it was read), else None."""
+        kept = self._version_lists.get((namespace, name, limit))
+        if kept is None or kept.access["visibility"] != "public" or kept.stamp != self.reader.stamp():
+            return None
+        return kept.body
+
     def _versions(self, principal: Principal | None, namespace: str, name: str, limit: int,
                   cursor: str | None) -> tuple[dict[str, Any], dict, tuple[str, ...]]:
         """(the answer, the package's access columns, the version states the caller sees)."""

@@ -176,11 +176,15 @@ async def search(request: web.Request) -> web.Response:
                                                               "next_cursor": NULLABLE_STRING}},
             responses={200: "One page of versions", 400: "Bad limit or cursor", 404: NOT_FOUND})
 async def versions(request: web.Request) -> web.Response:
-    params = single_params(request, frozenset({"limit", "cursor"}))
-    limit = query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT)
     m = request.match_info
     return json_text(discovery(request).packages.versions_json(
-        principal_of(request), m["namespace"], m["name"], limit, params.get("cursor") or None))
+        principal_of(request), m["namespace"], m["name"], *version_list_args(request)))
+
+
+def version_list_args(request: web.Request) -> tuple[int, str | None]:
+    """(limit, cursor) from the query (web.hot_reads reads them the same way)."""
+    params = single_params(request, frozenset({"limit", "cursor"}))
+    return query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT), params.get("cursor") or None
 
 
 @routes.get(PACKAGE_PATH + "/versions/{version}")

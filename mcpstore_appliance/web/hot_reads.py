@@ -1,9 +1,10 @@
-"""Anonymous package data and update checks, answered before routing.
+"""Anonymous package data, update checks and version lists, answered before routing.
 
 Package data (`GET /api/packages/{namespace}/{name}`) is the read that package pages make most, and update
 checks (`…/latest?current=…`) are what every MCP host sends for every installed bundle, again and again; most
 of those callers are anonymous. Once the route has kept the answer for a public package and it is still exact
-(nothing committed since it was read: `PackageView.public_page`, `PackageView.public_update_answer`), the answer
+(nothing committed since it was read: `PackageView.public_page`, `public_update_answer`, `public_version_list`
+for the first page of versions), the answer
 is the same bytes for every anonymous caller but the Date and the request id. Going through routing, the front
 door and a web.Response for it cost about as much again as the rest of the request: the dynamic route's regular
 expressions, a coroutine per layer, the response's header multidict and its serialization (measured for
@@ -28,7 +29,7 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 
 from ..errors import InvalidInput
-from .api_packages import PACKAGE_PATH, package_headers, update_check_args
+from .api_packages import PACKAGE_PATH, package_headers, update_check_args, version_list_args
 from .encoded import JSON_UTF8, WholeResponse, rfc822_formatted_time
 from .middlewares import BASE_HEADERS, HSTS_HEADERS, access_log, log_line, new_request_id
 
@@ -36,6 +37,7 @@ Handle = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIX = PACKAGE_PATH.split("{", 1)[0]  # "/api/packages/"
 UPDATE_CHECK_PATH = PACKAGE_PATH + "/latest"
+VERSION_LIST_PATH = PACKAGE_PATH + "/versions"
 # Headers that make a request something other than "anonymous, unconditional, numbered by us".
 DECLINED_HEADERS = ("Authorization", "Cookie", "If-None-Match", "If-Modified-Since", "X-Request-Id", "Expect")
 Found = tuple[web.AbstractResource, str, bytes]  # the route's resource, its own header lines, the body
@@ -60,7 +62,7 @@ class HotReads:
         services = self.app["services"]
         self._view, self._metrics = services.discovery.packages, services.metrics
         self._resources = {resource.canonical: resource for resource in self.app.router.resources()
-                           if resource.canonical in (PACKAGE_PATH, UPDATE_CHECK_PATH)}
+                           if resource.canonical in (PACKAGE_PATH, UPDATE_CHECK_PATH, VERSION_LIST_PATH)}
         if self.app.on_response_prepare or not callable(getattr(self.app, "_handle", None)):
             return False
         # aiohttp gives each server the application's _handle when it makes the server, after start-up; it has
@@ -91,8 +93,10 @@ class HotReads:
         try:
             if len(parts) == 5:
                 found = None if query else self._package_data(parts[3], parts[4])
+            elif parts[5] == "latest":
+                found = self._update_check(request, parts[3], parts[4])
             else:
-                found = self._update_check(request, parts[3], parts[4]) if parts[5] == "latest" else None
+                found = self._version_list(request, parts[3], parts[4]) if parts[5] == "versions" else None
         except Exception:  # noqa: BLE001 - the route meets the same error and reports it as it should
             return None
         if found is None:
@@ -121,7 +125,17 @@ class HotReads:
             current, platform, prerelease = update_check_args(request)
         except InvalidInput:
             return None  # the route's 400
-        text = self._view.public_update_answer(namespace, name, current, platform, prerelease)
-        if text is None:
-            return None
-        return self._resources[UPDATE_CHECK_PATH], f"Content-Type: {JSON_UTF8}", text.encode("utf-8")
+        return self._json(UPDATE_CHECK_PATH,
+                          self._view.public_update_answer(namespace, name, current, platform, prerelease))
+
+    def _version_list(self, request: web.Request, namespace: str, name: str) -> Found | None:
+        try:
+            limit, cursor = version_list_args(request)
+        except InvalidInput:
+            return None  # the route's 400
+        return None if cursor else self._json(VERSION_LIST_PATH,
+                                              self._view.public_version_list(namespace, name, limit))
+
+    def _json(self, route: str, text: str | None) -> Found | None:
+        """What the route's json_text answer carries (the front door adds the rest)."""
+        return None if text is None else (self._resources[route], f"Content-Type: {JSON_UTF8}", text.encode("utf-8"))

@@ -13,7 +13,7 @@ import pytest
 
 from mcpstore_appliance.app import HOT_READS
 from tests.integration.test_encoded_response import exchange
-from tests.seed import publish, set_package, yank
+from tests.seed import make_org, publish, set_package, yank
 
 PATH = "/api/packages/alice/tool"
 
@@ -182,26 +182,27 @@ async def test_a_page_kept_yesterday_is_not_answered_today(appliance, alice, mon
     assert view.public_page("alice", "tool") is None
 
 
-# --- update checks -----------------------------------------------------------------------------------------
+# --- update checks and version lists ---------------------------------------------------------------------
 
-CHECKS = [PATH + "/latest", PATH + "/latest?current=1.0.0", PATH + "/latest?current=1.0.0&platform=darwin",
-          PATH + "/latest?prerelease=true&current=0.9.0", PATH + "/latest?current="]
+QUERIES = ["/latest", "/latest?current=1.0.0", "/latest?current=1.0.0&platform=darwin",
+           "/latest?prerelease=true&current=0.9.0", "/latest?current=",
+           "/versions", "/versions?limit=2", "/versions?limit=&cursor="]
 
 
-@pytest.mark.parametrize("check", CHECKS)
-async def test_a_hot_update_check_is_the_routes_answer(appliance, alice, check):
+@pytest.mark.parametrize("query", QUERIES)
+async def test_hot_update_checks_and_version_lists_are_the_routes_answers(appliance, alice, query):
     await publish(appliance, alice, "tool", "1.1.0", options={"changelog": "faster, and Ünïcode"})
-    routed = await raw_head(appliance, get(check))  # the route keeps the answer
-    hot = await raw_head(appliance, get(check))
+    routed = await raw_head(appliance, get(PATH + query))  # the route keeps the answer
+    hot = await raw_head(appliance, get(PATH + query))
     assert await answered(appliance) == 1
     assert without_date_and_id(hot) == without_date_and_id(routed)
-    _, _, hot_body = await ask(appliance, get(check))
-    _, _, routed_body = await ask(appliance, get(check, "X-Request-Id: trace-me"))  # the route's answer
+    _, _, hot_body = await ask(appliance, get(PATH + query))
+    _, _, routed_body = await ask(appliance, get(PATH + query, "X-Request-Id: trace-me"))  # the route's answer
     assert hot_body == routed_body and await answered(appliance) == 2
-    assert json.loads(hot_body)["latest_version"] == "1.1.0"
+    assert '"1.1.0"' in hot_body.decode()
 
 
-@pytest.mark.parametrize("check, status", [
+@pytest.mark.parametrize("query, status", [
     ("/latest?platform=beos", "400"),
     ("/latest?current=1.0.0&current=1.0.0", "400"),
     ("/latest?current=1.0.0&colour=blue", "400"),
@@ -209,16 +210,22 @@ async def test_a_hot_update_check_is_the_routes_answer(appliance, alice, check):
     ("/latest?current=not-semver", "400"),
     ("/latest?current=1.0.0+build", "400"),  # "+" is a space in a query: not a version
     ("/latest/", "404"),
+    ("/versions?limit=0", "400"),
+    ("/versions?limit=many", "400"),
+    ("/versions?limit=2&limit=3", "400"),
+    ("/versions?cursor=forged", "400"),
+    ("/versions/", "404"),
 ])
-async def test_update_checks_the_route_refuses_stay_with_the_route(appliance, alice, check, status):
-    for path in (PATH + "/latest", PATH + check):
+async def test_queries_the_route_refuses_stay_with_the_route(appliance, alice, query, status):
+    kind = query.split("?")[0].rstrip("/")
+    for path in (PATH + kind, PATH + query):
         await ask(appliance, get(path))
     for _ in range(2):
-        assert (await ask(appliance, get(PATH + check)))[0].split(" ")[1] == status
+        assert (await ask(appliance, get(PATH + query)))[0].split(" ")[1] == status
     assert await answered(appliance) == 0
 
 
-async def test_update_checks_of_private_packages_and_after_commits(appliance, alice):
+async def test_update_checks_and_version_lists_of_private_packages_and_after_commits(appliance, alice):
     await publish(appliance, alice, "secret", options={"visibility": "private"})
     secret = "/api/packages/alice/secret/latest?current=1.0.0"
     assert " 200 " in (await ask(appliance, get(secret, f"Authorization: Bearer {alice}")))[0]
@@ -231,9 +238,30 @@ async def test_update_checks_of_private_packages_and_after_commits(appliance, al
     await publish(appliance, alice, "tool", "2.0.0")
     answer = json.loads((await ask(appliance, get(check)))[2])
     assert answer["latest_version"] == "2.0.0" and answer["breaking_changes"] is True
+    versions = PATH + "/versions"
+    await ask(appliance, get(versions))
+    await ask(appliance, get(versions))
+    assert await answered(appliance) == 2
+    await yank(appliance, alice, "alice", "tool", "2.0.0")
+    listed = json.loads((await ask(appliance, get(versions)))[2])["versions"]
+    assert [(v["version"], v["yanked"]) for v in listed] == [("2.0.0", True), ("1.0.0", False)]
     await set_package(appliance, "alice", "tool", visibility="private")
-    assert " 404 " in (await ask(appliance, get(check)))[0]
-    assert await answered(appliance) == 1
+    for path in (check, versions, "/api/packages/alice/secret/versions"):
+        assert " 404 " in (await ask(appliance, get(path)))[0]
+    assert await answered(appliance) == 2
+
+
+async def test_a_members_kept_version_list_is_not_answered_to_anyone_else(appliance, alice):
+    """A member who does not manage an org package sees its published versions only: the list they asked for
+    is kept, and must still never reach an anonymous caller."""
+    _, member = await appliance.user("max")
+    await make_org(appliance, alice, "acme", {"max": "member"})
+    await publish(appliance, alice, "internal", namespace="acme", options={"visibility": "org"})
+    internal = "/api/packages/acme/internal/versions"
+    for _ in range(2):
+        assert " 200 " in (await ask(appliance, get(internal, f"Authorization: Bearer {member}")))[0]
+        assert " 404 " in (await ask(appliance, get(internal)))[0]
+    assert await answered(appliance) == 0
 
 
 async def test_hot_update_checks_are_counted_under_their_route(appliance, alice):
