@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 
-from ..errors import InvalidInput
 from .api_packages import PACKAGE_PATH, package_headers, update_check_args, version_list_args
 from .encoded import JSON_UTF8, WholeResponse, rfc822_formatted_time
 from .middlewares import BASE_HEADERS, HSTS_HEADERS, access_log, log_line, new_request_id
@@ -86,7 +85,7 @@ class HotReads:
         if not raw.startswith(PREFIX) or "%" in raw:
             return None
         path, _, query = raw.partition("?")
-        parts = path.split("/")  # "", "api", "packages", namespace, name[, "latest"]
+        parts = path.split("/")  # "", "api", "packages", namespace, name[, "latest" or "versions"]
         if (len(parts) not in (5, 6) or request.version != HttpVersion11 or not request.keep_alive
                 or any(name in request.headers for name in DECLINED_HEADERS)):
             return None
@@ -97,7 +96,7 @@ class HotReads:
                 found = self._update_check(request, parts[3], parts[4])
             else:
                 found = self._version_list(request, parts[3], parts[4]) if parts[5] == "versions" else None
-        except Exception:  # noqa: BLE001 - the route meets the same error and reports it as it should
+        except Exception:  # noqa: BLE001 - a refused query or a database error: the route answers it as it should
             return None
         if found is None:
             return None
@@ -120,21 +119,18 @@ class HotReads:
         own = "\r\n".join(f"{header}: {value}" for header, value in package_headers(page.etag, True).items())
         return self._resources[PACKAGE_PATH], own, page.body
 
+    # The query is read by the route's own code: what it would refuse raises here, and the route answers 400.
+
     def _update_check(self, request: web.Request, namespace: str, name: str) -> Found | None:
-        try:
-            current, platform, prerelease = update_check_args(request)
-        except InvalidInput:
-            return None  # the route's 400
+        current, platform, prerelease = update_check_args(request)
         return self._json(UPDATE_CHECK_PATH,
                           self._view.public_update_answer(namespace, name, current, platform, prerelease))
 
     def _version_list(self, request: web.Request, namespace: str, name: str) -> Found | None:
-        try:
-            limit, cursor = version_list_args(request)
-        except InvalidInput:
-            return None  # the route's 400
-        return None if cursor else self._json(VERSION_LIST_PATH,
-                                              self._view.public_version_list(namespace, name, limit))
+        limit, cursor = version_list_args(request)
+        if cursor:  # later pages are not kept
+            return None
+        return self._json(VERSION_LIST_PATH, self._view.public_version_list(namespace, name, limit))
 
     def _json(self, route: str, text: str | None) -> Found | None:
         """What the route's json_text answer carries (the front door adds the rest)."""
