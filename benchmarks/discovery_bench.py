@@ -23,8 +23,9 @@ pages); searches and registry pages are sent with `Cache-Control: no-cache` so t
 the database, except in the rows marked "repeated", which show the appliance's cache of recent pages. The
 appliance runs with `--log-level WARNING` (no access-log line per request, like the bare server).
 
-Anonymous package data is answered before routing once a page is kept (web/hot_reads.py); the row "signed in:
-package data" sends a read token with each request, so it shows the route's own cost (with the token check).
+Anonymous package data, update checks and version lists are answered before routing once the route has kept
+the answer (web/hot_reads.py); the row "signed in: package data" sends a read token with each request, so it
+shows the route's own cost (with the token check).
 
 Searches after the warm-up are answered from the appliance's kept rankings and facet counts (exact: keyed by
 the search generation); the row marked "catalog changing every second" moves the generation once a second
