@@ -57,7 +57,7 @@ async def test_a_token_and_a_session_are_read_once_while_nothing_changes(applian
     for _ in range(5):
         assert (await me(appliance, token))[1]["username"] == "alice"
         assert (await me(appliance, headers=cookie))[1]["username"] == "alice"
-    assert not [sql for sql in database_reads if "api_tokens" in sql or "web_sessions" in sql or "users" in sql]
+    assert database_reads == []  # neither the callers nor their organizations (/api/me lists them)
 
 
 async def test_a_revoked_token_and_a_disabled_account_fail_at_once(appliance):
@@ -104,6 +104,9 @@ async def test_a_new_role_and_a_logout_are_seen_by_the_next_request(appliance):
     status, _, _ = await appliance.client.with_token(owner).put("/api/orgs/acme/members/max", json={"role": "member"})
     assert status == 200
     assert (await appliance.client.with_token(member).get(path))[0] == 200
+    assert [(org["slug"], org["role"]) for org in (await me(appliance, member))[1]["orgs"]] == [("acme", "member")]
+    await appliance.client.with_token(owner).put("/api/orgs/acme/members/max", json={"role": "publisher"})
+    assert [org["role"] for org in (await me(appliance, member))[1]["orgs"]] == ["publisher"]
     session, _ = await appliance.services.accounts.start_session(member_user)
     cookie = {"Cookie": f"mcpstore_session={session}"}
     for _ in range(2):
