@@ -234,10 +234,7 @@ class PackageView:
         the same UTC day), else None: what `package_data` would answer anyone, without its checks of the names
         (only names that passed them are ever kept)."""
         page = self._pages.get((namespace, name))
-        if (page is None or page.access["visibility"] != "public" or page.stamp != self.reader.stamp()
-                or page.key[-1] != int(time.time() // 86400)):
-            return None
-        return page
+        return page if self._public_and_current(page) and page.key[-1] == int(time.time() // 86400) else None
 
     def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
         return self.package_data(principal, namespace, name)[0].decode()
@@ -400,9 +397,11 @@ class PackageView:
         """The kept first page `versions_json` gives anyone for a public package (its published versions), while
         it is still exact (nothing committed since it was read), else None."""
         kept = self._version_lists.get((namespace, name, limit))
-        if kept is None or kept.access["visibility"] != "public" or kept.stamp != self.reader.stamp():
-            return None
-        return kept.body
+        return kept.body if self._public_and_current(kept) else None
+
+    def _public_and_current(self, kept: _Page | _VersionList | _Installable | None) -> bool:
+        """A kept answer any anonymous caller may have: of a public package, and nothing committed since."""
+        return kept is not None and kept.access["visibility"] == "public" and kept.stamp == self.reader.stamp()
 
     def _versions(self, principal: Principal | None, namespace: str, name: str, limit: int,
                   cursor: str | None) -> tuple[dict[str, Any], dict, tuple[str, ...]]:
@@ -524,9 +523,7 @@ class PackageView:
         """The kept answer `update_check_json` gives anyone for a public package, while it is still exact (nothing
         committed since its versions were read), else None. Only what passed its checks is ever kept."""
         kept = self._installable.get((namespace, name, platform, prerelease))
-        if kept is None or kept.access["visibility"] != "public" or kept.stamp != self.reader.stamp():
-            return None
-        return kept.answers.get(current)
+        return kept.answers.get(current) if self._public_and_current(kept) else None
 
     def _update_answer(self, installable: _Installable, namespace: str, name: str, current: str | None,
                        current_version: semver.Version | None) -> dict[str, Any]:
