@@ -40,7 +40,7 @@ _WRITE_BUFFER_LIMIT = 2**16
 _SET_BY_AIOHTTP = ("Content-Length", "Transfer-Encoding", "Connection", "Date", "Server")
 
 CRLF = "\r\n"
-_HEAD_TAIL = f"Server: {SERVER_SOFTWARE}\r\nDate: "
+HEAD_TAIL = f"Server: {SERVER_SOFTWARE}\r\nDate: "  # the last headers of a response, before the date itself
 
 
 class EncodedResponse(web.Response):
@@ -87,7 +87,7 @@ class EncodedResponse(web.Response):
         if _FORBIDDEN_HEADER_CHARS.search("\t".join(lines)):
             raise ValueError("control character in a response header")
         return (f"HTTP/1.1 200 OK\r\n{CRLF.join(lines)}\r\nContent-Length: {len(self._body)}\r\n"
-                f"{_HEAD_TAIL}{rfc822_formatted_time()}\r\n\r\n").encode("utf-8")
+                f"{HEAD_TAIL}{rfc822_formatted_time()}\r\n\r\n").encode("utf-8")
 
 
 async def write_whole(response: web.StreamResponse, request: web.BaseRequest, data: bytes) -> AbstractStreamWriter:
