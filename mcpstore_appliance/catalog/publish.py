@@ -36,6 +36,7 @@ from ..config import ConfigError, Settings
 from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, InvalidInput, Unprocessable
 from ..ledger import events as ledger_events
+from ..text import check_text
 from . import semver
 from .names import PACKAGE_NAME
 from .pricing import Pricing, parse_pricing
@@ -79,6 +80,7 @@ class PublishOptions:
             if value is not None and len(value) > limit:
                 raise InvalidInput(f"{name} is limited to {limit} characters", code="option_too_long",
                                    details={"field": name})
+            check_text(value or "", name, multiline=name == "changelog")
             values[name] = value if value not in (None, "") else None
         pricing = None
         if any(values[name] is not None for name in PRICING_OPTIONS):

@@ -7,6 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..text import OneLine
 from .auth import require, require_admin
 from .openapi import documented
 from .util import client_ip, dump, query_int, read_json
@@ -19,32 +20,32 @@ class Body(BaseModel):
 
 
 class SignupBody(Body):
-    email: str = Field(max_length=320)
-    username: str = Field(max_length=39)
+    email: OneLine = Field(max_length=320)
+    username: OneLine = Field(max_length=39)
     password: str = Field(max_length=1024)
-    display_name: str = Field("", max_length=100)
-    invite_code: str | None = Field(None, max_length=100)
+    display_name: OneLine = Field("", max_length=100)
+    invite_code: OneLine | None = Field(None, max_length=100)
 
 
 class LoginTokenBody(Body):
-    login: str = Field(max_length=320)
+    login: OneLine = Field(max_length=320)
     password: str = Field(max_length=1024)
-    name: str = Field("cli", max_length=100)
+    name: OneLine = Field("cli", max_length=100)
     scopes: list[Literal["read", "publish", "admin"]] = ["read", "publish"]
-    org: str | None = None
+    org: OneLine | None = None
     expires_in_days: int | None = None
 
 
 class TokenBody(Body):
-    name: str = Field(max_length=100)
+    name: OneLine = Field(max_length=100)
     scopes: list[Literal["read", "publish", "admin"]] = ["read"]
-    org: str | None = None
+    org: OneLine | None = None
     expires_in_days: int | None = None
 
 
 class OrgBody(Body):
-    slug: str = Field(max_length=39)
-    name: str = Field("", max_length=100)
+    slug: OneLine = Field(max_length=39)
+    name: OneLine = Field("", max_length=100)
 
 
 class RoleBody(Body):

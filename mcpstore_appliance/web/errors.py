@@ -15,6 +15,7 @@ log = logging.getLogger("mcpstore.web")
 
 STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 400,
+    errors.UnsupportedMediaType: 415,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -38,6 +39,21 @@ CODE_BY_STATUS = {
     422: "unprocessable",
     429: "rate_limited",
 }
+
+
+# The MCP Registry API (/v0.1, mirrored at /v0) answers errors in the registry's own shape, `{"error": "..."}`
+# (tests/data/mcp-registry-openapi.yaml), with the CORS headers GitHub Copilot requires on every answer.
+REGISTRY_PREFIXES = ("/v0/", "/v0.1/")
+REGISTRY_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def registry_error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers={**REGISTRY_CORS, **(headers or {})})
 
 
 def status_for(error: errors.DomainError) -> int:
@@ -66,6 +82,8 @@ html_error_renderer = None
 
 def _render(request: web.Request, status: int, code: str, message: str, details: Any = None,
             headers: dict | None = None) -> web.StreamResponse:
+    if request.path.startswith(REGISTRY_PREFIXES):
+        return registry_error(status, message, headers)
     if html_error_renderer is not None and wants_html(request):
         return html_error_renderer(request, status, message)
     return json_error(status, code, message, details, headers)

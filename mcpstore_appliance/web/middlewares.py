@@ -24,6 +24,7 @@ from aiohttp import web
 from .auth import SAFE_METHODS, authenticate
 from .errors import error_response
 from .metrics import Metrics
+from .util import check_url_text
 
 access_log = logging.getLogger("mcpstore.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,6 +100,8 @@ class FrontDoor:
             status = 500
             try:
                 try:
+                    if "%" in request.raw_path:  # escapes are the only way to send control characters in a URL
+                        check_url_text(request)
                     # An anonymous read (no credentials, no cookies, nothing to CSRF-check) leaves authenticate()
                     # nothing to do: skipping the call saves a coroutine on the hottest requests.
                     if (request.method not in SAFE_METHODS or "Authorization" in request.headers

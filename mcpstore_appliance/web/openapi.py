@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from .errors import REGISTRY_PREFIXES
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -24,6 +25,9 @@ ERROR_SCHEMA = {
         }
     },
 }
+
+# What /v0.1 and /v0 answer on errors (web/errors.py): the MCP Registry's own shape.
+REGISTRY_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -75,14 +79,19 @@ def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
     if doc["body"] is not None:
         operation["requestBody"] = {"required": True, "content": {doc["body_content_type"]: {"schema": doc["body"]}}}
     responses: dict[str, Any] = {}
+    error = "RegistryError" if path.startswith(REGISTRY_PREFIXES) else "Error"
     for status, description in doc["responses"].items():
         if status >= 400:
-            content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}
         elif doc["response_schema"] is not None:
             content = {"application/json": {"schema": doc["response_schema"]}}
         else:
             content = None
         responses[str(status)] = {"description": description, **({"content": content} if content else {})}
+    # Any route may also refuse a request for reasons of its own kind (credentials, text, size, rate): always in
+    # the error shape.
+    responses["default"] = {"description": "An error",
+                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}}
     operation["responses"] = responses
     if doc["auth"] and doc["auth"] != "optional":
         operation["security"] = [{"bearerToken": [doc["auth"]]}, {"sessionCookie": []}]
@@ -105,7 +114,7 @@ def build_document(app: web.Application, base_url: str) -> dict[str, Any]:
         "servers": [{"url": base_url}],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "RegistryError": REGISTRY_ERROR_SCHEMA},
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer", "description": "API token (mcps_…)"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "mcpstore_session"},

@@ -8,6 +8,7 @@ from ..accounts.models import SCOPES
 from ..errors import DomainError
 from .auth import SESSION_COOKIE, principal_of
 from .errors import status_for
+from .forms import read_form
 from .pages import login_required, redirect, render, safe_next
 from .util import client_ip
 
@@ -47,7 +48,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
     accounts = request.app["services"].accounts
     try:
@@ -84,7 +85,7 @@ async def signup_page(request: web.Request) -> web.Response:
 
 @routes.post("/signup")
 async def signup_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     values = _signup_values(form)
     invite = str(form.get("invite_code", ""))[:100] or None
     accounts = request.app["services"].accounts
@@ -106,7 +107,7 @@ async def setup_page(request: web.Request) -> web.Response:
 @routes.post("/setup")
 async def setup_submit(request: web.Request) -> web.Response:
     request["no_store"] = True
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     values, code = _signup_values(form), str(form.get("code", ""))[:100]
     accounts = request.app["services"].accounts
     try:
@@ -140,7 +141,7 @@ async def account(request: web.Request) -> web.Response:
 @routes.post("/account/tokens")
 async def create_token(request: web.Request) -> web.Response:
     principal = login_required(request)
-    form = await request.post()
+    form = await read_form(request)
     scopes = [str(s) for s in form.getall("scopes", [])][:5]
     token_form = {"name": str(form.get("name", ""))[:100], "scopes": scopes, "org": str(form.get("org", ""))[:39],
                   "expires_in_days": str(form.get("expires_in_days", ""))[:6]}
@@ -170,7 +171,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 @routes.post("/account/orgs")
 async def create_org(request: web.Request) -> web.Response:
     principal = login_required(request)
-    form = await request.post()
+    form = await read_form(request)
     org_form = {"slug": str(form.get("slug", ""))[:39], "name": str(form.get("name", ""))[:100]}
     try:
         org = await request.app["services"].accounts.create_org(principal, org_form["slug"], org_form["name"])

@@ -7,6 +7,7 @@ from aiohttp import web
 from ..errors import DomainError
 from .auth import require_admin
 from .errors import status_for
+from .forms import read_form
 from .pages import login_required, redirect, render
 from .util import client_ip, query_int
 
@@ -54,7 +55,7 @@ async def quarantine(request: web.Request) -> web.Response:
 async def review(request: web.Request) -> web.Response:
     admin = admin_required(request)
     m = request.match_info
-    form = await request.post()
+    form = await read_form(request, multiline={"reason"})
     text = str(form.get("reason", ""))[:2000] or None
     try:
         await getattr(request.app["services"].package_status, m["action"])(

@@ -8,6 +8,7 @@ from ..accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
 from ..errors import DomainError
 from .auth import principal_of
 from .errors import status_for
+from .forms import read_form
 from .pages import login_required, redirect, render
 from .pages_catalog import search_packages
 
@@ -50,7 +51,7 @@ async def org_home(request: web.Request) -> web.Response:
 @routes.post("/orgs/{slug}/members")
 async def set_member(request: web.Request) -> web.Response:
     principal = login_required(request)
-    form = await request.post()
+    form = await read_form(request)
     member_form = {"username": str(form.get("username", ""))[:39], "role": str(form.get("role", "member"))[:20]}
     slug = request.match_info["slug"]
     try:

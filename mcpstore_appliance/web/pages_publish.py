@@ -10,7 +10,7 @@ from ..accounts.models import ROLES_THAT_PUBLISH
 from ..catalog.publish import PublishOptions
 from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
 from ..errors import DomainError, InvalidInput
-from .api_publish import read_publish_form  # the same streamed multipart reading as the API
+from .forms import read_form, read_publish_form  # the same streamed multipart reading as the API
 from .errors import status_for
 from .page_chart import bar_chart
 from .pages import login_required, redirect, render
@@ -109,7 +109,7 @@ async def change_status(request: web.Request) -> web.Response:
     action = m["action"]
     if action not in STATUS_ACTIONS:
         raise web.HTTPNotFound()
-    form = await request.post()
+    form = await read_form(request, multiline={"reason"})
     reason = str(form.get("reason", ""))[:2000] or None
     try:
         await getattr(request.app["services"].package_status, action)(

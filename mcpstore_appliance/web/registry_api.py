@@ -26,23 +26,18 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.registry_view import DEFAULT_LIMIT, MAX_LIMIT, OFFICIAL
-from ..errors import DomainError, InvalidInput
+from ..errors import InvalidInput
 from .api_packages import parse_bool, single_params, wants_fresh
 from .auth import principal_of, require
 from .encoded import json_data, json_text
-from .errors import status_for
+from .errors import REGISTRY_CORS as CORS
+from .errors import registry_error
 from .openapi import documented
 from .util import client_ip, read_json
 
 log = logging.getLogger("mcpstore.registry")
 routes = web.RouteTableDef()
 
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Max-Age": "86400",
-}
 PREFIXES = ("/v0.1", "/v0")
 LIST_PARAMS = frozenset({"cursor", "limit", "search", "updated_since", "version", "include_deleted"})
 ONE_PARAMS = frozenset({"include_deleted"})
@@ -55,19 +50,12 @@ SERVER_LIST = {"type": "object", "required": ["servers"],
                                                                             "count": {"type": "integer"}}}}}
 
 
-def registry_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=CORS)
-
-
 def registry_handler(handler):
-    """CORS on every answer, and errors in the registry's `{"error": "..."}` shape."""
+    """CORS on every answer (errors get theirs, and the registry's `{"error": "..."}` shape, in web/errors.py)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except DomainError as exc:
-            return registry_error(status_for(exc), exc.message)
+        response = await handler(request)
         response.headers.update(CORS)
         return response
 

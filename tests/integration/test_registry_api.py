@@ -360,3 +360,57 @@ async def test_bulk_status(appliance):
     assert [e["_meta"][OFFICIAL]["status"] for e in body["servers"]] == ["deprecated"]
     status, body, _ = await owner.request("PATCH", path, json={"status": "deprecated", "statusMessage": "archived"})
     assert status == 400 and body["error"].startswith("No changes to apply")
+
+
+async def test_error_bodies_match_the_registry_spec_and_the_appliances_own_document(appliance):
+    """Every kind of error under /v0.1 and /v0, from the handler, the front door (credentials, text checks) or the
+    router, has the registry's `{"error": "..."}` shape, with CORS, which both the registry's OpenAPI and the one
+    the appliance publishes at /api/openapi.json describe."""
+    tokens = await build(appliance)
+    _, own, _ = await appliance.client.get("/api/openapi.json")
+    schemas = Registry().with_resource("urn:own", Resource.opaque(own))
+    bad_token = {"Authorization": "Bearer mcps_not-a-token"}
+    owner = {"Authorization": f"Bearer {tokens['bob']}"}
+    cases = [  # (method, path, spec template, headers, body, status)
+        ("GET", "/servers?limit=0", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers?cursor=%00", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers?search=a%1Bb", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers", "/v0.1/servers", bad_token, None, 401),
+        ("GET", "/servers/com.example.mcp.alice%2Fnope/versions", "/v0.1/servers/{serverName}/versions", {}, None,
+         404),
+        ("GET", "/servers/com.example.mcp.alice%2Fweather/versions/9.9.9",
+         "/v0.1/servers/{serverName}/versions/{version}", {}, None, 404),
+        ("PUT", "/servers/com.example.mcp.bob%2Fnotes/versions/1.0.0",
+         "/v0.1/servers/{serverName}/versions/{version}", owner, {}, 501),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", {}, {}, 401),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         b'{"status": "deleted", "statusMessage": "x\\ud800"}', 400),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         b"[" * 100_000 + b"]" * 100_000, 400),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         {"status": "gone"}, 400),
+        ("GET", "/no-such-resource", None, {}, None, 404),
+    ]
+    for prefix in ("/v0.1", "/v0"):
+        for method, path, template, headers, body, expected in cases:
+            send = {"json": body} if isinstance(body, dict) else {"data": body}
+            if isinstance(body, bytes):
+                headers = {**headers, "Content-Type": "application/json"}
+            status, answer, response = await appliance.client.request(method, prefix + path, headers=headers,
+                                                                       **send)
+            assert status == expected, (method, prefix + path, status, answer)
+            assert isinstance(answer, dict) and set(answer) == {"error"} and isinstance(answer["error"], str), answer
+            assert response.headers.get("access-control-allow-origin") == "*"
+            if template is None:
+                continue
+            if str(status) in SPEC["paths"][template][method.lower()]["responses"]:
+                check(template, method.lower(), status, answer)  # the registry's own OpenAPI
+            else:  # a status the registry's document does not list: still its Error schema
+                validator = Draft202012Validator({"$ref": SPEC_URI + "#/components/schemas/Error"}, registry=SCHEMAS)
+                assert not list(validator.iter_errors(answer)), answer
+            own_template = prefix + template.removeprefix("/v0.1").replace("{serverName}", "{server_name}")
+            responses = own["paths"][own_template][method.lower()]["responses"]
+            documented = responses.get(str(status), responses["default"])
+            schema = documented["content"]["application/json"]["schema"]
+            validator = Draft202012Validator({"$ref": "urn:own#" + schema["$ref"].lstrip("#")}, registry=schemas)
+            assert not list(validator.iter_errors(answer)), (own_template, status, answer)
