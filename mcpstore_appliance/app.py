@@ -21,6 +21,7 @@ from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
 from .web.middlewares import FrontDoor, check_every_route_wrapped
@@ -112,6 +113,7 @@ async def close_services(services: Services) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    log_client_errors_in_one_line()
     metrics = Metrics()
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     # metrics, logs and headers see the final status: errors are translated inside the front door, which wraps

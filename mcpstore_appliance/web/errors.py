@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from .. import errors
 from ..blobs.base import StorageError
@@ -118,3 +120,26 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     # the one place that turns a bug into a generic 500
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return _render(request, 500, "internal", "internal server error")
+
+
+class ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (a URL or header over 8 KB, a broken request line) with a full
+    traceback at ERROR, so any client could flood the log. Such a protocol error is the client's: one line at
+    INFO, without the traceback. Everything else aiohttp's server logs passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            text = "".join(c if c.isprintable() else "?" for c in str(exc.message or type(exc).__name__))[:200]
+            record.msg, record.args = "bad HTTP request from %s: %s (%s)", (remote, text, type(exc).__name__)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return server_logger.isEnabledFor(logging.INFO)  # the level it was demoted to, as configured
+        return True
+
+
+def log_client_errors_in_one_line() -> None:
+    """Install ClientErrorsInOneLine on aiohttp's server logger (once per process)."""
+    if not any(isinstance(f, ClientErrorsInOneLine) for f in server_logger.filters):
+        server_logger.addFilter(ClientErrorsInOneLine())

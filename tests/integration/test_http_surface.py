@@ -1,6 +1,7 @@
 """Health, readiness, metrics, OpenAPI, JSON errors and CSRF on the real app."""
 
 import asyncio
+import logging
 import re
 
 import aiohttp
@@ -208,3 +209,18 @@ async def test_a_request_id_with_a_control_character_is_not_echoed(appliance):
     assert b"a\x01b" not in data
     status, body, _ = await appliance.client.get("/healthz")  # and the appliance goes on serving
     assert status == 200 and body == {"status": "ok"}
+
+
+async def test_a_url_over_8_kb_is_a_4xx_and_one_log_line_without_traceback(appliance, caplog):
+    """aiohttp logs a request it cannot parse with a traceback at ERROR; a client could flood the log with them."""
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    for _ in range(3):
+        answer = await raw_exchange(appliance.base_url, f"GET /{'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:40]
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 3
+    for record in records:
+        assert record.levelno == logging.INFO and record.exc_info is None and record.exc_text is None
+        line = record.getMessage()
+        assert "\n" not in line and len(line) < 400 and line.startswith("bad HTTP request from 127.0.0.1")
+    assert "Traceback" not in caplog.text
