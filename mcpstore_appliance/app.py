@@ -13,6 +13,7 @@ from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
 from .catalog.discovery import Discovery
+from .catalog.orphans import Sweeper
 from .catalog.publish import Publisher
 from .catalog.service import PackageStatusService
 from .config import Settings
@@ -50,6 +51,7 @@ class Services:
     publisher: Publisher | None = None
     package_status: PackageStatusService | None = None
     discovery: Discovery | None = None  # search, package data, registry API, download counts
+    sweeper: Sweeper | None = None  # crash leftovers (serve only)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -141,6 +143,17 @@ def create_app(settings: Settings) -> web.Application:
         await discovery.stop()  # and once more on shutdown
 
     app.cleanup_ctx.append(discovery_tasks)
+
+    async def sweep_tasks(app: web.Application):
+        services = app["services"]
+        storage = settings.storage
+        services.sweeper = Sweeper(services.db, services.blobs, data_paths(settings)["tmp"],
+                                   interval=storage.sweep_interval_seconds, grace=storage.sweep_grace_seconds)
+        services.sweeper.start()  # crash leftovers: now, then every interval
+        yield
+        await services.sweeper.stop()
+
+    app.cleanup_ctx.append(sweep_tasks)
 
     async def stop_sendfile_workers(app: web.Application) -> None:
         sendfile.slots.abort_all(app)  # this app's downloads still running after the shutdown grace period

@@ -76,6 +76,10 @@ class S3Settings(Section):
 
 class StorageSettings(Section):
     backend: Literal["local", "s3"] = "local"
+    # Blobs no version refers to (a publish that crashed between storing and committing) and temp files of
+    # crashed uploads are removed at start and then every interval, once older than the grace period.
+    sweep_interval_seconds: float = Field(3600.0, gt=0)
+    sweep_grace_seconds: float = Field(3600.0, ge=0)
     s3: S3Settings = S3Settings()
 
 

@@ -13,11 +13,11 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from mcpstore_appliance.errors import NotFound
+from mcpstore_appliance.tempfiles import remove_stale
 
 from ._util import CHUNK_SIZE, check_digest, check_expected, check_range, hash_file, is_digest, spool
 from .base import StoredBlob
@@ -157,16 +157,14 @@ class LocalBlobStore:
 
     def sweep_temp(self, max_age_seconds: float = 24 * 3600) -> int:
         """Remove temp files left by crashed writes; young ones may belong to a put in flight."""
-        cutoff = time.time() - max_age_seconds
-        removed = 0
-        for entry in os.scandir(self.tmp_dir):
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return remove_stale(self.tmp_dir, max_age_seconds)
+
+    async def modified_at(self, sha256: str) -> float | None:
+        """When the blob was last written (seconds since the epoch), or None when it is absent."""
+        try:
+            return (await asyncio.to_thread(os.stat, self.path_for(sha256))).st_mtime
+        except FileNotFoundError:
+            return None
 
     def local_file(self, sha256: str) -> Path | None:
         return self.path_for(sha256)
