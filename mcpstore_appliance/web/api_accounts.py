@@ -130,7 +130,7 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"token": secret, **token_json(info)}, status=201)
 
 
-@routes.delete("/api/tokens/{token_id:\\d+}")
+@routes.delete("/api/tokens/{token_id:\\d{1,18}}")  # 19 digits may not fit SQLite's INTEGER
 @documented("Revoke one of my API tokens", tags=["tokens"], auth="read", responses={204: "Revoked", 404: "No such token"})
 async def revoke_token(request: web.Request) -> web.Response:
     principal = require(request, "read")

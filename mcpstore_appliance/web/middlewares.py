@@ -88,7 +88,8 @@ class FrontDoor:
 
     def add_unrouted(self, router: web.UrlDispatcher) -> None:
         """Last: a route for every path and method, which no earlier route took."""
-        router.add_route("*", "/{unrouted_path:.*}", self.wrap(_unrouted, unrouted=True))
+        # [\s\S]: a percent-escaped line break in the path must not slip past the catch-all to aiohttp's text 404
+        router.add_route("*", "/{unrouted_path:[\\s\\S]*}", self.wrap(_unrouted, unrouted=True))
 
     def wrap(self, handler: Handler, *, unrouted: bool = False) -> Handler:
         metrics, behind_tls, access_log_enabled = self.metrics, self.behind_tls, self.access_log_enabled

@@ -29,7 +29,7 @@ ERROR_SCHEMA = {
 # What /v0.1 and /v0 answer on errors (web/errors.py): the MCP Registry's own shape.
 REGISTRY_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
-PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+PATH_PARAM = re.compile(r"\{([^}:]+)(?::(?:[^{}]|\{[^}]*\})*)?\}")  # a pattern may hold {m,n}
 
 
 def documented(

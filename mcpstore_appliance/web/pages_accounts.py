@@ -160,7 +160,7 @@ async def create_token(request: web.Request) -> web.Response:
     return await _account_page(request, 201, new_token={"secret": secret, "info": info})
 
 
-@routes.post("/account/tokens/{token_id:\\d+}/revoke")
+@routes.post("/account/tokens/{token_id:\\d{1,18}}/revoke")
 async def revoke_token(request: web.Request) -> web.Response:
     principal = login_required(request)
     await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),

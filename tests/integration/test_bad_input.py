@@ -180,3 +180,17 @@ async def test_octet_stream_publish_still_works(app):
     _, token = await user(app, "alice")
     status, body, _ = await app.client.with_token(token).post("/api/packages", data=bundle(), headers=OCTET)
     assert status == 201, body
+
+
+async def test_an_id_too_large_for_sqlite_is_404_not_500(app):
+    _, token = await user(app, "alice")
+    for path in ("/api/tokens/999999999999999999999999999999", "/api/tokens/9223372036854775808"):
+        status, body, _ = await app.client.with_token(token).delete(path)
+        assert status == 404 and body["error"]["code"] == "not_found", (path, body)
+
+
+async def test_a_line_break_in_a_path_gets_the_json_error_not_aiohttps_text(app):
+    for path in ("/v0.1/servers/a%0Ab/versions", "/api/packages/al%0Aice/x", "/no%0Awhere"):
+        status, body, response = await app.client.get(path)
+        assert status == 400 and response.content_type == "application/json", (path, status, body)
+
