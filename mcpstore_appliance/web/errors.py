@@ -43,8 +43,8 @@ CODE_BY_STATUS = {
 }
 
 
-# The MCP Registry API (/v0.1, mirrored at /v0) answers errors in the registry's own shape, `{"error": "..."}`
-# (tests/data/mcp-registry-openapi.yaml), with the CORS headers GitHub Copilot requires on every answer.
+# The MCP Registry API (/v0, /v0.1) has its own error shape, `{"error": "message"}`, and every answer there,
+# errors included, carries the CORS headers GitHub Copilot requires.
 REGISTRY_PREFIXES = ("/v0/", "/v0.1/")
 REGISTRY_CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -55,7 +55,7 @@ REGISTRY_CORS = {
 
 
 def registry_error(status: int, message: str, headers: dict | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers={**REGISTRY_CORS, **(headers or {})})
+    return web.json_response({"error": message}, status=status, headers={**(headers or {}), **REGISTRY_CORS})
 
 
 def status_for(error: errors.DomainError) -> int:
