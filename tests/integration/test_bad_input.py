@@ -124,7 +124,7 @@ async def test_a_multi_line_changelog_is_fine(app):
     ("/api/tokens", b'{"name": "\xff"}', "invalid_unicode"),
 ])
 async def test_bad_json_bodies_are_400_and_change_nothing(app, path, payload, code):
-    _, token = await user(app, "alice")
+    _, token = await user(app, "alice", scopes=("read", "account"))
     client = app.client.with_token(token)
     tokens_before = (await client.get("/api/tokens"))[1]["tokens"]
     status, body, _ = await client.post(path, data=payload, headers={"Content-Type": "application/json"})
@@ -184,7 +184,7 @@ async def test_octet_stream_publish_still_works(app):
 
 
 async def test_an_id_too_large_for_sqlite_is_404_not_500(app):
-    _, token = await user(app, "alice")
+    _, token = await user(app, "alice", scopes=("read", "account"))
     for path in ("/api/tokens/999999999999999999999999999999", "/api/tokens/9223372036854775808"):
         status, body, _ = await app.client.with_token(token).delete(path)
         assert status == 404 and body["error"]["code"] == "not_found", (path, body)
