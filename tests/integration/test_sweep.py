@@ -14,6 +14,7 @@ import pytest
 from mcpstore_appliance.catalog.orphans import remove_if_unreferenced
 from tests.conftest import free_port
 from tests.data.bundles import PNG_1PX
+from tests.seed import eventually
 from tests.integration.publish_support import (
     FAST_LEDGER,
     OCTET,
@@ -111,6 +112,7 @@ async def test_the_sweep_removes_old_orphans_and_temp_files_and_nothing_else(app
         path.write_bytes(b"partial")
     age(stale_upload), age(stale_put)
 
+    await eventually(lambda: app.services.sweeper.sweeps >= 1)  # the start-up sweep is done: counts are ours
     assert await app.services.sweeper.sweep() == {"temp_files": 2, "orphan_blobs": 1}
     assert sorted([d async for d in blobs.list_digests()]) == sorted([sha256(published), young_orphan])
     assert fresh_upload.exists() and not stale_upload.exists() and not stale_put.exists()
@@ -158,6 +160,7 @@ async def test_s3_orphans_and_spool_files_are_swept(start_app, moto_s3):
     spool.write_bytes(b"partial")
     age(spool)
     sweeper = app.services.sweeper
+    await eventually(lambda: sweeper.sweeps >= 1)
     assert await sweeper.sweep() == {"temp_files": 1, "orphan_blobs": 0}  # the orphan is younger than an hour
     sweeper.grace = 0
     assert await sweeper.sweep() == {"temp_files": 0, "orphan_blobs": 1}
