@@ -55,7 +55,9 @@ class AccountSettings(Section):
     session_ttl_hours: int = Field(24 * 14, gt=0)
     token_max_days: int = Field(365, gt=0)
     login_attempts_per_ip_per_minute: int = Field(20, gt=0)
-    login_attempts_per_account_per_minute: int = Field(5, gt=0)
+    # per account and address: failures before the growing delays start, and the longest delay
+    login_failures_before_delay: int = Field(5, gt=0)
+    login_max_delay_seconds: int = Field(900, gt=0)
     token_requests_per_ip_per_minute: int = Field(30, gt=0)
 
 
