@@ -20,6 +20,7 @@ from .db import Database
 from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
+from .private_files import private_dir
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
@@ -63,10 +64,10 @@ def data_paths(settings: Settings) -> dict[str, Path]:
 
 
 def prepare_data_dir(settings: Settings) -> dict[str, Path]:
+    """The data folder and its folders, private to the service user (see private_files.py)."""
     paths = data_paths(settings)
-    for name in ("root", "blobs", "tmp"):
-        paths[name].mkdir(parents=True, exist_ok=True)
-    paths["keys"].mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in ("root", "blobs", "tmp", "keys"):
+        private_dir(paths[name])
     return paths
 
 
