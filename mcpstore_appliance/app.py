@@ -88,9 +88,9 @@ async def build_services(settings: Settings) -> Services:
         await db.close()
         raise
     services = Services(settings=settings, db=db, blobs=blobs, keys=keys,
-                        accounts=AccountService(db, settings.accounts), metrics=Metrics(),
-                        ledger=build_ledger(db, settings, keys.ledger, paths["keys"]))
+                        accounts=AccountService(db, settings.accounts), metrics=Metrics())
     try:
+        services.ledger = await build_ledger(db, settings, keys.ledger, paths["keys"])  # may refuse the origin
         # metrics is read through the Services object: create_app swaps in the middleware's Metrics later.
         services.publisher = Publisher(db, blobs, services.ledger, settings, metrics=lambda: services.metrics)
     except Exception:

@@ -55,10 +55,7 @@ async def test_a_folder_left_open_by_an_earlier_version_is_closed_on_start(start
         os.chmod(data / name, 0o755)
     for name in ("mcpstore.sqlite3", "mcpstore.sqlite3-wal", "mcpstore.sqlite3-shm"):
         os.chmod(data / name, 0o644)
-    await app.app.shutdown()
-    await app.app.cleanup()
-
-    again = await start_app(data_dir=data)
+    again = await start_app(data_dir=data)  # another process on the same folder, as `serve` after an upgrade
     assert (await again.client.get("/healthz"))[0] == 200
     assert open_to_others(data) == {}
 
