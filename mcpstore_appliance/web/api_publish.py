@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..catalog.publish import OPTION_NAMES, PublishOptions
 from ..catalog.uploads import BLOCK_SIZE, too_large
 from ..errors import InvalidInput
-from .auth import check_csrf_value, require, require_admin
+from .access import allow, signed_in, site_admin
+from .auth import caller, check_csrf_value
 from .errors import json_error
 from .openapi import documented
 from .util import client_ip, query_int, read_json
@@ -175,13 +176,14 @@ async def read_publish_form(request: web.Request, options: dict[str, str]) -> As
 
 
 @routes.post("/api/packages", expect_handler=expect_bundle)
+@allow(signed_in("publish", org="allowed"))  # a bound token publishes into its org only (Publisher)
 @documented(
     "Publish a bundle: the .mcpb file is the raw body (application/octet-stream) and the options are query "
     "parameters; or multipart/form-data with the options as fields followed by a last 'file' part. The body "
     "streams to disk while it is hashed, capped at publish.max_bundle_bytes. The answer says published (with "
     "its ledger leaf, inclusion proof and checkpoint) or quarantined (an admin must release it); a rejected "
     "bundle is a 422 listing its findings and stores nothing.",
-    tags=["publish"], auth="publish", query=PUBLISH_QUERY,
+    tags=["publish"], query=PUBLISH_QUERY,
     body={"type": "string", "format": "binary", "description": "the .mcpb file"},
     body_content_type="application/octet-stream", response_schema=PUBLISH_RESPONSE,
     responses={201: "Published or quarantined", 400: "Bad option or empty body", 401: "Not signed in",
@@ -189,7 +191,7 @@ async def read_publish_form(request: web.Request, options: dict[str, str]) -> As
                413: "Bundle larger than the limit", 415: "Not a bundle body",
                422: "Bundle rejected (invalid zip or manifest, bad signature, findings)"})
 async def publish(request: web.Request) -> web.Response:
-    principal = require(request, "publish")
+    principal = caller(request)
     services = request.app["services"]
     options = dict(request.query)
     declared_size = None
@@ -216,13 +218,14 @@ async def _optional_json(request: web.Request, model):
 
 
 def _version_route(action: str, summary: str, reason: str):
-    @documented(summary, tags=["publish"], auth="publish",
+    @allow(signed_in("publish", org="path:namespace"))
+    @documented(summary, tags=["publish"],
                 body={**ReasonBody.model_json_schema(), "description": reason}, response_schema=STATUS_RESPONSE,
                 responses={200: "The version's status", 400: "Missing reason", 401: "Not signed in",
                            403: "Not a manager of this package", 404: "No such package or version",
                            409: "Not a published version"})
     async def handler(request: web.Request) -> web.Response:
-        principal = require(request, "publish")
+        principal = caller(request)
         body = await _optional_json(request, ReasonBody)
         m = request.match_info
         change = await getattr(request.app["services"].package_status, action)(
@@ -247,12 +250,12 @@ routes.post(VERSION_PATH + "/deprecate")(_version_route(
 # --- admin quarantine queue ----------------------------------------------------------------------------------
 
 @routes.get("/api/admin/quarantine")
-@documented("Quarantined versions waiting for an admin, oldest first", tags=["admin"], auth="admin",
+@allow(site_admin())
+@documented("Quarantined versions waiting for an admin, oldest first", tags=["admin"],
             query={"limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                    "after": {"type": "integer", "description": "the next_after of the previous page"}},
             responses={200: "A page of quarantined versions", 403: "Site administrators only"})
 async def quarantine_list(request: web.Request) -> web.Response:
-    require_admin(request)
     page = await request.app["services"].package_status.quarantined(
         limit=query_int(request, "limit", 50, 1, 200), after_id=query_int(request, "after", 0, 0, 2**62))
     return web.json_response(page)
@@ -262,12 +265,13 @@ QUARANTINE_PATH = "/api/admin/quarantine/{namespace}/{name}/{version}"
 
 
 @routes.post(QUARANTINE_PATH + "/release")
+@allow(site_admin())
 @documented("Release a quarantined version: it is published, gets its ledger leaves and may become latest",
-            tags=["admin"], auth="admin", body=NoteBody.model_json_schema(), response_schema=STATUS_RESPONSE,
+            tags=["admin"], body=NoteBody.model_json_schema(), response_schema=STATUS_RESPONSE,
             responses={200: "Released", 403: "Site administrators only", 404: "No such version",
                        409: "Not quarantined"})
 async def quarantine_release(request: web.Request) -> web.Response:
-    admin = require_admin(request)
+    admin = caller(request)
     body = await _optional_json(request, NoteBody)
     m = request.match_info
     change = await request.app["services"].package_status.release(
@@ -276,12 +280,12 @@ async def quarantine_release(request: web.Request) -> web.Response:
 
 
 @routes.post(QUARANTINE_PATH + "/reject")
-@documented("Reject a quarantined version for good (its version number stays taken)", tags=["admin"],
-            auth="admin", body=ReasonBody.model_json_schema(), response_schema=STATUS_RESPONSE,
+@allow(site_admin())
+@documented("Reject a quarantined version for good (its version number stays taken)", tags=["admin"], body=ReasonBody.model_json_schema(), response_schema=STATUS_RESPONSE,
             responses={200: "Rejected", 400: "Missing reason", 403: "Site administrators only",
                        404: "No such version", 409: "Not quarantined"})
 async def quarantine_reject(request: web.Request) -> web.Response:
-    admin = require_admin(request)
+    admin = caller(request)
     body = await _optional_json(request, ReasonBody)
     m = request.match_info
     change = await request.app["services"].package_status.reject(

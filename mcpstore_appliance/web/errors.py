@@ -40,6 +40,21 @@ CODE_BY_STATUS = {
 }
 
 
+# The MCP Registry API (/v0, /v0.1) has its own error shape, `{"error": "message"}`, and every answer there,
+# errors included, carries the CORS headers GitHub Copilot requires.
+REGISTRY_PREFIXES = ("/v0/", "/v0.1/")
+REGISTRY_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def registry_error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers={**(headers or {}), **REGISTRY_CORS})
+
+
 def status_for(error: errors.DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -66,6 +81,8 @@ html_error_renderer = None
 
 def _render(request: web.Request, status: int, code: str, message: str, details: Any = None,
             headers: dict | None = None) -> web.StreamResponse:
+    if request.path.startswith(REGISTRY_PREFIXES):
+        return registry_error(status, message, headers)
     if html_error_renderer is not None and wants_html(request):
         return html_error_renderer(request, status, message)
     return json_error(status, code, message, details, headers)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from .access import NO_CREDENTIALS, access_of, allow
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -37,10 +38,9 @@ def documented(
     body_content_type: str = "application/json",
     responses: dict[int, str] | None = None,
     response_schema: dict | None = None,
-    auth: str | None = None,
 ):
     """Attach OpenAPI facts to a handler. `query` maps parameter names to JSON schemas (add
-    "description"/"required" keys as needed); `auth` is None, "optional" or a required scope."""
+    "description"/"required" keys as needed). Who may call it comes from its @allow declaration."""
 
     def mark(handler):
         handler.__openapi__ = {
@@ -51,14 +51,13 @@ def documented(
             "body_content_type": body_content_type,
             "responses": responses or {200: "OK"},
             "response_schema": response_schema,
-            "auth": auth,
         }
         return handler
 
     return mark
 
 
-def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
+def _operation(doc: dict[str, Any], path: str, auth: str | None) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PATH_PARAM.findall(path)
@@ -84,10 +83,10 @@ def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
             content = None
         responses[str(status)] = {"description": description, **({"content": content} if content else {})}
     operation["responses"] = responses
-    if doc["auth"] and doc["auth"] != "optional":
-        operation["security"] = [{"bearerToken": [doc["auth"]]}, {"sessionCookie": []}]
-    elif doc["auth"] == "optional":
+    if auth == "optional":
         operation["security"] = [{}, {"bearerToken": []}, {"sessionCookie": []}]
+    elif auth is not None:
+        operation["security"] = [{"bearerToken": [] if auth == "any" else [auth]}, {"sessionCookie": []}]
     return operation
 
 
@@ -98,7 +97,8 @@ def build_document(app: web.Application, base_url: str) -> dict[str, Any]:
         if doc is None or route.method == "HEAD":
             continue
         template = PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", route.resource.canonical)
-        paths.setdefault(template, {})[route.method.lower()] = _operation(doc, route.resource.canonical)
+        auth = (access_of(route.handler) or NO_CREDENTIALS).openapi_auth()
+        paths.setdefault(template, {})[route.method.lower()] = _operation(doc, route.resource.canonical, auth)
     return {
         "openapi": "3.1.0",
         "info": {"title": "mcpstore appliance API", "version": __version__},
@@ -129,6 +129,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/openapi.json")
+@allow(NO_CREDENTIALS)
 @documented("This OpenAPI 3.1 document", tags=["meta"])
 async def openapi_document(request: web.Request) -> web.Response:
     services = request.app["services"]

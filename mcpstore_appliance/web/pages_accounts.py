@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..accounts.models import SCOPES
+from ..accounts.models import SCOPE_DESCRIPTIONS, SCOPES
 from ..errors import DomainError, RateLimited
-from .auth import SESSION_COOKIE, principal_of
+from .access import ANYONE, allow, browser_session
+from .auth import SESSION_COOKIE, caller, principal_of
 from .errors import status_for
-from .pages import login_required, redirect, render, safe_next
+from .pages import redirect, render, safe_next
 from .util import client_ip
 
 routes = web.RouteTableDef()
@@ -39,6 +40,7 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
+@allow(ANYONE)
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
@@ -46,6 +48,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/login")
+@allow(ANYONE)
 async def login_submit(request: web.Request) -> web.Response:
     form = await request.post()
     login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
@@ -62,6 +65,7 @@ async def login_submit(request: web.Request) -> web.Response:
 
 
 @routes.post("/logout")
+@allow(ANYONE)
 async def logout(request: web.Request) -> web.Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
@@ -79,6 +83,7 @@ def _signup_values(form) -> dict:
 
 
 @routes.get("/signup")
+@allow(ANYONE)
 async def signup_page(request: web.Request) -> web.Response:
     mode = request.app["settings"].accounts.signup
     return await render(request, "accounts/signup.html", mode=mode, values={},
@@ -86,6 +91,7 @@ async def signup_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/signup")
+@allow(ANYONE)
 async def signup_submit(request: web.Request) -> web.Response:
     form = await request.post()
     values = _signup_values(form)
@@ -101,12 +107,14 @@ async def signup_submit(request: web.Request) -> web.Response:
 
 
 @routes.get("/setup")
+@allow(ANYONE)
 async def setup_page(request: web.Request) -> web.Response:
     request["no_store"] = True  # the page carries a one-time code
     return await render(request, "accounts/setup.html", code=request.query.get("code", "")[:100], values={})
 
 
 @routes.post("/setup")
+@allow(ANYONE)
 async def setup_submit(request: web.Request) -> web.Response:
     request["no_store"] = True
     form = await request.post()
@@ -124,25 +132,28 @@ async def setup_submit(request: web.Request) -> web.Response:
 # ---- the account page: tokens and organizations ------------------------------------------------------
 
 async def _account_page(request: web.Request, status: int = 200, **values) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     accounts = request.app["services"].accounts
     tokens = await accounts.list_tokens(principal)
     orgs = await accounts.orgs_of(principal)
     notice = NOTICES.get(request.query.get("done", ""))
     return await render(request, "accounts/account.html", status=status, tokens=tokens, orgs=orgs,
                         all_scopes=[s for s in SCOPES if s != "admin" or principal.user.is_admin],
+                        scope_descriptions=SCOPE_DESCRIPTIONS,
                         max_days=request.app["settings"].accounts.token_max_days,
                         notice=notice, **{"new_token": None, "token_form": {}, "org_form": {}, **values})
 
 
 @routes.get("/account")
+@allow(browser_session("account"))
 async def account(request: web.Request) -> web.Response:
     return await _account_page(request)
 
 
 @routes.post("/account/tokens")
+@allow(browser_session("account"))
 async def create_token(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     form = await request.post()
     scopes = [str(s) for s in form.getall("scopes", [])][:5]
     token_form = {"name": str(form.get("name", ""))[:100], "scopes": scopes, "org": str(form.get("org", ""))[:39],
@@ -163,16 +174,18 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 @routes.post("/account/tokens/{token_id:\\d+}/revoke")
+@allow(browser_session("account"))
 async def revoke_token(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
                                                         ip=client_ip(request))
     raise redirect("/account", done="token_revoked")
 
 
 @routes.post("/account/orgs")
+@allow(browser_session("account"))
 async def create_org(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     form = await request.post()
     org_form = {"slug": str(form.get("slug", ""))[:39], "name": str(form.get("name", ""))[:100]}
     try:

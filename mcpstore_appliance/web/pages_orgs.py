@@ -6,9 +6,10 @@ from aiohttp import web
 
 from ..accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
 from ..errors import DomainError
-from .auth import principal_of
+from .access import ANYONE, allow, browser_session
+from .auth import caller, principal_of
 from .errors import status_for
-from .pages import login_required, redirect, render
+from .pages import redirect, render
 from .pages_catalog import search_packages
 
 routes = web.RouteTableDef()
@@ -43,13 +44,15 @@ async def org_packages(request: web.Request, slug: str) -> list:
 
 
 @routes.get("/orgs/{slug}")
+@allow(ANYONE)
 async def org_home(request: web.Request) -> web.Response:
     return await _org_page(request)
 
 
 @routes.post("/orgs/{slug}/members")
+@allow(browser_session("account"))
 async def set_member(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     form = await request.post()
     member_form = {"username": str(form.get("username", ""))[:39], "role": str(form.get("role", "member"))[:20]}
     slug = request.match_info["slug"]
@@ -62,8 +65,9 @@ async def set_member(request: web.Request) -> web.Response:
 
 
 @routes.post("/orgs/{slug}/members/{username}/remove")
+@allow(browser_session("account"))
 async def remove_member(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     slug = request.match_info["slug"]
     try:
         await request.app["services"].accounts.remove_member(principal, slug, request.match_info["username"])

@@ -199,7 +199,9 @@ async def test_org_bound_token_sees_only_its_org(appliance):
     client = appliance.client.with_token(bound["token"])
     _, me, _ = await client.get("/api/me")
     assert [o["slug"] for o in me["orgs"]] == ["one"]
-    assert (await client.get("/api/orgs/two"))[0] == 404
+    status, body, _ = await client.get("/api/orgs/two")
+    assert status == 403 and body["error"]["code"] == "org_bound_token"
+    assert [o["slug"] for o in (await client.get("/api/orgs"))[1]["orgs"]] == ["one"]
 
 
 async def test_audit_log_records_account_actions(appliance):

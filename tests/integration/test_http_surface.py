@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from mcpstore_appliance.web.access import ANYONE, allow
 from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.web.openapi import undocumented_routes
 from tests.conftest import free_port, make_settings
@@ -63,7 +64,7 @@ async def test_start_up_refuses_routes_that_bypass_the_front_door(tmp_path, aioh
     async def late(request):
         return web.Response(text="late")
 
-    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(late))
+    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
     with pytest.raises(RuntimeError, match="front door"):
         await aiohttp_server(app, host="127.0.0.1")
 
@@ -74,7 +75,7 @@ async def test_a_route_added_later_through_the_front_door_works(tmp_path, aiohtt
     async def late(request):
         raise ValueError("boom")
 
-    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(late))
+    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
     server = await aiohttp_server(app, host="127.0.0.1")
     async with aiohttp.ClientSession() as session:
         async with session.get(str(server.make_url("/late/route"))) as response:
