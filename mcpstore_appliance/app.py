@@ -21,6 +21,7 @@ from .db import Database
 from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
+from .private_files import private_dir
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
 from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
@@ -66,10 +67,10 @@ def data_paths(settings: Settings) -> dict[str, Path]:
 
 
 def prepare_data_dir(settings: Settings) -> dict[str, Path]:
+    """The data folder and its folders, private to the service user (see private_files.py)."""
     paths = data_paths(settings)
-    for name in ("root", "blobs", "tmp"):
-        paths[name].mkdir(parents=True, exist_ok=True)
-    paths["keys"].mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in ("root", "blobs", "tmp", "keys"):
+        private_dir(paths[name])
     return paths
 
 
@@ -90,9 +91,9 @@ async def build_services(settings: Settings) -> Services:
         await db.close()
         raise
     services = Services(settings=settings, db=db, blobs=blobs, keys=keys,
-                        accounts=AccountService(db, settings.accounts), metrics=Metrics(),
-                        ledger=build_ledger(db, settings, keys.ledger, paths["keys"]))
+                        accounts=AccountService(db, settings.accounts), metrics=Metrics())
     try:
+        services.ledger = await build_ledger(db, settings, keys.ledger, paths["keys"])  # may refuse the origin
         # metrics is read through the Services object: create_app swaps in the middleware's Metrics later.
         services.publisher = Publisher(db, blobs, services.ledger, settings, metrics=lambda: services.metrics)
     except Exception:

@@ -35,7 +35,7 @@ from .models import (
     User,
 )
 from .passwords import CONCURRENT_HASHES, hash_password, password_problem, verify_password
-from .ratelimit import RateLimiter
+from .ratelimit import FailureDelays, RateLimiter, address_key
 
 TOKEN_PREFIX = "mcps_"
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
@@ -90,7 +90,7 @@ class AccountService:
         self.change_stamp = change_stamp or itertools.count().__next__  # a new value each time: nothing kept
         self._kept_callers = LRU(KEPT_CALLERS)
         self.login_by_ip = RateLimiter(settings.login_attempts_per_ip_per_minute)
-        self.login_by_account = RateLimiter(settings.login_attempts_per_account_per_minute)
+        self.login_failures = FailureDelays(settings.login_failures_before_delay, settings.login_max_delay_seconds)
         self.token_by_ip = RateLimiter(settings.token_requests_per_ip_per_minute)
         self.hash_slots = asyncio.Semaphore(CONCURRENT_HASHES)
 
@@ -148,15 +148,20 @@ class AccountService:
         return await self.db.fetch_value("SELECT count(*) FROM users", default=0)
 
     async def login(self, login: str, password: str, ip: str) -> User:
-        """Check a password. Rate-limited per IP and per account; the same error for every failure."""
-        self.login_by_ip.check(ip, "login attempts")
+        """Check a password; the same error for every failure. Limited per address (all its attempts) and
+        slowed per account and address (FailureDelays): whoever guesses waits longer and longer, while the
+        account's owner signing in from another address is not held back by it."""
+        address = address_key(ip)
+        self.login_by_ip.check(address, "login attempts")
         login = (login or "").strip()
-        self.login_by_account.check(login.lower(), "login attempts for this account")
+        failures_key = (login.lower(), address)
+        self.login_failures.check(failures_key, "failed sign-ins to this account from your address")
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE (email = ? OR username = ?) AND is_disabled = 0", (login, login.lower()))
         if not await self._hashing(verify_password, row["password_hash"] if row else None, password or ""):
+            self.login_failures.failed(failures_key)
             raise Unauthenticated("wrong email or password", code="bad_credentials")
-        self.login_by_account.reset(login.lower())
+        self.login_failures.succeeded(failures_key)
         async with self.db.write() as tx:
             await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login")
         return _user(row)

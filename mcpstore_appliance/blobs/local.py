@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from mcpstore_appliance.errors import NotFound
+from mcpstore_appliance.private_files import create_private_dirs, private_dir
 from mcpstore_appliance.tempfiles import remove_stale
 
 from ._util import CHUNK_SIZE, check_digest, check_expected, check_range, hash_file, is_digest, spool
@@ -30,7 +31,7 @@ class LocalBlobStore:
         self.root = Path(root)
         self.tmp_dir = self.root / TEMP_DIR
         self.chunk_size = chunk_size
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -87,7 +88,7 @@ class LocalBlobStore:
                 return StoredBlob(sha256, size)  # same bytes already stored: a no-op
         except FileNotFoundError:
             pass
-        _make_dirs_durably(final.parent, self.root)
+        _make_dirs_durably(final.parent)
         # Concurrent puts of the same bytes may both get here; each rename installs identical
         # content atomically, so the last one winning is harmless.
         os.replace(tmp, final)
@@ -213,18 +214,9 @@ def _copy_hashing(source: Path, target: Path, chunk_size: int) -> tuple[str, int
     return digest.hexdigest(), size
 
 
-def _make_dirs_durably(folder: Path, root: Path) -> None:
+def _make_dirs_durably(folder: Path) -> None:
     """Create the fan-out folders and fsync each parent that gained an entry."""
-    missing = []
-    current = folder
-    while current != root and not current.exists():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue  # a concurrent put created it
+    for path in create_private_dirs(folder):
         _fsync_dir(path.parent)
 
 

@@ -44,6 +44,7 @@ from yarl import URL
 
 from mcpstore_appliance.config import ConfigError, S3Settings
 from mcpstore_appliance.errors import InvalidInput, NotFound
+from mcpstore_appliance.private_files import private_dir
 
 from ._util import CHUNK_SIZE, check_bounds, check_digest, check_expected, check_range, hash_file, is_digest, spool
 from .base import StorageError, StoredBlob
@@ -96,7 +97,7 @@ class S3BlobStore(S3Upkeep):
         self.scheme, self.host, self._bucket_path = _address(settings)
         self._signer = SigV4Signer(settings.access_key_id, settings.secret_access_key.get_secret_value(), settings.region)
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.spool_dir)
         self._session = session
         self._owns_session = session is None
         self.list_page_size = list_page_size

@@ -1,4 +1,4 @@
-"""The publish pipeline (DESIGN invariant 2): atomic, fail-closed, immutable versions.
+"""The publish pipeline (invariant 2 in docs/architecture.md): atomic, fail-closed, immutable versions.
 
 1. Check the options and the caller's right to the namespace, before reading a byte of the body.
 2. Stream the body into a private temp file while hashing it, the size cap enforced as it streams.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import tempfiles
 from ..errors import InvalidInput, TooLarge
+from ..private_files import private_dir
 
 BLOCK_SIZE = 1024 * 1024  # large enough that thread hand-offs are cheap per byte; bounds memory per upload
 INLINE_TAIL_BYTES = 64 * 1024
@@ -61,7 +62,7 @@ async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *
                   declared_size: int | None = None) -> AsyncIterator[Upload]:
     """Receive `chunks` into a temp file under `tmp_dir`; yield the Upload; always delete the file."""
     check_declared_size(declared_size, max_bytes)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(tmp_dir)
     fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)  # mode 0600
     path = Path(name)
     held = tempfiles.hold(path)  # a sweep leaves the file alone until the block exits, however slow the client

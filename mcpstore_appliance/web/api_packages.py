@@ -31,6 +31,7 @@ from .access import ANYONE, allow
 from .auth import principal_of
 from . import sendfile
 from .encoded import EncodedResponse, json_text
+from .middlewares import BASE_HEADERS
 from .openapi import documented
 from .util import query_int
 
@@ -346,7 +347,7 @@ def bundle_headers(target: DownloadTarget) -> dict[str, str]:
         "Content-Disposition": f'attachment; filename="{ascii_name}"',
         "Repr-Digest": f"sha-256=:{digest}:",
         "Accept-Ranges": "bytes",
-        "X-Content-Type-Options": "nosniff",
+        **dict(BASE_HEADERS),  # the response is sent by the handler, before the front door would add them
     }
     if target.yanked:
         headers["X-Mcpstore-Yanked"] = "true"

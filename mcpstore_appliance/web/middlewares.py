@@ -53,8 +53,9 @@ def log_line(request: web.Request, request_id: str, status: int, seconds: float)
     }))
 
 
-# Set on every response unless the handler chose its own value.
-BASE_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"))
+# Set on every response unless the handler chose its own value. `Server` replaces aiohttp's default, which
+# names the Python and aiohttp versions (a gift to anyone matching known vulnerabilities).
+BASE_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("Server", "mcpstore"))
 HTML_HEADERS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"))
 HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..accounts.models import SCOPE_DESCRIPTIONS, SCOPES
-from ..errors import DomainError
+from ..errors import DomainError, RateLimited
 from .access import ANYONE, allow, browser_session
 from .auth import SESSION_COOKIE, caller, principal_of
 from .errors import status_for
@@ -57,8 +57,11 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
-        return await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                            **form_error(exc))
+        response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
+                                **form_error(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     raise await _start_session(request, user, target)
 
 

@@ -77,7 +77,7 @@ async def test_oversized_body_is_413(start_app):
 
 
 async def test_wrong_password_is_401_and_login_is_rate_limited(start_app):
-    app = await start_app(accounts={"login_attempts_per_account_per_minute": 3})
+    app = await start_app(accounts={"login_failures_before_delay": 3})
     await signup(app.client, "erin")
     for _ in range(3):
         status, body, _ = await login_token(app.client, "erin", "wrong password!")

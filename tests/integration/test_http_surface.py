@@ -81,7 +81,7 @@ async def test_a_route_added_later_through_the_front_door_works(tmp_path, aiohtt
     async with aiohttp.ClientSession() as session:
         async with session.get(str(server.make_url("/late/route"))) as response:
             assert response.status == 500 and (await response.json())["error"]["code"] == "internal"
-            assert response.headers["X-Request-Id"]
+            assert response.headers["X-Request-Id"] and response.headers["Server"] == "mcpstore"
 
 
 async def test_metrics_count_requests_by_route_and_status(appliance):

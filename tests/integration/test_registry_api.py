@@ -113,7 +113,7 @@ async def test_entries_are_server_json_built_from_the_catalog(appliance):
     assert "registryBaseUrl" not in package and package["version"] == "1.2.0"
     status, data, _ = await appliance.client.get(package["identifier"].replace(appliance.base_url, ""))
     assert status == 200 and hashlib.sha256(data).hexdigest() == package["fileSha256"]
-    assert server["remotes"] == [{"type": "streamable-http", "url": f"{appliance.base_url}/mcp/alice/weather"}]
+    assert "remotes" not in server  # a hobbyist package: no hosted endpoint answers for it yet
     official = latest["_meta"][OFFICIAL]
     assert official["status"] == "active" and official["isLatest"] is True
     assert weather["1.1.0"]["_meta"][OFFICIAL]["status"] == "deprecated"
@@ -128,6 +128,31 @@ async def test_entries_are_server_json_built_from_the_catalog(appliance):
     pg = entries["com.example.mcp.bob/pg"]
     (remote,) = pg["remotes"]
     assert remote["url"] == "https://pg.example.com/mcp" and remote["headers"][0]["name"] == "Authorization"
+
+
+async def test_only_remotes_that_answer_are_advertised(appliance):
+    """An MCP host offers its users every remote it is given: only a pro package's own https endpoint is one.
+    The appliance's hosted endpoint does not exist yet (the URL it would have answers 404); when it does, this
+    test fails, and hobbyist packages should get it as their remote (RegistryView._remote)."""
+    await build(appliance)
+    body = await get(appliance, "/v0.1/servers?limit=100", "/v0.1/servers")
+    remotes = {e["server"]["name"]: [r["url"] for r in e["server"].get("remotes", [])] for e in body["servers"]}
+    assert remotes == {"com.example.mcp.alice/weather": [], "com.example.mcp.bob/notes": [],
+                       "com.example.mcp.bob/pg": ["https://pg.example.com/mcp"]}
+    status, _, _ = await appliance.client.post("/mcp/alice/weather", json={"jsonrpc": "2.0", "id": 1,
+                                                                          "method": "initialize", "params": {}})
+    assert status == 404
+
+
+@pytest.mark.parametrize("public_url, name", [("https://mcp.example.org", "org.example.mcp.alice/tool"),
+                                              ("", "local.mcpstore.alice/tool")])
+async def test_server_names_default_from_the_public_url(start_app, public_url, name):
+    app = await start_app(**FAST_LEDGER, server={"public_url": public_url})
+    _, alice = await app.user("alice")
+    await publish(app, alice, "tool")
+    body = await get(app, "/v0.1/servers", "/v0.1/servers")
+    assert [entry["server"]["name"] for entry in body["servers"]] == [name]
+    assert await get(app, f"/v0.1/servers/{urllib.parse.quote(name, safe='')}/versions/latest")
 
 
 async def test_filters_latest_exact_search_and_deleted(appliance):
