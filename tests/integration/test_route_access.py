@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mcpstore_appliance.accounts.service import secret_hash
+from mcpstore_appliance.accounts.credentials import secret_hash
 from mcpstore_appliance.web.access import ACCESS_CODES, Access, access_of, undeclared_routes
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from tests.seed import bundle_for, publish
