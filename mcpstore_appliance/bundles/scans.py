@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from .archive import FileInfo
+from .archive_walk import FileInfo
 from .manifest import clean_relative
 from .model import Finding
 from .secret_rules import MAX_SECRET_LENGTH, find_secrets
