@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from .archive_walk import FileInfo
-from .manifest import clean_relative
+from .manifest_rules import clean_relative
 from .model import Finding
 from .secret_rules import MAX_SECRET_LENGTH, find_secrets
 
