@@ -1,4 +1,4 @@
-"""The accounts services on a real SQLite file (the appliance's Database, migrations applied), no HTTP."""
+"""The accounts services on a real SQLite file (`db`, tests/unit/conftest.py), no HTTP."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from mcpstore_appliance.config import AccountSettings
 from mcpstore_appliance.db import Database
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def db(tmp_path):
-    database = await Database(tmp_path / "mcpstore.sqlite3").open()
-    yield database
-    await database.close()
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ from mcpstore_appliance.ledger.service import Ledger
 
 
 @pytest.fixture
-async def db(tmp_path):
-    database = await Database(tmp_path / "mcpstore.sqlite3").open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def ledger(db, tmp_path):
     key = load_or_create_signing_key(tmp_path / "keys" / "ledger.key")
     log = Ledger(db, key, "test.example/ledger", LedgerSettings(checkpoint_interval_seconds=0))
