@@ -59,6 +59,8 @@ class StdioClient:
             await self._send(message)
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
+            self._pending.pop(request_id, None)
+            future.cancel()
             # sandbox.md §7: tell the server, then kill it (untrusted code may ignore cancellation)
             await self._send_quietly({"jsonrpc": "2.0", "method": "notifications/cancelled",
                                       "params": {"requestId": request_id, "reason": "timeout"}})

@@ -110,10 +110,10 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
 def _session(request: web.Request):
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id:
-        raise InvalidInput(f"send the {SESSION_HEADER} header from the initialize answer", code="session_required")
+        raise InvalidInput(f"send the {SESSION_HEADER} header from the initialize answer", code="mcp_session_required")
     session = request.app[GATEWAY].session(caller(request), session_id)
     if session is None or session.ref != f"{request.match_info['namespace']}/{request.match_info['name']}":
-        raise NotFound("no such session (it ended or expired): initialize again", code="session_not_found")
+        raise NotFound("no such session (it ended or expired): initialize again", code="mcp_session_not_found")
     return session
 
 
