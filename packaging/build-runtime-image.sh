@@ -19,8 +19,10 @@ rootfs="$(mktemp -d)"
 trap 'rm -rf "$rootfs"' EXIT
 
 if [ $skeleton = 1 ]; then
-  mkdir -p "$rootfs"/{usr,etc,tmp,proc,sys,dev,app}
-  for link in bin lib lib64 sbin; do ln -s "usr/$link" "$rootfs/$link"; done
+  # /sbin stays a real folder: Docker mounts its init (--init) at /sbin/docker-init, which must not lead
+  # into the host's /usr mounted over the image's.
+  mkdir -p "$rootfs"/{usr,etc,tmp,proc,sys,dev,app,sbin}
+  for link in bin lib lib64; do ln -s "usr/$link" "$rootfs/$link"; done
 else
   mirror="$(awk '/^deb / && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)"
   if [ -z "$mirror" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
