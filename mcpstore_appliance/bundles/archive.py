@@ -39,6 +39,7 @@ Z64_LOCATOR_SIG = b"PK\x06\x07"
 Z64_EOCD_SIG = b"PK\x06\x06"
 EOCD_SIZE = 22
 MAX_COMMENT = 0xFFFF
+CHUNK = 1024 * 1024  # how much of an entry is read at a time
 ALLOWED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 LIMIT_CODES = {"bundle_too_many_entries", "bundle_too_large", "bundle_compression_ratio", "bundle_nesting"}
 _DRIVE = re.compile(r"^[A-Za-z]:")

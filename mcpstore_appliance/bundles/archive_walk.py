@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import Unprocessable
-from .archive import EOCD_SIG, LIMIT_CODES, LOCAL_SIG, Budget, SafeZip, Stopped, reject
+from .archive import CHUNK, EOCD_SIG, LIMIT_CODES, LOCAL_SIG, Budget, SafeZip, Stopped, reject
 from .model import BundleLimits, Finding
 from .sigblock import split_signature_blocks
 
-CHUNK = 1024 * 1024
 HEAD_BYTES = 256
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # below this, one walker thread is as fast as several
