@@ -140,7 +140,7 @@ class Settings(Section):
 
     @property
     def ledger_origin(self) -> str:
-        """The origin a new data folder's ledger gets (ledger/setup.py keeps it from then on)."""
+        """The origin a new data folder's ledger gets (ledger/origin.py fixes it from then on)."""
         if self.ledger.origin:
             return self.ledger.origin
         parts = urlsplit(self.base_url)

@@ -92,12 +92,12 @@ class RunningApp:
 
 @pytest.fixture
 def exact_stamp(monkeypatch):
-    """Other processes' commits looked for on every CatalogReader.stamp(), not once a second: otherwise this
+    """Other processes' commits looked for on every Database.stamp(), not once a second: otherwise this
     process's own commits are seen a second time when that check next runs, and a test that crosses it sees
-    one more reread than it counts (for tests that count what kept pages and callers read)."""
-    from mcpstore_appliance.catalog import reader
+    one more reread than it counts (for tests that count what cached pages and callers read)."""
+    from mcpstore_appliance.db import stamp
 
-    monkeypatch.setattr(reader, "EXTERNAL_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(stamp, "EXTERNAL_CHECK_SECONDS", 0.0)
 
 
 @pytest.fixture
