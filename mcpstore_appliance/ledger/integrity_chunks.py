@@ -128,7 +128,7 @@ def check_chunk(conn: sqlite3.Connection, start: int, k: int,
     """Verify the complete subtree of 2^k leaves at `start` (`native`: see `_use_native`).
 
     Returns its recomputed hash, the problems found, whether its own stored hash differs (so the nodes above
-    are not blamed for a change inside it), and the stored hashes of higher nodes kept in its last row."""
+    are not blamed for a change inside it), and the stored hashes of higher nodes stored in its last row."""
     _keep_freed_memory()
     text_factory = conn.text_factory
     try:

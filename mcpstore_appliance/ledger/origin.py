@@ -26,7 +26,7 @@ async def fixed_origin(db: Database, settings: Settings, keys_dir: Path) -> str:
     path = Path(keys_dir) / ORIGIN_FILE
     origin = stored_origin(path)
     if origin is None:
-        # A data folder from before the origin was kept: its checkpoints carry the origin clients pinned.
+        # A data folder from before the origin was fixed: its checkpoints carry the origin clients pinned.
         origin = await _signed_origin(db) or check_origin(settings.ledger_origin, "ledger.origin")
         origin = _keep_first(path, origin)
     wanted = settings.ledger.origin

@@ -264,7 +264,7 @@ class Ledger:
     async def _candidates(self, column: str, key: int, public_only: bool,
                           may_open: MayOpen | None) -> list[tuple[int, dict]]:
         """Rows whose lookup hint matches, with their events (the hint is only a hint: callers confirm). A sealed
-        row is kept only if `may_open` accepts its event (without it, all are: the catalog's own use)."""
+        row is returned only if `may_open` accepts its event (without it, all are: the catalog's own use)."""
         extra = " AND org_id IS NULL" if public_only else ""
         # Completed blocks are in the index; the block being filled is scanned by rowid (at most LOOKUP_BLOCK
         # rows). A stale size only starts the scan earlier, so nothing is missed while appends go on.
