@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,7 +190,7 @@ class Database:
         """`fn(conn)` on a reader thread: catalog-sized work (full-text search, facet counts)."""
         return await self._sync.threaded(fn)
 
-    def dedicated_reader(self):
+    def dedicated_reader(self) -> AbstractContextManager[sqlite3.Connection]:
         """`with db.dedicated_reader() as conn:` a read connection of its own for a background thread."""
         return self._sync.dedicated()
 
