@@ -46,7 +46,7 @@ def native_available() -> bool:
 def _use_native(native: bool | None) -> bool:
     """None: the C module when it was built; False: pure Python; True: the C module, which must be built."""
     if native and _merkle_native is None:
-        raise RuntimeError("the ledger audit's C module (_merkle_native) was not built with this install")
+        raise RuntimeError("the ledger integrity check's C module (_merkle_native) was not built with this install")
     return native_available() if native is None else native
 
 
