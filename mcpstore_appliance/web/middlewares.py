@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from .auth import SAFE_METHODS, authenticate
+from .connections import follow_body
 from .errors import error_response
 from .metrics import Metrics
 
@@ -97,6 +98,8 @@ class FrontDoor:
             started = time.perf_counter()
             request_id = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
             status = 500
+            if request.method not in SAFE_METHODS:
+                follow_body(request)  # its connection's guard times a stalled body from here (web/connections.py)
             try:
                 try:
                     # An anonymous read (no credentials, no cookies, nothing to CSRF-check) leaves authenticate()
