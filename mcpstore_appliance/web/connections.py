@@ -4,9 +4,10 @@ process's descriptor limit. Idle keep-alive connections are aiohttp's to close (
 
 aiohttp alone keeps a connection whose head arrives a byte at a time until its keep-alive timer (an hour by
 default), and one whose body stalls for ever, and accepts connections until descriptors run out: then /healthz
-fails with everything else. `start_site(runner, settings)` listens instead of web.TCPSite, with `loop.create_server` and a protocol
-factory that wraps each of aiohttp's own protocols (made by `runner.server`, aiohttp's documented low-level
-server) in a `Guarded` connection, which forwards every call between the transport and aiohttp and keeps:
+fails with everything else. `start_site(runner, settings)` listens instead of web.TCPSite, with
+`loop.create_server` and a protocol factory that wraps each of aiohttp's own protocols (made by `runner.server`,
+aiohttp's documented low-level server) in a `Guarded` connection, which forwards every call between the
+transport and aiohttp and keeps:
 
 - the head's clock: from the first byte of a request until its blank line (CRLF CRLF after some content;
   aiohttp skips empty lines before a request line and refuses bare LF endings);
@@ -50,8 +51,9 @@ UNKNOWN_LIMIT_CAP = 10_000  # where the descriptor limit cannot be read
 LOG_INTERVAL = 10.0  # at most one line about refusals and timeouts per interval
 _REFUSED_BODY = (b'{"error": {"code": "too_many_connections", "message": "too many connections; try again later", '
                  b'"details": null}}\n')
-REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-           b"Retry-After: 5\r\nContent-Length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY))
+REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nServer: mcpstore\r\nContent-Type: application/json\r\n"
+           b"Connection: close\r\nRetry-After: 5\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(_REFUSED_BODY), _REFUSED_BODY))
 
 
 def descriptor_limit() -> int | None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.eventloop import loop_factory, running_loop_name
 from mcpstore_appliance.web import sendfile
+from mcpstore_appliance.web.access import NO_CREDENTIALS, allow
 from tests.conftest import Client, RunningApp, make_settings, serve_app, stop_app
 from tests.integration.publish_support import FAST_LEDGER, bundle, user
 from tests.seed import eventually
@@ -35,7 +36,7 @@ def add_upload_route(app: web.Application) -> None:
         await asyncio.sleep(float(request.query.get("then_wait", 0)))
         return web.json_response({"bytes": size})
 
-    app.router.add_post("/test/upload", app[FRONT_DOOR].wrap(upload))
+    app.router.add_post("/test/upload", app[FRONT_DOOR].wrap(allow(NO_CREDENTIALS)(upload)))
 
 
 async def connect(app, source: str = "127.0.0.1"):
