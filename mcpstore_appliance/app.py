@@ -24,6 +24,7 @@ from .catalog.search import SearchService
 from .catalog.service import PackageStatusService
 from .config import ConfigError, Settings
 from .db import Database
+from .gateway.service import GatewayService, build_gateway
 from .keys import load_or_create_secret, load_or_create_signing_key
 from .ledger.note import NoteError
 from .ledger.origin import fixed_origin
@@ -64,6 +65,7 @@ class Services:
     package_status: PackageStatusService
     discovery: Discovery  # search, package data, registry API, download counts
     sweeper: Sweeper  # crash leftovers; started only by a serving appliance
+    gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -91,9 +93,10 @@ def load_keys(settings: Settings) -> Keys:
                 jwt=load_or_create_signing_key(keys_dir / "jwt.key"))
 
 
-async def build_services(settings: Settings, metrics: Metrics | None = None) -> Services:
+async def build_services(settings: Settings, metrics: Metrics | None = None, *, sandboxes: bool = True) -> Services:
     """Open everything a running appliance needs. Also used in-process by operator CLI commands (which start
-    no background work). `metrics`: the web edge's, so the pipeline's counters show on /metrics."""
+    no background work and pass `sandboxes=False`: no sandbox backend is probed for them). `metrics`: the web
+    edge's, so the pipeline's counters show on /metrics."""
     paths = prepare_data_dir(settings)
     keys = load_keys(settings)
     async with AsyncExitStack() as opened:  # closes what was opened if a later part refuses to start
@@ -105,6 +108,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None) -> 
         opened.push_async_callback(ledger.close)
         metrics = metrics or Metrics()
         storage = settings.storage
+        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
@@ -112,7 +116,8 @@ async def build_services(settings: Settings, metrics: Metrics | None = None) -> 
             ledger=ledger,
             publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
             package_status=PackageStatusService(db, ledger),
-            discovery=build_discovery(db, settings, paths["keys"]),
+            discovery=build_discovery(db, settings, paths["keys"], gateway.hosted_types),
+            gateway=gateway,
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -132,7 +137,7 @@ async def build_ledger(db: Database, settings: Settings, signing_key: SigningKey
         raise ConfigError(f"config: ledger.witnesses / ledger.witnessed_logs: {exc}") from None
 
 
-def build_discovery(db: Database, settings: Settings, keys_dir: Path) -> Discovery:
+def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_types: frozenset[str]) -> Discovery:
     # Cursors are signed with a secret of their own (0600 in the data folder): they stay valid across restarts,
     # and a forged or edited cursor is refused.
     cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
@@ -144,7 +149,7 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path) -> Discove
         search=SearchService(db, cursors, base_url, generation, fold_epoch=lambda: downloads.epoch),
         packages=PackageView(db, cursors, base_url),
         registry=RegistryView(db, cursors, base_url, settings.registry_name_prefix, generation,
-                              fold_epoch=lambda: downloads.epoch))
+                              fold_epoch=lambda: downloads.epoch, hosted_types=hosted_types))
 
 
 async def close_services(services: Services) -> None:

@@ -69,7 +69,8 @@ def server_not_found() -> NotFound:
 
 class RegistryView:
     def __init__(self, db: Database, cursors: CursorCodec, base_url: str, name_prefix: str,
-                 search_generation: Callable[[], int], fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
+                 search_generation: Callable[[], int], fold_epoch: Callable[[], int] = lambda: 0,
+                 result_ttl: float = DEFAULT_RESULT_TTL, hosted_types: frozenset[str] = frozenset()):
         if not _PREFIX.match(name_prefix):
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
         self.search_generation = search_generation  # read again only when the commit stamp moves
@@ -82,7 +83,7 @@ class RegistryView:
         self.prefix = name_prefix
         self.extras_key = f"{name_prefix}/catalog"
         # Server types the hosted gateway runs; empty while it has no working sandbox backend (gateway/).
-        self.hosted_types: frozenset[str] = frozenset()
+        self.hosted_types = hosted_types
 
     # -- names ------------------------------------------------------------------------------------------
 

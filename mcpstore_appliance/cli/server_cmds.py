@@ -121,7 +121,7 @@ def run_backup(args: argparse.Namespace) -> int:
     _ensure_empty(dest, "backup folder")
 
     async def work() -> dict:
-        services = await build_services(settings)
+        services = await build_services(settings, sandboxes=False)
         try:
             private_dir(dest)  # a backup holds the keys: as private as the data folder
             print(f"backing up database to {dest / 'mcpstore.sqlite3'}", file=sys.stderr)
