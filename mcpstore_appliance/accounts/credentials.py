@@ -26,7 +26,7 @@ class CallerCache:
     same: without it each signed-in request would cost two or three database round trips.
 
     `change_stamp` moves whenever the database may have changed (this process's commits at once, other
-    processes' within about a second: CatalogReader.stamp). Without one, every call reads the database."""
+    processes' within about a second: Database.stamp). Without one, every call reads the database."""
 
     def __init__(self, change_stamp: Callable[[], Hashable] | None = None, size: int = CACHED_CALLERS):
         self.change_stamp = change_stamp or itertools.count().__next__  # a new value each time: nothing cached

@@ -32,12 +32,14 @@ from typing import Any, Callable
 
 from .. import audit
 from ..accounts.models import ROLES_THAT_PUBLISH, Principal
+from ..blobs.base import BlobStore
 from ..bundles.model import BundleLimits, BundleReport, SignatureTrust
 from ..config import ConfigError, Settings
 from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, Unprocessable
 from ..ledger import events as ledger_events
 from . import semver
+from .dependencies import Counters, ReleaseLedger
 from .orphans import StoredForPublish
 from .pricing import Pricing, parse_pricing
 from .publish_options import PublishOptions, Target, check_visibility
@@ -58,9 +60,8 @@ def default_inspector() -> Inspector:
 
 
 class Publisher:
-    def __init__(self, db: Database, blobs: Any, ledger: Any, settings: Settings, *,
-                 metrics: Callable[[], Any] | None = None,
-                 inspector: Inspector | None = None):
+    def __init__(self, db: Database, blobs: BlobStore, ledger: ReleaseLedger, settings: Settings, *,
+                 metrics: Counters | None = None, inspector: Inspector | None = None):
         self.db = db
         self.blobs = blobs
         self.ledger = ledger
@@ -95,8 +96,8 @@ class Publisher:
             raise
         finally:
             if self.metrics is not None:
-                self.metrics().inc("mcpstore_publishes_total", outcome=outcome,
-                                 help="Publish requests by outcome: published, quarantined, rejected, refused, error")
+                self.metrics.inc("mcpstore_publishes_total", outcome=outcome,
+                               help="Publish requests by outcome: published, quarantined, rejected, refused, error")
 
     async def _publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes],
                        declared_size: int | None, ip: str | None) -> PublishResult:

@@ -30,12 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..accounts.models import Principal
+from ..db import Database, TooBigForTheLoop, within_steps
 from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
 from .package_view import iso, version_path
 from .pricing import pricing_of
-from .reader import CatalogReader, TooBigForTheLoop, within_steps
 from .search import DEFAULT_RESULT_TTL, FacetCache
 from .visibility import visible_clause
 
@@ -68,20 +68,22 @@ def server_not_found() -> NotFound:
 
 
 class RegistryView:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str,
-                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, name_prefix: str,
+                 search_generation: Callable[[], int], fold_epoch: Callable[[], int] = lambda: 0,
+                 result_ttl: float = DEFAULT_RESULT_TTL, hosted_types: frozenset[str] = frozenset()):
         if not _PREFIX.match(name_prefix):
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
+        self.search_generation = search_generation  # read again only when the commit stamp moves
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
         self._pages = FacetCache(size=128)  # listing pages are up to ~100 KB
-        self.reader = reader
+        self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.prefix = name_prefix
         self.extras_key = f"{name_prefix}/catalog"
         # Server types the hosted gateway runs; empty while it has no working sandbox backend (gateway/).
-        self.hosted_types: frozenset[str] = frozenset()
+        self.hosted_types = hosted_types
 
     # -- names ------------------------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class RegistryView:
         so listings are never older than the catalog; only counters in our `_meta` extras may lag. `fresh`
         (a client's `Cache-Control: no-cache`) skips the cache."""
         clause, values = visible_clause(principal, alias="s")
-        generation = self.reader.search_generation()
+        generation = self.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
         now = time.monotonic()
         cached = None if fresh else self._pages.get(key)
@@ -154,7 +156,7 @@ class RegistryView:
             where.append("s.server_key >= ? AND (s.server_key > ? OR v.version > ?)")
             params += [keys[0], keys[0], keys[1]]
         scan, indexed = _page_queries(where, params, needle, limit)
-        rows = await self.reader.run(lambda c: _substring_page(c, scan, indexed))
+        rows = await self.db.threaded(lambda c: _substring_page(c, scan, indexed))
         metadata: dict[str, Any] = {"count": len(rows)}
         if len(rows) >= limit:  # upstream: a cursor whenever the page is full
             last = rows[-1]
@@ -189,7 +191,7 @@ class RegistryView:
             where.append("v.version = ?")
             values.append(version)
         sql = f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(where)}"
-        rows = self.reader.inline(lambda c: c.execute(sql, values).fetchall())
+        rows = self.db.inline(lambda c: c.execute(sql, values).fetchall())
         if not rows and version is None:
             raise server_not_found()
         return rows

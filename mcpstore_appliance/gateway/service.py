@@ -25,7 +25,7 @@ from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
 from .metering import Invocation, Meter
-from .runtime import is_hosted_type, launch_for
+from .runtime import HOSTED_TYPES, is_hosted_type, launch_for
 from .sandbox import Backend, SandboxLimits
 from .sessions import HostedSession, SessionLimits, SessionManager
 from .stdio import RpcError, StdioClient
@@ -72,10 +72,13 @@ def owner_of(principal: Principal) -> str:
     return f"user:{principal.id}"
 
 
-async def build_gateway(db, blobs, settings, work_dir: Path) -> GatewayService:
-    """The gateway with the configured (or first working) sandbox backend; unavailable, not failing, without."""
+async def build_gateway(db, blobs, settings, work_dir: Path, probe: bool = True) -> GatewayService:
+    """The gateway with the configured (or first working) sandbox backend; unavailable, not failing, without.
+    `probe=False` (operator commands, which run nothing hosted): no backend is looked for."""
     from .sandbox import choose_backend
 
+    if not probe:
+        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir)
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend, status = await choose_backend(settings.hosted, work_dir)
     if backend is None:
@@ -102,6 +105,11 @@ class GatewayService:
     @property
     def available(self) -> bool:
         return self.backend is not None
+
+    @property
+    def hosted_types(self) -> frozenset[str]:
+        """The server types this gateway runs (what /v0.1 may advertise as a remote): none without a backend."""
+        return frozenset(HOSTED_TYPES) if self.available else frozenset()
 
     def start(self) -> None:
         self.sessions.start()

@@ -15,15 +15,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..gateway.runtime import HOSTED_TYPES
-from ..gateway.service import GatewayService, build_gateway
+from ..gateway.service import GatewayService
 from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
 from .auth import caller
@@ -174,15 +172,10 @@ async def protected_resource_root(request: web.Request) -> web.StreamResponse:
 
 
 def install_gateway(app: web.Application, front_door) -> None:
-    """The one hook in create_app: the gateway service (after the core services exist) and its routes."""
+    """The one hook in create_app: the gateway's routes and its background work (reaping, metering)."""
 
     async def gateway_lifecycle(app: web.Application):
-        services = app["services"]
-        gateway = await build_gateway(services.db, services.blobs, app["settings"],
-                                      Path(app["settings"].data_dir) / "hosted")
-        app[GATEWAY] = gateway
-        if gateway.available:
-            services.discovery.registry.hosted_types = frozenset(HOSTED_TYPES)
+        gateway = app[GATEWAY] = app["services"].gateway
         gateway.start()
         yield
         await gateway.stop()
