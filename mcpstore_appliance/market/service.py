@@ -276,6 +276,13 @@ class Market:
         return Debit(reservation_id, amount, currency, await journal.balance(self.db, "wallet", wallet, currency),
                      repeated)
 
+    async def pay_out(self, creator: str, currency: str, amount: int, provider: str, reference: str) -> int:
+        """Record money sent to a creator through `provider` (never more than the creator's balance). The seam of
+        batched payouts (Lightning addresses, Stripe Connect transfers), which come later and call this."""
+        async with self.db.write() as tx:
+            return await journal.post(tx, "payout", f"payout:{reference}", currency, [
+                Line("creator", creator, -amount, guard=True), Line("clearing", provider, amount)])
+
     # -- a buyer's view -----------------------------------------------------------------------------------
 
     async def purchases(self, principal: Principal) -> dict:
