@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from aiohttp import web
@@ -22,7 +23,8 @@ from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .private_files import private_dir
-from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web import (api_accounts, api_market, api_packages, api_publish, health, ledger_api, openapi, registry_api,
+                  sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
@@ -53,6 +55,7 @@ class Services:
     package_status: PackageStatusService | None = None
     discovery: Discovery | None = None  # search, package data, registry API, download counts
     sweeper: Sweeper | None = None  # crash leftovers (serve only)
+    market: Any = None  # market.service.Market: built by web.api_market.install_market at start-up
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -164,6 +167,7 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         front_door.add_routes(app.router, module.routes)
+    api_market.install_market(app, front_door)  # buying, webhooks, the market service and its timer
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
     app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it

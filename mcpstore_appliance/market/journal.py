@@ -16,14 +16,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import DomainError
+from ..errors import PaymentRequired
 from .money import exact_int
 
 KINDS = ("wallet", "creator", "revenue", "fees", "clearing")
 PLATFORM = "platform"
 
 
-class InsufficientFunds(DomainError):
+class InsufficientFunds(PaymentRequired):
     code = "insufficient_funds"
 
 

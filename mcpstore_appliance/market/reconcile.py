@@ -9,20 +9,27 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from . import journal, settle
+
+log = logging.getLogger("mcpstore.market")
 
 
 async def reconcile(market, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     since = now - market.settings.reconcile_window_seconds
-    report = {"credited": [], "unknown_to_provider": [], "journal": []}
+    report = {"credited": [], "unknown_to_provider": [], "failed": [], "journal": []}
     for provider in market.providers.values():
         if provider.name == "manual":
             continue  # the record is the payment: nobody to ask
-        await _credit_missing(market, provider, since, report)
-        await _report_unknown(market, provider, since, report)
+        try:
+            await _credit_missing(market, provider, since, report)
+            await _report_unknown(market, provider, since, report)
+        except Exception as exc:  # a provider that is down: the others are still reconciled; asked again next run
+            log.warning("reconciliation with %s failed: %s", provider.name, type(exc).__name__)
+            report["failed"].append({"provider": provider.name, "error": type(exc).__name__})
     report["journal"] = await journal.check(market.db)
     return report
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
-from ..errors import Forbidden, InvalidInput, NotFound
+from ..errors import DomainError, Forbidden, InvalidInput, NotFound, UpstreamFailed
 from . import entitlements, journal, orders, settle
 from .journal import PLATFORM, AlreadyPosted, Line
 from .money import split, to_journal
@@ -25,6 +25,19 @@ from .providers.base import Charge, Provider
 log = logging.getLogger("mcpstore.market")
 KINDS = ("subscription", "credits")
 FLOWS = ("checkout", "intent")
+
+
+async def asked(provider: Provider, call):
+    """A provider's answer; its failure (down, refusing, nonsense) becomes a 502 that names the provider, so the
+    buyer retries later and a webhook sender delivers again."""
+    try:
+        return await call
+    except DomainError:
+        raise
+    except Exception as exc:  # the provider's SDK or client raises its own kinds
+        log.warning("%s failed: %s", provider.name, type(exc).__name__)
+        raise UpstreamFailed(f"the payment provider {provider.name} did not answer as expected; try again",
+                             code="provider_failed") from None
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,7 @@ class Market:
         charge = Charge(order["id"], amount, currency, f"mcpstore: {what}", kind == "subscription",
                         f"{self.base_url}/account/purchases?order={order['id']}",
                         f"{self.base_url}/account/purchases?cancelled={order['id']}", str(flow))
-        started = await provider.start(charge, f"{self.base_url}/api/payments/{provider.name}/webhook")
+        started = await asked(provider, provider.start(charge, f"{self.base_url}/api/payments/{provider.name}/webhook"))
         async with self.db.write() as tx:
             await tx.execute("UPDATE market_orders SET provider_ref = ?, pay_url = ?, bolt11 = ?, expires_at = ?"
                              " WHERE id = ?", (started.reference, started.pay_url, started.bolt11,
@@ -133,7 +146,7 @@ class Market:
             raise NotFound("no such order", code="order_not_found")
         provider = self.providers.get(order["provider"])
         if refresh and order["status"] == "pending" and provider is not None and order["provider_ref"]:
-            await settle.settle(self.db, provider, order, await provider.check(order["provider_ref"]))
+            await settle.settle(self.db, provider, order, await asked(provider, provider.check(order["provider_ref"])))
             order = await self.db.fetch_one("SELECT * FROM market_orders WHERE id = ?", (order_id,))
         return order_json(order)
 
@@ -148,7 +161,7 @@ class Market:
             raise NotFound(f"no {provider_name[:20]} payments are configured here", code="provider_unavailable")
         outcomes = []
         for hint in provider.webhook(raw, headers, query):
-            outcome = await self._follow(provider, hint)
+            outcome = await asked(provider, self._follow(provider, hint))
             await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
             outcomes.append(outcome)
         return outcomes
