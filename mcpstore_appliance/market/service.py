@@ -238,16 +238,16 @@ class Market:
     async def _record_offline(self, tx, item: Product, given: object, reference: str, buyer: int,
                               org_id: int | None) -> None:
         amount = orders.amount_of(given, item.currency or "usd")
+        if await tx.fetch_value("SELECT 1 FROM market_payments WHERE provider = 'manual' AND reference = ?",
+                                (reference,)):
+            raise InvalidInput(f"an offline payment with reference {reference!r} is already recorded",
+                               code="duplicate_reference")
         order = await orders.create(tx, kind="purchase", buyer_user_id=buyer, buyer_org_id=org_id,
                                     scope="org" if org_id else "user", package_id=item.id, major=item.major,
                                     amount=amount, currency=item.currency or "usd", creator=item.creator,
                                     creator_share_bp=orders.creator_share_bp(self.settings, item),
                                     provider="manual", provider_ref=reference, status="paid", paid_at=time.time())
-        try:
-            txn = await settle.post_payment(tx, "manual", reference, order)
-        except AlreadyPosted:
-            raise InvalidInput(f"an offline payment with reference {reference!r} is already recorded",
-                               code="duplicate_reference") from None
+        txn = await settle.post_payment(tx, "manual", reference, order)
         await tx.insert("market_payments", {"provider": "manual", "reference": reference, "order_id": order["id"],
                                             "amount": amount, "currency": order["currency"], "transaction_id": txn,
                                             "credited_at": time.time()})
