@@ -14,6 +14,7 @@ from mcpstore_appliance.app import create_app
 from mcpstore_appliance.config import load_settings
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
+pytest_plugins += ["tests.stripe_fixtures", "tests.lnbits_fixtures"]  # market: localstripe, a real LNbits
 
 
 def free_port() -> int:

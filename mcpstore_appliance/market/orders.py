@@ -73,7 +73,7 @@ def check_card_minimum(settings, amount: int, currency: str) -> None:
     if minimum is None or amount >= to_minor_units(minimum, currency):
         return
     raise InvalidInput(
-        f"card payments start at {minimum} {currency}: a card charge costs about 0.30 plus 2.9 %, which would eat "
+        f"card payments start at {minimum} {currency}: the card fee (about 0.30 plus 2.9 % a charge) would eat "
         f"a payment of {format_minor_units(amount, currency)} {currency}. Top up your credits with {minimum} "
         f"{currency} or more instead; per-call prices are then paid from the credits.",
         code="below_card_minimum", details={"minimum": minimum, "currency": currency})
