@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -87,6 +88,25 @@ def _wait_up(url: str, process: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"LNbits did not start: {log.read_text()[-3000:]}")
 
 
+def _template(venv: Path, run: Path, env: dict) -> Path:
+    """A migrated data folder with the admin user, made once and copied for each session: the two CLI steps
+    take 15-30 s on a loaded machine."""
+    template = cache_dir() / f"data-{VERSION}"
+    if (template / "admin-id").exists():
+        return template
+    partial = cache_dir() / f"data-{VERSION}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    cli = str(venv / "bin" / "lnbits-cli")
+    env = {**env, "LNBITS_DATA_FOLDER": str(partial)}
+    subprocess.run([cli, "db", "migrate"], cwd=run, env=env, check=True, capture_output=True)
+    made = subprocess.run([cli, "users", "new", "-u", "admin", "-p", PASSWORD], cwd=run, env=env, check=True,
+                          capture_output=True, text=True)
+    (partial / "admin-id").write_text(re.search(r"Id: '([0-9a-f]+)'", made.stdout + made.stderr).group(1))
+    partial.rename(template)
+    return template
+
+
 @pytest.fixture(scope="session")
 def lnbits(tmp_path_factory):
     from tests.conftest import free_port
@@ -101,12 +121,8 @@ def lnbits(tmp_path_factory):
            "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet", "LNBITS_CALLBACK_URL_RULES": "[]",
            "LNBITS_CALLBACK_ALLOW_PRIVATE_IPS": "true", "AUTH_HTTPS_ONLY": "false",
            "LNBITS_ALLOW_NEW_ACCOUNTS": "false", "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"}
-    (run / "data").mkdir()
-    cli = str(venv / "bin" / "lnbits-cli")
-    subprocess.run([cli, "db", "migrate"], cwd=run, env=env, check=True, capture_output=True)
-    made = subprocess.run([cli, "users", "new", "-u", "admin", "-p", PASSWORD], cwd=run, env=env, check=True,
-                          capture_output=True, text=True)
-    admin_id = re.search(r"Id: '([0-9a-f]+)'", made.stdout + made.stderr).group(1)
+    shutil.copytree(_template(venv, run, env), run / "data")
+    admin_id = (run / "data" / "admin-id").read_text()
     port = free_port()
     log = run / "lnbits.log"
     with open(log, "wb") as out:  # its DEBUG start-up log holds secrets: kept in the test's folder only
