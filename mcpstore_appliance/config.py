@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "MCPSTORE_"
 # MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
@@ -151,6 +151,13 @@ class MarketSettings(Section):
     reconcile_window_seconds: float = Field(7 * 86400.0, gt=0)
     stripe: StripeSettings = StripeSettings()
     lnbits: LnbitsSettings = LnbitsSettings()
+
+    @field_validator("per_call_bounds", "subscription_bounds", "per_call_bounds_sat", "subscription_bounds_sat")
+    @classmethod
+    def _two_decimals(cls, value: list[str]) -> list[str]:
+        if len(value) != 2 or not all(re.fullmatch(r"[0-9]{1,15}(\.[0-9]{1,2})?", v) for v in value):
+            raise ValueError('give [minimum, maximum] as decimal strings, e.g. ["0.01", "10.00"]')
+        return value
 
 
 class Settings(Section):

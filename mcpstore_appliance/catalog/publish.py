@@ -39,7 +39,7 @@ from ..ledger import events as ledger_events
 from ..text import check_text
 from . import semver
 from .names import PACKAGE_NAME
-from .pricing import Pricing, parse_pricing
+from .pricing import Pricing, check_price_bounds, parse_pricing
 from .service import actor_of, ledger_proof, refresh_latest, seal_org
 from .orphans import StoredForPublish
 from .uploads import Upload, spooled
@@ -230,6 +230,8 @@ class Publisher:
                        declared_size: int | None, ip: str | None) -> PublishResult:
         target = await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
+        if options.pricing is not None:
+            check_price_bounds(options.pricing, self.settings.market)
         clock = _Clock()
         async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
             clock.lap("receive")

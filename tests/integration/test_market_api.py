@@ -133,3 +133,17 @@ async def test_bad_market_input_is_a_clear_4xx_that_changes_nothing(appliance):
     for provider in ("stripe", "lnbits"):  # not configured here
         answer, _ = await call(appliance, "POST", f"/api/payments/{provider}/webhook", expect=404, data=b"{}")
     assert await counts(appliance) == before
+
+
+async def test_prices_stay_within_the_operators_bounds_at_publish(start_app):
+    app = await start_app(market={"per_call_bounds": ["0.05", "2.00"], "subscription_bounds_sat": ["1000", "5000"]})
+    _, alice = await app.user("alice")
+    for options, code in (({"pricing": "per_call", "amount": "0.01", "currency": "usd"}, "price_out_of_bounds"),
+                          ({"pricing": "per_call", "amount": "2.01", "currency": "eur"}, "price_out_of_bounds"),
+                          ({"pricing": "subscription", "amount": "999", "currency": "sat"}, "price_out_of_bounds"),
+                          ({"pricing": "subscription", "amount": "4.99", "currency": "usd"}, "price_out_of_bounds")):
+        body = await publish(app, alice, "tool", options=options, expect=400)
+        assert body["error"]["code"] == code and body["error"]["details"]["field"] == "amount"
+    assert await app.services.db.fetch_value("SELECT count(*) FROM versions") == 0
+    await publish(app, alice, "tool", options={"pricing": "per_call", "amount": "2.00", "currency": "usd"})
+    await publish(app, alice, "zap", options={"pricing": "subscription", "amount": "5000", "currency": "sat"})
