@@ -5,7 +5,11 @@ replayed, forged and stale: each payment is credited once and forgeries change n
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 
 from mcpstore_appliance.market import journal
@@ -171,3 +175,21 @@ async def test_reconciliation_credits_a_missed_payment_and_reports_an_unknown_cr
 
 async def _paid(app, order_id: int) -> bool:
     return await app.services.db.fetch_value("SELECT status FROM market_orders WHERE id = ?", (order_id,)) == "paid"
+
+
+async def test_mcpstore_admin_reconcile_credits_from_the_command_line(start_app, stripe_world):
+    app = await start_app(**stripe_settings(stripe_world))
+    bob, token = await app.user("bob")
+    await post(app, "/api/market/credits", token, 201, json={"currency": "eur", "amount": "10.00", "flow": "intent"})
+    intent_id = await app.services.db.fetch_value("SELECT provider_ref FROM market_orders")
+    await stripe_world.pay_intent(intent_id)
+    market = stripe_settings(stripe_world)["market"]["stripe"]
+    env = {**os.environ, "MCPSTORE_MARKET__STRIPE__SECRET_KEY": market["secret_key"],
+           "MCPSTORE_MARKET__STRIPE__WEBHOOK_SECRET": market["webhook_secret"],
+           "MCPSTORE_MARKET__STRIPE__API_BASE": market["api_base"]}
+    command = [sys.executable, "-m", "mcpstore_appliance.cli.main", "admin", "reconcile", "--data",
+               str(app.data_dir)]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [c["reference"] for c in json.loads(done.stdout)["credited"]] == [intent_id]
+    assert await journal.balance(app.services.db, "wallet", f"user:{bob.id}", "eur") == 1000
