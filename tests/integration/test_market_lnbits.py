@@ -31,12 +31,19 @@ async def msat(app, user_id: int) -> int:
     return await journal.balance(app.services.db, "wallet", f"user:{user_id}", "msat")
 
 
-async def test_an_invoice_paid_is_credited_once_despite_double_webhooks(start_app, lnbits):
+async def zap_credits(start_app, lnbits, amount: str):
+    """An appliance on LNbits, alice's per-call package alice/zap, and bob's unpaid order of `amount` sat credits:
+    (app, bob, bob's token, the order)."""
     app = await start_app(**lnbits_settings(lnbits))
     _, alice = await app.user("alice")
     bob, token = await app.user("bob")
     await publish(app, alice, "zap", options=CALLS)
-    order = await post(app, "/api/packages/alice/zap/purchase", token, 201, json={"amount": "2000"})
+    order = await post(app, "/api/packages/alice/zap/purchase", token, 201, json={"amount": amount})
+    return app, bob, token, order
+
+
+async def test_an_invoice_paid_is_credited_once_despite_double_webhooks(start_app, lnbits):
+    app, bob, token, order = await zap_credits(start_app, lnbits, "2000")
     assert order["bolt11"].startswith("lnbc") and order["provider"] == "lnbits"
     assert (await app.client.with_token(token).get("/api/packages/alice/zap/versions/1.0.0/download"))[0] == 402
     await asyncio.to_thread(lnbits.pay, order["bolt11"])
@@ -56,11 +63,7 @@ async def test_an_invoice_paid_is_credited_once_despite_double_webhooks(start_ap
 
 
 async def test_forged_or_unpaid_lnbits_webhooks_change_nothing(start_app, lnbits):
-    app = await start_app(**lnbits_settings(lnbits))
-    _, alice = await app.user("alice")
-    bob, token = await app.user("bob")
-    await publish(app, alice, "zap", options=CALLS)
-    order = await post(app, "/api/packages/alice/zap/purchase", token, 201, json={"amount": "500"})
+    app, bob, _, order = await zap_credits(start_app, lnbits, "500")
     payment_hash = await app.services.db.fetch_value("SELECT provider_ref FROM market_orders")
     body = b'"{\\"payment_hash\\": \\"' + payment_hash.encode() + b'\\"}"'  # double-encoded, as LNbits sends
     for query in ("", f"?order={order['id']}", f"?order={order['id']}&sig=00", "?order=x&sig=y"):

@@ -36,6 +36,14 @@ async def state(app) -> tuple:
             await db.fetch_value("SELECT count(*) FROM market_entitlements WHERE revoked_at IS NULL"))
 
 
+async def intent_order(app, token: str, amount: str, currency: str = "usd") -> tuple[dict, str]:
+    """A credits order paid by a PaymentIntent (not yet paid): (the order, the intent's id)."""
+    order = await post(app, "/api/market/credits", token, 201,
+                       json={"currency": currency, "amount": amount, "flow": "intent"})
+    return order, await app.services.db.fetch_value("SELECT provider_ref FROM market_orders WHERE id = ?",
+                                                    (order["id"],))
+
+
 async def eventually(check, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not await check():
@@ -47,10 +55,8 @@ async def test_a_payment_intent_is_credited_once_however_its_webhooks_arrive(sta
     app = await start_app(**stripe_settings(stripe_world))
     await register_webhook(stripe_world, app.base_url + "/api/payments/stripe/webhook")
     bob, token = await app.user("bob")
-    order = await post(app, "/api/market/credits", token, 201,
-                       json={"currency": "usd", "amount": "20.00", "flow": "intent"})
+    order, intent_id = await intent_order(app, token, "20.00")
     assert order["client_secret"] and order["status"] == "pending"
-    intent_id = (await app.services.db.fetch_value("SELECT provider_ref FROM market_orders"))
     # the buyer pays the intent at "Stripe"; localstripe then sends its own signed webhook
     await stripe_world.pay_intent(intent_id)
     await eventually(lambda: _paid(app, order["id"]))
@@ -71,8 +77,7 @@ async def test_a_payment_intent_is_credited_once_however_its_webhooks_arrive(sta
 async def test_forged_and_stale_webhooks_are_400_and_change_nothing(start_app, stripe_world):
     app = await start_app(**stripe_settings(stripe_world))
     _, token = await app.user("bob")
-    await post(app, "/api/market/credits", token, 201, json={"currency": "usd", "amount": "20.00", "flow": "intent"})
-    intent_id = await app.services.db.fetch_value("SELECT provider_ref FROM market_orders")
+    _, intent_id = await intent_order(app, token, "20.00")
     await stripe_world.pay_intent(intent_id)
     intent = (await stripe_world.client().v1.payment_intents.retrieve_async(intent_id)).to_dict()
     before = await state(app)
@@ -148,8 +153,7 @@ async def test_reconciliation_credits_a_missed_payment_and_reports_an_unknown_cr
     app = await start_app(**stripe_settings(stripe_world))  # no webhook registered: every delivery is missed
     bob, token = await app.user("bob")
     _, root = await app.user("root", admin=True)
-    await post(app, "/api/market/credits", token, 201, json={"currency": "usd", "amount": "25.00", "flow": "intent"})
-    intent_id = await app.services.db.fetch_value("SELECT provider_ref FROM market_orders")
+    _, intent_id = await intent_order(app, token, "25.00")
     await stripe_world.pay_intent(intent_id)
     assert await wallet(app, bob.id) == 0
     # a credit the provider never saw (a bug, or a hand-edited database): reconciliation must report it
@@ -180,8 +184,7 @@ async def _paid(app, order_id: int) -> bool:
 async def test_mcpstore_admin_reconcile_credits_from_the_command_line(start_app, stripe_world):
     app = await start_app(**stripe_settings(stripe_world))
     bob, token = await app.user("bob")
-    await post(app, "/api/market/credits", token, 201, json={"currency": "eur", "amount": "10.00", "flow": "intent"})
-    intent_id = await app.services.db.fetch_value("SELECT provider_ref FROM market_orders")
+    _, intent_id = await intent_order(app, token, "10.00", "eur")
     await stripe_world.pay_intent(intent_id)
     market = stripe_settings(stripe_world)["market"]["stripe"]
     env = {**os.environ, "MCPSTORE_MARKET__STRIPE__SECRET_KEY": market["secret_key"],
