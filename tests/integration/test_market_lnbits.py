@@ -5,6 +5,8 @@ credits what a lost webhook missed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 
 from mcpstore_appliance.market import journal
@@ -105,3 +107,22 @@ async def _status(app, order_id: int, status: str) -> bool:
 
 async def _deliveries_seen(app) -> bool:
     return await app.services.db.fetch_value("SELECT outcome FROM market_webhook_events") == "duplicate"
+
+
+async def test_mcpstore_buy_prints_the_invoice_and_waits_for_the_payment(start_app, lnbits, tmp_path):
+    app, bob, token, _ = await zap_credits(start_app, lnbits, "100")
+    env = {**os.environ, "MCPSTORE_TOKEN": token, "MCPSTORE_REGISTRY": app.base_url, "HOME": str(tmp_path)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mcpstore_appliance.cli.main", "buy", "alice/zap", "--amount", "300", "--wait", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    lines = []
+    while not (lines and lines[-1].startswith("lnbc")):
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line, (lines, await process.stderr.read())
+        lines.append(line.decode().strip())
+    assert "300 sat" in lines[0] and "Lightning invoice" in lines[1]
+    await asyncio.to_thread(lnbits.pay, lines[-1])
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err
+    assert b"paid: order" in out
+    assert await msat(app, bob.id) == 300_000
