@@ -1,5 +1,6 @@
 """Stripe for the market tests: localstripe (PyPI) run in-process for what it covers (PaymentIntents, refunds,
-signed webhooks), behind a RECORDING STAND-IN for what it lacks (Checkout Sessions): the stand-in answers
+signed webhooks), behind a RECORDING STAND-IN for what it lacks (Checkout Sessions and the invoices of the
+subscriptions they make): the stand-in answers
 /v1/checkout/sessions itself, records each request, and passes every other request to localstripe unchanged.
 
 `StripeWorld.complete(session)` does what Stripe does when a buyer pays on the Checkout page: a PaymentIntent is
@@ -44,6 +45,7 @@ class StripeWorld:
     api_base: str
     localstripe_base: str
     sessions: dict = field(default_factory=dict)
+    invoices: dict = field(default_factory=dict)
     requests: list = field(default_factory=list)  # what the appliance asked the stand-in for Checkout
     counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -73,8 +75,17 @@ class StripeWorld:
         assert intent.status == "succeeded", intent.status
         session.update(payment_status="paid", status="complete", payment_intent=intent.id)
         if session["mode"] == "subscription":
-            session["invoice"] = f"in_standin_{next(self.counter)}"
+            session["invoice"] = self.invoice(session)["id"]
         return intent.id
+
+    def invoice(self, session: dict) -> dict:
+        """A paid invoice of the session's subscription (the first period, or a renewal), as the stand-in's own:
+        localstripe's invoices need its subscriptions, which Checkout would have made."""
+        invoice = {"id": f"in_standin_{next(self.counter)}", "object": "invoice", "status": "paid",
+                   "amount_paid": session["amount_total"], "currency": session["currency"],
+                   "subscription_details": {"metadata": session["metadata_for_intent"]}}
+        self.invoices[invoice["id"]] = invoice
+        return invoice
 
     def signed_event(self, event_type: str, obj: dict, *, timestamp: int | None = None,
                      secret: str = WEBHOOK_SECRET, event_id: str | None = None) -> tuple[bytes, dict]:
@@ -111,6 +122,10 @@ def _standin(world: StripeWorld) -> web.Application:
                                      status=404)
         return web.json_response(_public(session))
 
+    async def get_invoice(request: web.Request) -> web.StreamResponse:
+        invoice = world.invoices.get(request.match_info["id"])
+        return web.json_response(invoice) if invoice else await forward(request)
+
     async def forward(request: web.Request) -> web.Response:
         async with proxy.request(request.method, world.localstripe_base + request.path_qs, data=await request.read(),
                                  headers={k: v for k, v in request.headers.items() if k.lower() != "host"}) as answer:
@@ -121,6 +136,7 @@ def _standin(world: StripeWorld) -> web.Application:
 
     app.router.add_post("/v1/checkout/sessions", create_session)
     app.router.add_get("/v1/checkout/sessions/{id}", get_session)
+    app.router.add_get("/v1/invoices/{id}", get_invoice)
     app.router.add_route("*", "/{tail:.*}", forward)
     app.on_cleanup.append(close)
     return app

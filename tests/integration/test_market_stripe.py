@@ -106,7 +106,7 @@ async def test_card_payments_below_the_minimum_are_refused_with_the_fee_trap(sta
     assert stripe_world.requests == []
 
 
-async def test_checkout_subscription_is_credited_once_and_a_refund_reverses_it(start_app, stripe_world):
+async def test_checkout_subscription_renews_by_invoice_and_a_refund_reverses_it(start_app, stripe_world):
     app = await start_app(**stripe_settings(stripe_world))
     _, alice = await app.user("alice")
     _, bob = await app.user("bob")
@@ -134,6 +134,19 @@ async def test_checkout_subscription_is_credited_once_and_a_refund_reverses_it(s
     assert await journal.balance(db, "creator", f"user:{creator}", "usd") == 960  # 80 % of 12.00
     assert await journal.balance(db, "revenue", journal.PLATFORM, "usd") == 240
 
+    # each paid period's invoice (the first one again, then a renewal) is credited once and extends access
+    entitlement_end = await db.fetch_value("SELECT period_end FROM market_entitlements")
+    first = stripe_world.invoices[stripe_world.sessions[session_id]["invoice"]]
+    renewal = stripe_world.invoice(stripe_world.sessions[session_id])
+    outcomes = []
+    for invoice in (first, renewal, renewal):
+        body, headers = stripe_world.signed_event("invoice.payment_succeeded", invoice)  # localstripe's name
+        outcomes += (await post(app, "/api/payments/stripe/webhook", data=body, headers=headers))["outcomes"]
+    assert outcomes == ["duplicate", "credited", "duplicate"]
+    assert 27 * 86400 < await db.fetch_value("SELECT period_end FROM market_entitlements") - entitlement_end \
+        < 32 * 86400  # one calendar month more
+    assert await journal.balance(db, "creator", f"user:{creator}", "usd") == 1920
+
     refund_event = stripe_world.signed_event("charge.refunded", {"id": "ch_x", "object": "charge",
                                                                  "payment_intent": intent_id, "refunded": True})
     answer = await post(app, "/api/payments/stripe/webhook", data=refund_event[0], headers=refund_event[1])
@@ -143,7 +156,7 @@ async def test_checkout_subscription_is_credited_once_and_a_refund_reverses_it(s
         body, headers = stripe_world.signed_event("charge.refunded", {"id": "ch_x", "object": "charge",
                                                                       "payment_intent": intent_id})
         await post(app, "/api/payments/stripe/webhook", data=body, headers=headers)
-    assert await journal.balance(db, "creator", f"user:{creator}", "usd") == 0
+    assert await journal.balance(db, "creator", f"user:{creator}", "usd") == 960  # the first period is reversed
     assert (await app.client.with_token(bob).get(download))[0] == 402
     assert await db.fetch_value("SELECT status FROM market_orders") == "refunded"
     assert await journal.check(db) == []
