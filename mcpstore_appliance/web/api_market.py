@@ -154,7 +154,10 @@ async def reconcile(request: web.Request) -> web.Response:
 def install_market(app: web.Application, front_door) -> None:
     """The market's routes, and at start-up its service (on the app's database), the catalog's entitlement
     check and the reconciliation timer."""
+    from . import pages_market  # the buyer's pages, with the routes of the market
+
     front_door.add_routes(app.router, routes)
+    front_door.add_routes(app.router, pages_market.routes)
 
     async def market_lifecycle(app: web.Application):
         from ..app import data_paths  # app.py imports this module

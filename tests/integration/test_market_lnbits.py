@@ -126,3 +126,31 @@ async def test_mcpstore_buy_prints_the_invoice_and_waits_for_the_payment(start_a
     assert process.returncode == 0, err
     assert b"paid: order" in out
     assert await msat(app, bob.id) == 300_000
+
+
+async def test_the_web_buy_flow_shows_the_invoice_with_a_qr_code_until_it_is_paid(start_app, lnbits):
+    from mcpstore_appliance.web.auth import SESSION_COOKIE
+
+    app = await start_app(**lnbits_settings(lnbits))
+    _, alice = await app.user("alice")
+    bob, _ = await app.user("bob")
+    await publish(app, alice, "sub", options={"pricing": "subscription", "amount": "5000", "currency": "sat"})
+    session_id, csrf = await app.services.accounts.start_session(bob)
+    browser = app.client.with_token(None)
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session_id}"}
+    status, html, _ = await browser.get("/packages/alice/sub", headers=cookie)
+    assert status == 200 and b'id="buy-form"' in html
+    status, _, response = await browser.post("/packages/alice/sub/buy", headers=cookie, data={"csrf_token": csrf},
+                                             allow_redirects=False)
+    assert status == 303 and response.headers["Location"].startswith("/account/purchases?order=")
+    status, html, _ = await browser.get(response.headers["Location"], headers=cookie)
+    page = html.decode()
+    assert status == 200 and 'id="invoice-qr" src="data:image/svg+xml' in page and 'http-equiv="refresh"' in page
+    bolt11 = page.split('id="bolt11" type="text" readonly value="', 1)[1].split('"', 1)[0]
+    assert bolt11.startswith("lnbc")
+    await asyncio.to_thread(lnbits.pay, bolt11)
+    status, html, _ = await browser.get(response.headers["Location"], headers=cookie)
+    page = html.decode()
+    assert 'data-status="paid"' in page and "invoice-qr" not in page and "alice/sub" in page
+    status, _, _ = await browser.post("/packages/alice/sub/buy", headers=cookie, data={}, allow_redirects=False)
+    assert status == 403  # a form without its CSRF token
