@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .. import audit
 from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
 from ..errors import DomainError, Forbidden, InvalidInput, NotFound, UpstreamFailed
@@ -25,6 +26,10 @@ from .providers.base import Charge, Provider
 log = logging.getLogger("mcpstore.market")
 KINDS = ("subscription", "credits")
 FLOWS = ("checkout", "intent")
+
+
+def actor(principal: Principal) -> audit.Actor:
+    return audit.Actor(principal.id, principal.user.username)
 
 
 async def asked(provider: Provider, call):
@@ -126,6 +131,9 @@ class Market:
                 currency=currency, creator=item.creator if item else None,
                 creator_share_bp=orders.creator_share_bp(self.settings, item) if item else 0,
                 provider=provider.name)
+            await audit.record(tx, actor(principal), "market.order", target=f"order:{order['id']}", org_id=org_id,
+                               details={"package": item.ref if item else None, "kind": kind, "amount": amount,
+                                        "currency": currency, "provider": provider.name})
         what = f"{item.ref} ({kind})" if item else f"credits ({currency})"
         charge = Charge(order["id"], amount, currency, f"mcpstore: {what}", kind == "subscription",
                         f"{self.base_url}/account/purchases?order={order['id']}",
@@ -213,6 +221,9 @@ class Market:
                 await self._record_offline(tx, item, body["amount"], reference, user_id or principal.id, org_id)
             entitlement = await entitlements.grant(tx, package_id=item.id, major=major, kind="grant", scope=scope,
                                                    user_id=user_id, org_id=org_id, reference=reference, seats=seats)
+            await audit.record(tx, actor(principal), "market.grant", target=item.ref, org_id=item.org_id,
+                               details={"entitlement": entitlement, "major": major, "scope": scope,
+                                        "reference": reference, "offline_amount": body.get("amount")})
         return {"entitlement_id": entitlement, "package": item.ref, "major": major, "scope": scope}
 
     async def _grantee(self, body: Mapping) -> tuple[int | None, int | None, str, list[int]]:
@@ -262,6 +273,8 @@ class Market:
             if not exists:
                 raise NotFound("no such entitlement for this package", code="entitlement_not_found")
             await entitlements.revoke(tx, entitlement_id)
+            await audit.record(tx, actor(principal), "market.revoke", target=item.ref, org_id=item.org_id,
+                               details={"entitlement": entitlement_id})
 
     # -- per-call debits ----------------------------------------------------------------------------------
 

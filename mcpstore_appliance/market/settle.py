@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+from .. import audit
 from . import entitlements, journal
 from .journal import PLATFORM, Line
 from .money import split, to_journal
@@ -49,6 +50,10 @@ async def settle(db, provider, order: dict, payment: Payment | None) -> str:
                          (now, current["id"]))
         if current["package_id"] is not None:
             await entitlements.extend_for_order(tx, current, now)
+        await audit.record(tx, audit.SYSTEM, "market.payment", target=f"order:{current['id']}",
+                           org_id=current["buyer_org_id"], details={"provider": provider.name, "reference": key,
+                                                                    "amount": payment.amount,
+                                                                    "currency": payment.currency})
     log.info("credited order %s by %s payment %s", order["id"], provider.name, key)
     return "credited"
 
@@ -88,6 +93,8 @@ async def refund(db, provider_name: str, payment_id: str) -> list[str]:
             await tx.execute("UPDATE market_payments SET refunded_at = ? WHERE id = ?", (time.time(), row["id"]))
             await tx.execute("UPDATE market_orders SET status = 'refunded' WHERE id = ?", (row["order_id"],))
             await entitlements.revoke_for_order(tx, row["order_id"])
+            await audit.record(tx, audit.SYSTEM, "market.refund", target=f"order:{row['order_id']}",
+                               details={"provider": provider_name, "reference": row["reference"]})
             done.append(row["reference"])
     return done
 

@@ -147,3 +147,16 @@ async def test_prices_stay_within_the_operators_bounds_at_publish(start_app):
     assert await app.services.db.fetch_value("SELECT count(*) FROM versions") == 0
     await publish(app, alice, "tool", options={"pricing": "per_call", "amount": "2.00", "currency": "usd"})
     await publish(app, alice, "zap", options={"pricing": "subscription", "amount": "5000", "currency": "sat"})
+
+
+async def test_grants_revocations_and_offline_payments_are_audited(appliance):
+    _, alice = await appliance.user("alice")
+    await appliance.user("bob")
+    await publish(appliance, alice, "paid", "1.0.0", options=PAID)
+    granted, _ = await call(appliance, "POST", "/api/packages/alice/paid/grants", alice, expect=201,
+                            json={"user": "bob", "reference": "INV-9", "amount": "5.00"})
+    await call(appliance, "DELETE", f"/api/packages/alice/paid/grants/{granted['entitlement_id']}", alice, expect=204)
+    rows = await appliance.services.db.fetch_all("SELECT actor, action, target FROM audit_events"
+                                                 " WHERE action LIKE 'market.%' ORDER BY id")
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("alice", "market.grant", "alice/paid"), ("alice", "market.revoke", "alice/paid")]

@@ -6,6 +6,7 @@ after a payout can leave a creator owing, which is why payouts are batched later
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +35,7 @@ class World:
         self.packages: list[int] = []  # per call usd, per call sat, subscription usd, subscription sat
         self.paid: list[dict] = []
         self.calls = 0
+        self.payouts = itertools.count()
         self.refunded_credit_wallets: set[str] = set()
 
     async def setup(self):
@@ -83,7 +85,8 @@ class World:
             creator = f"user:{self.creators[op[1]]}"
             currency = "msat" if op[2] == "sat" else "usd"
             try:
-                await self.market.pay_out(creator, currency, op[3], "test", f"payout{self.calls}-{op}")
+                await self.market.pay_out(creator, currency, op[3], "test", f"payout{len(self.paid)}-{self.calls}-"
+                                          f"{next(self.payouts)}")
             except InsufficientFunds:
                 pass
 
