@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from nacl.signing import SigningKey

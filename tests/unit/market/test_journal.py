@@ -120,3 +120,19 @@ async def test_concurrent_debits_never_overdraw(market):
     assert all(r.code == "insufficient_funds" for r in results if isinstance(r, InsufficientFunds))
     assert await journal.balance(market.db, "wallet", f"user:{buyer}", "msat") == 1000
     assert await journal.check(market.db) == []
+
+
+def test_the_split_comes_from_the_tier_or_the_operators_org_internal_share():
+    from mcpstore_appliance.config import MarketSettings
+    from mcpstore_appliance.market.orders import Product, creator_share_bp
+
+    def product(tier: str, visibility: str, org_id: int | None) -> Product:
+        return Product(1, "a/b", "subscription", 500, "usd", tier, visibility, org_id, None if org_id else 7, 1)
+
+    default, internal = MarketSettings(), MarketSettings(org_internal_creator_share_bp=10_000)
+    assert creator_share_bp(default, product("hobbyist", "public", None)) == 8000
+    assert creator_share_bp(default, product("pro", "public", None)) == 9500
+    assert creator_share_bp(default, product("hobbyist", "org", 3)) == 8000  # no org-internal share set
+    assert creator_share_bp(internal, product("hobbyist", "org", 3)) == 10_000  # 100/0 inside the org
+    assert creator_share_bp(internal, product("pro", "public", 3)) == 9500  # an org's public package: the tier's
+    assert split(*to_journal(500, "usd")[:1], 10_000) == (500, 0)
