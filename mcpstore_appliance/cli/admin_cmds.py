@@ -139,16 +139,9 @@ def reconcile_market(args: argparse.Namespace) -> int:
     a provider that failed)."""
 
     async def work(services):
-        from ..app import data_paths
-        from ..market import build_market
         from ..market.reconcile import reconcile
 
-        settings = services.settings
-        market = build_market(settings, services.db, data_paths(settings)["keys"])
-        try:
-            report = await reconcile(market)
-        finally:
-            await market.close()
+        report = await reconcile(services.market)
         print(json.dumps(report, indent=2))
         return 1 if report["unknown_to_provider"] or report["journal"] or report["failed"] else 0
 

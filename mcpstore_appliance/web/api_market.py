@@ -152,24 +152,14 @@ async def reconcile(request: web.Request) -> web.Response:
 
 
 def install_market(app: web.Application, front_door) -> None:
-    """The market's routes, and at start-up its service (on the app's database), the catalog's entitlement
-    check and the reconciliation timer."""
+    """The market's routes and pages, and the reconciliation timer of a serving appliance."""
     from . import pages_market  # the buyer's pages, with the routes of the market
 
     front_door.add_routes(app.router, routes)
     front_door.add_routes(app.router, pages_market.routes)
 
     async def market_lifecycle(app: web.Application):
-        from ..app import data_paths  # app.py imports this module
-        from ..market import build_market
-        from ..market.entitlements import covers
-
-        services = app["services"]
-        settings = services.settings
-        services.market = build_market(settings, services.db, data_paths(settings)["keys"])
-        services.discovery.packages.entitled = covers
-        services.market.start(run_reconcile)
-        yield
-        await services.market.close()
+        app["services"].market.start(run_reconcile)
+        yield  # the timer is stopped with the services (app.close_services)
 
     app.cleanup_ctx.append(market_lifecycle)
