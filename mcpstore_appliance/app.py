@@ -30,8 +30,11 @@ from .ledger.note import NoteError
 from .ledger.origin import fixed_origin
 from .ledger.service import Ledger
 from .ledger.witness import Witness, default_witness_name
+from .market import Market, build_market
+from .market.entitlements import covers
 from .private_files import private_dir
-from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web import (api_accounts, api_market, api_packages, api_publish, health, ledger_api, openapi, registry_api,
+                  sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
@@ -66,6 +69,7 @@ class Services:
     discovery: Discovery  # search, package data, registry API, download counts
     sweeper: Sweeper  # crash leftovers; started only by a serving appliance
     gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
+    market: Market  # buying, crediting, entitlements (market/)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -109,6 +113,8 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         metrics = metrics or Metrics()
         storage = settings.storage
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
+        discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
+        discovery.packages.entitled = covers  # paid bundles and requires_payment follow entitlements (market/)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
@@ -116,8 +122,9 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             ledger=ledger,
             publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
             package_status=PackageStatusService(db, ledger),
-            discovery=build_discovery(db, settings, paths["keys"], gateway.hosted_types),
+            discovery=discovery,
             gateway=gateway,
+            market=build_market(settings, db, paths["keys"]),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -153,6 +160,7 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
 
 
 async def close_services(services: Services) -> None:
+    await services.market.close()  # its reconciliation timer and payment provider clients
     await services.discovery.stop()  # folds buffered download counts while the database is open
     await services.ledger.close()
     await services.blobs.close()
@@ -204,6 +212,7 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         front_door.add_routes(app.router, module.routes)
+    api_market.install_market(app, front_door)  # buying, webhooks, the market service and its timer
     install_gateway(app, front_door)  # hosted execution (gateway/): its service, start-up log line and routes
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took

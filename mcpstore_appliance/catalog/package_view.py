@@ -21,6 +21,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ from markdown_it import MarkdownIt
 
 from ..accounts.models import Principal
 from ..db import Database
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, PaymentRequired
 from ..lru import LRU
 from . import semver
 from .cursors import CursorCodec, invalid, scope_digest
@@ -141,6 +142,7 @@ class _Installable:
     # update-check answers as JSON text by the client's `current` (the same for every caller who may see the
     # package), so that the hosts polling for the same installed version share one answer
     answers: dict[str | None, str] = field(default_factory=dict)
+    package_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,9 @@ class PackageView:
         self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
         self._installable = LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
+        # (conn, user id, org ids, package id, major) -> bool: whether an entitlement covers that major version.
+        # Set by the market's wiring (market.entitlements.covers); None: nobody has bought anything.
+        self.entitled: Callable[..., bool] | None = None
 
     # -- package data -----------------------------------------------------------------------------------
 
@@ -449,7 +454,7 @@ class PackageView:
         clause, params = visible_clause(principal)
         rows = self.db.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
-            " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
+            " p.pricing_model, v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
             " FROM packages p JOIN versions v ON v.package_id = p.id"
             f" WHERE p.namespace = ? AND p.name = ? AND v.version = ? AND {clause}",
             (namespace, name, version, *params)).fetchall())
@@ -467,7 +472,7 @@ class PackageView:
         clause, params = visible_clause(principal)
         rows = self.db.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
-            " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
+            " p.pricing_model, v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
             " FROM versions v JOIN packages p ON p.id = v.package_id"
             f" WHERE v.sha256 = ? AND {clause}"
             " ORDER BY v.state = 'published' DESC, p.visibility = 'public' DESC, v.id LIMIT 10",
@@ -477,15 +482,33 @@ class PackageView:
             raise NotFound("no such bundle", code="no_such_bundle")
         return target
 
-    @staticmethod
-    def _downloadable(principal: Principal | None, rows: list[sqlite3.Row]) -> DownloadTarget | None:
+    def _downloadable(self, principal: Principal | None, rows: list[sqlite3.Row]) -> DownloadTarget | None:
+        unpaid = None
         for row in rows:
             # Quarantined and rejected bytes are for the package's managers (and admins reviewing them) only.
-            if row["state"] == "published" or can_manage(principal, dict(row)):
-                return DownloadTarget(row["package_id"], row["version_id"], row["namespace"], row["name"],
-                                      row["version"], row["sha256"], row["size"], row["visibility"] == "public",
-                                      row["yanked_at"] is not None)
+            if not (row["state"] == "published" or can_manage(principal, dict(row))):
+                continue
+            if not self.may_use(principal, row, semver.parse(row["version"]).major):
+                unpaid = unpaid or row  # the same bytes may still be free in another package
+                continue
+            public = row["visibility"] == "public" and row["pricing_model"] == "free"  # paid bytes: private cache
+            return DownloadTarget(row["package_id"], row["version_id"], row["namespace"], row["name"],
+                                  row["version"], row["sha256"], row["size"], public, row["yanked_at"] is not None)
+        if unpaid is not None:
+            ref = f"{unpaid['namespace']}/{unpaid['name']}"
+            raise PaymentRequired(f"{ref} is a paid package: buy access (POST /api/packages/{ref}/purchase) to "
+                                  "download its bundles; its page, manifest and ledger entry stay public",
+                                  details={"package": ref, "major": semver.parse(unpaid["version"]).major})
         return None
+
+    def may_use(self, principal: Principal | None, package: Any, major: int) -> bool:
+        """Free packages are for everyone; a paid one for its managers and for callers an entitlement covers."""
+        if package["pricing_model"] == "free" or can_manage(principal, dict(package)):
+            return True
+        if principal is None or self.entitled is None:
+            return False
+        return self.db.inline(lambda c: self.entitled(c, principal.id, principal.member_org_ids(),
+                                                          package["package_id"], major))
 
     # -- update check -----------------------------------------------------------------------------------
 
@@ -504,13 +527,23 @@ class PackageView:
                                details={"parameter": "platform"})
         installable = self._installable_versions(namespace, name, platform, prerelease)
         visible = installable is not None and can_see(principal, installable.access)
-        kept = installable.answers.get(current) if visible else None
+        # A signed-in caller of a paid package gets requires_payment from their own entitlement, so that answer
+        # is not shared (nor kept); everyone else shares one.
+        shared = principal is None or installable is None or installable.pricing_model == "free"
+        kept = installable.answers.get(current) if visible and shared else None
         if kept is not None:
             return kept
         current_version = semver.parse(current) if current else None  # a bad `current` is a 400 before a 404
         if not visible:
             raise not_found(namespace, name)
-        text = _dumps(self._update_answer(installable, namespace, name, current, current_version))
+        answer = self._update_answer(installable, namespace, name, current, current_version)
+        if not shared and answer["update_available"]:
+            package = {**installable.access, "pricing_model": installable.pricing_model,
+                       "package_id": installable.package_id}
+            answer["requires_payment"] = not self.may_use(principal, package, installable.latest.major)
+        text = _dumps(answer)
+        if not shared:
+            return text
         answers = installable.answers
         if sum(map(len, answers.values())) + len(text) > MAX_KEPT_ANSWER_CHARS:
             answers.clear()  # rare: many distinct `current` values, or long changelogs
@@ -580,7 +613,7 @@ class PackageView:
         access = _access(package)
         installable = _Installable(stamp, access, package["pricing_model"],
                                    [(row["semver_key"], row) for row in rows],
-                                   semver.parse(rows[0]["version"]) if rows else None)
+                                   semver.parse(rows[0]["version"]) if rows else None, package_id=package["id"])
         if sum(len(row["changelog"] or "") for row in rows) <= MAX_KEPT_CHANGELOG_CHARS:
             self._installable.put(key, installable)
         return installable
@@ -625,10 +658,10 @@ def requires_payment(pricing_model: str, breaking: bool, current: semver.Version
     """Whether installing the update needs a new purchase.
 
     The rule is: the package is paid and the caller's entitlement covers only an older major version.
-    Payments (entitlements) have not landed yet, so until they do this is derived from the pricing model
-    alone: a paid package's entitlement is assumed to cover the major version the caller runs, so a major
-    upgrade (or a first install, with no current version) requires payment and a minor or patch update
-    does not. Replace with an entitlement lookup when commerce/ exists.
+    This is the answer for a caller without credentials (the shared, kept one): the entitlement is assumed
+    to cover the major version the caller runs, so a major upgrade (or a first install, with no current
+    version) requires payment and a minor or patch update does not. A signed-in caller's answer comes from
+    their entitlements instead (`update_check_json`, market.entitlements.covers).
     """
     if pricing_model == "free":
         return False

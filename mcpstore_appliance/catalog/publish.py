@@ -41,7 +41,7 @@ from ..ledger import events as ledger_events
 from . import semver
 from .dependencies import Counters, ReleaseLedger
 from .orphans import StoredForPublish
-from .pricing import Pricing, parse_pricing
+from .pricing import Pricing, check_price_bounds, parse_pricing
 from .publish_options import PublishOptions, Target, check_visibility
 from .publish_result import PublishResult, check_name_and_version, decide, rejection
 from .service import actor_of, ledger_proof, refresh_latest, seal_org
@@ -103,6 +103,8 @@ class Publisher:
                        declared_size: int | None, ip: str | None) -> PublishResult:
         target = await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
+        if options.pricing is not None:
+            check_price_bounds(options.pricing, self.settings.market)
         clock = _Clock()
         async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
             clock.lap("receive")

@@ -197,7 +197,7 @@ async def test_update_check(appliance):
 
 async def test_update_check_breaking_changes_and_payment(appliance):
     _, alice = await appliance.user("alice")
-    paid = {"pricing": "subscription", "amount": "4.00", "currency": "eur"}
+    paid = {"pricing": "subscription", "amount": "5.00", "currency": "eur"}
     await publish(appliance, alice, "paid", "1.0.0", options=paid)
     await publish(appliance, alice, "paid", "1.1.0")
     await publish(appliance, alice, "paid", "2.0.0")

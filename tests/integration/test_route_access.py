@@ -103,7 +103,8 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
 def path_values(world, token_id: int) -> dict[str, str]:
     return {"namespace": "orga", "name": "tool", "version": "1.0.0", "slug": "orga", "username": "owner",
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
-            "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing"}
+            "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
+            "order_id": "1", "entitlement_id": "1", "provider": "stripe"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:

@@ -84,8 +84,8 @@ async def test_result_shape(appliance):
     assert item["rating"] == 4.9 and item["verified"] is True and item["downloads"] == 700
     assert item["compatibility"] == {"platforms": [], "runtimes": ["node"]}
     assert item["bundle_hash"] == "sha256:" + item["bundle_url"].rsplit("/", 1)[1].removesuffix(".mcpb")
-    status, _, _ = await appliance.client.get(item["bundle_url"].replace(appliance.base_url, ""))
-    assert status == 200
+    status, body, _ = await appliance.client.get(item["bundle_url"].replace(appliance.base_url, ""))
+    assert status == 402 and body["error"]["details"]["package"] == "alice/github-issues"  # paid: for buyers
 
 
 async def test_typo_falls_back_to_the_nearest_words(appliance):
