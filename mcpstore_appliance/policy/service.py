@@ -21,6 +21,7 @@ from ..catalog.visibility import visible_clause
 from ..db import Database
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from ..ledger.events import canonical_json
+from .artifacts import FORMATS, Artifact, Artifacts
 from .decide import Decision, PackageFacts, Refused, decide
 from .model import DEFAULT_POLICY, Policy
 
@@ -57,9 +58,16 @@ def _actor(principal: Principal, ip: str | None) -> Actor:
 
 
 class PolicyService:
-    def __init__(self, db: Database, accounts: AccountService):
+    def __init__(self, db: Database, accounts: AccountService, artifacts: Artifacts):
         self.db = db
         self.accounts = accounts
+        self.artifacts = artifacts
+
+    async def artifact(self, org: Org, fmt: str) -> Artifact:
+        """The org's current policy in one of FORMATS (the signed JSON, .mobileconfig, .reg, ...)."""
+        if fmt not in FORMATS:
+            raise NotFound(f"no policy format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return self.artifacts.render(await self.current(org), fmt, time.time())
 
     # ---- reading and changing the policy -----------------------------------------------------------
 

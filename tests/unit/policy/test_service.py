@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from nacl.signing import SigningKey
 
 from mcpstore_appliance.accounts.service import AccountService
 from mcpstore_appliance.config import load_settings
 from mcpstore_appliance.db import Database
 from mcpstore_appliance.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from mcpstore_appliance.policy.artifacts import Artifacts
 from mcpstore_appliance.policy.model import DEFAULT_POLICY, Policy
 from mcpstore_appliance.policy.service import PolicyService
 
@@ -27,7 +29,7 @@ async def _people(db, accounts):
     await accounts.create_org(await accounts.principal_for_user(ids["alice"]), "acme", "Acme")
     await accounts.create_org(await accounts.principal_for_user(ids["eve"]), "evil", "Evil")
     await accounts.set_member(await accounts.principal_for_user(ids["alice"]), "acme", "bob", "member")
-    world = {"db": db, "policies": PolicyService(db, accounts)}
+    world = {"db": db, "policies": PolicyService(db, accounts, Artifacts(SigningKey.generate(), "https://reg.example", "example.reg"))}
     for name, user_id in ids.items():
         world[name] = await accounts.principal_for_user(user_id)
     return world
