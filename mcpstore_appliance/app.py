@@ -22,7 +22,7 @@ from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
 from .private_files import private_dir
-from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web import api_accounts, api_packages, api_policy, api_publish, health, ledger_api, openapi, registry_api, sendfile
 from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
@@ -164,6 +164,7 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         front_door.add_routes(app.router, module.routes)
+    api_policy.install(app, front_door)  # group policy: its service (after the others) and its routes
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
     app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it
