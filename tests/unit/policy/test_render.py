@@ -15,6 +15,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from nacl.signing import SigningKey
 
 from mcpstore_appliance.accounts.models import Org
@@ -173,3 +174,20 @@ def test_default_policy_renders_claude_desktops_defaults(key):
     keys = read_reg(render(key, Policy())["reg"].body)[r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Claude"]
     assert keys == {"isDesktopExtensionEnabled": "true", "isDesktopExtensionSignatureRequired": "false",
                     "isDesktopExtensionDirectoryEnabled": "true", "isLocalDevMcpEnabled": "true"}
+
+
+def _random_policies():
+    from tests.unit.policy.test_decide import policies
+
+    return policies
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(policy=_random_policies())
+def test_any_policy_says_the_same_in_every_format(key, policy):
+    artifacts = render(key, policy)
+    stated = json_policy(key, artifacts)
+    assert stated == policy
+    ours = plistlib.loads(artifacts["mobileconfig"].body)["PayloadContent"][1]
+    assert policy_from_keys({k: v for k, v in ours.items() if not k.startswith("Payload")}) == stated
+    assert policy_from_keys(read_reg(artifacts["reg"].body)[r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\mcpstore\acme"]) == stated
