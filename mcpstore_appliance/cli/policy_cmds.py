@@ -43,7 +43,7 @@ def file_sha256(path: Path) -> str:
 def run_check(args: argparse.Namespace) -> int:
     sha256 = file_sha256(args.file)
     registry = Registry.from_config(args.registry, need_token=True)
-    answer = registry.json("POST", f"/api/orgs/{quote(args.org, safe='')}/policy/check", json_body={"sha256": sha256})
+    answer = registry.json("GET", f"/api/orgs/{quote(args.org, safe='')}/policy/check", query={"sha256": sha256})
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0 if answer["allowed"] else EXIT_REFUSED

@@ -34,11 +34,6 @@ class PolicyBody(BaseModel):
     expected_version: int | None = Field(None, ge=0, le=2**53, description="refuse (409) if the policy moved on")
 
 
-class CheckBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
 class DeviceTokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: OneLine = Field(min_length=1, max_length=100)
@@ -94,17 +89,18 @@ async def put_policy(request: web.Request) -> web.Response:
     return web.json_response(_version_json(current, request))
 
 
-@routes.post("/api/orgs/{slug}/policy/check")
+@routes.get("/api/orgs/{slug}/policy/check")
 @allow(signed_in("read", org="path:slug"))
 @documented("Whether a bundle (by sha256) is allowed in the organization, and why (any member)",
-            tags=["policy"], body=CheckBody.model_json_schema(),
+            tags=["policy"], query={"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "required": True}},
             responses={200: "The decision", 400: "Malformed", 404: "No such organization"})
 async def check_bundle(request: web.Request) -> web.Response:
-    body = await read_json(request, CheckBody)
-    release, decision = await _policies(request).check(caller(request), request.match_info["slug"], body.sha256)
+    sha256 = request.query.get("sha256", "")
+    release, decision = await _policies(request).check(caller(request), request.match_info["slug"], sha256)
     return web.json_response({"allowed": decision.allowed, "rule": getattr(decision, "rule", None),
                               "reason": getattr(decision, "reason", None),
-                              "auto_install": getattr(decision, "auto_install", False), "release": release})
+                              "auto_install": getattr(decision, "auto_install", False), "release": release},
+                             headers={"Cache-Control": "private, no-store"})
 
 
 @routes.get("/api/orgs/{slug}/device-tokens")

@@ -141,14 +141,14 @@ async def test_members_ask_whether_a_bundle_is_allowed(world):
     _, tool_sha = bundle_for("tool")
     _, other_sha = bundle_for("other")
     await world["alice"].put("/api/orgs/acme/policy", json={"policy": STRICT})
-    status, body, _ = await world["bob"].post("/api/orgs/acme/policy/check", json={"sha256": tool_sha})
+    status, body, _ = await world["bob"].get("/api/orgs/acme/policy/check", params={"sha256": tool_sha})
     assert status == 200 and body["allowed"] is True and body["release"]["package"] == "acme/tool"
-    status, body, _ = await world["bob"].post("/api/orgs/acme/policy/check", json={"sha256": other_sha})
+    status, body, _ = await world["bob"].get("/api/orgs/acme/policy/check", params={"sha256": other_sha})
     assert body["allowed"] is False and body["rule"] == "not_allowlisted" and "acme/other" in body["reason"]
-    status, body, _ = await world["bob"].post("/api/orgs/acme/policy/check", json={"sha256": "0" * 64})
+    status, body, _ = await world["bob"].get("/api/orgs/acme/policy/check", params={"sha256": "0" * 64})
     assert body["allowed"] is False and body["rule"] == "unknown_bundle"
-    assert (await world["eve"].post("/api/orgs/acme/policy/check", json={"sha256": tool_sha}))[0] == 404
-    assert (await world["bob"].post("/api/orgs/acme/policy/check", json={"sha256": "nothex"}))[0] == 400
+    assert (await world["eve"].get("/api/orgs/acme/policy/check", params={"sha256": tool_sha}))[0] == 404
+    assert (await world["bob"].get("/api/orgs/acme/policy/check", params={"sha256": "nothex"}))[0] == 400
 
 
 async def _raw(app, path: str, token: str) -> bytes:
