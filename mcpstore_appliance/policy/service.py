@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import audit
 from ..accounts.models import ROLES_THAT_MANAGE_MEMBERS, Org, Principal
@@ -20,6 +21,7 @@ from ..audit import Actor
 from ..catalog.visibility import visible_clause
 from ..db import Database
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from ..keys import load_or_create_signing_key
 from ..ledger.events import canonical_json
 from .artifacts import FORMATS, Artifact, Artifacts
 from .decide import Decision, PackageFacts, Refused, decide
@@ -195,6 +197,13 @@ class PolicyService:
             async with self.db.write() as tx:
                 await tx.execute("UPDATE device_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"]))
         return Org(row["id"], row["slug"], row["name"], row["created_at"])
+
+
+def open_policy_service(db: Database, accounts: AccountService, keys_dir: Path, registry: str,
+                        name_prefix: str) -> PolicyService:
+    """The service with its signing key, `keys_dir/policy.key` (created 0600 on first use, like the others)."""
+    key = load_or_create_signing_key(Path(keys_dir) / "policy.key")
+    return PolicyService(db, accounts, Artifacts(key, registry, name_prefix))
 
 
 def facts_of(release: dict) -> PackageFacts:

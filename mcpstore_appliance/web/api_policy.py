@@ -1,17 +1,13 @@
 """Group policy over HTTP: org admins read and change it and manage device tokens (/api/orgs/{slug}/...);
 members ask for a decision; managed devices fetch it, signed or rendered for MDM, with a device token
-(/policy/{slug}.{format}). `install` builds the service once the other services exist and adds the routes.
+(/policy/{slug}.{format}). `install` adds the routes and finds the service build_services made.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..keys import load_or_create_signing_key
-from ..policy.artifacts import Artifacts
 from ..policy.model import Policy
 from ..policy.service import PolicyService, PolicyVersion
 from ..policy.signed import key_id
@@ -40,18 +36,14 @@ class DeviceTokenBody(BaseModel):
 
 
 def install(app: web.Application, front_door) -> None:
-    """Add the routes, and the service once create_app's services exist (a cleanup context after theirs)."""
-    front_door.add_routes(app.router, routes)
+    """The one hook in create_app: the routes, and the service (built by build_services) under POLICY."""
 
     async def policy_service(app: web.Application):
-        services = app["services"]
-        settings = services.settings
-        key = load_or_create_signing_key(Path(settings.data_dir) / "keys" / "policy.key")  # 0600, like the others
-        app[POLICY] = PolicyService(services.db, services.accounts,
-                                    Artifacts(key, settings.base_url, settings.registry_name_prefix))
+        app[POLICY] = app["services"].policy
         yield
 
     app.cleanup_ctx.append(policy_service)
+    front_door.add_routes(app.router, routes)
 
 
 def _policies(request: web.Request) -> PolicyService:
