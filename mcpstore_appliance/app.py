@@ -32,9 +32,10 @@ from .ledger.service import Ledger
 from .ledger.witness import Witness, default_witness_name
 from .market import Market, build_market
 from .market.entitlements import covers
+from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_publish, health, ledger_api, openapi, registry_api,
-                  sendfile)
+from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, openapi,
+                  registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
@@ -70,6 +71,7 @@ class Services:
     sweeper: Sweeper  # crash leftovers; started only by a serving appliance
     gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
     market: Market  # buying, crediting, entitlements (market/)
+    policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -114,17 +116,18 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         storage = settings.storage
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
         discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
-        discovery.packages.entitled = covers  # paid bundles and requires_payment follow entitlements (market/)
+        # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
+        accounts = AccountService(db, settings.accounts, change_stamp=db.stamp)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
-            # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
-            accounts=AccountService(db, settings.accounts, change_stamp=db.stamp),
+            accounts=accounts,
             ledger=ledger,
             publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
             package_status=PackageStatusService(db, ledger),
             discovery=discovery,
             gateway=gateway,
             market=build_market(settings, db, paths["keys"]),
+            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -145,6 +148,8 @@ async def build_ledger(db: Database, settings: Settings, signing_key: SigningKey
 
 
 def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_types: frozenset[str]) -> Discovery:
+    """Search, package data and the registry API. Paid bundles and `requires_payment` follow the caller's
+    entitlements (market/entitlements.py `covers`)."""
     # Cursors are signed with a secret of their own (0600 in the data folder): they stay valid across restarts,
     # and a forged or edited cursor is refused.
     cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
@@ -154,7 +159,7 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
     return Discovery(
         cursors=cursors, downloads=downloads,
         search=SearchService(db, cursors, base_url, generation, fold_epoch=lambda: downloads.epoch),
-        packages=PackageView(db, cursors, base_url),
+        packages=PackageView(db, cursors, base_url, entitled=covers),
         registry=RegistryView(db, cursors, base_url, settings.registry_name_prefix, generation,
                               fold_epoch=lambda: downloads.epoch, hosted_types=hosted_types))
 
@@ -214,6 +219,7 @@ def create_app(settings: Settings) -> web.Application:
         front_door.add_routes(app.router, module.routes)
     api_market.install_market(app, front_door)  # buying, webhooks, the market service and its timer
     install_gateway(app, front_door)  # hosted execution (gateway/): its service, start-up log line and routes
+    api_policy.install(app, front_door)  # group policy: its routes
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
     app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it

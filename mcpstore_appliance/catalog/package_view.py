@@ -184,7 +184,8 @@ STATIC_COLUMNS = (
 
 
 class PackageView:
-    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, cache_size: int = 2048):
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, cache_size: int = 2048,
+                 entitled: Callable[..., bool] | None = None):
         self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
@@ -194,7 +195,7 @@ class PackageView:
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
         # (conn, user id, org ids, package id, major) -> bool: whether an entitlement covers that major version.
         # Set by the market's wiring (market.entitlements.covers); None: nobody has bought anything.
-        self.entitled: Callable[..., bool] | None = None
+        self.entitled = entitled  # whether a caller holds access to a paid package (market/); None: nobody
 
     # -- package data -----------------------------------------------------------------------------------
 

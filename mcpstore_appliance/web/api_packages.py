@@ -33,7 +33,7 @@ from . import sendfile
 from .encoded import EncodedResponse, json_text
 from .middlewares import BASE_HEADERS
 from .openapi import documented
-from .util import query_int
+from .util import etag_matches, query_int
 
 log = logging.getLogger("mcpstore.downloads")
 routes = web.RouteTableDef()
@@ -143,7 +143,7 @@ async def package(request: web.Request) -> web.Response:
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
                                                                   m["name"])
     headers = package_headers(etag, public)
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
+    if etag_matches(request.headers.get("If-None-Match"), etag):
         del headers["Content-Type"]
         return web.Response(status=304, headers=headers)
     return EncodedResponse(body, headers)
@@ -293,13 +293,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = [part.strip() for part in header.split(",")]
-    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
-
-
 async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
                        start: int, end: int) -> None:
     """The headers, then bytes [start, end) of the blob: with sendfile from a local file where the connection
@@ -358,7 +351,7 @@ async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.Stre
     services = request.app["services"]
     headers = bundle_headers(target)
     counter = services.discovery.downloads
-    if _etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+    if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)
     size = target.size
     wanted = parse_range(request.headers.get("Range"), size)
