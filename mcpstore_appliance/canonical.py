@@ -12,3 +12,8 @@ from typing import Any
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """canonical_json as UTF-8: what is hashed and signed."""
+    return canonical_json(value).encode()

@@ -23,7 +23,7 @@ from ..catalog.visibility import visible_clause
 from ..db import Database
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from ..keys import load_or_create_signing_key
-from ..ledger.events import canonical_json
+from ..canonical import canonical_bytes
 from .artifacts import FORMATS, Artifact, Artifacts
 from .decide import Decision, PackageFacts, Refused, decide
 from .model import DEFAULT_POLICY, Policy
@@ -53,7 +53,7 @@ class DeviceTokenInfo:
 
 
 def policy_bytes(policy: Policy) -> bytes:
-    return canonical_json(policy.document())
+    return canonical_bytes(policy.document())
 
 
 def _actor(principal: Principal, ip: str | None) -> Actor:

@@ -15,13 +15,13 @@ import time
 import pytest
 
 from mcpstore_appliance.accounts.credentials import secret_hash
+from mcpstore_appliance.accounts.models import SCOPES
 from mcpstore_appliance.web.access import ACCESS_CODES, Access, access_of, undeclared_routes
 from mcpstore_appliance.web.api_policy import POLICY
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from tests.seed import bundle_for, publish
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
-SCOPES = ("read", "publish", "account", "admin")
 KINDS = ("anonymous", *SCOPES, *(f"{scope}@orgb" for scope in SCOPES if scope != "admin"), "revoked", "expired",
          "disabled", "session", "session-no-csrf", "admin-session", "device")
 AUTH_FAILURES = {"revoked": "token_revoked", "expired": "token_expired", "disabled": "account_disabled"}
