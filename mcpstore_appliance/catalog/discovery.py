@@ -15,7 +15,7 @@ from .downloads import DEFAULT_INTERVAL, DownloadCounter
 from .package_view import PackageView
 from .reader import CatalogReader
 from .registry_view import RegistryView
-from .search import SearchService
+from .search.service import SearchService
 
 CURSOR_KEY_FILE = "cursor.key"
 log = logging.getLogger("mcpstore.discovery")

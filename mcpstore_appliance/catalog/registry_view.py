@@ -35,7 +35,8 @@ from .names import is_package_ref
 from .package_view import iso, version_path
 from .pricing import pricing_of
 from .reader import CatalogReader, TooBigForTheLoop, within_steps
-from .search import DEFAULT_RESULT_TTL, FacetCache
+from ..lru import LRU
+from .search.cache import DEFAULT_RESULT_TTL
 from .visibility import visible_clause
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
@@ -73,7 +74,7 @@ class RegistryView:
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
-        self._pages = FacetCache(size=128)  # listing pages are up to ~100 KB
+        self._pages = LRU(size=128)  # listing pages are up to ~100 KB
         self.reader = reader
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
