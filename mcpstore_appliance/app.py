@@ -13,6 +13,7 @@ from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
 from .catalog.discovery import Discovery
+from .catalog.orphans import Sweeper
 from .catalog.publish import Publisher
 from .catalog.service import PackageStatusService
 from .config import Settings
@@ -20,7 +21,9 @@ from .db import Database
 from .keys import load_or_create_signing_key
 from .ledger.service import Ledger
 from .ledger.setup import build_ledger
+from .private_files import private_dir
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
 from .web.middlewares import FrontDoor, check_every_route_wrapped
@@ -49,6 +52,7 @@ class Services:
     publisher: Publisher | None = None
     package_status: PackageStatusService | None = None
     discovery: Discovery | None = None  # search, package data, registry API, download counts
+    sweeper: Sweeper | None = None  # crash leftovers (serve only)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -63,10 +67,10 @@ def data_paths(settings: Settings) -> dict[str, Path]:
 
 
 def prepare_data_dir(settings: Settings) -> dict[str, Path]:
+    """The data folder and its folders, private to the service user (see private_files.py)."""
     paths = data_paths(settings)
-    for name in ("root", "blobs", "tmp"):
-        paths[name].mkdir(parents=True, exist_ok=True)
-    paths["keys"].mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in ("root", "blobs", "tmp", "keys"):
+        private_dir(paths[name])
     return paths
 
 
@@ -87,9 +91,9 @@ async def build_services(settings: Settings) -> Services:
         await db.close()
         raise
     services = Services(settings=settings, db=db, blobs=blobs, keys=keys,
-                        accounts=AccountService(db, settings.accounts), metrics=Metrics(),
-                        ledger=build_ledger(db, settings, keys.ledger, paths["keys"]))
+                        accounts=AccountService(db, settings.accounts), metrics=Metrics())
     try:
+        services.ledger = await build_ledger(db, settings, keys.ledger, paths["keys"])  # may refuse the origin
         # metrics is read through the Services object: create_app swaps in the middleware's Metrics later.
         services.publisher = Publisher(db, blobs, services.ledger, settings, metrics=lambda: services.metrics)
     except Exception:
@@ -112,6 +116,7 @@ async def close_services(services: Services) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    log_client_errors_in_one_line()
     metrics = Metrics()
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     # metrics, logs and headers see the final status: errors are translated inside the front door, which wraps
@@ -139,6 +144,17 @@ def create_app(settings: Settings) -> web.Application:
         await discovery.stop()  # and once more on shutdown
 
     app.cleanup_ctx.append(discovery_tasks)
+
+    async def sweep_tasks(app: web.Application):
+        services = app["services"]
+        storage = settings.storage
+        services.sweeper = Sweeper(services.db, services.blobs, data_paths(settings)["tmp"],
+                                   interval=storage.sweep_interval_seconds, grace=storage.sweep_grace_seconds)
+        services.sweeper.start()  # crash leftovers: now, then every interval
+        yield
+        await services.sweeper.stop()
+
+    app.cleanup_ctx.append(sweep_tasks)
 
     async def stop_sendfile_workers(app: web.Application) -> None:
         sendfile.slots.abort_all(app)  # this app's downloads still running after the shutdown grace period

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,10 @@ NOT_SETTINGS = frozenset({
     "MCPSTORE_CONFIG_DIR", "MCPSTORE_REGISTRY", "MCPSTORE_TOKEN", "MCPSTORE_PASSWORD",
     "MCPSTORE_ADMIN_PASSWORD", "MCPSTORE_LOG_LEVEL", "MCPSTORE_TEST_CACHE",
 })
+
+
+DEFAULT_NAME_PREFIX = "local.mcpstore"  # registry names where the public URL gives no DNS name to reverse
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class ConfigError(Exception):
@@ -55,7 +60,9 @@ class AccountSettings(Section):
     session_ttl_hours: int = Field(24 * 14, gt=0)
     token_max_days: int = Field(365, gt=0)
     login_attempts_per_ip_per_minute: int = Field(20, gt=0)
-    login_attempts_per_account_per_minute: int = Field(5, gt=0)
+    # per account and address: failures before the growing delays start, and the longest delay
+    login_failures_before_delay: int = Field(5, gt=0)
+    login_max_delay_seconds: int = Field(900, gt=0)
     token_requests_per_ip_per_minute: int = Field(30, gt=0)
 
 
@@ -76,6 +83,10 @@ class S3Settings(Section):
 
 class StorageSettings(Section):
     backend: Literal["local", "s3"] = "local"
+    # Blobs no version refers to (a publish that crashed between storing and committing) and temp files of
+    # crashed uploads are removed at start and then every interval, once older than the grace period.
+    sweep_interval_seconds: float = Field(3600.0, gt=0)
+    sweep_grace_seconds: float = Field(3600.0, ge=0)
     s3: S3Settings = S3Settings()
 
 
@@ -129,6 +140,7 @@ class Settings(Section):
 
     @property
     def ledger_origin(self) -> str:
+        """The origin a new data folder's ledger gets (ledger/setup.py keeps it from then on)."""
         if self.ledger.origin:
             return self.ledger.origin
         parts = urlsplit(self.base_url)
@@ -136,11 +148,16 @@ class Settings(Section):
 
     @property
     def registry_name_prefix(self) -> str:
-        """Reverse-DNS prefix of MCP Registry server names, e.g. `com.example.mcpstore`."""
+        """Reverse-DNS prefix of MCP Registry server names: `registry.name_prefix`, else the public URL's host
+        name reversed (https://mcp.example.com -> `com.example.mcp`), else (no public URL, or an IP address or
+        a single label such as localhost) `local.mcpstore`."""
         if self.registry.name_prefix:
             return self.registry.name_prefix
-        host = urlsplit(self.base_url).hostname or "localhost"
-        return ".".join(reversed(host.split(".")))
+        host = (urlsplit(self.server.public_url).hostname or "") if self.server.public_url else ""
+        labels = host.split(".")
+        if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+            return DEFAULT_NAME_PREFIX
+        return ".".join(reversed(labels))
 
 
 def _read_file(path: Path) -> dict[str, Any]:

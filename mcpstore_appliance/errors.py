@@ -24,6 +24,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A body in a format this endpoint does not read (415)."""
+
+    code = "unsupported_media_type"
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-SECRET_FILE_MODE = 0o600
+from .private_files import PRIVATE_FILE_MODE, private_dir
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
     """Create `path` with mode 0600 from the first byte on (no window where others could read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -24,7 +24,7 @@ def load_or_create_signing_key(path: Path) -> SigningKey:
     """An Ed25519 key kept as its 32-byte seed."""
     if path.exists():
         if path.stat().st_mode & 0o077:
-            os.chmod(path, SECRET_FILE_MODE)
+            os.chmod(path, PRIVATE_FILE_MODE)
         seed = path.read_bytes()
         if len(seed) != 32:
             raise ValueError(f"{path} does not hold a 32-byte Ed25519 seed")

@@ -79,7 +79,7 @@ class RunningApp:
     def services(self):
         return self.app["services"]
 
-    async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish"),
+    async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish", "account"),
                    password: str = "correct horse battery") -> tuple[Any, str]:
         """Create a user directly through the service and return (user, API token)."""
         accounts = self.services.accounts

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 ROLES = ("owner", "admin", "publisher", "member", "auditor")
 ROLES_THAT_MANAGE_MEMBERS = frozenset({"owner", "admin"})
 ROLES_THAT_PUBLISH = frozenset({"owner", "admin", "publisher"})
-SCOPES = ("read", "publish", "admin")
+# read: see what the holder may see (private and org packages); publish: publish, yank, deprecate;
+# account: change the holder's account, tokens, organizations, members and invites; admin: site administration
+# (only for site administrators' credentials). A signed-in browser session holds them all.
+SCOPES = ("read", "publish", "account", "admin")
+SCOPE_DESCRIPTIONS = {
+    "read": "see your private and organization packages",
+    "publish": "publish, yank and deprecate versions",
+    "account": "manage your tokens, organizations, members and invitations",
+    "admin": "administer this registry (site administrators only)",
+}
 SESSION_SCOPES = frozenset(SCOPES)
 
 
@@ -59,6 +68,13 @@ class Principal:
     org_slugs: dict[int, str] = field(default_factory=dict)  # org_id -> slug
     token_org_id: int | None = None  # a token bound to one org acts only within it
     via: str = "session"
+    expires_at: float | None = None  # when the credential (a token) expires; None: it does not, or a session
+
+    @property
+    def bound_org_slug(self) -> str | None:
+        """The slug of the org a bound token acts in (None for unbound credentials, or when the holder has
+        since left that org: the token then reaches nothing)."""
+        return None if self.token_org_id is None else self.org_slugs.get(self.token_org_id)
 
     @property
     def id(self) -> int:
@@ -66,7 +82,13 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.user.is_admin and "admin" in self.scopes
+        """Site administration: an administrator's credential with the admin scope, never an org-bound token."""
+        return self.user.is_admin and "admin" in self.scopes and self.token_org_id is None
+
+    @property
+    def acts_as_owner(self) -> bool:
+        """Whether the holder's personal namespace is within reach (an org-bound token reaches only its org)."""
+        return self.token_org_id is None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

@@ -35,7 +35,7 @@ from .models import (
     User,
 )
 from .passwords import CONCURRENT_HASHES, hash_password, password_problem, verify_password
-from .ratelimit import RateLimiter
+from .ratelimit import FailureDelays, RateLimiter, address_key
 
 TOKEN_PREFIX = "mcps_"
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
@@ -90,7 +90,7 @@ class AccountService:
         self.change_stamp = change_stamp or itertools.count().__next__  # a new value each time: nothing kept
         self._kept_callers = LRU(KEPT_CALLERS)
         self.login_by_ip = RateLimiter(settings.login_attempts_per_ip_per_minute)
-        self.login_by_account = RateLimiter(settings.login_attempts_per_account_per_minute)
+        self.login_failures = FailureDelays(settings.login_failures_before_delay, settings.login_max_delay_seconds)
         self.token_by_ip = RateLimiter(settings.token_requests_per_ip_per_minute)
         self.hash_slots = asyncio.Semaphore(CONCURRENT_HASHES)
 
@@ -148,15 +148,20 @@ class AccountService:
         return await self.db.fetch_value("SELECT count(*) FROM users", default=0)
 
     async def login(self, login: str, password: str, ip: str) -> User:
-        """Check a password. Rate-limited per IP and per account; the same error for every failure."""
-        self.login_by_ip.check(ip, "login attempts")
+        """Check a password; the same error for every failure. Limited per address (all its attempts) and
+        slowed per account and address (FailureDelays): whoever guesses waits longer and longer, while the
+        account's owner signing in from another address is not held back by it."""
+        address = address_key(ip)
+        self.login_by_ip.check(address, "login attempts")
         login = (login or "").strip()
-        self.login_by_account.check(login.lower(), "login attempts for this account")
+        failures_key = (login.lower(), address)
+        self.login_failures.check(failures_key, "failed sign-ins to this account from your address")
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE (email = ? OR username = ?) AND is_disabled = 0", (login, login.lower()))
         if not await self._hashing(verify_password, row["password_hash"] if row else None, password or ""):
+            self.login_failures.failed(failures_key)
             raise Unauthenticated("wrong email or password", code="bad_credentials")
-        self.login_by_account.reset(login.lower())
+        self.login_failures.succeeded(failures_key)
         async with self.db.write() as tx:
             await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login")
         return _user(row)
@@ -236,54 +241,90 @@ class AccountService:
 
     async def create_token(self, principal: Principal, name: str, scopes: list[str], *, org_slug: str | None = None,
                            expires_in_days: int | None = None, ip: str | None = None) -> tuple[str, TokenInfo]:
+        """A new token for the principal's user, never with more rights than the credential that asks: no scope
+        it lacks, no wider org binding (a bound token's tokens are bound to its org) and no later expiry."""
         if ip:
             self.token_by_ip.check(ip, "token requests")
         name = (name or "").strip()
         if not name or len(name) > 100:
             raise InvalidInput("a token needs a name of 1-100 characters", details={"field": "name"})
-        scopes = sorted(set(scopes or ["read"]))
-        unknown = [s for s in scopes if s not in SCOPES]
-        if unknown:
-            raise InvalidInput(f"unknown scopes {unknown}; use {list(SCOPES)}", details={"field": "scopes"})
-        if "admin" in scopes and not principal.user.is_admin:
-            raise Forbidden("only site administrators can create admin tokens")
-        if not set(scopes) <= principal.scopes:
-            raise Forbidden("a token cannot have more scopes than the credential that creates it")
-        days = self.settings.token_max_days if expires_in_days is None else expires_in_days
-        if not isinstance(days, int) or not 1 <= days <= self.settings.token_max_days:
-            raise InvalidInput(f"expires_in_days must be 1-{self.settings.token_max_days}",
-                               details={"field": "expires_in_days"})
-        org_id = None
-        if org_slug:
-            org = await self.get_org(org_slug)
-            if principal.role_in(org.id) is None:
-                raise Forbidden("you are not a member of this organization")
-            org_id = org.id
+        scopes = self._token_scopes(principal, scopes)
+        expires_at = self._token_expiry(principal, expires_in_days)
+        org_id = await self._token_org(principal, org_slug)
+        if org_id is not None and "admin" in scopes:
+            raise InvalidInput("site administration cannot be bound to an organization; leave out the admin "
+                               "scope or the org", details={"field": "scopes"})
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = time.time()
         async with self.db.write() as tx:
             token_id = await tx.insert("api_tokens", {
                 "user_id": principal.id, "org_id": org_id, "name": name, "token_hash": secret_hash(secret),
-                "prefix": secret[:12], "scopes": " ".join(scopes), "created_at": now,
-                "expires_at": now + days * 86400,
+                "prefix": secret[:12], "scopes": " ".join(scopes), "created_at": time.time(),
+                "expires_at": expires_at,
             })
             await audit.record(tx, Actor(principal.id, principal.user.username, ip), "token.create",
                                org_id=org_id, target=str(token_id), details={"name": name, "scopes": scopes})
         return secret, (await self.list_tokens(principal, token_id=token_id))[0]
 
+    @staticmethod
+    def _token_scopes(principal: Principal, scopes: list[str]) -> list[str]:
+        scopes = sorted(set(scopes or ["read"]))
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown:
+            raise InvalidInput(f"unknown scopes {unknown}; use {list(SCOPES)}", details={"field": "scopes"})
+        if "admin" in scopes and not principal.user.is_admin:
+            raise Forbidden("only site administrators can create admin tokens", code="scope_not_allowed")
+        if not set(scopes) <= principal.scopes:
+            raise Forbidden("a token cannot have more scopes than the credential that creates it",
+                            code="scope_not_allowed", details={"missing": sorted(set(scopes) - principal.scopes)})
+        return scopes
+
+    def _token_expiry(self, principal: Principal, expires_in_days: int | None) -> float:
+        """The new token's expiry: the asked number of days (default the maximum), never past the expiry of the
+        token that creates it (asked explicitly beyond it is refused; the default is cut to it)."""
+        max_days = self.settings.token_max_days
+        days = max_days if expires_in_days is None else expires_in_days
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= max_days:
+            raise InvalidInput(f"expires_in_days must be 1-{max_days}", details={"field": "expires_in_days"})
+        expires_at = time.time() + days * 86400
+        limit = principal.expires_at
+        if limit is not None and expires_at > limit:
+            if expires_in_days is not None:
+                raise Forbidden("a token cannot outlive the token that creates it", code="expiry_not_allowed",
+                                details={"latest": limit})
+            expires_at = limit
+        return expires_at
+
+    async def _token_org(self, principal: Principal, org_slug: str | None) -> int | None:
+        """The org a new token is bound to: the asked one (the holder must be a member), and for a credential
+        that is itself bound, its own org (asked or not: a bound token cannot mint a wider one)."""
+        if principal.token_org_id is not None:
+            if org_slug and org_slug != principal.bound_org_slug:
+                raise Forbidden("this token is bound to an organization; the tokens it creates are bound to the "
+                                "same one", code="org_bound_token")
+            return principal.token_org_id
+        if not org_slug:
+            return None
+        org = await self.get_org(org_slug)
+        if principal.role_in(org.id) is None:
+            raise Forbidden("you are not a member of this organization")
+        return org.id
+
     async def list_tokens(self, principal: Principal, token_id: int | None = None) -> list[TokenInfo]:
+        """The holder's tokens; through an org-bound token, only the tokens bound to the same org."""
+        bound = principal.token_org_id
         rows = await self.db.fetch_all(
             "SELECT t.*, o.slug AS org_slug FROM api_tokens t LEFT JOIN orgs o ON o.id = t.org_id"
-            " WHERE t.user_id = ? AND (? IS NULL OR t.id = ?) ORDER BY t.id DESC",
-            (principal.id, token_id, token_id))
+            " WHERE t.user_id = ? AND (? IS NULL OR t.id = ?) AND (? IS NULL OR t.org_id = ?) ORDER BY t.id DESC",
+            (principal.id, token_id, token_id, bound, bound))
         return [TokenInfo(r["id"], r["name"], r["prefix"], r["scopes"].split(), r["org_slug"], r["created_at"],
                           r["expires_at"], r["last_used_at"], r["revoked_at"] is not None) for r in rows]
 
     async def revoke_token(self, principal: Principal, token_id: int, ip: str | None = None) -> None:
         async with self.db.write() as tx:
+            bound = principal.token_org_id  # a bound token revokes only tokens bound to its own org
             changed = await tx.changes(
-                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
-                (time.time(), token_id, principal.id))
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL"
+                " AND (? IS NULL OR org_id = ?)", (time.time(), token_id, principal.id, bound, bound))
             if not changed:
                 raise NotFound("no such active token")
             await audit.record(tx, Actor(principal.id, principal.user.username, ip), "token.revoke",
@@ -317,12 +358,13 @@ class AccountService:
                 await tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"]))
             last_used_at = now  # the write moved the stamp: the next call reads the row once more, then keeps it
         principal = await self.principal_for_user(row["user_id"], frozenset(row["scopes"].split()), row["org_id"],
-                                                  "token")
+                                                  "token", row["expires_at"])
         self._kept_callers.put(("token", digest), _KeptCaller(principal, row["expires_at"], stamp, last_used_at))
         return principal
 
     async def principal_for_user(self, user_id: int, scopes: frozenset[str] = SESSION_SCOPES,
-                                 token_org_id: int | None = None, via: str = "password") -> Principal:
+                                 token_org_id: int | None = None, via: str = "password",
+                                 expires_at: float | None = None) -> Principal:
         # One query for the user and their memberships (a LEFT JOIN row per org, or one row without).
         rows = await self.db.fetch_all(
             "SELECT u.*, m.org_id, m.role, o.slug FROM users u LEFT JOIN memberships m ON m.user_id = u.id"
@@ -331,7 +373,7 @@ class AccountService:
             raise Unauthenticated("this account no longer exists", code="account_disabled")
         orgs = [r for r in rows if r["org_id"] is not None]
         return Principal(_user(rows[0]), scopes, {r["org_id"]: r["role"] for r in orgs},
-                         {r["org_id"]: r["slug"] for r in orgs}, token_org_id, via)
+                         {r["org_id"]: r["slug"] for r in orgs}, token_org_id, via, expires_at)
 
     # ---- web sessions ----------------------------------------------------------------------------
 
@@ -375,6 +417,8 @@ class AccountService:
     # ---- organizations ---------------------------------------------------------------------------
 
     async def create_org(self, actor: Principal | None, slug: str, name: str, *, owner: User | None = None) -> Org:
+        if actor is not None and actor.token_org_id is not None:
+            raise Forbidden("a token bound to an organization cannot create organizations", code="org_bound_token")
         check_slug(slug, "slug")
         name = (name or slug).strip()[:100]
         owner = owner or (actor.user if actor else None)
@@ -404,17 +448,17 @@ class AccountService:
         return _org(row)
 
     async def orgs_of(self, principal: Principal) -> list[tuple[Org, str]]:
-        """The caller's organizations with their role in each, by slug (kept like the callers themselves)."""
+        """The caller's organizations with their role in each, by slug (kept like the callers themselves);
+        through an org-bound token, only that org."""
         stamp = self.change_stamp()  # before the read it guards
         kept = self._kept_callers.get(("orgs", principal.id))
-        if kept is not None and kept[0] == stamp:
-            return list(kept[1])
-        rows = await self.db.fetch_all(
-            "SELECT o.*, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.slug",
-            (principal.id,))
-        orgs = [(_org(row), row["role"]) for row in rows]
-        self._kept_callers.put(("orgs", principal.id), (stamp, tuple(orgs)))
-        return orgs
+        if kept is None or kept[0] != stamp:
+            rows = await self.db.fetch_all(
+                "SELECT o.*, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ?"
+                " ORDER BY o.slug", (principal.id,))
+            kept = (stamp, tuple((_org(row), row["role"]) for row in rows))
+            self._kept_callers.put(("orgs", principal.id), kept)
+        return [(org, role) for org, role in kept[1] if principal.token_org_id in (None, org.id)]
 
     async def members(self, principal: Principal | None, slug: str) -> list[Member]:
         org = await self.visible_org(principal, slug)

@@ -17,6 +17,4 @@ def open_blob_store(settings: Settings) -> BlobStore:
     if settings.storage.backend == "s3":
         # Uploads are spooled next to the app's other temp files before they go to the bucket.
         return S3BlobStore(settings.storage.s3, spool_dir=data_dir / "tmp")
-    store = LocalBlobStore(data_dir / "blobs")
-    store.sweep_temp()  # temp files of writes that a crash interrupted
-    return store
+    return LocalBlobStore(data_dir / "blobs")  # catalog/sweep.py removes what crashed writes left

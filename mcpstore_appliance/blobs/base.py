@@ -52,6 +52,14 @@ class BlobStore(Protocol):
     def list_digests(self) -> AsyncIterator[str]:
         """Every stored sha256 (for backups and garbage collection)."""
 
+    async def modified_at(self, sha256: str) -> float | None:
+        """When the blob was last written (epoch seconds), or None when it is absent: the orphan sweep only
+        removes blobs older than its grace period."""
+
+    def sweep_temp(self, max_age_seconds: float) -> int:
+        """Remove the store's own temp files that crashed writes left, older than `max_age_seconds` (blocking:
+        run it in a thread); returns how many."""
+
     async def presigned_url(self, sha256: str, filename: str) -> str | None:
         """A time-limited direct download URL, or None when the store cannot or is not set to redirect."""
 

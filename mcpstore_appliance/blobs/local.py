@@ -13,11 +13,12 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from mcpstore_appliance.errors import NotFound
+from mcpstore_appliance.private_files import create_private_dirs, private_dir
+from mcpstore_appliance.tempfiles import remove_stale
 
 from ._util import CHUNK_SIZE, check_digest, check_expected, check_range, hash_file, is_digest, spool
 from .base import StoredBlob
@@ -30,7 +31,7 @@ class LocalBlobStore:
         self.root = Path(root)
         self.tmp_dir = self.root / TEMP_DIR
         self.chunk_size = chunk_size
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -87,7 +88,7 @@ class LocalBlobStore:
                 return StoredBlob(sha256, size)  # same bytes already stored: a no-op
         except FileNotFoundError:
             pass
-        _make_dirs_durably(final.parent, self.root)
+        _make_dirs_durably(final.parent)
         # Concurrent puts of the same bytes may both get here; each rename installs identical
         # content atomically, so the last one winning is harmless.
         os.replace(tmp, final)
@@ -157,16 +158,14 @@ class LocalBlobStore:
 
     def sweep_temp(self, max_age_seconds: float = 24 * 3600) -> int:
         """Remove temp files left by crashed writes; young ones may belong to a put in flight."""
-        cutoff = time.time() - max_age_seconds
-        removed = 0
-        for entry in os.scandir(self.tmp_dir):
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return remove_stale(self.tmp_dir, max_age_seconds)
+
+    async def modified_at(self, sha256: str) -> float | None:
+        """When the blob was last written (seconds since the epoch), or None when it is absent."""
+        try:
+            return (await asyncio.to_thread(os.stat, self.path_for(sha256))).st_mtime
+        except FileNotFoundError:
+            return None
 
     def local_file(self, sha256: str) -> Path | None:
         return self.path_for(sha256)
@@ -215,18 +214,9 @@ def _copy_hashing(source: Path, target: Path, chunk_size: int) -> tuple[str, int
     return digest.hexdigest(), size
 
 
-def _make_dirs_durably(folder: Path, root: Path) -> None:
+def _make_dirs_durably(folder: Path) -> None:
     """Create the fan-out folders and fsync each parent that gained an entry."""
-    missing = []
-    current = folder
-    while current != root and not current.exists():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue  # a concurrent put created it
+    for path in create_private_dirs(folder):
         _fsync_dir(path.parent)
 
 

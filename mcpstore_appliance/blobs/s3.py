@@ -44,9 +44,11 @@ from yarl import URL
 
 from mcpstore_appliance.config import ConfigError, S3Settings
 from mcpstore_appliance.errors import InvalidInput, NotFound
+from mcpstore_appliance.private_files import private_dir
 
 from ._util import CHUNK_SIZE, check_bounds, check_digest, check_expected, check_range, hash_file, is_digest, spool
 from .base import StorageError, StoredBlob
+from .s3_upkeep import SPOOL_PREFIX, S3Upkeep
 from .sigv4 import EMPTY_SHA256, SigV4Signer, canonical_query, uri_encode
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class S3Error(StorageError):
         super().__init__(text)
 
 
-class S3BlobStore:
+class S3BlobStore(S3Upkeep):
     def __init__(
         self,
         settings: S3Settings,
@@ -95,7 +97,7 @@ class S3BlobStore:
         self.scheme, self.host, self._bucket_path = _address(settings)
         self._signer = SigV4Signer(settings.access_key_id, settings.secret_access_key.get_secret_value(), settings.region)
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.spool_dir)
         self._session = session
         self._owns_session = session is None
         self.list_page_size = list_page_size
@@ -267,7 +269,7 @@ class S3BlobStore:
     # -- writing ---------------------------------------------------------------------------------
 
     async def put_stream(self, chunks: AsyncIterable[bytes]) -> StoredBlob:
-        fd, name = tempfile.mkstemp(dir=self.spool_dir, prefix="s3-put-")
+        fd, name = tempfile.mkstemp(dir=self.spool_dir, prefix=SPOOL_PREFIX)
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -331,7 +333,7 @@ class S3BlobStore:
             done = ET.fromstring(await self._simple(
                 "CompleteMultipartUpload", "POST", object_path, query=upload, body=payload,
                 payload_hash=hashlib.sha256(payload).hexdigest()))
-            if _local_name(done.tag) == "Error":  # S3 may report a failed completion inside a 200
+            if done.tag.rsplit("}", 1)[-1] == "Error":  # S3 may report a failed completion inside a 200
                 raise S3Error("CompleteMultipartUpload", 200, done.findtext("{*}Code") or "Error",
                               done.findtext("{*}Message") or "")
         except BaseException:
@@ -491,7 +493,3 @@ def _read_part(fh, offset: int, length: int, digest: Any) -> tuple[bytes, str]:
         raise OSError("file shrank while it was uploaded")
     digest.update(data)
     return data, hashlib.sha256(data).hexdigest()
-
-
-def _local_name(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]

@@ -13,7 +13,8 @@ differences from the zod schemas that the CLI really runs put back (mcpb-format.
 Registry rules on top (each is listed in tests/e2e/test_mcpb_cli_differential.py, where `mcpb validate` and we
 disagree on purpose):
 - `uv` servers may omit `mcp_config` (upstream's own uv example does; 2.1.2 wrongly requires it);
-- the file must be UTF-8 without BOM and without duplicate object keys;
+- the file must be UTF-8 without BOM, duplicate object keys or lone surrogates, nested at most 64 deep, and
+  without control characters (tab and line breaks only in multi-line fields): manifest_text.py;
 - `version` is strict SemVer 2.0.0; `name` is a lowercase slug (a-z, 0-9, `-`, `_`, `.`; at most 64);
 - `server.entry_point` is a clean relative path that exists in the bundle (`binary` may add `.exe`);
   a `uv` server also needs `pyproject.toml` at the root;
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from jsonschema import Draft7Validator, FormatChecker
 
 from ..errors import Unprocessable
+from .manifest_text import decode_manifest, json_path, text_errors
 from .model import Author, Links, PackageMetadata, Prompt, Tool, UserConfigField
 
 VERSIONS = ("0.1", "0.2", "0.3", "0.4")
@@ -106,45 +108,6 @@ class ManifestCheck:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-# ------------------------------------------------------------------------------------------ decoding
-
-
-def _reject(code: str, message: str, path: str = "manifest.json") -> Unprocessable:
-    return Unprocessable(message, code=code, details=[{"path": path, "message": message}])
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def decode_manifest(raw: bytes, max_bytes: int) -> Any:
-    """Bytes of manifest.json -> parsed JSON, or Unprocessable with a precise code."""
-    if len(raw) > max_bytes:
-        raise _reject("manifest_too_large", f"manifest.json is larger than {max_bytes} bytes")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raise _reject("manifest_bom", "manifest.json starts with a byte order mark; save it as UTF-8 without BOM")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _reject("manifest_encoding", f"manifest.json is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:
-        raise _reject("manifest_json", f"manifest.json is not valid JSON: {exc.msg} at line {exc.lineno} "
-                      f"column {exc.colno}") from None
-    except ValueError as exc:
-        raise _reject("manifest_json", f"manifest.json is not valid JSON: {exc}") from None
 
 
 def resolve_version(data: Any) -> str | None:
@@ -218,18 +181,6 @@ def schema_for(version: str) -> dict:
 @cache
 def _validator(version: str) -> Draft7Validator:
     return Draft7Validator(_js_patterns(copy.deepcopy(schema_for(version))), format_checker=_format_checker())
-
-
-def json_path(parts: Iterable[Any]) -> str:
-    out = "$"
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", str(part)):
-            out += f".{part}"
-        else:
-            out += "[" + json.dumps(str(part)) + "]"
-    return out
 
 
 def _describe(error) -> list[tuple[list[Any], str]]:
@@ -443,7 +394,7 @@ def check_manifest(data: Any, files: FileLookup | None) -> ManifestCheck:
                    f"(expected manifest_version one of {', '.join(VERSIONS)})"}
         return ManifestCheck(None, (problem,), ())
     found = schema_errors(data, version)
-    registry = registry_errors(data, files) if files is not None else []
+    registry = text_errors(data) + (registry_errors(data, files) if files is not None else [])
     # One problem per spot: a registry rule about a value the schema already rejected adds only noise.
     bad = {e["path"] for e in found}
     registry = [e for e in registry if not any(e["path"] == p or e["path"].startswith((p + ".", p + "["))

@@ -1,4 +1,4 @@
-"""The publish pipeline (DESIGN invariant 2): atomic, fail-closed, immutable versions.
+"""The publish pipeline (invariant 2 in docs/architecture.md): atomic, fail-closed, immutable versions.
 
 1. Check the options and the caller's right to the namespace, before reading a byte of the body.
 2. Stream the body into a private temp file while hashing it, the size cap enforced as it streams.
@@ -9,10 +9,10 @@
    row, its ledger leaf (published versions only), the audit event, "latest".
 7. After the commit: the inclusion proof against a signed checkpoint, for the response.
 
-A failure at any step before the commit leaves no version row and no ledger leaf; the temp file is always
-removed. A blob stored before a failed transaction is not an orphan that blocks anything: nothing refers to
-it, and the retry finds it already in place. Concurrent publishes of one version serialize on the single
-writer; the re-check inside the transaction (backed by the UNIQUE constraints) lets exactly one win.
+A failure at any step before the commit leaves no version row, no ledger leaf and no blob (orphans.py takes
+the publish's blobs back unless a version refers to them); the temp file is always removed, and what a crash
+leaves is swept later. Concurrent publishes of one version serialize on the single writer; the re-check
+inside the transaction (backed by the UNIQUE constraints) lets exactly one win.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ from ..config import ConfigError, Settings
 from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, InvalidInput, Unprocessable
 from ..ledger import events as ledger_events
+from ..text import check_text
 from . import semver
 from .names import PACKAGE_NAME
 from .pricing import Pricing, parse_pricing
 from .service import actor_of, ledger_proof, refresh_latest, seal_org
-from .uploads import Upload, spooled, sweep_stale
+from .orphans import StoredForPublish
+from .uploads import Upload, spooled
 from .visibility import can_manage
 
 log = logging.getLogger("mcpstore.publish")
@@ -53,8 +55,6 @@ STORED_SIGNATURE_STATUSES = ("unsigned", "signed", "self-signed")
 CATEGORY = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 MAX_CHANGELOG = 20_000
 MAX_OPTION = 2_048  # every option but the changelog
-STALE_UPLOAD_SECONDS = 3600  # an upload file untouched this long belongs to a process that died
-SWEEP_EVERY_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class PublishOptions:
             if value is not None and len(value) > limit:
                 raise InvalidInput(f"{name} is limited to {limit} characters", code="option_too_long",
                                    details={"field": name})
+            check_text(value or "", name, multiline=name == "changelog")
             values[name] = value if value not in (None, "") else None
         pricing = None
         if any(values[name] is not None for name in PRICING_OPTIONS):
@@ -204,7 +205,6 @@ class Publisher:
         # Inspection is CPU- and memory-heavy; bound how many run at once so a burst of uploads queues
         # instead of exhausting the worker threads everything else shares.
         self._inspections = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 2)))
-        self._last_sweep = float("-inf")
 
     # --- entry point --------------------------------------------------------------------------------
 
@@ -230,7 +230,6 @@ class Publisher:
                        declared_size: int | None, ip: str | None) -> PublishResult:
         target = await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
-        await self._sweep()
         clock = _Clock()
         async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
             clock.lap("receive")
@@ -248,24 +247,17 @@ class Publisher:
             name, version = report.metadata.name, report.metadata.version
             parsed = check_name_and_version(name, version)
             await self._precheck_free(target, name, version, parsed)
-            await self.blobs.put_file(upload.path, upload.sha256, trusted=True)
-            icon = await self._store_icon(report)
-            clock.lap("blob")
-            result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
+            async with StoredForPublish(self.db, self.blobs) as stored:
+                await stored.put_file(upload.path, upload.sha256)
+                icon = await stored.put_bytes(report.icon_png) if report.icon_png else None
+                clock.lap("blob")
+                result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
             clock.lap("commit")
         result.ledger = await ledger_proof(self.ledger, result.ledger_index) if state == "published" else None
         clock.lap("proof")
         log.debug("published %s/%s@%s (%s, %d bytes): %s", target.namespace, result.name, result.version, state,
                   upload.size, clock)
         return result
-
-    async def _sweep(self) -> None:
-        if time.monotonic() - self._last_sweep < SWEEP_EVERY_SECONDS:
-            return
-        self._last_sweep = time.monotonic()
-        removed = await asyncio.to_thread(sweep_stale, self.tmp_dir, STALE_UPLOAD_SECONDS)
-        if removed:
-            log.info("removed %d upload file(s) left by an earlier crash", removed)
 
     # --- authorization --------------------------------------------------------------------------------
 
@@ -314,15 +306,6 @@ class Publisher:
         """Refuse a taken version before storing its blob (the authoritative check is in the transaction, so
         one query without a snapshot transaction is enough here)."""
         await _ensure_free(self.db, target.namespace, name, version, parsed)
-
-    async def _store_icon(self, report: BundleReport) -> str | None:
-        if not report.icon_png:
-            return None
-
-        async def one_chunk():
-            yield report.icon_png
-
-        return (await self.blobs.put_stream(one_chunk())).sha256
 
     async def _commit(self, principal: Principal, target: Target, options: PublishOptions, upload: Upload,
                       report: BundleReport, state: str, parsed: semver.Version, icon: str | None,

@@ -7,8 +7,8 @@ Each published version of a package is one registry entry:
   registry's name pattern.
 - `server.packages[0]` is the bundle: `registryType: "mcpb"`, the appliance's content-addressed download URL as
   `identifier`, `fileSha256` of the stored bytes, stdio transport.
-- `server.remotes[0]` is the hosted endpoint: this appliance's gateway `{base}/mcp/{namespace}/{name}` for the
-  hobbyist tier, the publisher's own endpoint for the pro tier.
+- `server.remotes[0]`, only where a server answers: the publisher's own https endpoint for the pro tier. (The
+  hobbyist tier's hosted endpoint, `{base}/mcp/{namespace}/{name}`, is advertised once the gateway serves it.)
 - `_meta["io.modelcontextprotocol.registry/official"]`: status (`deleted` for a yanked version, `deprecated`,
   else `active`), publishedAt, updatedAt, statusChangedAt, isLatest; our extras (verified, rating, pricing,
   ledger index, ...) under `<prefix>/catalog`.
@@ -228,12 +228,11 @@ class RegistryView:
         return document
 
     def _remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
-        if row["tier"] == "pro":
-            url = row["endpoint_url"]
-            if not _is_http(url):
-                return None
-        else:
-            url = f"{self.base_url}/mcp/{row['namespace']}/{row['name']}"
+        """A remote only where one answers: an MCP host offers its users every remote it is given."""
+        url = row["endpoint_url"] if row["tier"] == "pro" else None
+        # Issue 20 (the hosted gateway): hobbyist packages get f"{self.base_url}/mcp/{namespace}/{name}" here.
+        if not (_is_http(url) and url.startswith("https://")):
+            return None
         remote: dict[str, Any] = {"type": "streamable-http", "url": url}
         if row["pricing_model"] != "free":
             remote["headers"] = [{"name": "Authorization", "isRequired": True, "isSecret": True,

@@ -1,6 +1,6 @@
 """Status of published versions: yank, unyank, deprecate; the admin quarantine queue; "latest".
 
-A version's bytes never change (DESIGN invariant 1); these operations change status columns only. Each
+A version's bytes never change (docs/architecture.md, invariant 1); these change status columns only. Each
 change writes its ledger leaf and its audit event in the same transaction as the change (invariant 3), so
 the catalog, the log and the audit trail never disagree. Every lookup goes through the one visibility rule:
 a package the caller may not see answers exactly like a missing one.

@@ -14,13 +14,14 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import tempfiles
 from ..errors import InvalidInput, TooLarge
+from ..private_files import private_dir
 
 BLOCK_SIZE = 1024 * 1024  # large enough that thread hand-offs are cheap per byte; bounds memory per upload
 INLINE_TAIL_BYTES = 64 * 1024
@@ -61,9 +62,10 @@ async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *
                   declared_size: int | None = None) -> AsyncIterator[Upload]:
     """Receive `chunks` into a temp file under `tmp_dir`; yield the Upload; always delete the file."""
     check_declared_size(declared_size, max_bytes)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(tmp_dir)
     fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)  # mode 0600
     path = Path(name)
+    held = tempfiles.hold(path)  # a sweep leaves the file alone until the block exits, however slow the client
     try:
         with os.fdopen(fd, "wb") as fh:
             digest, size = await _receive(chunks, fh, max_bytes)
@@ -72,6 +74,7 @@ async def spooled(chunks: AsyncIterable[bytes], tmp_dir: Path, max_bytes: int, *
         yield Upload(path, digest.hexdigest(), size)
     finally:
         path.unlink(missing_ok=True)
+        tempfiles.release(held)
 
 
 async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
@@ -119,21 +122,6 @@ async def _receive(chunks: AsyncIterable[bytes], fh, max_bytes: int):
 
 
 def sweep_stale(tmp_dir: Path, max_age_seconds: float) -> int:
-    """Remove upload files a killed process left behind (a normal exit always removes its own). Young files
-    may belong to an upload in flight, in this process or in an operator command sharing the folder."""
-    cutoff = time.time() - max_age_seconds
-    removed = 0
-    try:
-        entries = list(os.scandir(tmp_dir))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if not (entry.name.startswith(PREFIX) and entry.name.endswith(SUFFIX)):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
+    """Remove upload files a killed process left behind (a normal exit always removes its own): older than
+    `max_age_seconds` and held by no upload in flight, in this process or another one sharing the folder."""
+    return tempfiles.remove_stale(tmp_dir, max_age_seconds, (PREFIX,))

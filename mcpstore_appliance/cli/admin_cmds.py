@@ -39,7 +39,7 @@ def add_parsers(subparsers) -> None:
     token = commands.add_parser("create-token", help="create an API token for a user (printed once)")
     token.add_argument("username")
     token.add_argument("--name", default="admin-issued")
-    token.add_argument("--scopes", default="read,publish", help="comma separated: read,publish,admin")
+    token.add_argument("--scopes", default="read,publish", help="comma separated: read, publish, account (tokens, orgs, members), admin")
     token.add_argument("--org", help="bind the token to one organization")
     token.add_argument("--days", type=int, help="expiry in days")
     token.set_defaults(func=create_token)

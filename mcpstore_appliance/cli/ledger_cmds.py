@@ -4,6 +4,7 @@
   transparency log recorded, in a log that has never rewritten its history?
 - `mcpstore ledger verify [--data DIR]` (operator): recompute the whole tree from the stored leaves.
 - `mcpstore ledger keys [--data DIR]` (operator): print the verifier keys to give to clients and witnesses.
+- `mcpstore ledger set-origin ORIGIN [--yes]` (operator): change the origin fixed in the data folder.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def add_parsers(subparsers) -> None:
     keys = commands.add_parser("keys", help="print the ledger and witness verifier keys")
     add_settings_flags(keys)
     keys.set_defaults(func=run_ledger_keys)
+    origin = commands.add_parser("set-origin", help="change the ledger's origin, the name clients pin with its key")
+    add_settings_flags(origin)
+    origin.add_argument("origin", help="the new origin, e.g. mcp.example.com/ledger")
+    origin.add_argument("--yes", action="store_true", help="change it without asking (the warning is still printed)")
+    origin.set_defaults(func=run_set_origin)
     ledger.set_defaults(func=lambda args: ledger.print_help() or 2)
 
 
@@ -198,9 +204,59 @@ def run_ledger_keys(args: argparse.Namespace) -> int:
     witness_key = _existing_key(paths["keys"] / "witness.key")
     if ledger_key is None:
         raise CliError(f"no ledger key in {paths['keys']}: start the appliance once (`mcpstore serve`)")
-    origin = settings.ledger_origin
+    origin = _stored_origin(paths) or settings.ledger_origin
     print(f"ledger  {notes.verifier_for(origin, ledger_key).vkey()}")
     if witness_key is not None:
         name = settings.ledger.witness_name or default_witness_name(origin)
         print(f"witness {notes.verifier_for(name, witness_key, notes.ALG_COSIGNATURE_V1).vkey()}")
     return 0
+
+
+def _stored_origin(paths: dict[str, Path]) -> str | None:
+    from ..config import ConfigError
+    from ..ledger.setup import ORIGIN_FILE, stored_origin
+
+    try:
+        return stored_origin(paths["keys"] / ORIGIN_FILE)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run_set_origin(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..ledger.setup import ORIGIN_FILE, check_origin, store_origin
+
+    settings = settings_from(args)
+    paths = _paths(args)
+    try:
+        new = check_origin(args.origin, "the new origin")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    old = _stored_origin(paths)
+    key = _existing_key(paths["keys"] / "ledger.key")
+    if old is None or key is None:
+        raise CliError(f"no ledger in {paths['root']} yet: start the appliance once (`mcpstore serve`), or set "
+                       "ledger.origin before the first start")
+    if new == old:
+        print(f"the ledger origin is already {old}")
+        return 0
+    print(f"warning: the ledger's checkpoints are signed as {old!r}. Every client that pinned its key\n"
+          f"  {notes.verifier_for(old, key).vkey()}\n"
+          f"(`mcpstore verify`, tlog clients, witnesses) will reject checkpoints signed as {new!r} and report a\n"
+          "different key or a changed log, until it is given the new key. Change it only if you can tell them.",
+          file=sys.stderr)
+    if not args.yes and not _confirmed(new):
+        raise CliError("the ledger origin was not changed")
+    store_origin(paths["keys"] / ORIGIN_FILE, new)
+    print(f"ledger origin changed from {old} to {new}; restart the appliance to sign with it. The new key to give to "
+          f"clients:\n  {notes.verifier_for(new, key).vkey()}")
+    if settings.ledger.origin and settings.ledger.origin != new:
+        print(f"warning: ledger.origin is set to {settings.ledger.origin!r} in your config or environment: set it "
+              f"to {new!r} or remove it, or the appliance will not start", file=sys.stderr)
+    return 0
+
+
+def _confirmed(new: str) -> bool:
+    if not sys.stdin.isatty():
+        raise CliError("the ledger origin was not changed: there is no terminal to confirm on; add --yes")
+    return input(f"Type the new origin ({new}) to change it: ").strip() == new

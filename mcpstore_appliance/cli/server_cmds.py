@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_dir, private_file, write_private_text
 from .client import CliError
 from .common import add_settings_flags, settings_from
 
@@ -97,8 +98,9 @@ def _copy_blob_files(src_root: Path, dest_root: Path) -> int:
         if path.is_file() and len(path.name) == 64:
             target = dest_root / path.relative_to(src_root)
             if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(target.parent)
                 shutil.copy2(path, target)
+                close_to_others(target, PRIVATE_FILE_MODE)
             count += 1
     return count
 
@@ -118,7 +120,7 @@ def run_backup(args: argparse.Namespace) -> int:
     async def work() -> dict:
         services = await build_services(settings)
         try:
-            dest.mkdir(parents=True, exist_ok=True)
+            private_dir(dest)  # a backup holds the keys: as private as the data folder
             print(f"backing up database to {dest / 'mcpstore.sqlite3'}", file=sys.stderr)
             await services.db.backup_to(dest / "mcpstore.sqlite3")
             print("writing blob list", file=sys.stderr)
@@ -129,13 +131,13 @@ def run_backup(args: argparse.Namespace) -> int:
 
     found = asyncio.run(work())
     paths = data_paths(settings)
-    (dest / "blobs.txt").write_text("".join(d + "\n" for d in found["digests"]))
+    write_private_text(dest / "blobs.txt", "".join(d + "\n" for d in found["digests"]))
     shutil.copytree(paths["keys"], dest / "keys")
     if settings.storage.backend == "local":
         print(f"copying {len(found['digests'])} blobs", file=sys.stderr)
         _copy_blob_files(paths["blobs"], dest / "blobs")
-    (dest / "backup.json").write_text(json.dumps({"format": 1, "blob_backend": settings.storage.backend,
-                                                  "blob_count": len(found["digests"])}))
+    write_private_text(dest / "backup.json", json.dumps({"format": 1, "blob_backend": settings.storage.backend,
+                                                         "blob_count": len(found["digests"])}))
     print(f"backup complete: {dest} ({len(found['digests'])} blobs)")
     return 0
 
@@ -150,12 +152,14 @@ def run_restore(args: argparse.Namespace) -> int:
         raise CliError(f"{src} is not a backup written by `mcpstore backup`")
     paths = data_paths(settings)
     _ensure_empty(paths["root"], "data folder")
-    paths["root"].mkdir(parents=True, exist_ok=True)
+    private_dir(paths["root"])
     print(f"restoring database into {paths['db']}", file=sys.stderr)
     shutil.copy2(src / "mcpstore.sqlite3", paths["db"])
+    private_file(paths["db"])  # copy2 copied the backup's mode
     shutil.copytree(src / "keys", paths["keys"])
+    private_dir(paths["keys"])
     for key_file in paths["keys"].iterdir():
-        os.chmod(key_file, 0o600)
+        os.chmod(key_file, PRIVATE_FILE_MODE)
     wanted = [line for line in (src / "blobs.txt").read_text().split() if line]
     if (src / "blobs").is_dir():
         print(f"restoring {len(wanted)} blobs", file=sys.stderr)

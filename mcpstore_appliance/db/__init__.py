@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_file
 from .migrations_runner import apply_migrations
 
 Params = Sequence[Any] | dict[str, Any]
@@ -114,6 +115,10 @@ class Database:
 
     async def open(self) -> "Database":
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):  # left open by an earlier version
+            close_to_others(self.path.with_name(self.path.name + suffix), PRIVATE_FILE_MODE)
         self._writer = await _connect(self.path)
         await apply_migrations(self._writer)
         for _ in range(self.reader_count):
@@ -185,7 +190,7 @@ class Database:
     async def backup_to(self, destination: Path) -> None:
         """Online backup: a consistent copy even while the writer is busy."""
         assert self._writer is not None
-        target = await aiosqlite.connect(destination)
+        target = await aiosqlite.connect(private_file(destination))
         try:
             await self._writer.backup(target)
         finally:

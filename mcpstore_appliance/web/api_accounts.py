@@ -7,7 +7,9 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from .auth import require, require_admin
+from ..text import OneLine
+from .access import ANYONE, allow, signed_in, site_admin
+from .auth import caller
 from .openapi import documented
 from .util import client_ip, dump, query_int, read_json
 
@@ -19,32 +21,32 @@ class Body(BaseModel):
 
 
 class SignupBody(Body):
-    email: str = Field(max_length=320)
-    username: str = Field(max_length=39)
+    email: OneLine = Field(max_length=320)
+    username: OneLine = Field(max_length=39)
     password: str = Field(max_length=1024)
-    display_name: str = Field("", max_length=100)
-    invite_code: str | None = Field(None, max_length=100)
+    display_name: OneLine = Field("", max_length=100)
+    invite_code: OneLine | None = Field(None, max_length=100)
 
 
 class LoginTokenBody(Body):
-    login: str = Field(max_length=320)
+    login: OneLine = Field(max_length=320)
     password: str = Field(max_length=1024)
-    name: str = Field("cli", max_length=100)
-    scopes: list[Literal["read", "publish", "admin"]] = ["read", "publish"]
-    org: str | None = None
+    name: OneLine = Field("cli", max_length=100)
+    scopes: list[Literal["read", "publish", "account", "admin"]] = ["read", "publish"]
+    org: OneLine | None = None
     expires_in_days: int | None = None
 
 
 class TokenBody(Body):
-    name: str = Field(max_length=100)
-    scopes: list[Literal["read", "publish", "admin"]] = ["read"]
-    org: str | None = None
+    name: OneLine = Field(max_length=100)
+    scopes: list[Literal["read", "publish", "account", "admin"]] = ["read"]
+    org: OneLine | None = None
     expires_in_days: int | None = None
 
 
 class OrgBody(Body):
-    slug: str = Field(max_length=39)
-    name: str = Field("", max_length=100)
+    slug: OneLine = Field(max_length=39)
+    name: OneLine = Field("", max_length=100)
 
 
 class RoleBody(Body):
@@ -66,10 +68,11 @@ def token_json(info) -> dict:
 
 
 @routes.get("/api/me")
-@documented("The calling user, their scopes and organizations", tags=["accounts"], auth="read",
+@allow(signed_in(None, org="allowed"))  # any valid credential may ask whose it is
+@documented("The calling user, their scopes and organizations", tags=["accounts"],
             responses={200: "The caller", 401: "Not signed in"})
 async def me(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     orgs = await request.app["services"].accounts.orgs_of(principal)
     return web.json_response({
         **user_json(principal.user),
@@ -82,6 +85,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/signup")
+@allow(ANYONE)
 @documented("Create an account (when sign-up is open, or with an invitation)", tags=["accounts"],
             body=SignupBody.model_json_schema(), responses={201: "Created", 400: "Invalid", 403: "Sign-up closed",
                                                             409: "Email or name taken"})
@@ -94,6 +98,7 @@ async def signup(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/token")
+@allow(ANYONE)  # the login and password are the credential
 @documented("Exchange a login and password for a new API token (used by `mcpstore login`)", tags=["accounts"],
             body=LoginTokenBody.model_json_schema(),
             responses={201: "The token, shown once", 401: "Wrong login", 429: "Too many attempts"})
@@ -109,19 +114,21 @@ async def login_for_token(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tokens")
-@documented("List my API tokens (never their secrets)", tags=["tokens"], auth="read")
+@allow(signed_in("account", org="allowed"))  # a bound token lists its org's tokens only
+@documented("List my API tokens (never their secrets)", tags=["tokens"])
 async def list_tokens(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     tokens = await request.app["services"].accounts.list_tokens(principal)
     return web.json_response({"tokens": [token_json(t) for t in tokens]})
 
 
 @routes.post("/api/tokens")
-@documented("Create an API token; the secret is in this response only", tags=["tokens"], auth="read",
+@allow(signed_in("account", org="allowed"))  # a bound token mints tokens bound to its org only
+@documented("Create an API token; the secret is in this response only", tags=["tokens"],
             body=TokenBody.model_json_schema(), responses={201: "Created", 400: "Invalid", 403: "Scope not allowed",
                                                            429: "Too many requests"})
 async def create_token(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     body = await read_json(request, TokenBody)
     secret, info = await request.app["services"].accounts.create_token(
         principal, body.name, list(body.scopes), org_slug=body.org, expires_in_days=body.expires_in_days,
@@ -129,57 +136,63 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"token": secret, **token_json(info)}, status=201)
 
 
-@routes.delete("/api/tokens/{token_id:\\d+}")
-@documented("Revoke one of my API tokens", tags=["tokens"], auth="read", responses={204: "Revoked", 404: "No such token"})
+@routes.delete("/api/tokens/{token_id:\\d{1,18}}")  # 19 digits may not fit SQLite's INTEGER
+@allow(signed_in("account", org="allowed"))  # a bound token revokes its org's tokens only
+@documented("Revoke one of my API tokens", tags=["tokens"], responses={204: "Revoked", 404: "No such token"})
 async def revoke_token(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
                                                         ip=client_ip(request))
     return web.Response(status=204)
 
 
 @routes.get("/api/orgs")
-@documented("Organizations I belong to", tags=["orgs"], auth="read")
+@allow(signed_in("read", org="allowed"))  # a bound token sees its own org only
+@documented("Organizations I belong to", tags=["orgs"])
 async def list_orgs(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     orgs = await request.app["services"].accounts.orgs_of(principal)
     return web.json_response({"orgs": [{"slug": o.slug, "name": o.name, "role": role} for o, role in orgs]})
 
 
 @routes.post("/api/orgs")
-@documented("Create an organization; the creator becomes its owner", tags=["orgs"], auth="read",
+@allow(signed_in("account", org="refused"))
+@documented("Create an organization; the creator becomes its owner", tags=["orgs"],
             body=OrgBody.model_json_schema(), responses={201: "Created", 400: "Invalid slug", 409: "Name taken"})
 async def create_org(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     body = await read_json(request, OrgBody)
     org = await request.app["services"].accounts.create_org(principal, body.slug, body.name)
     return web.json_response({"slug": org.slug, "name": org.name, "role": "owner"}, status=201)
 
 
 @routes.get("/api/orgs/{slug}")
-@documented("One organization I belong to", tags=["orgs"], auth="read", responses={200: "OK", 404: "Not found"})
+@allow(signed_in("read", org="path:slug"))
+@documented("One organization I belong to", tags=["orgs"], responses={200: "OK", 404: "Not found"})
 async def get_org(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     accounts = request.app["services"].accounts
     org = await accounts.visible_org(principal, request.match_info["slug"])
     return web.json_response({"slug": org.slug, "name": org.name, "role": principal.role_in(org.id)})
 
 
 @routes.get("/api/orgs/{slug}/members")
-@documented("Members of an organization and their roles", tags=["orgs"], auth="read",
+@allow(signed_in("read", org="path:slug"))
+@documented("Members of an organization and their roles", tags=["orgs"],
             responses={200: "OK", 404: "Not found"})
 async def list_members(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     members = await request.app["services"].accounts.members(principal, request.match_info["slug"])
     return web.json_response({"members": dump(members)})
 
 
 @routes.put("/api/orgs/{slug}/members/{username}")
-@documented("Add a member or change a role (owners and admins)", tags=["orgs"], auth="read",
+@allow(signed_in("account", org="path:slug"))
+@documented("Add a member or change a role (owners and admins)", tags=["orgs"],
             body=RoleBody.model_json_schema(), responses={200: "OK", 403: "Not allowed", 404: "Not found",
                                                           409: "Last owner"})
 async def set_member(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     body = await read_json(request, RoleBody)
     member = await request.app["services"].accounts.set_member(
         principal, request.match_info["slug"], request.match_info["username"], body.role)
@@ -187,20 +200,22 @@ async def set_member(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/orgs/{slug}/members/{username}")
-@documented("Remove a member (owners and admins; anyone may leave)", tags=["orgs"], auth="read",
+@allow(signed_in("account", org="path:slug"))
+@documented("Remove a member (owners and admins; anyone may leave)", tags=["orgs"],
             responses={204: "Removed", 403: "Not allowed", 404: "Not found", 409: "Last owner"})
 async def remove_member(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     await request.app["services"].accounts.remove_member(principal, request.match_info["slug"],
                                                          request.match_info["username"])
     return web.Response(status=204)
 
 
 @routes.post("/api/orgs/{slug}/invites")
-@documented("Invite someone into an organization; returns a one-time code", tags=["orgs"], auth="read",
+@allow(signed_in("account", org="path:slug"))
+@documented("Invite someone into an organization; returns a one-time code", tags=["orgs"],
             body=InviteBody.model_json_schema(), responses={201: "Created", 403: "Not allowed", 404: "Not found"})
 async def invite(request: web.Request) -> web.Response:
-    principal = require(request, "read")
+    principal = caller(request)
     body = await read_json(request, InviteBody)
     code = await request.app["services"].accounts.create_invite(
         principal, email=body.email, org_slug=request.match_info["slug"], role=body.role)
@@ -208,11 +223,11 @@ async def invite(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/admin/users")
-@documented("All users (site administrators)", tags=["admin"], auth="admin",
+@allow(site_admin())
+@documented("All users (site administrators)", tags=["admin"],
             query={"limit": {"type": "integer", "minimum": 1, "maximum": 500},
                    "after": {"type": "integer", "minimum": 0}})
 async def admin_users(request: web.Request) -> web.Response:
-    require_admin(request)
     limit = query_int(request, "limit", 100, 1, 500)
     after = query_int(request, "after", 0, 0, 2**62)
     users = await request.app["services"].accounts.list_users(limit, after)

@@ -27,9 +27,11 @@ from ..blobs import BlobStore
 from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
 from ..catalog.search.query import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
+from .access import ANYONE, allow
 from .auth import principal_of
 from . import sendfile
 from .encoded import EncodedResponse, json_text
+from .middlewares import BASE_HEADERS
 from .openapi import documented
 from .util import query_int
 
@@ -132,9 +134,10 @@ def wants_fresh(request: web.Request) -> bool:
 
 
 @routes.get(PACKAGE_PATH)
+@allow(ANYONE)
 @documented("Package data: everything a package page shows (long description as safe HTML, tools, prompts, "
             "config fields, links, signature, ledger index, versions summary, stats)",
-            tags=["discovery"], auth="optional", responses={200: "The package", 404: NOT_FOUND})
+            tags=["discovery"], responses={200: "The package", 404: NOT_FOUND})
 async def package(request: web.Request) -> web.Response:
     m = request.match_info
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
@@ -157,8 +160,9 @@ def package_headers(etag: str, public: bool) -> dict[str, str]:
 # Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order
 # they were added, and package data is the hottest of them (~1.2 µs saved per request); a search fails one regex.
 @routes.get("/api/packages")
+@allow(ANYONE)
 @documented("Search the catalog: full text with field weights, typo fallback, filters, facets and keyset pages",
-            tags=["discovery"], auth="optional", query=SEARCH_QUERY, response_schema=SEARCH_RESPONSE,
+            tags=["discovery"], query=SEARCH_QUERY, response_schema=SEARCH_RESPONSE,
             responses={200: "One page of results with facet counts", 400: "Unknown parameter, bad value or cursor"})
 async def search(request: web.Request) -> web.Response:
     query = parse_search_params(single_params(request))
@@ -167,8 +171,9 @@ async def search(request: web.Request) -> web.Response:
 
 
 @routes.get(PACKAGE_PATH + "/versions")
+@allow(ANYONE)
 @documented("Versions, newest first by semver precedence, yanked ones marked; keyset-paginated",
-            tags=["discovery"], auth="optional",
+            tags=["discovery"],
             query={"limit": {"type": "integer", "minimum": 1, "maximum": MAX_VERSIONS_LIMIT,
                              "default": DEFAULT_VERSIONS_LIMIT}, "cursor": STRING},
             response_schema={"type": "object", "properties": {"versions": {"type": "array", "items": VERSION_ITEM},
@@ -188,7 +193,8 @@ def version_list_args(request: web.Request) -> tuple[int, str | None]:
 
 
 @routes.get(PACKAGE_PATH + "/versions/{version}")
-@documented("One version in full ('latest' selects the latest version)", tags=["discovery"], auth="optional",
+@allow(ANYONE)
+@documented("One version in full ('latest' selects the latest version)", tags=["discovery"],
             responses={200: "The version", 404: "No such package or version"})
 async def version(request: web.Request) -> web.Response:
     m = request.match_info
@@ -197,9 +203,10 @@ async def version(request: web.Request) -> web.Response:
 
 
 @routes.get(PACKAGE_PATH + "/latest")
+@allow(ANYONE)
 @documented("Update check: the newest installable version for a client on `current` (semver order, yanked "
             "versions skipped, pre-releases only with prerelease=true, platform filter; a major bump is breaking)",
-            tags=["discovery"], auth="optional",
+            tags=["discovery"],
             query={"current": {**STRING, "description": "the installed version (semver)"},
                    "platform": {"type": "string", "enum": list(PLATFORMS)},
                    "prerelease": {"type": "boolean", "default": False}},
@@ -219,7 +226,8 @@ def update_check_args(request: web.Request) -> tuple[str | None, str | None, boo
 
 
 @routes.get(PACKAGE_PATH + "/stats")
-@documented("Downloads per UTC day (zero-filled, oldest first) for charts", tags=["discovery"], auth="optional",
+@allow(ANYONE)
+@documented("Downloads per UTC day (zero-filled, oldest first) for charts", tags=["discovery"],
             query={"days": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}},
             responses={200: "Daily downloads", 404: NOT_FOUND})
 async def stats(request: web.Request) -> web.Response:
@@ -233,7 +241,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 DOWNLOAD_DOC = dict(
-    tags=["discovery"], auth="optional",
+    tags=["discovery"],
     responses={200: "The bundle (application/zip); ETag is its sha256, Repr-Digest its sha-256",
                206: "A byte range (Range: bytes=...)", 302: "Redirect to a presigned blob store URL",
                304: "Not modified (If-None-Match)", 404: "No such package, version or bundle",
@@ -241,6 +249,7 @@ DOWNLOAD_DOC = dict(
 
 
 @routes.get(PACKAGE_PATH + "/versions/{version}/download")
+@allow(ANYONE)
 @documented("Download a version's bundle (yanked versions stay downloadable by exact version)", **DOWNLOAD_DOC)
 async def download_version(request: web.Request) -> web.StreamResponse:
     m = request.match_info
@@ -250,6 +259,7 @@ async def download_version(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/bundles/{sha256}.mcpb")
+@allow(ANYONE)
 @documented("Download a bundle by its sha256 (content-addressed, cacheable forever)", **DOWNLOAD_DOC)
 async def download_bundle(request: web.Request) -> web.StreamResponse:
     target = discovery(request).packages.bundle_target(principal_of(request), request.match_info["sha256"])
@@ -337,7 +347,7 @@ def bundle_headers(target: DownloadTarget) -> dict[str, str]:
         "Content-Disposition": f'attachment; filename="{ascii_name}"',
         "Repr-Digest": f"sha-256=:{digest}:",
         "Accept-Ranges": "bytes",
-        "X-Content-Type-Options": "nosniff",
+        **dict(BASE_HEADERS),  # the response is sent by the handler, before the front door would add them
     }
     if target.yanked:
         headers["X-Mcpstore-Yanked"] = "true"

@@ -14,17 +14,17 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..catalog.publish import OPTION_NAMES, PublishOptions
+from ..catalog.publish import PublishOptions
 from ..catalog.uploads import BLOCK_SIZE, too_large
-from ..errors import InvalidInput
-from .auth import check_csrf_value, require, require_admin
+from .access import allow, signed_in, site_admin
+from .auth import caller
 from .errors import json_error
+from .forms import read_publish_form
 from .openapi import documented
 from .util import client_ip, query_int, read_json
 
 routes = web.RouteTableDef()
 
-MAX_FIELD_BYTES = 64 * 1024
 NOT_A_BUNDLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain")
 
 STRING = {"type": "string"}
@@ -129,59 +129,15 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _read_field(part) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(16 * 1024):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise InvalidInput(f"form field {part.name!r} is too long", code="option_too_long",
-                               details={"field": part.name})
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"form field {part.name!r} is not UTF-8", code="invalid_option",
-                           details={"field": part.name}) from None
-
-
-async def read_publish_form(request: web.Request, options: dict[str, str]) -> AsyncIterator[bytes]:
-    """Read the option fields into `options`; return the chunks of the file part (which must be last)."""
-    reader = await request.multipart()
-    csrf = ""
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise InvalidInput("the form has no 'file' part with the bundle", code="missing_file")
-        if part.name == "file" or part.filename:
-            break
-        if part.name == "csrf_token":
-            csrf = await _read_field(part)
-        elif part.name in OPTION_NAMES:
-            if part.name in options:
-                raise InvalidInput(f"option {part.name!r} given twice", code="duplicate_option",
-                                   details={"field": part.name})
-            options[part.name] = await _read_field(part)
-        else:
-            raise InvalidInput(f"unknown form field {str(part.name)[:50]!r}", code="unknown_option",
-                               details={"options": [str(part.name)[:50]]})
-    check_csrf_value(request, csrf)  # cookie sessions: the token must come before the file
-
-    async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(BLOCK_SIZE):
-            yield chunk
-        if await reader.next() is not None:
-            raise InvalidInput("the 'file' part must be the last part of the form", code="file_not_last")
-
-    return chunks()
-
-
 @routes.post("/api/packages", expect_handler=expect_bundle)
+@allow(signed_in("publish", org="allowed"))  # a bound token publishes into its org only (Publisher)
 @documented(
     "Publish a bundle: the .mcpb file is the raw body (application/octet-stream) and the options are query "
     "parameters; or multipart/form-data with the options as fields followed by a last 'file' part. The body "
     "streams to disk while it is hashed, capped at publish.max_bundle_bytes. The answer says published (with "
     "its ledger leaf, inclusion proof and checkpoint) or quarantined (an admin must release it); a rejected "
     "bundle is a 422 listing its findings and stores nothing.",
-    tags=["publish"], auth="publish", query=PUBLISH_QUERY,
+    tags=["publish"], query=PUBLISH_QUERY,
     body={"type": "string", "format": "binary", "description": "the .mcpb file"},
     body_content_type="application/octet-stream", response_schema=PUBLISH_RESPONSE,
     responses={201: "Published or quarantined", 400: "Bad option or empty body", 401: "Not signed in",
@@ -189,7 +145,7 @@ async def read_publish_form(request: web.Request, options: dict[str, str]) -> As
                413: "Bundle larger than the limit", 415: "Not a bundle body",
                422: "Bundle rejected (invalid zip or manifest, bad signature, findings)"})
 async def publish(request: web.Request) -> web.Response:
-    principal = require(request, "publish")
+    principal = caller(request)
     services = request.app["services"]
     options = dict(request.query)
     declared_size = None
@@ -216,13 +172,14 @@ async def _optional_json(request: web.Request, model):
 
 
 def _version_route(action: str, summary: str, reason: str):
-    @documented(summary, tags=["publish"], auth="publish",
+    @allow(signed_in("publish", org="path:namespace"))
+    @documented(summary, tags=["publish"],
                 body={**ReasonBody.model_json_schema(), "description": reason}, response_schema=STATUS_RESPONSE,
                 responses={200: "The version's status", 400: "Missing reason", 401: "Not signed in",
                            403: "Not a manager of this package", 404: "No such package or version",
                            409: "Not a published version"})
     async def handler(request: web.Request) -> web.Response:
-        principal = require(request, "publish")
+        principal = caller(request)
         body = await _optional_json(request, ReasonBody)
         m = request.match_info
         change = await getattr(request.app["services"].package_status, action)(
@@ -247,12 +204,12 @@ routes.post(VERSION_PATH + "/deprecate")(_version_route(
 # --- admin quarantine queue ----------------------------------------------------------------------------------
 
 @routes.get("/api/admin/quarantine")
-@documented("Quarantined versions waiting for an admin, oldest first", tags=["admin"], auth="admin",
+@allow(site_admin())
+@documented("Quarantined versions waiting for an admin, oldest first", tags=["admin"],
             query={"limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                    "after": {"type": "integer", "description": "the next_after of the previous page"}},
             responses={200: "A page of quarantined versions", 403: "Site administrators only"})
 async def quarantine_list(request: web.Request) -> web.Response:
-    require_admin(request)
     page = await request.app["services"].package_status.quarantined(
         limit=query_int(request, "limit", 50, 1, 200), after_id=query_int(request, "after", 0, 0, 2**62))
     return web.json_response(page)
@@ -262,12 +219,13 @@ QUARANTINE_PATH = "/api/admin/quarantine/{namespace}/{name}/{version}"
 
 
 @routes.post(QUARANTINE_PATH + "/release")
+@allow(site_admin())
 @documented("Release a quarantined version: it is published, gets its ledger leaves and may become latest",
-            tags=["admin"], auth="admin", body=NoteBody.model_json_schema(), response_schema=STATUS_RESPONSE,
+            tags=["admin"], body=NoteBody.model_json_schema(), response_schema=STATUS_RESPONSE,
             responses={200: "Released", 403: "Site administrators only", 404: "No such version",
                        409: "Not quarantined"})
 async def quarantine_release(request: web.Request) -> web.Response:
-    admin = require_admin(request)
+    admin = caller(request)
     body = await _optional_json(request, NoteBody)
     m = request.match_info
     change = await request.app["services"].package_status.release(
@@ -276,12 +234,12 @@ async def quarantine_release(request: web.Request) -> web.Response:
 
 
 @routes.post(QUARANTINE_PATH + "/reject")
-@documented("Reject a quarantined version for good (its version number stays taken)", tags=["admin"],
-            auth="admin", body=ReasonBody.model_json_schema(), response_schema=STATUS_RESPONSE,
+@allow(site_admin())
+@documented("Reject a quarantined version for good (its version number stays taken)", tags=["admin"], body=ReasonBody.model_json_schema(), response_schema=STATUS_RESPONSE,
             responses={200: "Rejected", 400: "Missing reason", 403: "Site administrators only",
                        404: "No such version", 409: "Not quarantined"})
 async def quarantine_reject(request: web.Request) -> web.Response:
-    admin = require_admin(request)
+    admin = caller(request)
     body = await _optional_json(request, ReasonBody)
     m = request.match_info
     change = await request.app["services"].package_status.reject(

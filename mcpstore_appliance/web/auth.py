@@ -17,28 +17,18 @@ from ..errors import Forbidden, Unauthenticated
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# /metrics has its own bearer token, unrelated to API tokens.
-UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def principal_of(request: web.Request) -> Principal | None:
     return request.get("principal")
 
 
-def require(request: web.Request, scope: str = "read") -> Principal:
-    principal = principal_of(request)
+def caller(request: web.Request) -> Principal:
+    """The principal of a route declared signed_in/site_admin: the front door admitted it, so it is there."""
+    principal = request.get("principal")
     if principal is None:
-        raise Unauthenticated("sign in or send an API token (Authorization: Bearer mcps_…)")
-    if not principal.has_scope(scope):
-        raise Forbidden(f"this token lacks the {scope!r} scope", code="insufficient_scope",
-                        details={"required_scope": scope})
-    return principal
-
-
-def require_admin(request: web.Request) -> Principal:
-    principal = require(request, "admin")
-    if not principal.is_admin:
-        raise Forbidden("site administrators only")
+        raise RuntimeError(f"{request.method} {request.path}: no principal on a route that requires one "
+                           "(is its @allow declaration ANYONE?)")
     return principal
 
 
@@ -59,11 +49,10 @@ def _same(a: str, b: str) -> bool:
 async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None:
     """Resolve the caller into request["principal"] and enforce CSRF for cookie callers (unless `check_csrf` is
     false: for requests no route took, whose 404/405 speaks for itself)."""
-    if request.path in UNAUTHENTICATED_PATHS:
-        return
     accounts = request.app["services"].accounts
     authorization = request.headers.get("Authorization", "")
     session_csrf = None
+    request["principal"] = None
     if authorization:
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():

@@ -19,7 +19,7 @@ import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from aiohttp.http import HttpVersion11
 
 try:  # aiohttp's cached per-second Date, the one its own responses carry
     from aiohttp.helpers import rfc822_formatted_time
@@ -36,11 +36,12 @@ _FORBIDDEN_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Above this many bytes waiting in the socket's buffer, wait for the client to read, as aiohttp's writer does.
 _WRITE_BUFFER_LIMIT = 2**16
 
-# Headers aiohttp's own path adds or rewrites: a response that already has one is left to it.
-_SET_BY_AIOHTTP = ("Content-Length", "Transfer-Encoding", "Connection", "Date", "Server")
+# Headers aiohttp's own path adds or rewrites: a response that already has one is left to it. (Server is
+# not among them: the front door sets its own on every response, and aiohttp keeps a Server it finds.)
+_SET_BY_AIOHTTP = ("Content-Length", "Transfer-Encoding", "Connection", "Date")
 
 CRLF = "\r\n"
-HEAD_TAIL = f"Server: {SERVER_SOFTWARE}\r\nDate: "  # the last headers of a response, before the date itself
+HEAD_TAIL = "Date: "  # the last header of a response, before the date itself
 
 
 class EncodedResponse(web.Response):

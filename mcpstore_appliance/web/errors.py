@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from .. import errors
 from ..blobs.base import StorageError
@@ -15,6 +17,7 @@ log = logging.getLogger("mcpstore.web")
 
 STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 400,
+    errors.UnsupportedMediaType: 415,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -38,6 +41,21 @@ CODE_BY_STATUS = {
     422: "unprocessable",
     429: "rate_limited",
 }
+
+
+# The MCP Registry API (/v0, /v0.1) has its own error shape, `{"error": "message"}`, and every answer there,
+# errors included, carries the CORS headers GitHub Copilot requires.
+REGISTRY_PREFIXES = ("/v0/", "/v0.1/")
+REGISTRY_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def registry_error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers={**(headers or {}), **REGISTRY_CORS})
 
 
 def status_for(error: errors.DomainError) -> int:
@@ -66,6 +84,8 @@ html_error_renderer = None
 
 def _render(request: web.Request, status: int, code: str, message: str, details: Any = None,
             headers: dict | None = None) -> web.StreamResponse:
+    if request.path.startswith(REGISTRY_PREFIXES):
+        return registry_error(status, message, headers)
     if html_error_renderer is not None and wants_html(request):
         return html_error_renderer(request, status, message)
     return json_error(status, code, message, details, headers)
@@ -100,3 +120,26 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     # the one place that turns a bug into a generic 500
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return _render(request, 500, "internal", "internal server error")
+
+
+class ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (a URL or header over 8 KB, a broken request line) with a full
+    traceback at ERROR, so any client could flood the log. Such a protocol error is the client's: one line at
+    INFO, without the traceback. Everything else aiohttp's server logs passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            text = "".join(c if c.isprintable() else "?" for c in str(exc.message or type(exc).__name__))[:200]
+            record.msg, record.args = "bad HTTP request from %s: %s (%s)", (remote, text, type(exc).__name__)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return server_logger.isEnabledFor(logging.INFO)  # the level it was demoted to, as configured
+        return True
+
+
+def log_client_errors_in_one_line() -> None:
+    """Install ClientErrorsInOneLine on aiohttp's server logger (once per process)."""
+    if not any(isinstance(f, ClientErrorsInOneLine) for f in server_logger.filters):
+        server_logger.addFilter(ClientErrorsInOneLine())

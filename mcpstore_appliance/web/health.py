@@ -7,17 +7,20 @@ import hmac
 
 from aiohttp import web
 
+from .access import NO_CREDENTIALS, allow
 from .encoded import json_text
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@allow(NO_CREDENTIALS)
 async def healthz(request: web.Request) -> web.StreamResponse:
     return json_text('{"status":"ok"}')
 
 
 @routes.get("/readyz")
+@allow(NO_CREDENTIALS)
 async def readyz(request: web.Request) -> web.Response:
     services = request.app["services"]
     checks = {}
@@ -32,6 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@allow(NO_CREDENTIALS)  # its own bearer token (server.metrics_token), unrelated to API tokens
 async def metrics(request: web.Request) -> web.Response:
     services = request.app["services"]
     token = services.settings.server.metrics_token.get_secret_value()

@@ -21,6 +21,7 @@ from ..ledger import note as notes
 from ..ledger.service import Ledger, LedgerInconsistent, MayOpen
 from ..ledger.tiles import parse_tile_path
 from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
+from .access import ANYONE, NO_CREDENTIALS, allow
 from .auth import principal_of
 from .errors import json_error
 from .openapi import documented
@@ -85,6 +86,7 @@ PROOF_SCHEMA = {"type": "array", "items": {"type": "string", "contentEncoding": 
 
 
 @routes.get("/ledger")
+@allow(ANYONE)
 @documented("Ledger summary: origin, size, keys, witnesses", tags=TAGS)
 @_refuses_forks
 async def ledger_info(request: web.Request) -> web.Response:
@@ -103,6 +105,7 @@ async def ledger_info(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/checkpoint")
+@allow(ANYONE)
 @documented("The latest signed checkpoint (C2SP tlog-checkpoint note, with witness cosignatures)", tags=TAGS)
 @_refuses_forks
 async def checkpoint(request: web.Request) -> web.Response:
@@ -113,14 +116,16 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/key")
+@allow(ANYONE)
 @documented("The ledger's signed-note verifier key (name+keyid+base64)", tags=TAGS)
 async def key(request: web.Request) -> web.Response:
     return web.Response(text=_ledger(request).verifier_key() + "\n", content_type=TEXT, charset="utf-8")
 
 
 @routes.get("/ledger/entries/{index}")
+@allow(ANYONE)  # members also get the opening of sealed entries
 @documented("One ledger entry: the exact leaf text, its hash and the parsed event; for a sealed (private) entry, "
-            "callers who may see the package also get its opening (salt and event)", tags=TAGS, auth="optional",
+            "callers who may see the package also get its opening (salt and event)", tags=TAGS,
             responses={200: "OK", 400: "malformed index", 404: "no such entry"})
 async def entry(request: web.Request) -> web.Response:
     index = _parse_int(request.match_info["index"], "index")
@@ -132,8 +137,9 @@ async def entry(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/lookup/{sha256}")
+@allow(ANYONE)
 @documented("Indices of the ledger entries about a bundle (by its sha256); sealed entries only for callers who "
-            "may see the package", tags=TAGS, auth="optional", responses={200: "OK", 400: "not a sha256"})
+            "may see the package", tags=TAGS, responses={200: "OK", 400: "not a sha256"})
 async def lookup(request: web.Request) -> web.Response:
     sha256 = request.match_info["sha256"].lower()
     indices = await _ledger(request).lookup(sha256, **_lookup_scope(request))
@@ -141,8 +147,9 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/release/{namespace}/{name}/{version}")
+@allow(ANYONE)
 @documented("Indices of the ledger entries about one release (namespace/name@version); sealed entries only for "
-            "callers who may see the package", tags=TAGS, auth="optional")
+            "callers who may see the package", tags=TAGS)
 async def release(request: web.Request) -> web.Response:
     info = request.match_info
     indices = await _ledger(request).lookup_release(info["namespace"], info["name"], info["version"],
@@ -152,6 +159,7 @@ async def release(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/proof/inclusion")
+@allow(ANYONE)
 @documented("Inclusion proof of entry `index` in the tree of `size` (default: the latest checkpoint)", tags=TAGS,
             query={"index": {"type": "integer", "minimum": 0, "required": True},
                    "size": {**SIZE_SCHEMA, "description": "tree size; default the latest checkpoint's"}},
@@ -181,6 +189,7 @@ async def inclusion(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/proof/consistency")
+@allow(ANYONE)
 @documented("Consistency proof from tree size `old` to `new` (default: the latest checkpoint)", tags=TAGS,
             query={"old": {"type": "integer", "minimum": 1, "required": True},
                    "new": {**SIZE_SCHEMA, "description": "default the latest checkpoint's size"}},
@@ -205,6 +214,7 @@ async def consistency(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/tile/{path:.+}")
+@allow(NO_CREDENTIALS)  # the same public bytes for everyone
 @documented("C2SP tlog-tiles: hash tiles tile/<L>/<N>[.p/<W>] and entry bundles tile/entries/<N>[.p/<W>]",
             tags=TAGS, responses={200: "OK", 400: "malformed tile path", 404: "tile does not exist yet"})
 async def tile(request: web.Request) -> web.Response:
@@ -218,6 +228,7 @@ async def tile(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/witness/key")
+@allow(NO_CREDENTIALS)
 @documented("This appliance's witness cosignature verifier key", tags=TAGS)
 async def witness_key(request: web.Request) -> web.Response:
     witness = _ledger(request).witness
@@ -227,6 +238,7 @@ async def witness_key(request: web.Request) -> web.Response:
 
 
 @routes.post("/ledger/witness/add-checkpoint")
+@allow(NO_CREDENTIALS)  # the witness protocol: checked by signatures
 @documented("C2SP tlog-witness: cosign a followed log's checkpoint after checking its consistency proof",
             tags=TAGS, body={"type": "string"}, body_content_type="text/plain",
             responses={200: "the cosignature line", 400: "malformed request or old > new",

@@ -21,9 +21,11 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from .access import ANYONE, Access, access_of, allow, effective_principal, login_redirect, refusal
 from .auth import SAFE_METHODS, authenticate
 from .errors import error_response
 from .metrics import Metrics
+from .util import check_url_text
 
 access_log = logging.getLogger("mcpstore.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,8 +53,9 @@ def log_line(request: web.Request, request_id: str, status: int, seconds: float)
     }))
 
 
-# Set on every response unless the handler chose its own value.
-BASE_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"))
+# Set on every response unless the handler chose its own value. `Server` replaces aiohttp's default, which
+# names the Python and aiohttp versions (a gift to anyone matching known vulnerabilities).
+BASE_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("Server", "mcpstore"))
 HTML_HEADERS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"))
 HSTS_HEADERS = (("Strict-Transport-Security", "max-age=31536000"),)
 
@@ -87,10 +90,16 @@ class FrontDoor:
 
     def add_unrouted(self, router: web.UrlDispatcher) -> None:
         """Last: a route for every path and method, which no earlier route took."""
-        router.add_route("*", "/{unrouted_path:.*}", self.wrap(_unrouted, unrouted=True))
+        # [\s\S]: a percent-escaped line break in the path must not slip past the catch-all to aiohttp's text 404
+        router.add_route("*", "/{unrouted_path:[\\s\\S]*}", self.wrap(allow(ANYONE)(_unrouted), unrouted=True))
 
     def wrap(self, handler: Handler, *, unrouted: bool = False) -> Handler:
         metrics, behind_tls, access_log_enabled = self.metrics, self.behind_tls, self.access_log_enabled
+        access = access_of(handler)
+        if access is None:
+            raise RuntimeError(f"{handler.__qualname__} declares no Access: add @allow(...) under its route "
+                               "(web/access.py)")
+        takes_credentials = access.credentials != "ignored"
 
         @functools.wraps(handler)  # keeps handler attributes such as __openapi__
         async def front_door(request: web.Request) -> web.StreamResponse:
@@ -99,14 +108,17 @@ class FrontDoor:
             status = 500
             try:
                 try:
+                    if "%" in request.raw_path:  # escapes are the only way to send control characters in a URL
+                        check_url_text(request)
                     # An anonymous read (no credentials, no cookies, nothing to CSRF-check) leaves authenticate()
                     # nothing to do: skipping the call saves a coroutine on the hottest requests.
-                    if (request.method not in SAFE_METHODS or "Authorization" in request.headers
-                            or "Cookie" in request.headers):
+                    if takes_credentials and (request.method not in SAFE_METHODS or "Authorization" in request.headers
+                                              or "Cookie" in request.headers):
                         await authenticate(request, check_csrf=not unrouted)  # a 404/405 speaks for itself
                     else:
                         # set, so that principal_of() finds it: a missing key costs Mapping.get a KeyError
                         request["principal"] = None
+                    admit(request, access)
                     response = await handler(request)
                 except Exception as exc:  # translated here rather than in a wrapped call: one frame less
                     response = error_response(request, exc)
@@ -127,6 +139,17 @@ class FrontDoor:
 
         front_door.__front_door__ = True
         return front_door
+
+
+def admit(request: web.Request, access: Access) -> None:
+    """The one check of a route's declared Access against the authenticated caller (web/access.py)."""
+    principal = request["principal"]
+    refused = refusal(access, principal, request.match_info)
+    if refused is not None:
+        if access.page and principal is None:
+            raise login_redirect(request)
+        raise refused
+    request["principal"] = effective_principal(access, principal)
 
 
 def check_every_route_wrapped(app: web.Application) -> None:

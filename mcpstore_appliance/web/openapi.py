@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from .access import NO_CREDENTIALS, access_of, allow
+from .errors import REGISTRY_PREFIXES
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -25,7 +27,10 @@ ERROR_SCHEMA = {
     },
 }
 
-PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+# What /v0.1 and /v0 answer on errors (web/errors.py): the MCP Registry's own shape.
+REGISTRY_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+PATH_PARAM = re.compile(r"\{([^}:]+)(?::(?:[^{}]|\{[^}]*\})*)?\}")  # a pattern may hold {m,n}
 
 
 def documented(
@@ -37,10 +42,9 @@ def documented(
     body_content_type: str = "application/json",
     responses: dict[int, str] | None = None,
     response_schema: dict | None = None,
-    auth: str | None = None,
 ):
     """Attach OpenAPI facts to a handler. `query` maps parameter names to JSON schemas (add
-    "description"/"required" keys as needed); `auth` is None, "optional" or a required scope."""
+    "description"/"required" keys as needed). Who may call it comes from its @allow declaration."""
 
     def mark(handler):
         handler.__openapi__ = {
@@ -51,14 +55,13 @@ def documented(
             "body_content_type": body_content_type,
             "responses": responses or {200: "OK"},
             "response_schema": response_schema,
-            "auth": auth,
         }
         return handler
 
     return mark
 
 
-def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
+def _operation(doc: dict[str, Any], path: str, auth: str | None) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PATH_PARAM.findall(path)
@@ -75,19 +78,24 @@ def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
     if doc["body"] is not None:
         operation["requestBody"] = {"required": True, "content": {doc["body_content_type"]: {"schema": doc["body"]}}}
     responses: dict[str, Any] = {}
+    error = "RegistryError" if path.startswith(REGISTRY_PREFIXES) else "Error"
     for status, description in doc["responses"].items():
         if status >= 400:
-            content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}
         elif doc["response_schema"] is not None:
             content = {"application/json": {"schema": doc["response_schema"]}}
         else:
             content = None
         responses[str(status)] = {"description": description, **({"content": content} if content else {})}
+    # Any route may also refuse a request for reasons of its own kind (credentials, text, size, rate): always in
+    # the error shape.
+    responses["default"] = {"description": "An error",
+                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}}
     operation["responses"] = responses
-    if doc["auth"] and doc["auth"] != "optional":
-        operation["security"] = [{"bearerToken": [doc["auth"]]}, {"sessionCookie": []}]
-    elif doc["auth"] == "optional":
+    if auth == "optional":
         operation["security"] = [{}, {"bearerToken": []}, {"sessionCookie": []}]
+    elif auth is not None:
+        operation["security"] = [{"bearerToken": [] if auth == "any" else [auth]}, {"sessionCookie": []}]
     return operation
 
 
@@ -98,14 +106,15 @@ def build_document(app: web.Application, base_url: str) -> dict[str, Any]:
         if doc is None or route.method == "HEAD":
             continue
         template = PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", route.resource.canonical)
-        paths.setdefault(template, {})[route.method.lower()] = _operation(doc, route.resource.canonical)
+        auth = (access_of(route.handler) or NO_CREDENTIALS).openapi_auth()
+        paths.setdefault(template, {})[route.method.lower()] = _operation(doc, route.resource.canonical, auth)
     return {
         "openapi": "3.1.0",
         "info": {"title": "mcpstore appliance API", "version": __version__},
         "servers": [{"url": base_url}],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "RegistryError": REGISTRY_ERROR_SCHEMA},
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer", "description": "API token (mcps_…)"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "mcpstore_session"},
@@ -129,6 +138,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/openapi.json")
+@allow(NO_CREDENTIALS)
 @documented("This OpenAPI 3.1 document", tags=["meta"])
 async def openapi_document(request: web.Request) -> web.Response:
     services = request.app["services"]

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ..resources import resource_dir
 from . import errors as web_errors
+from .access import NO_CREDENTIALS, allow
 from .auth import ANON_CSRF_COOKIE, principal_of
 from .page_format import FILTERS, with_query
 
@@ -142,14 +143,6 @@ def redirect(location: str, **query: Any) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location + ("?" + urlencode(clean) if clean else ""))
 
 
-def login_required(request: web.Request):
-    """The signed-in principal, or a redirect to the login page that comes back here."""
-    principal = principal_of(request)
-    if principal is None:
-        raise redirect("/login", next=request.path_qs)
-    return principal
-
-
 def safe_next(value: str | None, default: str = "/") -> str:
     """Only local paths: an open redirect would turn our login page into a phishing tool."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or "\n" in value:
@@ -180,8 +173,8 @@ def install_pages(app: web.Application, front_door: "FrontDoor") -> None:
     manifest = _static_manifest(resource_dir("static"))
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
-    front_door.add_get(app.router, "/static/{name:.+}", static_file)
-    front_door.add_get(app.router, "/favicon.ico", favicon)
+    front_door.add_get(app.router, "/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
+    front_door.add_get(app.router, "/favicon.ico", allow(NO_CREDENTIALS)(favicon))
     for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):
         front_door.add_routes(app.router, module.routes)
     web_errors.html_error_renderer = render_error
@@ -192,4 +185,4 @@ async def favicon(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(f"/static/{name}?v={request.app[STATIC_KEY][name]}")
 
 
-__all__ = ["install_pages", "render", "redirect", "login_required", "safe_next"]
+__all__ = ["install_pages", "render", "redirect", "safe_next"]

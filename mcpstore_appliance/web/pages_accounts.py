@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..accounts.models import SCOPES
-from ..errors import DomainError
-from .auth import SESSION_COOKIE, principal_of
+from ..accounts.models import SCOPE_DESCRIPTIONS, SCOPES
+from ..errors import DomainError, RateLimited
+from .access import ANYONE, allow, browser_session
+from .auth import SESSION_COOKIE, caller, principal_of
 from .errors import status_for
-from .pages import login_required, redirect, render, safe_next
+from .forms import read_form
+from .pages import redirect, render, safe_next
 from .util import client_ip
 
 routes = web.RouteTableDef()
@@ -39,6 +41,7 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
+@allow(ANYONE)
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
@@ -46,19 +49,24 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/login")
+@allow(ANYONE)
 async def login_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
     accounts = request.app["services"].accounts
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
-        return await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                            **form_error(exc))
+        response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
+                                **form_error(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     raise await _start_session(request, user, target)
 
 
 @routes.post("/logout")
+@allow(ANYONE)
 async def logout(request: web.Request) -> web.Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
@@ -76,6 +84,7 @@ def _signup_values(form) -> dict:
 
 
 @routes.get("/signup")
+@allow(ANYONE)
 async def signup_page(request: web.Request) -> web.Response:
     mode = request.app["settings"].accounts.signup
     return await render(request, "accounts/signup.html", mode=mode, values={},
@@ -83,8 +92,9 @@ async def signup_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/signup")
+@allow(ANYONE)
 async def signup_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     values = _signup_values(form)
     invite = str(form.get("invite_code", ""))[:100] or None
     accounts = request.app["services"].accounts
@@ -98,15 +108,17 @@ async def signup_submit(request: web.Request) -> web.Response:
 
 
 @routes.get("/setup")
+@allow(ANYONE)
 async def setup_page(request: web.Request) -> web.Response:
     request["no_store"] = True  # the page carries a one-time code
     return await render(request, "accounts/setup.html", code=request.query.get("code", "")[:100], values={})
 
 
 @routes.post("/setup")
+@allow(ANYONE)
 async def setup_submit(request: web.Request) -> web.Response:
     request["no_store"] = True
-    form = await request.post()
+    form = await read_form(request, multiline={"password"})  # a password is never shown
     values, code = _signup_values(form), str(form.get("code", ""))[:100]
     accounts = request.app["services"].accounts
     try:
@@ -121,26 +133,29 @@ async def setup_submit(request: web.Request) -> web.Response:
 # ---- the account page: tokens and organizations ------------------------------------------------------
 
 async def _account_page(request: web.Request, status: int = 200, **values) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     accounts = request.app["services"].accounts
     tokens = await accounts.list_tokens(principal)
     orgs = await accounts.orgs_of(principal)
     notice = NOTICES.get(request.query.get("done", ""))
     return await render(request, "accounts/account.html", status=status, tokens=tokens, orgs=orgs,
                         all_scopes=[s for s in SCOPES if s != "admin" or principal.user.is_admin],
+                        scope_descriptions=SCOPE_DESCRIPTIONS,
                         max_days=request.app["settings"].accounts.token_max_days,
                         notice=notice, **{"new_token": None, "token_form": {}, "org_form": {}, **values})
 
 
 @routes.get("/account")
+@allow(browser_session("account"))
 async def account(request: web.Request) -> web.Response:
     return await _account_page(request)
 
 
 @routes.post("/account/tokens")
+@allow(browser_session("account"))
 async def create_token(request: web.Request) -> web.Response:
-    principal = login_required(request)
-    form = await request.post()
+    principal = caller(request)
+    form = await read_form(request)
     scopes = [str(s) for s in form.getall("scopes", [])][:5]
     token_form = {"name": str(form.get("name", ""))[:100], "scopes": scopes, "org": str(form.get("org", ""))[:39],
                   "expires_in_days": str(form.get("expires_in_days", ""))[:6]}
@@ -159,18 +174,20 @@ async def create_token(request: web.Request) -> web.Response:
     return await _account_page(request, 201, new_token={"secret": secret, "info": info})
 
 
-@routes.post("/account/tokens/{token_id:\\d+}/revoke")
+@routes.post("/account/tokens/{token_id:\\d{1,18}}/revoke")
+@allow(browser_session("account"))
 async def revoke_token(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
                                                         ip=client_ip(request))
     raise redirect("/account", done="token_revoked")
 
 
 @routes.post("/account/orgs")
+@allow(browser_session("account"))
 async def create_org(request: web.Request) -> web.Response:
-    principal = login_required(request)
-    form = await request.post()
+    principal = caller(request)
+    form = await read_form(request)
     org_form = {"slug": str(form.get("slug", ""))[:39], "name": str(form.get("name", ""))[:100]}
     try:
         org = await request.app["services"].accounts.create_org(principal, org_form["slug"], org_form["name"])

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import DomainError
-from .auth import require_admin
+from .access import allow, site_admin
+from .auth import caller
 from .errors import status_for
-from .pages import login_required, redirect, render
+from .forms import read_form
+from .pages import redirect, render
 from .util import client_ip, query_int
 
 routes = web.RouteTableDef()
@@ -15,14 +17,9 @@ routes = web.RouteTableDef()
 USERS_PER_PAGE = 100
 
 
-def admin_required(request: web.Request):
-    login_required(request)  # anonymous visitors go to the login page, members get a 403 page
-    return require_admin(request)
-
-
 @routes.get("/admin/users")
+@allow(site_admin(page=True, session_only=True))
 async def users(request: web.Request) -> web.Response:
-    admin_required(request)
     after = query_int(request, "after", 0, 0, 2**62)
     found = await request.app["services"].accounts.list_users(USERS_PER_PAGE, after)
     next_after = found[-1].id if len(found) == USERS_PER_PAGE else None
@@ -37,7 +34,6 @@ QUEUE_PAGE = 50
 
 
 async def _queue_page(request: web.Request, status: int = 200, **values) -> web.Response:
-    admin_required(request)
     after = query_int(request, "after", 0, 0, 2**62)
     queue = await request.app["services"].package_status.quarantined(limit=QUEUE_PAGE, after_id=after)
     return await render(request, "admin/quarantine.html", status=status, items=queue["items"],
@@ -46,15 +42,17 @@ async def _queue_page(request: web.Request, status: int = 200, **values) -> web.
 
 
 @routes.get("/admin")
+@allow(site_admin(page=True, session_only=True))
 async def quarantine(request: web.Request) -> web.Response:
     return await _queue_page(request)
 
 
 @routes.post("/admin/quarantine/{namespace}/{name}/{version}/{action:release|reject}")
+@allow(site_admin(page=True, session_only=True))
 async def review(request: web.Request) -> web.Response:
-    admin = admin_required(request)
+    admin = caller(request)
     m = request.match_info
-    form = await request.post()
+    form = await read_form(request, multiline={"reason"})
     text = str(form.get("reason", ""))[:2000] or None
     try:
         await getattr(request.app["services"].package_status, m["action"])(

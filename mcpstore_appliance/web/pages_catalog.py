@@ -17,6 +17,7 @@ from markupsafe import Markup
 from ..catalog.search.pages import SearchPage
 from ..catalog.search.query import FILTERS, PLATFORMS, SORTS, SearchQuery, parse_search_params
 from ..errors import DomainError
+from .access import ANYONE, allow
 from .auth import principal_of
 from .errors import status_for
 from .pages import render
@@ -47,6 +48,7 @@ async def search_packages(request: web.Request, params: dict[str, str]) -> Searc
 # ---- home -----------------------------------------------------------------------------------------------
 
 @routes.get("/")
+@allow(ANYONE)
 async def home(request: web.Request) -> web.Response:
     principal = principal_of(request)
     search = discovery(request).search
@@ -66,6 +68,7 @@ def _search_params(request: web.Request) -> dict[str, str]:
 
 
 @routes.get("/search")
+@allow(ANYONE)
 async def search_page(request: web.Request) -> web.Response:
     params = _search_params(request)
     has_filters = any(key in params for key in FILTERS)
@@ -88,6 +91,7 @@ def _search_labels() -> dict[str, Any]:
 # ---- the package page -------------------------------------------------------------------------------------
 
 @routes.get("/packages/{namespace}/{name}")
+@allow(ANYONE)
 async def package_page(request: web.Request) -> web.Response:
     principal = principal_of(request)
     m = request.match_info
@@ -121,6 +125,7 @@ def install_snippets(package: dict[str, Any]) -> dict[str, str]:
 
 
 @routes.get("/packages/{namespace}/{name}/icon")
+@allow(ANYONE)
 async def package_icon(request: web.Request) -> web.Response:
     """The latest version's icon (a PNG checked at publish), for anyone who may see the package."""
     m = request.match_info

@@ -6,9 +6,11 @@ from aiohttp import web
 
 from ..accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
 from ..errors import DomainError
-from .auth import principal_of
+from .access import ANYONE, allow, browser_session
+from .auth import caller, principal_of
 from .errors import status_for
-from .pages import login_required, redirect, render
+from .forms import read_form
+from .pages import redirect, render
 from .pages_catalog import search_packages
 
 routes = web.RouteTableDef()
@@ -43,14 +45,16 @@ async def org_packages(request: web.Request, slug: str) -> list:
 
 
 @routes.get("/orgs/{slug}")
+@allow(ANYONE)
 async def org_home(request: web.Request) -> web.Response:
     return await _org_page(request)
 
 
 @routes.post("/orgs/{slug}/members")
+@allow(browser_session("account"))
 async def set_member(request: web.Request) -> web.Response:
-    principal = login_required(request)
-    form = await request.post()
+    principal = caller(request)
+    form = await read_form(request)
     member_form = {"username": str(form.get("username", ""))[:39], "role": str(form.get("role", "member"))[:20]}
     slug = request.match_info["slug"]
     try:
@@ -62,8 +66,9 @@ async def set_member(request: web.Request) -> web.Response:
 
 
 @routes.post("/orgs/{slug}/members/{username}/remove")
+@allow(browser_session("account"))
 async def remove_member(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     slug = request.match_info["slug"]
     try:
         await request.app["services"].accounts.remove_member(principal, slug, request.match_info["username"])

@@ -10,10 +10,12 @@ from ..accounts.models import ROLES_THAT_PUBLISH
 from ..catalog.publish import PublishOptions
 from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
 from ..errors import DomainError, InvalidInput
-from .api_publish import read_publish_form  # the same streamed multipart reading as the API
+from .forms import read_form, read_publish_form  # the same streamed multipart reading as the API
 from .errors import status_for
 from .page_chart import bar_chart
-from .pages import login_required, redirect, render
+from .access import allow, browser_session
+from .auth import caller
+from .pages import redirect, render
 from .pages_accounts import form_error
 from .pages_catalog import discovery
 from .util import client_ip
@@ -40,8 +42,9 @@ async def publish_namespaces(request: web.Request, principal) -> list[tuple[str,
 # ---- the dashboard ----------------------------------------------------------------------------------------
 
 @routes.get("/dashboard")
+@allow(browser_session("publish"))
 async def dashboard(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     packages = await request.app["services"].package_status.managed_packages(principal)
     groups = [{"namespace": namespace, "label": label,
                "packages": [p for p in packages if p["namespace"] == namespace]}
@@ -60,14 +63,16 @@ async def _upload_form(request: web.Request, principal, status: int = 200, **val
 
 
 @routes.get("/dashboard/publish")
+@allow(browser_session("publish"))
 async def upload_page(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     return await _upload_form(request, principal)
 
 
 @routes.post("/dashboard/publish")
+@allow(browser_session("publish"))
 async def upload(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     options: dict[str, str] = {}
     try:
         if not request.content_type.startswith("multipart/"):
@@ -84,7 +89,7 @@ async def upload(request: web.Request) -> web.Response:
 # ---- one package: versions, status changes, stats -------------------------------------------------------
 
 async def _manage_page(request: web.Request, status: int = 200, **values: Any) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     m = request.match_info
     view = discovery(request)
     versions = view.packages.versions(principal, m["namespace"], m["name"], limit=100)
@@ -98,18 +103,20 @@ async def _manage_page(request: web.Request, status: int = 200, **values: Any) -
 
 
 @routes.get("/dashboard/packages/{namespace}/{name}")
+@allow(browser_session("publish"))
 async def manage_package(request: web.Request) -> web.Response:
     return await _manage_page(request)
 
 
 @routes.post("/dashboard/packages/{namespace}/{name}/versions/{version}/{action}")
+@allow(browser_session("publish"))
 async def change_status(request: web.Request) -> web.Response:
-    principal = login_required(request)
+    principal = caller(request)
     m = request.match_info
     action = m["action"]
     if action not in STATUS_ACTIONS:
         raise web.HTTPNotFound()
-    form = await request.post()
+    form = await read_form(request, multiline={"reason"})
     reason = str(form.get("reason", ""))[:2000] or None
     try:
         await getattr(request.app["services"].package_status, action)(

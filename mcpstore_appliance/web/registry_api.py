@@ -26,23 +26,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.registry_view import DEFAULT_LIMIT, MAX_LIMIT, OFFICIAL
-from ..errors import DomainError, InvalidInput
+from ..errors import InvalidInput
 from .api_packages import parse_bool, single_params, wants_fresh
-from .auth import principal_of, require
+from .access import ANYONE, NO_CREDENTIALS, allow, signed_in
+from .auth import caller, principal_of
 from .encoded import json_data, json_text
-from .errors import status_for
+from .errors import REGISTRY_CORS, registry_error
 from .openapi import documented
 from .util import client_ip, read_json
 
 log = logging.getLogger("mcpstore.registry")
 routes = web.RouteTableDef()
 
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Max-Age": "86400",
-}
+CORS = REGISTRY_CORS
 PREFIXES = ("/v0.1", "/v0")
 LIST_PARAMS = frozenset({"cursor", "limit", "search", "updated_since", "version", "include_deleted"})
 ONE_PARAMS = frozenset({"include_deleted"})
@@ -55,19 +51,12 @@ SERVER_LIST = {"type": "object", "required": ["servers"],
                                                                             "count": {"type": "integer"}}}}}
 
 
-def registry_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=CORS)
-
-
 def registry_handler(handler):
-    """CORS on every answer, and errors in the registry's `{"error": "..."}` shape."""
+    """CORS on every answer (errors get theirs, in the registry's `{"error": "..."}` shape, from web/errors.py)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except DomainError as exc:
-            return registry_error(status_for(exc), exc.message)
+        response = await handler(request)
         response.headers.update(CORS)
         return response
 
@@ -87,8 +76,9 @@ def _limit(raw: str | None) -> int:
 
 
 @registry_handler
+@allow(ANYONE)
 @documented("MCP Registry: list servers (one entry per version), ordered by name and version, keyset pages",
-            tags=["mcp-registry"], auth="optional",
+            tags=["mcp-registry"],
             query={"cursor": STRING, "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                                "default": DEFAULT_LIMIT},
                    "search": {**STRING, "description": "substring of the server name or description"},
@@ -107,8 +97,8 @@ async def list_servers(request: web.Request) -> web.Response:
 
 
 @registry_handler
-@documented("MCP Registry: all versions of one server, newest publication first", tags=["mcp-registry"],
-            auth="optional", query={"include_deleted": {"type": "boolean", "default": False}},
+@allow(ANYONE)
+@documented("MCP Registry: all versions of one server, newest publication first", tags=["mcp-registry"], query={"include_deleted": {"type": "boolean", "default": False}},
             response_schema=SERVER_LIST, responses={200: "The versions", 404: "Server not found"})
 async def server_versions(request: web.Request) -> web.Response:
     params = single_params(request, ONE_PARAMS)
@@ -118,8 +108,8 @@ async def server_versions(request: web.Request) -> web.Response:
 
 
 @registry_handler
-@documented("MCP Registry: one version of a server ('latest' selects the latest)", tags=["mcp-registry"],
-            auth="optional", query={"include_deleted": {"type": "boolean", "default": False}},
+@allow(ANYONE)
+@documented("MCP Registry: one version of a server ('latest' selects the latest)", tags=["mcp-registry"], query={"include_deleted": {"type": "boolean", "default": False}},
             response_schema=SERVER_RESPONSE, responses={200: "The server version", 404: "Server not found"})
 async def server_version(request: web.Request) -> web.Response:
     params = single_params(request, ONE_PARAMS)
@@ -131,6 +121,7 @@ async def server_version(request: web.Request) -> web.Response:
 
 def _not_supported(what: str):
     @registry_handler
+    @allow(ANYONE)  # answers 501 to anyone
     @documented(f"MCP Registry: {what} (not supported here: 501)", tags=["mcp-registry"],
                 responses={501: "Not supported by this registry"})
     async def handler(request: web.Request) -> web.Response:
@@ -147,15 +138,16 @@ class StatusBody(BaseModel):
     statusMessage: str | None = Field(None, max_length=500)
 
 
-STATUS_DOC = dict(tags=["mcp-registry"], auth="publish", body=StatusBody.model_json_schema(),
+STATUS_DOC = dict(tags=["mcp-registry"], body=StatusBody.model_json_schema(),
                   responses={200: "Updated", 400: "Bad status, or no change to apply", 401: "Not signed in",
                              403: "Not a manager of this package", 404: "Server not found"})
 
 
 @registry_handler
+@allow(signed_in("publish", org="allowed"))  # a bound token manages its org's packages only (can_manage)
 @documented("MCP Registry: set the status of one version (deleted = yanked, deprecated, active)", **STATUS_DOC)
 async def version_status(request: web.Request) -> web.Response:
-    principal = require(request, "publish")
+    principal = caller(request)
     body = await read_json(request, StatusBody)
     view = registry(request)
     server_name, version = request.match_info["server_name"], request.match_info["version"]
@@ -166,9 +158,10 @@ async def version_status(request: web.Request) -> web.Response:
 
 
 @registry_handler
+@allow(signed_in("publish", org="allowed"))  # a bound token manages its org's packages only (can_manage)
 @documented("MCP Registry: set the status of every version of a server", **STATUS_DOC)
 async def server_status(request: web.Request) -> web.Response:
-    principal = require(request, "publish")
+    principal = caller(request)
     body = await read_json(request, StatusBody)
     view = registry(request)
     server_name = request.match_info["server_name"]
@@ -217,6 +210,7 @@ async def _apply_status(request: web.Request, principal, server_name: str, entry
     return True
 
 
+@allow(NO_CREDENTIALS)  # CORS preflights carry no credentials
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS)
 

@@ -39,6 +39,9 @@ REGISTRY_ONLY = {
     "undeclared-user-config-reference": ("mcpb", "which user_config does not declare"),
     "not-utf8": ("mcpb", "not valid UTF-8"),  # node decodes invalid bytes to U+FFFD and carries on
     "duplicate-keys": ("mcpb", "duplicate key 'name'"),  # JSON.parse keeps the last one silently
+    # text no database, log or page should carry (mcpstore_appliance/text.py)
+    "display-name-with-nul": ("mcpb", "$.display_name: contains a control character U+0000"),
+    "description-lone-surrogate": ("mcpb", "$.description contains a lone surrogate U+D800"),
 }
 
 

@@ -105,14 +105,14 @@ async def user(app, username: str, *, admin: bool = False, scopes: tuple[str, ..
 class ServerProcess:
     """`mcpstore serve` as a subprocess on a fixed port (so a restart keeps the URL)."""
 
-    def __init__(self, data_dir: Path, port: int):
-        self.data_dir, self.port = data_dir, port
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None):
+        self.data_dir, self.port, self.env = data_dir, port, env or {}
         self.base_url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> "ServerProcess":
         env = {**os.environ, "MCPSTORE_LEDGER__CHECKPOINT_INTERVAL_SECONDS": "0",
-               "MCPSTORE_SERVER__ACCESS_LOG": "false"}
+               "MCPSTORE_SERVER__ACCESS_LOG": "false", **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mcpstore_appliance.cli.main", "serve", "--data", str(self.data_dir),
              "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

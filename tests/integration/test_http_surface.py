@@ -1,12 +1,14 @@
 """Health, readiness, metrics, OpenAPI, JSON errors and CSRF on the real app."""
 
 import asyncio
+import logging
 import re
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from mcpstore_appliance.web.access import ANYONE, allow
 from mcpstore_appliance.app import FRONT_DOOR, create_app
 from mcpstore_appliance.web.openapi import undocumented_routes
 from tests.conftest import free_port, make_settings
@@ -63,7 +65,7 @@ async def test_start_up_refuses_routes_that_bypass_the_front_door(tmp_path, aioh
     async def late(request):
         return web.Response(text="late")
 
-    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(late))
+    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
     with pytest.raises(RuntimeError, match="front door"):
         await aiohttp_server(app, host="127.0.0.1")
 
@@ -74,12 +76,12 @@ async def test_a_route_added_later_through_the_front_door_works(tmp_path, aiohtt
     async def late(request):
         raise ValueError("boom")
 
-    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(late))
+    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
     server = await aiohttp_server(app, host="127.0.0.1")
     async with aiohttp.ClientSession() as session:
         async with session.get(str(server.make_url("/late/route"))) as response:
             assert response.status == 500 and (await response.json())["error"]["code"] == "internal"
-            assert response.headers["X-Request-Id"]
+            assert response.headers["X-Request-Id"] and response.headers["Server"] == "mcpstore"
 
 
 async def test_metrics_count_requests_by_route_and_status(appliance):
@@ -208,3 +210,18 @@ async def test_a_request_id_with_a_control_character_is_not_echoed(appliance):
     assert b"a\x01b" not in data
     status, body, _ = await appliance.client.get("/healthz")  # and the appliance goes on serving
     assert status == 200 and body == {"status": "ok"}
+
+
+async def test_a_url_over_8_kb_is_a_4xx_and_one_log_line_without_traceback(appliance, caplog):
+    """aiohttp logs a request it cannot parse with a traceback at ERROR; a client could flood the log with them."""
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    for _ in range(3):
+        answer = await raw_exchange(appliance.base_url, f"GET /{'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:40]
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 3
+    for record in records:
+        assert record.levelno == logging.INFO and record.exc_info is None and record.exc_text is None
+        line = record.getMessage()
+        assert "\n" not in line and len(line) < 400 and line.startswith("bad HTTP request from 127.0.0.1")
+    assert "Traceback" not in caplog.text

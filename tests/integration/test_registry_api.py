@@ -113,7 +113,7 @@ async def test_entries_are_server_json_built_from_the_catalog(appliance):
     assert "registryBaseUrl" not in package and package["version"] == "1.2.0"
     status, data, _ = await appliance.client.get(package["identifier"].replace(appliance.base_url, ""))
     assert status == 200 and hashlib.sha256(data).hexdigest() == package["fileSha256"]
-    assert server["remotes"] == [{"type": "streamable-http", "url": f"{appliance.base_url}/mcp/alice/weather"}]
+    assert "remotes" not in server  # a hobbyist package: no hosted endpoint answers for it yet
     official = latest["_meta"][OFFICIAL]
     assert official["status"] == "active" and official["isLatest"] is True
     assert weather["1.1.0"]["_meta"][OFFICIAL]["status"] == "deprecated"
@@ -128,6 +128,31 @@ async def test_entries_are_server_json_built_from_the_catalog(appliance):
     pg = entries["com.example.mcp.bob/pg"]
     (remote,) = pg["remotes"]
     assert remote["url"] == "https://pg.example.com/mcp" and remote["headers"][0]["name"] == "Authorization"
+
+
+async def test_only_remotes_that_answer_are_advertised(appliance):
+    """An MCP host offers its users every remote it is given: only a pro package's own https endpoint is one.
+    The appliance's hosted endpoint does not exist yet (the URL it would have answers 404); when it does, this
+    test fails, and hobbyist packages should get it as their remote (RegistryView._remote)."""
+    await build(appliance)
+    body = await get(appliance, "/v0.1/servers?limit=100", "/v0.1/servers")
+    remotes = {e["server"]["name"]: [r["url"] for r in e["server"].get("remotes", [])] for e in body["servers"]}
+    assert remotes == {"com.example.mcp.alice/weather": [], "com.example.mcp.bob/notes": [],
+                       "com.example.mcp.bob/pg": ["https://pg.example.com/mcp"]}
+    status, _, _ = await appliance.client.post("/mcp/alice/weather", json={"jsonrpc": "2.0", "id": 1,
+                                                                          "method": "initialize", "params": {}})
+    assert status == 404
+
+
+@pytest.mark.parametrize("public_url, name", [("https://mcp.example.org", "org.example.mcp.alice/tool"),
+                                              ("", "local.mcpstore.alice/tool")])
+async def test_server_names_default_from_the_public_url(start_app, public_url, name):
+    app = await start_app(**FAST_LEDGER, server={"public_url": public_url})
+    _, alice = await app.user("alice")
+    await publish(app, alice, "tool")
+    body = await get(app, "/v0.1/servers", "/v0.1/servers")
+    assert [entry["server"]["name"] for entry in body["servers"]] == [name]
+    assert await get(app, f"/v0.1/servers/{urllib.parse.quote(name, safe='')}/versions/latest")
 
 
 async def test_filters_latest_exact_search_and_deleted(appliance):
@@ -360,3 +385,57 @@ async def test_bulk_status(appliance):
     assert [e["_meta"][OFFICIAL]["status"] for e in body["servers"]] == ["deprecated"]
     status, body, _ = await owner.request("PATCH", path, json={"status": "deprecated", "statusMessage": "archived"})
     assert status == 400 and body["error"].startswith("No changes to apply")
+
+
+async def test_error_bodies_match_the_registry_spec_and_the_appliances_own_document(appliance):
+    """Every kind of error under /v0.1 and /v0, from the handler, the front door (credentials, text checks) or the
+    router, has the registry's `{"error": "..."}` shape, with CORS, which both the registry's OpenAPI and the one
+    the appliance publishes at /api/openapi.json describe."""
+    tokens = await build(appliance)
+    _, own, _ = await appliance.client.get("/api/openapi.json")
+    schemas = Registry().with_resource("urn:own", Resource.opaque(own))
+    bad_token = {"Authorization": "Bearer mcps_not-a-token"}
+    owner = {"Authorization": f"Bearer {tokens['bob']}"}
+    cases = [  # (method, path, spec template, headers, body, status)
+        ("GET", "/servers?limit=0", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers?cursor=%00", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers?search=a%1Bb", "/v0.1/servers", {}, None, 400),
+        ("GET", "/servers", "/v0.1/servers", bad_token, None, 401),
+        ("GET", "/servers/com.example.mcp.alice%2Fnope/versions", "/v0.1/servers/{serverName}/versions", {}, None,
+         404),
+        ("GET", "/servers/com.example.mcp.alice%2Fweather/versions/9.9.9",
+         "/v0.1/servers/{serverName}/versions/{version}", {}, None, 404),
+        ("PUT", "/servers/com.example.mcp.bob%2Fnotes/versions/1.0.0",
+         "/v0.1/servers/{serverName}/versions/{version}", owner, {}, 501),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", {}, {}, 401),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         b'{"status": "deleted", "statusMessage": "x\\ud800"}', 400),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         b"[" * 100_000 + b"]" * 100_000, 400),
+        ("PATCH", "/servers/com.example.mcp.bob%2Fnotes/status", "/v0.1/servers/{serverName}/status", owner,
+         {"status": "gone"}, 400),
+        ("GET", "/no-such-resource", None, {}, None, 404),
+    ]
+    for prefix in ("/v0.1", "/v0"):
+        for method, path, template, headers, body, expected in cases:
+            send = {"json": body} if isinstance(body, dict) else {"data": body}
+            if isinstance(body, bytes):
+                headers = {**headers, "Content-Type": "application/json"}
+            status, answer, response = await appliance.client.request(method, prefix + path, headers=headers,
+                                                                       **send)
+            assert status == expected, (method, prefix + path, status, answer)
+            assert isinstance(answer, dict) and set(answer) == {"error"} and isinstance(answer["error"], str), answer
+            assert response.headers.get("access-control-allow-origin") == "*"
+            if template is None:
+                continue
+            if str(status) in SPEC["paths"][template][method.lower()]["responses"]:
+                check(template, method.lower(), status, answer)  # the registry's own OpenAPI
+            else:  # a status the registry's document does not list: still its Error schema
+                validator = Draft202012Validator({"$ref": SPEC_URI + "#/components/schemas/Error"}, registry=SCHEMAS)
+                assert not list(validator.iter_errors(answer)), answer
+            own_template = prefix + template.removeprefix("/v0.1").replace("{serverName}", "{server_name}")
+            responses = own["paths"][own_template][method.lower()]["responses"]
+            documented = responses.get(str(status), responses["default"])
+            schema = documented["content"]["application/json"]["schema"]
+            validator = Draft202012Validator({"$ref": "urn:own#" + schema["$ref"].lstrip("#")}, registry=schemas)
+            assert not list(validator.iter_errors(answer)), (own_template, status, answer)

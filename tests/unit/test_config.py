@@ -69,3 +69,22 @@ def test_client_variables_are_not_settings():
                "MCPSTORE_LOG_LEVEL": "DEBUG", "MCPSTORE_PASSWORD": "p", "MCPSTORE_ADMIN_PASSWORD": "p",
                "MCPSTORE_TEST_CACHE": "/tmp/t", "MCPSTORE_SERVER__PORT": "9001"}
     assert load_settings(environ=environ).server.port == 9001
+
+
+@pytest.mark.parametrize("public_url, prefix", [
+    ("https://mcp.example.com", "com.example.mcp"),
+    ("https://MCP.Example.com:8443/registry/", "com.example.mcp"),
+    ("", "local.mcpstore"),  # http://127.0.0.1:8080: no name to reverse
+    ("http://192.168.1.20:8080", "local.mcpstore"),
+    ("http://[2001:db8::1]:8080", "local.mcpstore"),
+    ("http://localhost:8080", "local.mcpstore"),
+    ("https://under_score.example.com", "local.mcpstore"),  # not a DNS name a registry name may carry
+])
+def test_registry_names_default_from_the_public_url(public_url, prefix):
+    assert load_settings(environ={}, server={"public_url": public_url}).registry_name_prefix == prefix
+
+
+def test_registry_name_prefix_setting_wins():
+    settings = load_settings(environ={"MCPSTORE_REGISTRY__NAME_PREFIX": "org.acme.tools"},
+                             server={"public_url": "https://mcp.example.com"})
+    assert settings.registry_name_prefix == "org.acme.tools"

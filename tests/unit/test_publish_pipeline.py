@@ -17,6 +17,7 @@ from mcpstore_appliance.bundles.model import (
 )
 from mcpstore_appliance.catalog.pricing import Pricing
 from mcpstore_appliance.catalog.publish import PublishOptions, check_name_and_version, decide, rejection
+from mcpstore_appliance import tempfiles
 from mcpstore_appliance.catalog.uploads import BLOCK_SIZE, spooled, sweep_stale
 from mcpstore_appliance.errors import InvalidInput, TooLarge, Unprocessable
 
@@ -98,6 +99,18 @@ def test_sweep_removes_only_old_upload_files(tmp_path):
     os.utime(other, (past, past))
     assert sweep_stale(tmp_path, 3600) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "upload-b.mcpb"]
+
+
+def test_sweep_leaves_a_held_upload_file_however_old(tmp_path):
+    path = tmp_path / "upload-slow.mcpb"
+    path.write_bytes(b"x")
+    os.utime(path, (0, 0))
+    held = tempfiles.hold(path)
+    try:
+        assert sweep_stale(tmp_path, 0) == 0 and path.exists()
+    finally:
+        tempfiles.release(held)
+    assert sweep_stale(tmp_path, 0) == 1 and not path.exists()  # released, as by a process that died
 
 
 # --- options -------------------------------------------------------------------------------------------------
