@@ -1,14 +1,69 @@
-"""What cached search answers share: how long a repeated page may be reused, and single flights for work that
-many requests need at the same moment."""
+"""What cached search answers share: how long a repeated page may be reused, which catalog changes it may
+outlive, and single flights for work that many requests need at the same moment."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
+from ..reader import CatalogReader
+
 DEFAULT_RESULT_TTL = 10.0  # seconds a repeated search or listing may be answered from memory
+# Seconds a cached page may outlive a change that only adds or updates packages (a publish, an edit, a
+# rating). Without it every publish would make every popular search compute its page again at once, and a
+# registry that publishes several times a second would compute nearly every search; with it, each page is
+# computed at most once per window whatever the publish rate. A status change (a yank, a deprecation, a
+# deletion, a visibility or owner change) is never outlived.
+STALE_AFTER_CHANGE = 2.0
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where the catalog is: its search generation (every change a search can see) and its count of status
+    changes (those a search must show at once), both moved by triggers (005, 009)."""
+
+    generation: int
+    status_changes: int
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    value: Any
+    mark: Mark
+    computed_at: float  # time.monotonic()
+
+    def usable(self, mark: Mark, now: float, ttl: float, stale_after_change: float) -> bool:
+        """Whether this page may answer at `now`, when the catalog is at `mark`."""
+        if now >= self.computed_at + ttl:
+            return False
+        if self.mark == mark:
+            return True
+        return self.mark.status_changes == mark.status_changes and now < self.computed_at + stale_after_change
+
+
+class CatalogMarks:
+    """The catalog's current Mark, read from SQLite again only when the reader's stamp says the database may
+    have changed (so a repeated search checks its cached page without a query)."""
+
+    def __init__(self, reader: CatalogReader):
+        self.reader = reader
+        self._read: tuple[Any, Mark | None] = (None, None)
+
+    def current(self) -> Mark:
+        stamp = self.reader.stamp()
+        read_at, mark = self._read
+        if read_at != stamp or mark is None:
+            mark = self.reader.inline(read_mark)
+            self._read = (stamp, mark)
+        return mark
+
+
+def read_mark(conn: sqlite3.Connection) -> Mark:
+    return Mark(*conn.execute("SELECT generation, status_changes FROM search_state WHERE id = 1").fetchone())
 
 
 class SingleFlight:

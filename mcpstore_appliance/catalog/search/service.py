@@ -17,7 +17,7 @@ from ..cursors import CursorCodec
 from ..reader import CatalogReader, TooBigForTheLoop, snapshot
 from ..visibility import visible_clause
 from ...lru import LRU
-from .cache import DEFAULT_RESULT_TTL
+from .cache import DEFAULT_RESULT_TTL, STALE_AFTER_CHANGE, CachedPage, CatalogMarks
 from .facets import FacetCounts, empty_facets
 from .pages import SearchPage, cursor_scope, cursor_state, item_json, next_cursor
 from .plan import Plan, joined_page, plan_for
@@ -27,8 +27,11 @@ from .spelling import SpellerCache, attempts
 
 class SearchService:
     def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str,
-                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
+                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL,
+                 stale_after_change: float = STALE_AFTER_CHANGE):
         self.reader = reader
+        self.marks = CatalogMarks(reader)
+        self.stale_after_change = stale_after_change
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.facets = FacetCounts()
@@ -51,18 +54,18 @@ class SearchService:
         if query.cursor is not None:
             scope = cursor_scope(query, sort)
             after = cursor_state(self.cursors, query, sort, scope)
-        # Recent pages are reused for repeated searches (popular queries, the storefront's lists): exact for
-        # membership, order, facets and ratings (the key holds the search generation and the download-fold
-        # epoch); only counters that change without either (invocations, other processes' folds) may lag by
-        # up to result_ttl seconds.
+        # Recent pages are reused for repeated searches (popular queries, the storefront's lists): a page shows
+        # a publish or an edit within stale_after_change seconds and a status change (a yank, a deprecation, a
+        # deletion, a visibility change) at once (cache.py); counters that change without any of these (invocations, other processes' download
+        # folds) may lag by up to result_ttl seconds.
         clause, params = visible_clause(principal, alias="s")
-        generation = self.reader.search_generation()
-        key = (generation, self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())),
-               sort, query.limit, query.cursor)
+        mark = self.marks.current()
+        key = (self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())), sort,
+               query.limit, query.cursor)
         now = time.monotonic()
         cached = None if fresh else self.results.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached.usable(mark, now, self.result_ttl, self.stale_after_change):
+            return cached.value
         scope = scope or cursor_scope(query, sort)
 
         def work(conn: sqlite3.Connection, on_loop: bool) -> SearchPage:
@@ -75,7 +78,7 @@ class SearchService:
             page = await self.reader.run(lambda conn: work(conn, False))
         if self.result_ttl > 0:
             page.json_text = page.to_json()
-            self.results.put(key, (now + self.result_ttl, page))
+            self.results.put(key, CachedPage(page, mark, now))
         return page
 
     async def warm_up(self) -> None:
