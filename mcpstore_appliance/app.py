@@ -27,6 +27,7 @@ from .web.errors import log_client_errors_in_one_line
 from .web.hot_reads import HotReads
 from .web.metrics import Metrics
 from .web.middlewares import FrontDoor, check_every_route_wrapped
+from .web.mcp_api import install_gateway
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
@@ -164,6 +165,7 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         front_door.add_routes(app.router, module.routes)
+    install_gateway(app, front_door)  # hosted execution (gateway/): its service, start-up log line and routes
     install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
     front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
     app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it

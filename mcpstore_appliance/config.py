@@ -123,6 +123,26 @@ class RegistrySettings(Section):
     name_prefix: str = ""
 
 
+class HostedSettings(Section):
+    """Hosted execution (gateway/): published bundles run in a sandbox behind /mcp/{namespace}/{name}."""
+
+    backend: Literal["auto", "bubblewrap", "docker", "off"] = "auto"  # auto: bubblewrap, else docker, else off
+    memory_mb: int = Field(512, ge=16)
+    cpus: float = Field(0.5, gt=0)
+    pids: int = Field(64, ge=4)
+    tmpfs_mb: int = Field(16, ge=1)
+    init_timeout_seconds: float = Field(15.0, gt=0)
+    call_timeout_seconds: float = Field(5.0, gt=0)
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    max_sessions_per_user: int = Field(4, ge=1)
+    max_sessions: int = Field(32, ge=1)
+    docker_host: str = ""  # empty: DOCKER_HOST or the local engine's socket
+    docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
+    docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
+    allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -131,6 +151,7 @@ class Settings(Section):
     publish: PublishSettings = PublishSettings()
     ledger: LedgerSettings = LedgerSettings()
     registry: RegistrySettings = RegistrySettings()
+    hosted: HostedSettings = HostedSettings()
 
     @property
     def base_url(self) -> str:

@@ -28,6 +28,9 @@ def make_settings(data_dir: Path, **overrides: Any):
     # Publishes one after another would each wait out the checkpoint interval (1 s by default);
     # tests of the interval itself set it explicitly.
     overrides["ledger"] = {"checkpoint_interval_seconds": 0, **overrides.get("ledger", {})}
+    # Hosted execution only where a test asks for it (tests/gateway/): no sandbox probe at every start, and
+    # the same answers (no hosted remotes in /v0.1) on machines with and without bubblewrap.
+    overrides.setdefault("hosted", {"backend": "off"})
     return load_settings(environ={}, data_dir=str(data_dir), server=server, **overrides)
 
 

@@ -7,8 +7,9 @@ Each published version of a package is one registry entry:
   registry's name pattern.
 - `server.packages[0]` is the bundle: `registryType: "mcpb"`, the appliance's content-addressed download URL as
   `identifier`, `fileSha256` of the stored bytes, stdio transport.
-- `server.remotes[0]`, only where a server answers: the publisher's own https endpoint for the pro tier. (The
-  hobbyist tier's hosted endpoint, `{base}/mcp/{namespace}/{name}`, is advertised once the gateway serves it.)
+- `server.remotes[0]`, only where a server answers: the publisher's own https endpoint for the pro tier; the
+  hobbyist tier's hosted endpoint, `{base}/mcp/{namespace}/{name}`, where the gateway has a working sandbox
+  backend and runs the server's type (`hosted_types`).
 - `_meta["io.modelcontextprotocol.registry/official"]`: status (`deleted` for a yanked version, `deprecated`,
   else `active`), publishedAt, updatedAt, statusChangedAt, isLatest; our extras (verified, rating, pricing,
   ledger index, ...) under `<prefix>/catalog`.
@@ -52,8 +53,8 @@ ENTRY_COLUMNS = (
     " s.pricing_model, s.price_amount, s.currency, s.visibility, p.endpoint_url, p.latest_version_id,"
     " v.id AS v_id, v.version, v.sha256, v.size, v.published_at, v.updated_at, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.ledger_index, v.signature_status,"
-    # One parse of the version's metadata for the three fields (a JSON array of them).
-    " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links') AS texts_json")
+    # One parse of the version's metadata for the four fields (a JSON array of them).
+    " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links', '$.server_type') AS texts_json")
 ENTRY_FROM = ("package_search s JOIN versions v ON v.package_id = s.package_id"
               " JOIN packages p ON p.id = s.package_id")
 
@@ -75,6 +76,8 @@ class RegistryView:
         self.base_url = base_url.rstrip("/")
         self.prefix = name_prefix
         self.extras_key = f"{name_prefix}/catalog"
+        # Server types the hosted gateway runs; empty while it has no working sandbox backend (gateway/).
+        self.hosted_types: frozenset[str] = frozenset()
 
     # -- names ------------------------------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ class RegistryView:
 
     def server_json(self, row: sqlite3.Row) -> dict[str, Any]:
         namespace, name = row["namespace"], row["name"]
-        display_name, description, links = json.loads(row["texts_json"])
+        display_name, description, links, _ = json.loads(row["texts_json"])
         title = (display_name or name).strip()[:100] or name
         description = _short(description or title, 100)
         document: dict[str, Any] = {
@@ -237,8 +240,9 @@ class RegistryView:
 
     def _remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
         """A remote only where one answers: an MCP host offers its users every remote it is given."""
+        if row["tier"] == "hobbyist":
+            return self._hosted_remote(row)
         url = row["endpoint_url"] if row["tier"] == "pro" else None
-        # Issue 20 (the hosted gateway): hobbyist packages get f"{self.base_url}/mcp/{namespace}/{name}" here.
         if not (_is_http(url) and url.startswith("https://")):
             return None
         remote: dict[str, Any] = {"type": "streamable-http", "url": url}
@@ -246,6 +250,14 @@ class RegistryView:
             remote["headers"] = [{"name": "Authorization", "isRequired": True, "isSecret": True,
                                   "description": f"Bearer usage token bought at {self.base_url}"}]
         return remote
+
+    def _hosted_remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
+        """The gateway's endpoint (gateway/), where hosted execution works and the server type is hosted."""
+        if not self.hosted_types or json.loads(row["texts_json"])[3] not in self.hosted_types:
+            return None
+        return {"type": "streamable-http", "url": f"{self.base_url}/mcp/{row['namespace']}/{row['name']}",
+                "headers": [{"name": "Authorization", "isRequired": True, "isSecret": True,
+                             "description": f"Bearer API token of your account at {self.base_url}"}]}
 
     def meta(self, row: sqlite3.Row) -> dict[str, Any]:
         if row["yanked_at"] is not None:
