@@ -56,8 +56,8 @@ class SearchService:
             after = cursor_state(self.cursors, query, sort, scope)
         # Recent pages are reused for repeated searches (popular queries, the storefront's lists): a page shows
         # a publish or an edit within stale_after_change seconds and a status change (a yank, a deprecation, a
-        # deletion, a visibility change) at once (cache.py); counters that change without any of these (invocations, other processes' download
-        # folds) may lag by up to result_ttl seconds.
+        # deletion, a visibility change) at once (cache.py); counters that change without any of these
+        # (invocations, other processes' download folds) may lag by up to result_ttl seconds.
         clause, params = visible_clause(principal, alias="s")
         mark = self.marks.current()
         key = (self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())), sort,
