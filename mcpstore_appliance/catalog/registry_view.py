@@ -30,12 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..accounts.models import Principal
+from ..db import Database, TooBigForTheLoop
 from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
 from .package_view import iso, version_path
 from .pricing import pricing_of
-from .reader import CatalogReader, TooBigForTheLoop
 from ..lru import LRU
 from .search.cache import DEFAULT_RESULT_TTL
 from .visibility import visible_clause
@@ -64,14 +64,16 @@ def server_not_found() -> NotFound:
 
 
 class RegistryView:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str,
-                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, name_prefix: str,
+                 search_generation: Callable[[], int], fold_epoch: Callable[[], int] = lambda: 0,
+                 result_ttl: float = DEFAULT_RESULT_TTL):
         if not _PREFIX.match(name_prefix):
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
+        self.search_generation = search_generation  # read again only when the commit stamp moves
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
         self._pages = LRU(size=128)  # listing pages are up to ~100 KB
-        self.reader = reader
+        self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.prefix = name_prefix
@@ -102,7 +104,7 @@ class RegistryView:
         so listings are never older than the catalog; only counters in our `_meta` extras may lag. `fresh`
         (a client's `Cache-Control: no-cache`) skips the cache."""
         clause, values = visible_clause(principal, alias="s")
-        generation = self.reader.search_generation()
+        generation = self.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
         now = time.monotonic()
         cached = None if fresh else self._pages.get(key)
@@ -160,15 +162,15 @@ class RegistryView:
         """One listing page. With a search, two plans give the same rows: the scan in name order fills a page
         of a common substring within a few rows but reads the whole catalog for a rare one; the trigram index
         finds a rare one's few packages at once but must fetch and sort every one of a common one's. So the
-        scan runs first, on the event loop within the reader's budget of SQLite steps (a listing page without
+        scan runs first, on the event loop within the database's budget of SQLite steps (a listing page without
         a search fits in it too), and what the budget cuts off goes to a reader thread: the index answers a
         search, the scan runs on for a listing. Nothing on the thread counts steps: each count is a call back
         into Python that must take the GIL back from the event loop, which holds it for milliseconds at a time
         when busy."""
         try:
-            return self.reader.bounded(lambda c: c.execute(*scan).fetchall())
+            return self.db.bounded(lambda c: c.execute(*scan).fetchall())
         except TooBigForTheLoop:
-            return await self.reader.run(lambda c: c.execute(*(indexed or scan)).fetchall())
+            return await self.db.threaded(lambda c: c.execute(*(indexed or scan)).fetchall())
 
     def server_versions(self, principal: Principal | None, server_name: str,
                         include_deleted: bool = False) -> dict[str, Any]:
@@ -198,7 +200,7 @@ class RegistryView:
             where.append("v.version = ?")
             values.append(version)
         sql = f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(where)}"
-        rows = self.reader.inline(lambda c: c.execute(sql, values).fetchall())
+        rows = self.db.inline(lambda c: c.execute(sql, values).fetchall())
         if not rows and version is None:
             raise server_not_found()
         return rows

@@ -1,6 +1,6 @@
 """Metering: every tools/call through the gateway becomes a row of `invocations` (who, which package and
 version, outcome, duration). Rows are buffered and written in one transaction every few seconds rather than
-one commit per call: every commit makes the catalog's in-memory answers read again (catalog/reader.py).
+one commit per call: every commit makes the catalog's in-memory answers read again (Database.stamp, db/stamp.py).
 
 `on_call` is the billing hook (per-call pricing debits credits through the marketplace's journal, which the
 `market` branch fills in); it runs for every call, before the row is buffered, and may refuse further calls

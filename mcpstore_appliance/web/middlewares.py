@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .access import ANYONE, Access, access_of, allow, effective_principal, login_redirect, refusal
 from .auth import SAFE_METHODS, authenticate
+from .connections import follow_body
 from .errors import error_response
 from .metrics import Metrics
 from .util import check_url_text
@@ -106,6 +107,8 @@ class FrontDoor:
             started = time.perf_counter()
             request_id = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
             status = 500
+            if request.method not in SAFE_METHODS:
+                follow_body(request)  # its connection's guard times a stalled body from here (web/connections.py)
             try:
                 try:
                     if "%" in request.raw_path:  # escapes are the only way to send control characters in a URL

@@ -203,9 +203,9 @@ async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_inde
     needles = ["EATH", "eat", "postgres", "ÉCOLE", "petite éc", 'quoted"', '"quoted"', "NEAR(a", "50%", "*star",
                "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next", "İSTANBUL", "İs"]
     for needle in needles:
-        monkeypatch.setattr(appliance.services.discovery.reader, "loop_steps", SCAN_ONLY)
+        monkeypatch.setattr(appliance.services.db, "loop_steps", SCAN_ONLY)
         scanned = await walk_search(appliance, needle)
-        monkeypatch.setattr(appliance.services.discovery.reader, "loop_steps", INDEX_FIRST)
+        monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
         assert await walk_search(appliance, needle) == scanned, needle
     assert {name for name, _ in await walk_search(appliance, '"quoted"')} == {"com.example.mcp.bob/ecole"}
     assert await walk_search(appliance, "ÉCOLE") == [("com.example.mcp.bob/ecole", "1.0.0")]
@@ -218,14 +218,14 @@ async def test_a_listing_cut_off_on_the_event_loop_is_finished_on_a_reader_threa
     await build(appliance)
     listed = await walk_search(appliance, None)
     assert len(listed) == 5
-    monkeypatch.setattr(appliance.services.discovery.reader, "loop_steps", INDEX_FIRST)  # every page cut at once
+    monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)  # every page cut at once
     assert await walk_search(appliance, None) == listed
 
 
 async def test_the_trigram_index_follows_every_change_of_the_searched_text(appliance, monkeypatch):
     tokens = await build(appliance)
     # every search of 3+ characters uses the index
-    monkeypatch.setattr(appliance.services.discovery.reader, "loop_steps", INDEX_FIRST)
+    monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
     bob = tokens["bob"]
 
     async def found(needle: str) -> set[str]:

@@ -10,7 +10,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ..reader import CatalogReader
 
 DEFAULT_RESULT_TTL = 10.0  # seconds a repeated search or listing may be answered from memory
 # Seconds a cached page may outlive a change that only adds or updates packages (a publish, an edit, a
@@ -43,23 +42,6 @@ class CachedPage:
         if self.mark == mark:
             return True
         return self.mark.status_changes == mark.status_changes and now < self.computed_at + stale_after_change
-
-
-class CatalogMarks:
-    """The catalog's current Mark, read from SQLite again only when the reader's stamp says the database may
-    have changed (so a repeated search checks its cached page without a query)."""
-
-    def __init__(self, reader: CatalogReader):
-        self.reader = reader
-        self._read: tuple[Any, Mark | None] = (None, None)
-
-    def current(self) -> Mark:
-        stamp = self.reader.stamp()
-        read_at, mark = self._read
-        if read_at != stamp or mark is None:
-            mark = self.reader.inline(read_mark)
-            self._read = (stamp, mark)
-        return mark
 
 
 def read_mark(conn: sqlite3.Connection) -> Mark:

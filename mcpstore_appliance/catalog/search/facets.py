@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from ..reader import TooBigForTheLoop
+from ...db import TooBigForTheLoop
 from ...lru import LRU
 from .cache import SingleFlight
 from .plan import Plan

@@ -3,7 +3,7 @@
 A page is computed in one snapshot from the plan (plan.py), a relevance ranking (ranking.py) or the joined
 page query, the facet counts (facets.py) and, when the words find nothing, the typo fallback (spelling.py).
 Recent pages are cached for repeated searches. A search runs on the event loop while the expensive parts are
-cached, else on a reader thread (see CatalogReader.bounded).
+cached, else on a reader thread (see Database.bounded).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 
 from ...accounts.models import Principal
+from ...db import Database, TooBigForTheLoop, snapshot
 from ..cursors import CursorCodec
-from ..reader import CatalogReader, TooBigForTheLoop, snapshot
 from ..visibility import visible_clause
 from ...lru import LRU
-from .cache import DEFAULT_RESULT_TTL, STALE_AFTER_CHANGE, CachedPage, CatalogMarks
+from .cache import DEFAULT_RESULT_TTL, STALE_AFTER_CHANGE, CachedPage, read_mark
 from .facets import FacetCounts, empty_facets
 from .pages import SearchPage, cursor_scope, cursor_state, item_json, next_cursor
 from .plan import Plan, joined_page, plan_for
@@ -26,18 +26,18 @@ from .ranking import Rankings
 from .spelling import SpellerCache, attempts
 
 class SearchService:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str,
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str,
                  fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL,
                  stale_after_change: float = STALE_AFTER_CHANGE):
-        self.reader = reader
-        self.marks = CatalogMarks(reader)
+        self.db = db
+        self.marks = db.per_stamp(read_mark)  # read again only when the commit stamp moves
         self.stale_after_change = stale_after_change
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.facets = FacetCounts()
         self.results = LRU(size=256)  # pages are 5-30 KB
         self.rankings = Rankings()
-        self.spelling = SpellerCache(reader.path)
+        self.spelling = SpellerCache(db.dedicated_reader)
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
 
@@ -59,7 +59,7 @@ class SearchService:
         # deletion, a visibility change) at once (cache.py); counters that change without any of these
         # (invocations, other processes' download folds) may lag by up to result_ttl seconds.
         clause, params = visible_clause(principal, alias="s")
-        mark = self.marks.current()
+        mark = self.marks()
         key = (self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())), sort,
                query.limit, query.cursor)
         now = time.monotonic()
@@ -73,9 +73,9 @@ class SearchService:
 
         # On the event loop when the expensive parts are cached, else on a reader thread.
         try:
-            page = self.reader.bounded(lambda conn: work(conn, True))
+            page = self.db.bounded(lambda conn: work(conn, True))
         except TooBigForTheLoop:
-            page = await self.reader.run(lambda conn: work(conn, False))
+            page = await self.db.threaded(lambda conn: work(conn, False))
         if self.result_ttl > 0:
             page.json_text = page.to_json()
             self.results.put(key, CachedPage(page, mark, now))
@@ -87,11 +87,11 @@ class SearchService:
             if not self.spelling.built:
                 self.spelling.rebuild(conn, _generation(conn))
 
-        await self.reader.run(build)
+        await self.db.threaded(build)
 
     def _search(self, conn: sqlite3.Connection, principal: Principal | None, query: SearchQuery, sort: str,
                 scope: str, after: dict | None, on_loop: bool = False) -> SearchPage:
-        """One page. `on_loop`: running on the event loop (see CatalogReader.bounded), where the typo
+        """One page. `on_loop`: running on the event loop (see Database.bounded), where the typo
         fallback and uncached facet counts are not computed: they raise TooBigForTheLoop instead."""
         generation = _generation(conn)
         terms = (after or {}).get("terms") or query.terms

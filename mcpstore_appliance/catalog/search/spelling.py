@@ -6,13 +6,12 @@ says which query it used (`corrected_query`).
 from __future__ import annotations
 
 import bisect
+import sqlite3
 import threading
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
-import sqlite3
-
-from ..reader import connect_readonly
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 
 def _grams(word: str) -> set[str]:
@@ -107,8 +106,8 @@ class SpellerCache:
     small (it then always reflects the latest publish); for a big one, an older speller answers while a
     rebuild runs in the background."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, connect: Callable[[], AbstractContextManager[sqlite3.Connection]]):
+        self.connect = connect  # a read connection of its own, for the background rebuild
         self._speller: Speller | None = None
         self._generation = -1
         self._seconds = 0.0
@@ -141,10 +140,9 @@ class SpellerCache:
         return speller
 
     def _refresh_in_background(self, generation: int) -> None:
-        conn = connect_readonly(self.path)
         try:
-            self.rebuild(conn, generation)
+            with self.connect() as conn:
+                self.rebuild(conn, generation)
         finally:
-            conn.close()
             with self._lock:
                 self._refreshing = False
