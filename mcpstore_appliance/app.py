@@ -158,7 +158,7 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
     base_url = settings.base_url
     return Discovery(
         cursors=cursors, downloads=downloads,
-        search=SearchService(db, cursors, base_url, generation, fold_epoch=lambda: downloads.epoch),
+        search=SearchService(db, cursors, base_url, fold_epoch=lambda: downloads.epoch),
         packages=PackageView(db, cursors, base_url, entitled=covers),
         registry=RegistryView(db, cursors, base_url, settings.registry_name_prefix, generation,
                               fold_epoch=lambda: downloads.epoch, hosted_types=hosted_types))

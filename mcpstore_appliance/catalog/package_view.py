@@ -36,7 +36,7 @@ from . import semver
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
 from .pricing import format_minor_units, pricing_of
-from .search import PLATFORMS
+from .search.query import PLATFORMS
 from .visibility import can_manage, can_see, visible_clause
 
 DEFAULT_VERSIONS_LIMIT = 20

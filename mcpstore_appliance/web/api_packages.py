@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..blobs import BlobStore
 from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
-from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
+from ..catalog.search.query import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
 from .access import ANYONE, allow
 from .auth import principal_of
