@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..accounts.models import SCOPES
 from ..text import OneLine
 from .access import ANYONE, allow, signed_in, site_admin
 from .auth import caller
@@ -15,6 +16,11 @@ from .util import client_ip, dump, query_int, read_json
 
 routes = web.RouteTableDef()
 
+
+# The JSON schema lists the scopes by name (pydantic needs them spelled out); they must be the accounts' own.
+ScopeName = Literal["read", "publish", "account", "invoke", "admin"]
+if set(get_args(ScopeName)) != set(SCOPES):
+    raise RuntimeError("web/api_accounts.py ScopeName differs from accounts.models.SCOPES")
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,14 +38,14 @@ class LoginTokenBody(Body):
     login: OneLine = Field(max_length=320)
     password: str = Field(max_length=1024)
     name: OneLine = Field("cli", max_length=100)
-    scopes: list[Literal["read", "publish", "account", "admin"]] = ["read", "publish"]
+    scopes: list[ScopeName] = ["read", "publish"]
     org: OneLine | None = None
     expires_in_days: int | None = None
 
 
 class TokenBody(Body):
     name: OneLine = Field(max_length=100)
-    scopes: list[Literal["read", "publish", "account", "admin"]] = ["read"]
+    scopes: list[ScopeName] = ["read"]
     org: OneLine | None = None
     expires_in_days: int | None = None
 

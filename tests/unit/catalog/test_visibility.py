@@ -9,7 +9,7 @@ import sqlite3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcpstore_appliance.accounts.models import ROLES, Principal, User
+from mcpstore_appliance.accounts.models import ROLES, SCOPES, Principal, User
 from mcpstore_appliance.catalog.visibility import can_manage, can_see, visible_clause
 
 USERS = (1, 2, 3)
@@ -28,7 +28,7 @@ def principals(draw):
     memberships = draw(st.dictionaries(st.sampled_from(ORGS), st.sampled_from(ROLES), max_size=3))
     return Principal(
         User(user_id, f"u{user_id}@example.com", f"u{user_id}", "", draw(st.booleans()), 0.0),
-        frozenset(draw(st.sets(st.sampled_from(("read", "publish", "account", "admin"))))),
+        frozenset(draw(st.sets(st.sampled_from(SCOPES)))),
         memberships, {org: f"org{org}" for org in memberships},
         token_org_id=draw(st.one_of(st.none(), st.sampled_from(ORGS))), via=draw(st.sampled_from(("token", "session"))))
 
