@@ -12,6 +12,7 @@ import pytest
 
 from mcpstore_appliance.app import create_app
 from mcpstore_appliance.config import load_settings
+from mcpstore_appliance.web.keys import SERVICES
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
 
@@ -77,7 +78,7 @@ class RunningApp:
 
     @property
     def services(self):
-        return self.app["services"]
+        return self.app[SERVICES]
 
     async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish", "account"),
                    password: str = "correct horse battery") -> tuple[Any, str]:

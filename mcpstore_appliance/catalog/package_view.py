@@ -1,5 +1,5 @@
-"""Package data for consumers: the package page as data, version lists, version detail, download targets and
-update checks. Every lookup carries the visibility rule; a package the caller may not see answers exactly like
+"""Package data for consumers: the package page as data, version lists, version detail and download targets
+(update checks: update_checks.py, delegated to from here). Every lookup carries the visibility rule; a package the caller may not see answers exactly like
 a missing one (same status, code and message).
 
 Speed: each answer is one or two indexed queries on the event-loop connection of `CatalogReader`. The part
@@ -13,102 +13,33 @@ nothing is committed (`CatalogReader.stamp`), and answered then without touching
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import itertools
 import json
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
-
-import nh3
-from markdown_it import MarkdownIt
 
 from ..accounts.models import Principal
-from ..errors import InvalidInput, NotFound
+from ..errors import NotFound
 from ..lru import LRU
 from . import semver
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
+from .package_text import (access_columns, check_names, compact_json, config_field, count_by, iso, not_found,
+                           render_markdown, splice, version_path)
 from .pricing import format_minor_units, pricing_of
 from .reader import CatalogReader
-from .search import PLATFORMS
+from .update_checks import UpdateChecks
 from .visibility import can_manage, can_see, visible_clause
 
 DEFAULT_VERSIONS_LIMIT = 20
 MAX_VERSIONS_LIMIT = 100
 RECENT_VERSIONS = 5
-MAX_CHANGELOG_ENTRIES = 50
-# An update check's versions are kept in memory only when their changelogs are at most this long in all
-# (typically a few hundred characters; each may be 20,000): the cache of 2,048 entries stays under ~32 MB.
-MAX_KEPT_CHANGELOG_CHARS = 16_000
-# Update-check answers kept per installable entry, in characters of JSON (an answer is ~600 without changelogs):
-# the 2,048 entries add at most ~16 MB however many distinct `current` values clients send.
-MAX_KEPT_ANSWER_CHARS = 8_192
 PUBLISHED_ONLY = ("published",)  # the version states that callers other than a package's managers see
 CACHE_BYTES = 64 << 20  # per cache of whole package pages and of their static parts
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-# --- markdown ----------------------------------------------------------------------------------------------
-
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
-SAFE_TAGS = {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "code", "pre",
-             "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td", "del", "s"}
-SAFE_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
-MAX_MARKDOWN_CHARS = 100_000
-
-
-def render_markdown(text: str | None) -> str:
-    """Markdown (CommonMark + tables) to HTML that is safe to embed: raw HTML in the source is escaped by the
-    renderer, and the output is sanitized again with an allowlist (no scripts, styles, event handlers or
-    javascript: URLs; links get rel="noopener noreferrer nofollow")."""
-    if not text:
-        return ""
-    html = _MARKDOWN.render(text[:MAX_MARKDOWN_CHARS])
-    return nh3.clean(html, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
-                     link_rel="noopener noreferrer nofollow")
-
-
-# --- small helpers -----------------------------------------------------------------------------------------
-
-def iso(timestamp: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as the MCP Registry writes timestamps."""
-    if timestamp is None:
-        return None
-    return _iso(timestamp)
-
-
-@functools.lru_cache(maxsize=65536)  # listings format the same publish times again and again
-def _iso(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def not_found(namespace: str, name: str) -> NotFound:
-    # The same words whether the package is missing or hidden from this caller.
-    return NotFound(f"no package {namespace[:64]}/{name[:64]}", code="no_such_package")
-
-
-def version_path(base_url: str, namespace: str, name: str, version: str) -> str:
-    return f"{base_url}/api/packages/{namespace}/{name}/versions/{quote(version, safe='')}"
-
-
-def _access(row: sqlite3.Row) -> dict[str, Any]:
-    """The columns that decide who may see a package (for can_see and can_manage), kept with cached answers."""
-    return {"visibility": row["visibility"], "org_id": row["org_id"], "owner_user_id": row["owner_user_id"]}
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _splice(*objects: str) -> str:
-    """Join JSON object texts with distinct keys into one object without re-encoding them."""
-    inner = [text[1:-1] for text in objects if len(text) > 2]
-    return "{" + ",".join(inner) + "}"
 
 
 @dataclass(frozen=True)
@@ -126,21 +57,6 @@ class DownloadTarget:
     @property
     def filename(self) -> str:
         return f"{self.name}-{self.version}.mcpb"
-
-
-@dataclass(frozen=True)
-class _Installable:
-    """What an update check chooses from, for one (package, platform, pre-releases or not): the newest
-    installable versions with their semver sort keys, as read at `stamp` (CatalogReader.stamp)."""
-
-    stamp: tuple
-    access: dict  # visibility, org_id, owner_user_id: for can_see
-    pricing_model: str
-    versions: list[tuple[str, sqlite3.Row]]  # (semver sort key, row), newest first
-    latest: semver.Version | None  # the first of them, parsed
-    # update-check answers as JSON text by the client's `current` (the same for every caller who may see the
-    # package), so that the hosts polling for the same installed version share one answer
-    answers: dict[str | None, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,8 +104,13 @@ class PackageView:
         self.base_url = base_url.rstrip("/")
         self._static = LRU(cache_size, CACHE_BYTES, len)
         self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
-        self._installable = LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
+        self.updates = UpdateChecks(reader, base_url, cache_size)
+
+    def update_check_json(self, principal: Principal | None, namespace: str, name: str, current: str | None,
+                          platform: str | None, prerelease: bool) -> str:
+        """The newest installable version for a client on `current` (update_checks.py)."""
+        return self.updates.update_check_json(principal, namespace, name, current, platform, prerelease)
 
     # -- package data -----------------------------------------------------------------------------------
 
@@ -212,7 +133,7 @@ class PackageView:
             if not can_see(principal, cached.access):
                 raise not_found(namespace, name)
             return cached.body, cached.etag, cached.access["visibility"] == "public"
-        _check_names(namespace, name)
+        check_names(namespace, name)
         clause, params = visible_clause(principal)
         fingerprint = self.reader.inline(lambda c: c.execute(
             f"SELECT {FINGERPRINT_COLUMNS} FROM packages p WHERE p.namespace = ? AND p.name = ? AND {clause}",
@@ -220,7 +141,7 @@ class PackageView:
         if fingerprint is None:
             raise not_found(namespace, name)
         key = (*fingerprint, day)
-        access = _access(fingerprint)
+        access = access_columns(fingerprint)
         if cached is None or cached.key != key:
             body = self._build_package(fingerprint[0], namespace, name, day).encode()
             cached = _Page(key, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', access, stamp)
@@ -228,13 +149,6 @@ class PackageView:
             cached = _Page(key, cached.body, cached.etag, access, stamp)
         self._pages.put((namespace, name), cached)
         return cached.body, cached.etag, access["visibility"] == "public"
-
-    def public_page(self, namespace: str, name: str) -> _Page | None:
-        """The kept page of a public package while it is still exact (nothing committed since it was validated,
-        the same UTC day), else None: what `package_data` would answer anyone, without its checks of the names
-        (only names that passed them are ever kept)."""
-        page = self._pages.get((namespace, name))
-        return page if self._public_and_current(page) and page.key[-1] == int(time.time() // 86400) else None
 
     def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
         return self.package_data(principal, namespace, name)[0].decode()
@@ -271,13 +185,13 @@ class PackageView:
                       "rating": {"average": row["rating_avg"], "count": row["rating_count"]}},
         }
         if row["v_id"] is None:
-            return _dumps({**dynamic, "version": None})
+            return compact_json({**dynamic, "version": None})
         dynamic.update(self._version_status(row))
-        return _splice(_dumps(dynamic), self._static_json(row["v_id"], namespace, name))
+        return splice(compact_json(dynamic), self._static_json(row["v_id"], namespace, name))
 
     def version_json(self, principal: Principal | None, namespace: str, name: str, version: str) -> str:
         """One version in full (`latest` names the package's latest version)."""
-        _check_names(namespace, name)
+        check_names(namespace, name)
         package = self._package_row(principal, namespace, name)
         states = self._states(principal, package)
         if version == "latest":
@@ -291,7 +205,7 @@ class PackageView:
             raise NotFound(f"{namespace}/{name} has no version {version[:100]!r}", code="no_such_version")
         dynamic = {**self._package_fields(package), **self._version_status(row),
                    "is_latest": row["v_id"] == package["latest_version_id"]}
-        return _splice(_dumps(dynamic), self._static_json(row["v_id"], namespace, name))
+        return splice(compact_json(dynamic), self._static_json(row["v_id"], namespace, name))
 
     def _package_fields(self, row: sqlite3.Row) -> dict[str, Any]:
         namespace, name = row["namespace"], row["name"]
@@ -323,7 +237,7 @@ class PackageView:
             row = self.reader.inline(lambda c: c.execute(
                 f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS} FROM versions v WHERE v.id = ?",
                 (version_id,)).fetchone())
-            cached = _dumps(self._static_fields(row, namespace, name))
+            cached = compact_json(self._static_fields(row, namespace, name))
             self._static.put(version_id, cached)
         return cached
 
@@ -359,7 +273,7 @@ class PackageView:
             "screenshots": list(meta.get("screenshots") or []),
             "signature": {"status": row["signature_status"], "signer": signer, "reason": row["signature_reason"]},
             "findings": {"count": len(findings),
-                         "by_severity": _count_by(findings, "severity")},
+                         "by_severity": count_by(findings, "severity")},
             "changelog": row["changelog"],
             "sha256": sha256, "size": row["size"], "unsigned_sha256": row["unsigned_sha256"],
             "bundle_url": f"{self.base_url}/bundles/{sha256}.mcpb",
@@ -388,25 +302,15 @@ class PackageView:
             if not can_manage(principal, kept.access):
                 return kept.body
         answer, access, states = self._versions(principal, namespace, name, limit, cursor)
-        body = _dumps(answer)
+        body = compact_json(answer)
         if cursor is None and states == PUBLISHED_ONLY:
             self._version_lists.put(key, _VersionList(stamp, access, body))
         return body
 
-    def public_version_list(self, namespace: str, name: str, limit: int) -> str | None:
-        """The kept first page `versions_json` gives anyone for a public package (its published versions), while
-        it is still exact (nothing committed since it was read), else None."""
-        kept = self._version_lists.get((namespace, name, limit))
-        return kept.body if self._public_and_current(kept) else None
-
-    def _public_and_current(self, kept: _Page | _VersionList | _Installable | None) -> bool:
-        """A kept answer any anonymous caller may have: of a public package, and nothing committed since."""
-        return kept is not None and kept.access["visibility"] == "public" and kept.stamp == self.reader.stamp()
-
     def _versions(self, principal: Principal | None, namespace: str, name: str, limit: int,
                   cursor: str | None) -> tuple[dict[str, Any], dict, tuple[str, ...]]:
         """(the answer, the package's access columns, the version states the caller sees)."""
-        _check_names(namespace, name)
+        check_names(namespace, name)
         package = self._package_row(principal, namespace, name)
         states = self._states(principal, package)
         scope = scope_digest(package["id"], states)
@@ -438,14 +342,14 @@ class PackageView:
                          "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download"})
             items.append(item)
         next_cursor = self.cursors.encode("versions", scope, [rows[-1]["semver_key"]]) if more else None
-        access = _access(package)
+        access = access_columns(package)
         answer = {"id": f"{namespace}/{name}", "total": total, "versions": items, "next_cursor": next_cursor}
         return answer, access, states
 
     # -- downloads --------------------------------------------------------------------------------------
 
     def download_target(self, principal: Principal | None, namespace: str, name: str, version: str) -> DownloadTarget:
-        _check_names(namespace, name)
+        check_names(namespace, name)
         clause, params = visible_clause(principal)
         rows = self.reader.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
@@ -487,104 +391,6 @@ class PackageView:
                                       row["yanked_at"] is not None)
         return None
 
-    # -- update check -----------------------------------------------------------------------------------
-
-    def update_check_json(self, principal: Principal | None, namespace: str, name: str, current: str | None,
-                          platform: str | None, prerelease: bool) -> str:
-        """The newest installable version for a client running `current` on `platform`, as JSON text.
-
-        Semver precedence; pre-releases only when asked for; yanked, quarantined and rejected versions never;
-        versions that name platforms must name this one. A higher major version is a breaking change.
-        The answer is kept with the installable entry it came from (so it is dropped with it as soon as
-        anything is committed), up to MAX_KEPT_ANSWER_CHARS per entry.
-        """
-        _check_names(namespace, name)
-        if platform is not None and platform not in PLATFORMS:
-            raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", code="invalid_parameter",
-                               details={"parameter": "platform"})
-        installable = self._installable_versions(namespace, name, platform, prerelease)
-        visible = installable is not None and can_see(principal, installable.access)
-        kept = installable.answers.get(current) if visible else None
-        if kept is not None:
-            return kept
-        current_version = semver.parse(current) if current else None  # a bad `current` is a 400 before a 404
-        if not visible:
-            raise not_found(namespace, name)
-        text = _dumps(self._update_answer(installable, namespace, name, current, current_version))
-        answers = installable.answers
-        if sum(map(len, answers.values())) + len(text) > MAX_KEPT_ANSWER_CHARS:
-            answers.clear()  # rare: many distinct `current` values, or long changelogs
-        if len(text) <= MAX_KEPT_ANSWER_CHARS:
-            answers[current] = text
-        return text
-
-    def public_update_answer(self, namespace: str, name: str, current: str | None, platform: str | None,
-                             prerelease: bool) -> str | None:
-        """The kept answer `update_check_json` gives anyone for a public package, while it is still exact (nothing
-        committed since its versions were read), else None. Only what passed its checks is ever kept."""
-        kept = self._installable.get((namespace, name, platform, prerelease))
-        return kept.answers.get(current) if self._public_and_current(kept) else None
-
-    def _update_answer(self, installable: _Installable, namespace: str, name: str, current: str | None,
-                       current_version: semver.Version | None) -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "id": f"{namespace}/{name}", "current_version": current, "latest_version": None,
-            "update_available": False, "download_url": None, "bundle_url": None, "sha256": None, "size": None,
-            "published_at": None, "changelog": [], "breaking_changes": False, "requires_payment": False,
-            "deprecated": False, "deprecation_reason": None}
-        if not installable.versions:
-            return answer
-        latest_version, latest = installable.latest, installable.versions[0][1]
-        current_key = current_version.sort_key() if current_version else ""  # "" sorts before every key
-        newer = list(itertools.takewhile(lambda entry: entry[0] > current_key, installable.versions))
-        available = bool(newer)
-        breaking = current_version is not None and latest_version.major > current_version.major
-        answer.update({
-            "latest_version": latest["version"], "update_available": available,
-            "download_url": version_path(self.base_url, namespace, name, latest["version"]) + "/download",
-            "bundle_url": f"{self.base_url}/bundles/{latest['sha256']}.mcpb",
-            "sha256": latest["sha256"], "size": latest["size"], "published_at": iso(latest["published_at"]),
-            "changelog": [{"version": r["version"], "published_at": iso(r["published_at"]), "changes": r["changelog"]}
-                          for _, r in newer[:MAX_CHANGELOG_ENTRIES]],
-            "breaking_changes": breaking,
-            "requires_payment": available and requires_payment(installable.pricing_model, breaking,
-                                                               current_version),
-            "deprecated": latest["deprecated_at"] is not None, "deprecation_reason": latest["deprecation_reason"],
-        })
-        return answer
-
-    def _installable_versions(self, namespace: str, name: str, platform: str | None,
-                              prerelease: bool) -> _Installable | None:
-        """From memory while nothing was committed since it was read (the same rule as package pages), else
-        read again: update checks are what every host sends for every installed bundle, again and again. The
-        entry is the same for every caller; the caller's right to see the package is checked on it."""
-        stamp = self.reader.stamp()  # before any read: an entry never carries a stamp newer than its data
-        key = (namespace, name, platform, prerelease)  # only names that passed _check_names are ever kept
-        cached = self._installable.get(key)
-        if cached is not None and cached.stamp == stamp:
-            return cached
-        package = self.reader.inline(lambda c: c.execute(
-            "SELECT p.id, p.visibility, p.org_id, p.owner_user_id, p.pricing_model FROM packages p"
-            " WHERE p.namespace = ? AND p.name = ?", (namespace, name)).fetchone())
-        if package is None:
-            return None
-        rows = self.reader.inline(lambda c: c.execute(
-            "SELECT v.version, v.semver_key, v.is_prerelease, v.changelog, v.sha256, v.size, v.published_at,"
-            " v.deprecated_at, v.deprecation_reason FROM versions v"
-            " WHERE v.package_id = ? AND v.state = 'published' AND v.yanked_at IS NULL"
-            " AND (? OR v.is_prerelease = 0)"
-            " AND (? IS NULL OR v.platforms = '[]' OR EXISTS (SELECT 1 FROM json_each(v.platforms) j"
-            "      WHERE j.value = ?))"
-            " ORDER BY v.semver_key DESC LIMIT ?",
-            (package["id"], int(prerelease), platform, platform, MAX_CHANGELOG_ENTRIES + 1)).fetchall())
-        access = _access(package)
-        installable = _Installable(stamp, access, package["pricing_model"],
-                                   [(row["semver_key"], row) for row in rows],
-                                   semver.parse(rows[0]["version"]) if rows else None)
-        if sum(len(row["changelog"] or "") for row in rows) <= MAX_KEPT_CHANGELOG_CHARS:
-            self._installable.put(key, installable)
-        return installable
-
     # -- shared lookups ---------------------------------------------------------------------------------
 
     def _package_row(self, principal: Principal | None, namespace: str, name: str) -> sqlite3.Row:
@@ -598,7 +404,7 @@ class PackageView:
 
     def package_ref(self, principal: Principal | None, namespace: str, name: str) -> tuple[int, int]:
         """(package id, total downloads) of a package the caller may see."""
-        _check_names(namespace, name)
+        check_names(namespace, name)
         found = self._package_row(principal, namespace, name)
         return found["id"], found["downloads"]
 
@@ -619,41 +425,3 @@ class PackageView:
         if can_manage(principal, dict(package)):
             return ("published", "quarantined", "rejected")
         return PUBLISHED_ONLY
-
-
-def requires_payment(pricing_model: str, breaking: bool, current: semver.Version | None) -> bool:
-    """Whether installing the update needs a new purchase.
-
-    The rule is: the package is paid and the caller's entitlement covers only an older major version.
-    Payments (entitlements) have not landed yet, so until they do this is derived from the pricing model
-    alone: a paid package's entitlement is assumed to cover the major version the caller runs, so a major
-    upgrade (or a first install, with no current version) requires payment and a minor or patch update
-    does not. Replace with an entitlement lookup when commerce/ exists.
-    """
-    if pricing_model == "free":
-        return False
-    return current is None or breaking
-
-
-def config_field(field: dict[str, Any]) -> dict[str, Any]:
-    """A user_config field for display; a sensitive field's default is never shown."""
-    sensitive = bool(field.get("sensitive"))
-    return {"key": field.get("key"), "type": field.get("type"), "title": field.get("title"),
-            "description": field.get("description"), "required": bool(field.get("required")),
-            "sensitive": sensitive, "multiple": bool(field.get("multiple")),
-            "default": None if sensitive else field.get("default"), "min": field.get("min"), "max": field.get("max")}
-
-
-def _count_by(items: list[dict], key: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        value = str(item.get(key))
-        counts[value] = counts.get(value, 0) + 1
-    return counts
-
-
-def _check_names(namespace: str, name: str) -> None:
-    # A name that cannot exist is simply not found (the same answer as a hidden package).
-    if not is_package_ref(namespace, name):
-        raise not_found(namespace, name)
-

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_dir, private_file, write_private_text
 from .client import CliError
 from .common import add_settings_flags, settings_from
+from ..web.keys import SERVICES
 
 
 def add_parsers(subparsers) -> None:
@@ -82,7 +83,7 @@ async def _serve(settings) -> None:
 
 
 async def _announce_setup(app, settings, port: int) -> None:
-    code = await app["services"].accounts.create_setup_link_if_fresh()
+    code = await app[SERVICES].accounts.create_setup_link_if_fresh()
     if code is None:
         return
     base = settings.server.public_url.rstrip("/") or f"http://{settings.server.host}:{port}"

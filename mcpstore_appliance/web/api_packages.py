@@ -30,16 +30,15 @@ from ..errors import InvalidInput
 from .access import ANYONE, allow
 from .auth import principal_of
 from . import sendfile
-from .encoded import EncodedResponse, json_text
-from .middlewares import BASE_HEADERS
+from .caching import cache_headers, cacheable, cacheable_json, etag_matches
 from .openapi import documented
 from .util import query_int
+from .keys import SERVICES
 
 log = logging.getLogger("mcpstore.downloads")
 routes = web.RouteTableDef()
 
 BUNDLE_TYPE = "application/zip"  # a .mcpb is a ZIP archive; no media type is registered for it
-IMMUTABLE = "max-age=31536000, immutable"
 PACKAGE_PATH = "/api/packages/{namespace}/{name}"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -124,7 +123,7 @@ def single_params(request: web.Request, allowed: frozenset[str] | None = None) -
 
 
 def discovery(request: web.Request):
-    return request.app["services"].discovery
+    return request.app[SERVICES].discovery
 
 
 def wants_fresh(request: web.Request) -> bool:
@@ -142,19 +141,7 @@ async def package(request: web.Request) -> web.Response:
     m = request.match_info
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
                                                                   m["name"])
-    headers = package_headers(etag, public)
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
-        del headers["Content-Type"]
-        return web.Response(status=304, headers=headers)
-    return EncodedResponse(body, headers)
-
-
-def package_headers(etag: str, public: bool) -> dict[str, str]:
-    """Package data's own headers (web.hot_reads sends the same for public pages)."""
-    # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
-    # Content-Type among the headers, not as content_type=: aiohttp parses that argument on every call (~0.7 µs)
-    return {"Content-Type": "application/json", "ETag": etag,
-            "Cache-Control": "no-cache" if public else "private, no-cache"}
+    return cacheable(request, body, etag=etag, public=public)
 
 
 # Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order
@@ -167,7 +154,7 @@ def package_headers(etag: str, public: bool) -> dict[str, str]:
 async def search(request: web.Request) -> web.Response:
     query = parse_search_params(single_params(request))
     page = await discovery(request).search.search(principal_of(request), query, fresh=wants_fresh(request))
-    return json_text(page.to_json())
+    return web.Response(text=page.to_json(), content_type="application/json")
 
 
 @routes.get(PACKAGE_PATH + "/versions")
@@ -182,12 +169,12 @@ async def search(request: web.Request) -> web.Response:
             responses={200: "One page of versions", 400: "Bad limit or cursor", 404: NOT_FOUND})
 async def versions(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.versions_json(
+    return cacheable_json(request, discovery(request).packages.versions_json(
         principal_of(request), m["namespace"], m["name"], *version_list_args(request)))
 
 
 def version_list_args(request: web.Request) -> tuple[int, str | None]:
-    """(limit, cursor) from the query (web.hot_reads reads them the same way)."""
+    """(limit, cursor) from the query."""
     params = single_params(request, frozenset({"limit", "cursor"}))
     return query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT), params.get("cursor") or None
 
@@ -198,7 +185,7 @@ def version_list_args(request: web.Request) -> tuple[int, str | None]:
             responses={200: "The version", 404: "No such package or version"})
 async def version(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.version_json(
+    return cacheable_json(request, discovery(request).packages.version_json(
         principal_of(request), m["namespace"], m["name"], m["version"]))
 
 
@@ -214,12 +201,12 @@ async def version(request: web.Request) -> web.Response:
             responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND})
 async def update_check(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.update_check_json(
+    return cacheable_json(request, discovery(request).packages.update_check_json(
         principal_of(request), m["namespace"], m["name"], *update_check_args(request)))
 
 
 def update_check_args(request: web.Request) -> tuple[str | None, str | None, bool]:
-    """(current, platform, prerelease) from the query (web.hot_reads reads them the same way)."""
+    """(current, platform, prerelease) from the query."""
     params = single_params(request, frozenset({"current", "platform", "prerelease"}))
     prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
     return params.get("current") or None, params.get("platform") or None, prerelease
@@ -293,13 +280,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = [part.strip() for part in header.split(",")]
-    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
-
-
 async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
                        start: int, end: int) -> None:
     """The headers, then bytes [start, end) of the blob: with sendfile from a local file where the connection
@@ -336,18 +316,16 @@ async def _stream(response: web.StreamResponse, first: bytes, chunks) -> None:
         await response.write(chunk)
 
 
-def bundle_headers(target: DownloadTarget) -> dict[str, str]:
+def bundle_headers(request: web.Request, target: DownloadTarget) -> dict[str, str]:
     etag = f'"{target.sha256}"'
     digest = base64.b64encode(bytes.fromhex(target.sha256)).decode()
     ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", target.filename)
     headers = {
-        "ETag": etag,
         # The bytes behind these URLs never change (content-addressed; versions are immutable).
-        "Cache-Control": ("public, " if target.public else "private, ") + IMMUTABLE,
+        **cache_headers(request, etag, public=target.public, mutable=False),
         "Content-Disposition": f'attachment; filename="{ascii_name}"',
         "Repr-Digest": f"sha-256=:{digest}:",
         "Accept-Ranges": "bytes",
-        **dict(BASE_HEADERS),  # the response is sent by the handler, before the front door would add them
     }
     if target.yanked:
         headers["X-Mcpstore-Yanked"] = "true"
@@ -355,10 +333,10 @@ def bundle_headers(target: DownloadTarget) -> dict[str, str]:
 
 
 async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.StreamResponse:
-    services = request.app["services"]
-    headers = bundle_headers(target)
+    services = request.app[SERVICES]
+    headers = bundle_headers(request, target)
     counter = services.discovery.downloads
-    if _etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+    if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         return web.Response(status=304, headers=headers)
     size = target.size
     wanted = parse_range(request.headers.get("Range"), size)

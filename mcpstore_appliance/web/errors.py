@@ -94,7 +94,7 @@ def _render(request: web.Request, status: int, code: str, message: str, details:
 def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The answer for an exception a handler raised, turning every failure into the JSON error (or HTML
     error page) the client should see; re-raised when it is a redirect or other non-error HTTPException,
-    which aiohttp sends as it is. Called by the front door (web/middlewares.py)."""
+    which aiohttp sends as it is. Called by the front door (web/front_door.py)."""
     if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)

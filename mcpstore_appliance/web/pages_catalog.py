@@ -20,6 +20,7 @@ from .access import ANYONE, allow
 from .auth import principal_of
 from .errors import status_for
 from .pages import render
+from .keys import SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -36,7 +37,7 @@ RATING_STEPS = ("4.5", "4", "3")
 
 
 def discovery(request: web.Request):
-    return request.app["services"].discovery
+    return request.app[SERVICES].discovery
 
 
 async def search_packages(request: web.Request, params: dict[str, str]) -> SearchPage:
@@ -99,7 +100,7 @@ async def package_page(request: web.Request) -> web.Response:
     versions = packages.versions(principal, m["namespace"], m["name"], limit=100)
     # Sanitized by the catalog (markdown -> allowlisted HTML with nh3); everything else is escaped.
     description_html = Markup(package.get("long_description_html") or "")
-    settings = request.app["settings"]
+    settings = request.app[SETTINGS]
     return await render(request, "catalog/package.html", pkg=package, versions=versions["versions"],
                         versions_total=versions["total"], description_html=description_html,
                         base_url=settings.base_url, snippets=install_snippets(package),
@@ -132,7 +133,7 @@ async def package_icon(request: web.Request) -> web.Response:
     icon = package.get("icon_sha256")
     if not icon:
         raise web.HTTPNotFound()
-    data = b"".join([chunk async for chunk in request.app["services"].blobs.open_range(icon)])
+    data = b"".join([chunk async for chunk in request.app[SERVICES].blobs.open_range(icon)])
     scope = "public" if package.get("visibility") == "public" else "private"
     # The URL carries the icon's hash (see icon_url), so a matching URL can be cached for good.
     fresh = request.query.get("v") == icon[:16]

@@ -302,7 +302,7 @@ async def test_kept_update_answers_are_per_current_version_and_never_cross_visib
     """Answers are kept per `current` with the versions they came from: each client version gets its own,
     a kept answer of a private package is not given to a caller who may not see it, a `current` that is not
     semver is still refused, and many distinct `current` values keep a bounded amount of text."""
-    from mcpstore_appliance.catalog.package_view import MAX_KEPT_ANSWER_CHARS
+    from mcpstore_appliance.catalog.update_checks import MAX_KEPT_ANSWER_CHARS
 
     alice = await tool_in_two_versions(appliance)
     await set_package(appliance, "alice", "tool", visibility="private")

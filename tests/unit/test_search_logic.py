@@ -10,7 +10,8 @@ import pytest
 from mcpstore_appliance.catalog import semver
 from mcpstore_appliance.catalog.cursors import CursorCodec, scope_digest
 from mcpstore_appliance.lru import LRU
-from mcpstore_appliance.catalog.package_view import config_field, iso, render_markdown, requires_payment
+from mcpstore_appliance.catalog.package_text import config_field, iso, render_markdown
+from mcpstore_appliance.catalog.update_checks import requires_payment
 from mcpstore_appliance.catalog.registry_view import parse_rfc3339
 from mcpstore_appliance.catalog.search import (Speller, edit_distance, fold_facets, fts_expression,
                                                parse_search_params, terms_of)
