@@ -28,6 +28,7 @@ from .access import Access, access_of, effective_principal, login_redirect, refu
 from .auth import SAFE_METHODS, authenticate
 from .errors import error_response
 from .keys import METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
+from ..text import check_text
 from .util import check_url_text
 
 access_log = logging.getLogger("mcpstore.access")
@@ -116,9 +117,11 @@ async def translate_errors(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def admit_caller(request: web.Request, handler: Handler) -> web.StreamResponse:
+    routed = request.match_info.route.resource is not None
     if "%" in request.raw_path:  # escapes are the only way to send control characters in a URL
         check_url_text(request)
-    routed = request.match_info.route.resource is not None
+        if not routed:  # no path parameters to check: the path itself (a 400 rather than aiohttp's 404)
+            check_text(request.path, "the path")
     access = access_of(request.match_info.handler) if routed else None
     takes_credentials = access is None or access.credentials != "ignored"
     # An anonymous read (no credentials, no cookies, nothing to CSRF-check) leaves authenticate() nothing to do.

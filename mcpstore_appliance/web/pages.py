@@ -101,12 +101,26 @@ def csrf_token_for(request: web.Request) -> str:
     return token
 
 
+class _LazyToken:
+    """The CSRF token, made (and set as a cookie) only when a template prints it: a page without a form then
+    sets no cookie, so a shared cache may keep it."""
+
+    def __init__(self, request: web.Request):
+        self._request = request
+
+    def __str__(self) -> str:
+        return csrf_token_for(self._request)
+
+    def __html__(self) -> str:
+        return str(self)
+
+
 def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
     query = request.rel_url.query
     return {
         "notice": None, "error": None, "error_details": None,
         "principal": principal_of(request),
-        "csrf_token": csrf_token_for(request),
+        "csrf_token": _LazyToken(request),
         "request_path": request.path,
         "search_q": query.get("q", "") if request.path in ("/", "/search") else "",
         **values,
@@ -171,6 +185,7 @@ def install_pages(app: web.Application) -> None:
     manifest = _static_manifest(resource_dir("static"))
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
+    app[pages_catalog.HOME_KEPT] = {}
     app.router.add_get("/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
     app.router.add_get("/favicon.ico", allow(NO_CREDENTIALS)(favicon))
     for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):

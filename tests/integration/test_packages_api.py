@@ -253,7 +253,8 @@ async def test_package_data_etag_and_revalidation(appliance):
     await publish(appliance, alice, "tool", "1.0.0")
     status, first, response = await appliance.client.get("/api/packages/alice/tool")
     etag = response.headers["ETag"]
-    assert status == 200 and response.headers["Cache-Control"] == "no-cache"
+    assert status == 200 and response.headers["Cache-Control"] == "public, max-age=2, stale-while-revalidate=3"
+    assert response.headers["Vary"] == "Authorization, Cookie"
     status, _, response = await appliance.client.get("/api/packages/alice/tool", headers={"If-None-Match": etag})
     assert status == 304 and response.headers["ETag"] == etag
     await set_package(appliance, "alice", "tool", downloads=42)  # a fold of download counts
@@ -318,7 +319,7 @@ async def test_kept_update_answers_are_per_current_version_and_never_cross_visib
     assert status == 400 and body["error"]["code"] == "invalid_version"
     for patch in range(400):  # clients on 400 different versions
         await get(appliance, base + f"0.0.{patch}", token=alice)
-    entries = list(appliance.services.discovery.packages._installable._data.values())
+    entries = list(appliance.services.discovery.packages.updates._installable._data.values())
     assert entries and all(sum(map(len, entry.answers.values())) <= MAX_KEPT_ANSWER_CHARS for entry in entries)
     assert (await get(appliance, base + "0.0.399", token=alice))["latest_version"] == "1.1.0"
 
