@@ -34,9 +34,10 @@ from nacl.signing import SigningKey  # noqa: E402
 from mcpstore_appliance.config import LedgerSettings  # noqa: E402
 from mcpstore_appliance.db import Database  # noqa: E402
 from mcpstore_appliance.ledger import publish_event  # noqa: E402
-from mcpstore_appliance.ledger.audit import Auditor, native_available  # noqa: E402
+from mcpstore_appliance.ledger.integrity import IntegrityCheck, native_available  # noqa: E402
 from mcpstore_appliance.ledger.merkle import verify_consistency, verify_inclusion  # noqa: E402
-from mcpstore_appliance.ledger.service import Ledger, read_only_uri  # noqa: E402
+from mcpstore_appliance.db import open_scan_connection  # noqa: E402
+from mcpstore_appliance.ledger.service import Ledger  # noqa: E402
 
 
 def event(i: int) -> dict:
@@ -95,7 +96,7 @@ async def proof_latency(ledger: Ledger, size: int, samples: int, cold: bool) -> 
     for _ in range(samples):
         index = rng.randrange(size)
         if cold:
-            ledger._cache.clear()  # measure the database reads, not the cache
+            ledger.hashes.forget()  # measure the database reads, not the cache
         t = time.perf_counter()
         proof = await ledger.inclusion_proof(index, size)
         inclusion.append(time.perf_counter() - t)
@@ -104,7 +105,7 @@ async def proof_latency(ledger: Ledger, size: int, samples: int, cold: bool) -> 
     for _ in range(samples):
         old = rng.randrange(1, size)
         if cold:
-            ledger._cache.clear()
+            ledger.hashes.forget()
         t = time.perf_counter()
         proof = await ledger.consistency_proof(old, size)
         consistency.append(time.perf_counter() - t)
@@ -113,9 +114,7 @@ async def proof_latency(ledger: Ledger, size: int, samples: int, cold: bool) -> 
 
 
 def _leaves(db_path: Path, part: int = 0, parts: int = 1) -> list[bytes]:
-    import sqlite3
-
-    conn = sqlite3.connect(read_only_uri(db_path), uri=True)
+    conn = open_scan_connection(db_path)
     try:
         return [bytes(row[0]) for row in conn.execute(
             "SELECT data FROM ledger_leaves WHERE idx % ? = ? ORDER BY idx", (parts, part))]
@@ -170,7 +169,7 @@ def verify(db_path: Path, key: SigningKey) -> None:
     runs = [(workers, False, native) for native in paths for workers in (1, 2)] + [(2, True, paths[0])]
     for workers, index, native in runs:
         t, cpu = time.perf_counter(), cpu_seconds()
-        report = Auditor(db_path, key, workers=workers, index=index, native=native).run()
+        report = IntegrityCheck(db_path, key, workers=workers, index=index, native=native).run()
         audit_seconds, used = time.perf_counter() - t, cpu_seconds() - cpu
         assert report.ok, report.problems[:5]
         audits.append((workers, index, native, report.size, audit_seconds, used))

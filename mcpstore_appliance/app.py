@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,21 +13,30 @@ from nacl.signing import SigningKey
 from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
-from .catalog.discovery import Discovery
+from .catalog.cursors import CursorCodec
+from .catalog.discovery import CURSOR_KEY_FILE, Discovery, read_search_generation
+from .catalog.downloads import DownloadCounter
 from .catalog.orphans import Sweeper
 from .catalog.publish import Publisher
+from .catalog.package_view import PackageView
+from .catalog.registry_view import RegistryView
+from .catalog.search import SearchService
 from .catalog.service import PackageStatusService
-from .config import Settings
+from .config import ConfigError, Settings
 from .db import Database
-from .keys import load_or_create_signing_key
+from .gateway.service import GatewayService, build_gateway
+from .keys import load_or_create_secret, load_or_create_signing_key
+from .ledger.note import NoteError
+from .ledger.origin import fixed_origin
 from .ledger.service import Ledger
-from .ledger.setup import build_ledger
+from .ledger.witness import Witness, default_witness_name
 from .private_files import private_dir
 from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
 from .web.metrics import Metrics
+from .web.mcp_api import install_gateway
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
@@ -38,19 +48,22 @@ class Keys:
     jwt: SigningKey
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
+    """Everything a running appliance uses, each built once and completely by `build_services`."""
+
     settings: Settings
     db: Database
     blobs: BlobStore
     keys: Keys
-    accounts: AccountService
     metrics: Metrics
-    ledger: Ledger | None = None
-    publisher: Publisher | None = None
-    package_status: PackageStatusService | None = None
-    discovery: Discovery | None = None  # search, package data, registry API, download counts
-    sweeper: Sweeper | None = None  # crash leftovers (serve only)
+    accounts: AccountService
+    ledger: Ledger
+    publisher: Publisher
+    package_status: PackageStatusService
+    discovery: Discovery  # search, package data, registry API, download counts
+    sweeper: Sweeper  # crash leftovers; started only by a serving appliance
+    gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -78,37 +91,68 @@ def load_keys(settings: Settings) -> Keys:
                 jwt=load_or_create_signing_key(keys_dir / "jwt.key"))
 
 
-async def build_services(settings: Settings) -> Services:
-    """Open everything a running appliance needs. Also used in-process by operator CLI commands."""
+async def build_services(settings: Settings, metrics: Metrics | None = None, *, sandboxes: bool = True) -> Services:
+    """Open everything a running appliance needs. Also used in-process by operator CLI commands (which start
+    no background work and pass `sandboxes=False`: no sandbox backend is probed for them). `metrics`: the web
+    edge's, so the pipeline's counters show on /metrics."""
     paths = prepare_data_dir(settings)
     keys = load_keys(settings)
-    db = await Database(paths["db"]).open()
-    try:
+    async with AsyncExitStack() as opened:  # closes what was opened if a later part refuses to start
+        db = await Database(paths["db"]).open()
+        opened.push_async_callback(db.close)
         blobs = open_blob_store(settings)
-    except Exception:
-        await db.close()
-        raise
-    services = Services(settings=settings, db=db, blobs=blobs, keys=keys,
-                        accounts=AccountService(db, settings.accounts), metrics=Metrics())
-    try:
-        services.ledger = await build_ledger(db, settings, keys.ledger, paths["keys"])  # may refuse the origin
-        # metrics is read through the Services object: create_app swaps in the middleware's Metrics later.
-        services.publisher = Publisher(db, blobs, services.ledger, settings, metrics=lambda: services.metrics)
-    except Exception:
-        await close_services(services)
-        raise
-    services.package_status = PackageStatusService(db, services.ledger)
-    services.discovery = Discovery.open(db, paths["keys"], settings.base_url, settings.registry_name_prefix)
-    # Signed-in callers are kept while nothing is committed, by the same stamp as the catalog's kept pages.
-    services.accounts.change_stamp = services.discovery.reader.stamp
+        opened.push_async_callback(blobs.close)
+        ledger = await build_ledger(db, settings, keys.ledger, paths["keys"])  # may refuse the origin
+        opened.push_async_callback(ledger.close)
+        metrics = metrics or Metrics()
+        storage = settings.storage
+        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
+        services = Services(
+            settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
+            # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
+            accounts=AccountService(db, settings.accounts, change_stamp=db.stamp),
+            ledger=ledger,
+            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
+            package_status=PackageStatusService(db, ledger),
+            discovery=build_discovery(db, settings, paths["keys"], gateway.hosted_types),
+            gateway=gateway,
+            sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
+                            grace=storage.sweep_grace_seconds))
+        opened.pop_all()
     return services
 
 
+async def build_ledger(db: Database, settings: Settings, signing_key: SigningKey, keys_dir: Path) -> Ledger:
+    origin = await fixed_origin(db, settings, keys_dir)
+    witness_name = settings.ledger.witness_name or default_witness_name(origin)
+    # A separate key for cosigning other logs, so a witness signature can never be mistaken for our own
+    # checkpoint signature and the two can be rotated apart.
+    witness_key = load_or_create_signing_key(keys_dir / "witness.key")
+    try:
+        witness = Witness(db, witness_key, witness_name, settings.ledger.witnessed_logs)
+        return Ledger(db, signing_key, origin, settings.ledger, witness=witness)
+    except NoteError as exc:
+        raise ConfigError(f"config: ledger.witnesses / ledger.witnessed_logs: {exc}") from None
+
+
+def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_types: frozenset[str]) -> Discovery:
+    # Cursors are signed with a secret of their own (0600 in the data folder): they stay valid across restarts,
+    # and a forged or edited cursor is refused.
+    cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
+    downloads = DownloadCounter(db)
+    generation = db.per_stamp(read_search_generation)
+    base_url = settings.base_url
+    return Discovery(
+        cursors=cursors, downloads=downloads,
+        search=SearchService(db, cursors, base_url, generation, fold_epoch=lambda: downloads.epoch),
+        packages=PackageView(db, cursors, base_url),
+        registry=RegistryView(db, cursors, base_url, settings.registry_name_prefix, generation,
+                              fold_epoch=lambda: downloads.epoch, hosted_types=hosted_types))
+
+
 async def close_services(services: Services) -> None:
-    if services.discovery is not None:
-        await services.discovery.close()  # folds buffered download counts while the database is open
-    if services.ledger is not None:
-        await services.ledger.close()
+    await services.discovery.stop()  # folds buffered download counts while the database is open
+    await services.ledger.close()
     await services.blobs.close()
     await services.db.close()
 
@@ -123,8 +167,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(check_routes_declared)
 
     async def lifecycle(app: web.Application):
-        services = await build_services(settings)
-        services.metrics = metrics
+        services = await build_services(settings, metrics)
         app[SERVICES] = services
         yield
         await close_services(services)
@@ -140,13 +183,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(discovery_tasks)
 
     async def sweep_tasks(app: web.Application):
-        services = app[SERVICES]
-        storage = settings.storage
-        services.sweeper = Sweeper(services.db, services.blobs, data_paths(settings)["tmp"],
-                                   interval=storage.sweep_interval_seconds, grace=storage.sweep_grace_seconds)
-        services.sweeper.start()  # crash leftovers: now, then every interval
+        sweeper = app[SERVICES].sweeper
+        sweeper.start()  # crash leftovers: now, then every interval
         yield
-        await services.sweeper.stop()
+        await sweeper.stop()
 
     app.cleanup_ctx.append(sweep_tasks)
 
@@ -158,5 +198,6 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         app.router.add_routes(module.routes)
+    install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

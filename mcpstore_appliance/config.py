@@ -11,6 +11,7 @@ given as JSON (`MCPSTORE_PUBLISH__PINNED_CERT_FINGERPRINTS='["ab12…"]'`). The 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "MCPSTORE_"
 # MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
@@ -53,6 +54,19 @@ class ServerSettings(Section):
     metrics_token: SecretStr = SecretStr("")
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # Connections (web/connections.py; the defaults are explained in config.example.toml)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_stall_timeout_seconds: float = Field(30.0, gt=0)
+    keepalive_timeout_seconds: float = Field(75.0, gt=0)
+    max_connections: int = Field(0, ge=0)  # 0: derived from the process's descriptor limit
+    max_connections_per_address: int = Field(256, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the entry
+        return value
 
 
 class AccountSettings(Section):
@@ -123,6 +137,26 @@ class RegistrySettings(Section):
     name_prefix: str = ""
 
 
+class HostedSettings(Section):
+    """Hosted execution (gateway/): published bundles run in a sandbox behind /mcp/{namespace}/{name}."""
+
+    backend: Literal["auto", "bubblewrap", "docker", "off"] = "auto"  # auto: bubblewrap, else docker, else off
+    memory_mb: int = Field(512, ge=16)
+    cpus: float = Field(0.5, gt=0)
+    pids: int = Field(64, ge=4)
+    tmpfs_mb: int = Field(16, ge=1)
+    init_timeout_seconds: float = Field(15.0, gt=0)
+    call_timeout_seconds: float = Field(5.0, gt=0)
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    max_sessions_per_user: int = Field(4, ge=1)
+    max_sessions: int = Field(32, ge=1)
+    docker_host: str = ""  # empty: DOCKER_HOST or the local engine's socket
+    docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
+    docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
+    allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -131,6 +165,7 @@ class Settings(Section):
     publish: PublishSettings = PublishSettings()
     ledger: LedgerSettings = LedgerSettings()
     registry: RegistrySettings = RegistrySettings()
+    hosted: HostedSettings = HostedSettings()
 
     @property
     def base_url(self) -> str:
@@ -140,7 +175,7 @@ class Settings(Section):
 
     @property
     def ledger_origin(self) -> str:
-        """The origin a new data folder's ledger gets (ledger/setup.py keeps it from then on)."""
+        """The origin a new data folder's ledger gets (ledger/origin.py fixes it from then on)."""
         if self.ledger.origin:
             return self.ledger.origin
         parts = urlsplit(self.base_url)

@@ -62,3 +62,9 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int, **kwargs: Any):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class Unavailable(RateLimited):
+    """The service cannot take this request now (503, with Retry-After)."""
+
+    code = "unavailable"

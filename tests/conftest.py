@@ -9,10 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from mcpstore_appliance.app import create_app
 from mcpstore_appliance.config import load_settings
 from mcpstore_appliance.web.keys import SERVICES
+from mcpstore_appliance.web.connections import GuardedSite, start_site
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
 
@@ -29,6 +31,9 @@ def make_settings(data_dir: Path, **overrides: Any):
     # Publishes one after another would each wait out the checkpoint interval (1 s by default);
     # tests of the interval itself set it explicitly.
     overrides["ledger"] = {"checkpoint_interval_seconds": 0, **overrides.get("ledger", {})}
+    # Hosted execution only where a test asks for it (tests/gateway/): no sandbox probe at every start, and
+    # the same answers (no hosted remotes in /v0.1) on machines with and without bubblewrap.
+    overrides.setdefault("hosted", {"backend": "off"})
     return load_settings(environ={}, data_dir=str(data_dir), server=server, **overrides)
 
 
@@ -75,6 +80,7 @@ class RunningApp:
     app: Any
     client: Client
     data_dir: Path
+    site: GuardedSite | None = None
 
     @property
     def services(self):
@@ -93,12 +99,12 @@ class RunningApp:
 
 @pytest.fixture
 def exact_stamp(monkeypatch):
-    """Other processes' commits looked for on every CatalogReader.stamp(), not once a second: otherwise this
+    """Other processes' commits looked for on every Database.stamp(), not once a second: otherwise this
     process's own commits are seen a second time when that check next runs, and a test that crosses it sees
-    one more reread than it counts (for tests that count what kept pages and callers read)."""
-    from mcpstore_appliance.catalog import reader
+    one more reread than it counts (for tests that count what cached pages and callers read)."""
+    from mcpstore_appliance.db import stamp
 
-    monkeypatch.setattr(reader, "EXTERNAL_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(stamp, "EXTERNAL_CHECK_SECONDS", 0.0)
 
 
 @pytest.fixture
@@ -109,27 +115,52 @@ def settings_factory(tmp_path):
     return factory
 
 
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, GuardedSite]:
+    """Serve `app` as `mcpstore serve` does: an AppRunner with the settings' keep-alive, behind the guarded
+    listener (web/connections.py) on the settings' host and port."""
+    server = app[SETTINGS].server
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=server.keepalive_timeout_seconds)
+    await runner.setup()
+    try:
+        return runner, await start_site(runner, server, app[SERVICES].metrics)
+    except BaseException:
+        await runner.cleanup()
+        raise
+
+
+async def stop_app(runner: web.AppRunner, site: GuardedSite) -> None:
+    await site.close()
+    await runner.cleanup()
+
+
 @pytest.fixture
-async def start_app(tmp_path, aiohttp_server):
-    """Start an appliance with given setting overrides; returns a RunningApp. Several may run at once."""
+async def start_app(tmp_path):
+    """Start an appliance with given setting overrides (and `prepare(app)`, called before it starts, e.g. to add
+    routes); returns a RunningApp. Several may run at once."""
     sessions: list[aiohttp.ClientSession] = []
+    served: list[tuple[web.AppRunner, GuardedSite]] = []
     counter = {"n": 0}
 
-    async def start(**overrides: Any) -> RunningApp:
+    async def start(prepare=None, **overrides: Any) -> RunningApp:
         counter["n"] += 1
         data_dir = overrides.pop("data_dir", None) or tmp_path / f"data{counter['n']}"
         port = free_port()
         settings = make_settings(Path(data_dir), port=port, **overrides)
         app = create_app(settings)
-        server = await aiohttp_server(app, host="127.0.0.1", port=port)
-        base_url = str(server.make_url("")).rstrip("/")
+        if prepare is not None:
+            prepare(app)
+        runner, site = await serve_app(app)
+        served.append((runner, site))
+        base_url = f"http://127.0.0.1:{site.port}"
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return RunningApp(base_url, app, Client(base_url, session), Path(data_dir))
+        return RunningApp(base_url, app, Client(base_url, session), Path(data_dir), site)
 
     yield start
     for session in sessions:
         await session.close()
+    for runner, site in reversed(served):
+        await stop_app(runner, site)
 
 
 @pytest.fixture

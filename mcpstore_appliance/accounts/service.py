@@ -83,11 +83,11 @@ def check_slug(value: str, what: str) -> str:
 class AccountService:
     def __init__(self, db: Database, settings: AccountSettings, change_stamp: Callable[[], Hashable] | None = None):
         """`change_stamp`: a value that moves whenever the database may have changed (this process's commits at
-        once, other processes' within about a second: CatalogReader.stamp). With it, the callers behind tokens
-        and sessions are kept while it stays the same; without it, every call reads the database."""
+        once, other processes' within about a second: Database.stamp). With it, the callers behind tokens
+        and sessions are cached while it stays the same; without it, every call reads the database."""
         self.db = db
         self.settings = settings
-        self.change_stamp = change_stamp or itertools.count().__next__  # a new value each time: nothing kept
+        self.change_stamp = change_stamp or itertools.count().__next__  # a new value each time: nothing cached
         self._kept_callers = LRU(KEPT_CALLERS)
         self.login_by_ip = RateLimiter(settings.login_attempts_per_ip_per_minute)
         self.login_failures = FailureDelays(settings.login_failures_before_delay, settings.login_max_delay_seconds)

@@ -1,19 +1,16 @@
-"""The read side of the catalog, wired together: search, package data, the MCP Registry view and download
-counting, over one `CatalogReader` and one cursor key."""
+"""The read side of the catalog: search, package data, the MCP Registry view and download counting, built
+together in `app.py` over the one `Database` and one cursor key."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+import sqlite3
+from dataclasses import dataclass, field
 
-from ..db import Database
-from ..keys import load_or_create_secret
 from .cursors import CursorCodec
-from .downloads import DEFAULT_INTERVAL, DownloadCounter
+from .downloads import DownloadCounter
 from .package_view import PackageView
-from .reader import CatalogReader
 from .registry_view import RegistryView
 from .search import SearchService
 
@@ -21,29 +18,21 @@ CURSOR_KEY_FILE = "cursor.key"
 log = logging.getLogger("mcpstore.discovery")
 
 
+def read_search_generation(conn: sqlite3.Connection) -> int:
+    """The catalog's search generation: moved by the triggers of 005_search.sql on every change a search or a
+    listing can see, so cached pages keyed by it are exact (`Database.per_stamp` reads it again only after a
+    commit)."""
+    return conn.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0]
+
+
 @dataclass
 class Discovery:
-    reader: CatalogReader
     cursors: CursorCodec
     search: SearchService
     packages: PackageView
     registry: RegistryView
     downloads: DownloadCounter
-
-    @classmethod
-    def open(cls, db: Database, keys_dir: Path, base_url: str, registry_prefix: str,
-             fold_interval: float = DEFAULT_INTERVAL) -> "Discovery":
-        reader = CatalogReader(db.path)
-        # A secret of its own (0600 in the data folder): cursors stay valid across restarts, and a forged
-        # or edited cursor is refused.
-        cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
-        downloads = DownloadCounter(db, fold_interval)
-        return cls(reader=reader, cursors=cursors,
-                   search=SearchService(reader, cursors, base_url, fold_epoch=lambda: downloads.epoch),
-                   packages=PackageView(reader, cursors, base_url),
-                   registry=RegistryView(reader, cursors, base_url, registry_prefix,
-                                         fold_epoch=lambda: downloads.epoch),
-                   downloads=downloads)
+    _warm_up: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Background work of a serving appliance: the periodic download fold, and the typo index built
@@ -54,13 +43,8 @@ class Discovery:
     async def stop(self) -> None:
         """Stop the fold and write the last buffered download counts (the database must still be open)."""
         await self.downloads.stop()
-        warm_up = getattr(self, "_warm_up", None)
-        if warm_up is not None:
+        if self._warm_up is not None:
             try:
-                await warm_up
+                await self._warm_up
             except Exception:  # a failed warm-up only means the first misspelled search builds the index
                 log.exception("building the typo index at start failed")
-
-    async def close(self) -> None:
-        await self.stop()
-        self.reader.close()

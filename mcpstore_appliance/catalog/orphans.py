@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from ..blobs.base import BlobStore
 from ..db import Database
 from .uploads import sweep_stale
 
@@ -28,7 +29,7 @@ ALL_REFERENCED = ("SELECT sha256 AS d FROM versions UNION SELECT icon_sha256 FRO
                   " WHERE icon_sha256 IS NOT NULL")
 
 
-async def remove_if_unreferenced(db: Database, blobs: Any, digest: str, *, written_before: float | None = None) -> bool:
+async def remove_if_unreferenced(db: Database, blobs: BlobStore, digest: str, *, written_before: float | None = None) -> bool:
     """Delete the blob when no version refers to it (and, with `written_before`, it was last written before that
     time); True when it was deleted. Decided and done while holding the write lock (see the module's doc)."""
     async with db.write() as tx:
@@ -46,7 +47,7 @@ class StoredForPublish:
     block fails (a refusal, a 409 found in the transaction, any exception), they are removed again unless a version
     refers to them; when it succeeds, each is checked present and stored again if a sweep took it meanwhile."""
 
-    def __init__(self, db: Database, blobs: Any):
+    def __init__(self, db: Database, blobs: BlobStore):
         self.db, self.blobs = db, blobs
         self._again: dict[str, Callable[[], Awaitable[Any]]] = {}  # digest -> how to store it again
 
@@ -94,7 +95,7 @@ class Sweeper:
     """Removes crash leftovers at start and every `interval` seconds: temp files nobody holds and orphan blobs,
     both once older than `grace` seconds."""
 
-    def __init__(self, db: Database, blobs: Any, uploads_dir: Path, *, interval: float, grace: float):
+    def __init__(self, db: Database, blobs: BlobStore, uploads_dir: Path, *, interval: float, grace: float):
         self.db, self.blobs, self.uploads_dir = db, blobs, uploads_dir
         self.interval, self.grace = interval, grace
         self.sweeps = 0  # completed sweeps (tests wait for them)

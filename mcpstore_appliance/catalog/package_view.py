@@ -7,7 +7,7 @@ of an answer derived from a version's metadata (tools, prompts, config fields, t
 to HTML...) never changes, because versions are immutable, so it is serialized once per version id and kept
 in a bounded cache; status columns (yanked, deprecated) and package columns (price, counts, rating) are read
 fresh on every request. Package pages and the versions an update check chooses from are kept whole while
-nothing is committed (`CatalogReader.stamp`), and answered then without touching SQLite.
+nothing is committed (`Database.stamp`), and answered then without touching SQLite.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..accounts.models import Principal
+from ..db import Database
 from ..errors import NotFound
 from ..lru import LRU
 from . import semver
@@ -30,7 +31,6 @@ from .names import is_package_ref
 from .package_text import (access_columns, check_names, compact_json, config_field, count_by, iso, not_found,
                            render_markdown, splice, version_path)
 from .pricing import format_minor_units, pricing_of
-from .reader import CatalogReader
 from .update_checks import UpdateChecks
 from .visibility import can_manage, can_see, visible_clause
 
@@ -62,7 +62,7 @@ class DownloadTarget:
 @dataclass(frozen=True)
 class _VersionList:
     """The first page of a package's version list as JSON, for callers who see its published versions only,
-    as read at `stamp` (CatalogReader.stamp)."""
+    as read at `stamp` (Database.stamp)."""
 
     stamp: tuple
     access: dict  # visibility, org_id, owner_user_id: for can_see and can_manage
@@ -75,7 +75,7 @@ class _Page:
     body: bytes
     etag: str
     access: dict  # visibility, org_id, owner_user_id: for can_see
-    stamp: tuple  # CatalogReader.stamp() when last validated
+    stamp: tuple  # Database.stamp() when last validated
 
 
 PACKAGE_COLUMNS = (
@@ -98,14 +98,14 @@ STATIC_COLUMNS = (
 
 
 class PackageView:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, cache_size: int = 2048):
-        self.reader = reader
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, cache_size: int = 2048):
+        self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self._static = LRU(cache_size, CACHE_BYTES, len)
         self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
-        self.updates = UpdateChecks(reader, base_url, cache_size)
+        self.updates = UpdateChecks(db, base_url, cache_size)
 
     def update_check_json(self, principal: Principal | None, namespace: str, name: str, current: str | None,
                           platform: str | None, prerelease: bool) -> str:
@@ -122,12 +122,12 @@ class PackageView:
         `updated_at` of its versions (every publish, yank, deprecation or review sets it) and the UTC day
         (the 30-day download count moves with it). The body is the same for every caller who may see the
         package (nothing in it depends on who asks). While nothing at all was committed to the database
-        since a page was validated (`CatalogReader.stamp`: this process's commit count, and SQLite's
+        since a page was validated (`Database.stamp`: this process's commit count, and SQLite's
         `PRAGMA data_version` about once a second for other processes' commits), the page is answered
         without touching SQLite; the caller's right to see it is then checked on the row already in hand
         with `can_see`, the same rule as `visible_clause`."""
         day = int(time.time() // 86400)  # the UTC day number
-        stamp = self.reader.stamp()  # before any read: a page never carries a stamp newer than its data
+        stamp = self.db.stamp()  # before any read: a page never carries a stamp newer than its data
         cached = self._pages.get((namespace, name))  # only names that passed _check_names are ever kept
         if cached is not None and cached.stamp == stamp and cached.key[-1] == day:
             if not can_see(principal, cached.access):
@@ -135,7 +135,7 @@ class PackageView:
             return cached.body, cached.etag, cached.access["visibility"] == "public"
         check_names(namespace, name)
         clause, params = visible_clause(principal)
-        fingerprint = self.reader.inline(lambda c: c.execute(
+        fingerprint = self.db.inline(lambda c: c.execute(
             f"SELECT {FINGERPRINT_COLUMNS} FROM packages p WHERE p.namespace = ? AND p.name = ? AND {clause}",
             (namespace, name, *params)).fetchone())
         if fingerprint is None:
@@ -170,7 +170,7 @@ class PackageView:
             " LEFT JOIN versions v ON v.id = coalesce(p.latest_version_id, (SELECT x.id FROM versions x"
             "   WHERE x.package_id = p.id AND x.state = 'published' ORDER BY x.semver_key DESC LIMIT 1))"
             " WHERE p.id = ?")
-        row = self.reader.inline(lambda c: c.execute(sql, [since, RECENT_VERSIONS, package_id]).fetchone())
+        row = self.db.inline(lambda c: c.execute(sql, [since, RECENT_VERSIONS, package_id]).fetchone())
         recent = json.loads(row["recent_json"] or "[]")
         for entry in recent:
             entry["published_at"] = iso(entry["published_at"])
@@ -198,7 +198,7 @@ class PackageView:
             condition, value = "v.id = ?", package["latest_version_id"]
         else:
             condition, value = "v.version = ?", version
-        row = self.reader.inline(lambda c: c.execute(
+        row = self.db.inline(lambda c: c.execute(
             f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.package_id = ? AND {condition}"
             f" AND v.state IN ({', '.join('?' * len(states))})", (package["id"], value, *states)).fetchone())
         if row is None:
@@ -234,7 +234,7 @@ class PackageView:
     def _static_json(self, version_id: int, namespace: str, name: str) -> str:
         cached = self._static.get(version_id)
         if cached is None:
-            row = self.reader.inline(lambda c: c.execute(
+            row = self.db.inline(lambda c: c.execute(
                 f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS} FROM versions v WHERE v.id = ?",
                 (version_id,)).fetchone())
             cached = compact_json(self._static_fields(row, namespace, name))
@@ -293,7 +293,7 @@ class PackageView:
         """`versions` as JSON. A first page that shows published versions only (what everyone but the package's
         managers sees) is kept while nothing is committed, the rule of package pages and update checks: hosts
         and package pages ask for it again and again. The caller's right to see it is checked on every call."""
-        stamp = self.reader.stamp()  # before any read: an entry never carries a stamp newer than its data
+        stamp = self.db.stamp()  # before any read: an entry never carries a stamp newer than its data
         key = (namespace, name, limit)  # kept only after _check_names passed for them
         kept = self._version_lists.get(key) if cursor is None else None
         if kept is not None and kept.stamp == stamp:
@@ -330,7 +330,7 @@ class PackageView:
                               (package["id"], *states)).fetchone()[0]
             return found, total
 
-        rows, total = self.reader.inline(query)
+        rows, total = self.db.inline(query)
         more = len(rows) > limit
         rows = rows[:limit]
         items = []
@@ -351,7 +351,7 @@ class PackageView:
     def download_target(self, principal: Principal | None, namespace: str, name: str, version: str) -> DownloadTarget:
         check_names(namespace, name)
         clause, params = visible_clause(principal)
-        rows = self.reader.inline(lambda c: c.execute(
+        rows = self.db.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
             " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
             " FROM packages p JOIN versions v ON v.package_id = p.id"
@@ -369,7 +369,7 @@ class PackageView:
         if not _SHA256.match(sha256):
             raise NotFound("no such bundle", code="no_such_bundle")
         clause, params = visible_clause(principal)
-        rows = self.reader.inline(lambda c: c.execute(
+        rows = self.db.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"
             " v.id AS version_id, v.version, v.sha256, v.size, v.state, v.yanked_at"
             " FROM versions v JOIN packages p ON p.id = v.package_id"
@@ -395,7 +395,7 @@ class PackageView:
 
     def _package_row(self, principal: Principal | None, namespace: str, name: str) -> sqlite3.Row:
         clause, params = visible_clause(principal)
-        row = self.reader.inline(lambda c: c.execute(
+        row = self.db.inline(lambda c: c.execute(
             f"SELECT {PACKAGE_COLUMNS}, o.slug AS org_slug FROM packages p LEFT JOIN orgs o ON o.id = p.org_id"
             f" WHERE p.namespace = ? AND p.name = ? AND {clause}", (namespace, name, *params)).fetchone())
         if row is None:

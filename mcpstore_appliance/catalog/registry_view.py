@@ -7,8 +7,9 @@ Each published version of a package is one registry entry:
   registry's name pattern.
 - `server.packages[0]` is the bundle: `registryType: "mcpb"`, the appliance's content-addressed download URL as
   `identifier`, `fileSha256` of the stored bytes, stdio transport.
-- `server.remotes[0]`, only where a server answers: the publisher's own https endpoint for the pro tier. (The
-  hobbyist tier's hosted endpoint, `{base}/mcp/{namespace}/{name}`, is advertised once the gateway serves it.)
+- `server.remotes[0]`, only where a server answers: the publisher's own https endpoint for the pro tier; the
+  hobbyist tier's hosted endpoint, `{base}/mcp/{namespace}/{name}`, where the gateway has a working sandbox
+  backend and runs the server's type (`hosted_types`).
 - `_meta["io.modelcontextprotocol.registry/official"]`: status (`deleted` for a yanked version, `deprecated`,
   else `active`), publishedAt, updatedAt, statusChangedAt, isLatest; our extras (verified, rating, pricing,
   ledger index, ...) under `<prefix>/catalog`.
@@ -29,12 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..accounts.models import Principal
+from ..db import Database, TooBigForTheLoop, within_steps
 from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
 from .package_view import iso, version_path
 from .pricing import pricing_of
-from .reader import CatalogReader, TooBigForTheLoop, within_steps
 from .search import DEFAULT_RESULT_TTL, FacetCache
 from .visibility import visible_clause
 
@@ -56,8 +57,8 @@ ENTRY_COLUMNS = (
     " s.pricing_model, s.price_amount, s.currency, s.visibility, p.endpoint_url, p.latest_version_id,"
     " v.id AS v_id, v.version, v.sha256, v.size, v.published_at, v.updated_at, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.ledger_index, v.signature_status,"
-    # One parse of the version's metadata for the three fields (a JSON array of them).
-    " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links') AS texts_json")
+    # One parse of the version's metadata for the four fields (a JSON array of them).
+    " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links', '$.server_type') AS texts_json")
 ENTRY_FROM = ("package_search s JOIN versions v ON v.package_id = s.package_id"
               " JOIN packages p ON p.id = s.package_id")
 
@@ -67,18 +68,22 @@ def server_not_found() -> NotFound:
 
 
 class RegistryView:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str, name_prefix: str,
-                 fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, name_prefix: str,
+                 search_generation: Callable[[], int], fold_epoch: Callable[[], int] = lambda: 0,
+                 result_ttl: float = DEFAULT_RESULT_TTL, hosted_types: frozenset[str] = frozenset()):
         if not _PREFIX.match(name_prefix):
             raise ValueError(f"registry name prefix {name_prefix!r} must be reverse-DNS (letters, digits, '.', '-')")
+        self.search_generation = search_generation  # read again only when the commit stamp moves
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
         self._pages = FacetCache(size=128)  # listing pages are up to ~100 KB
-        self.reader = reader
+        self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.prefix = name_prefix
         self.extras_key = f"{name_prefix}/catalog"
+        # Server types the hosted gateway runs; empty while it has no working sandbox backend (gateway/).
+        self.hosted_types = hosted_types
 
     # -- names ------------------------------------------------------------------------------------------
 
@@ -103,7 +108,7 @@ class RegistryView:
         so listings are never older than the catalog; only counters in our `_meta` extras may lag. `fresh`
         (a client's `Cache-Control: no-cache`) skips the cache."""
         clause, values = visible_clause(principal, alias="s")
-        generation = self.reader.search_generation()
+        generation = self.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(values), tuple(sorted(params.items())))
         now = time.monotonic()
         cached = None if fresh else self._pages.get(key)
@@ -151,7 +156,7 @@ class RegistryView:
             where.append("s.server_key >= ? AND (s.server_key > ? OR v.version > ?)")
             params += [keys[0], keys[0], keys[1]]
         scan, indexed = _page_queries(where, params, needle, limit)
-        rows = await self.reader.run(lambda c: _substring_page(c, scan, indexed))
+        rows = await self.db.threaded(lambda c: _substring_page(c, scan, indexed))
         metadata: dict[str, Any] = {"count": len(rows)}
         if len(rows) >= limit:  # upstream: a cursor whenever the page is full
             last = rows[-1]
@@ -186,7 +191,7 @@ class RegistryView:
             where.append("v.version = ?")
             values.append(version)
         sql = f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(where)}"
-        rows = self.reader.inline(lambda c: c.execute(sql, values).fetchall())
+        rows = self.db.inline(lambda c: c.execute(sql, values).fetchall())
         if not rows and version is None:
             raise server_not_found()
         return rows
@@ -198,7 +203,7 @@ class RegistryView:
 
     def server_json(self, row: sqlite3.Row) -> dict[str, Any]:
         namespace, name = row["namespace"], row["name"]
-        display_name, description, links = json.loads(row["texts_json"])
+        display_name, description, links, _ = json.loads(row["texts_json"])
         title = (display_name or name).strip()[:100] or name
         description = _short(description or title, 100)
         document: dict[str, Any] = {
@@ -228,8 +233,9 @@ class RegistryView:
 
     def _remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
         """A remote only where one answers: an MCP host offers its users every remote it is given."""
+        if row["tier"] == "hobbyist":
+            return self._hosted_remote(row)
         url = row["endpoint_url"] if row["tier"] == "pro" else None
-        # Issue 20 (the hosted gateway): hobbyist packages get f"{self.base_url}/mcp/{namespace}/{name}" here.
         if not (_is_http(url) and url.startswith("https://")):
             return None
         remote: dict[str, Any] = {"type": "streamable-http", "url": url}
@@ -237,6 +243,14 @@ class RegistryView:
             remote["headers"] = [{"name": "Authorization", "isRequired": True, "isSecret": True,
                                   "description": f"Bearer usage token bought at {self.base_url}"}]
         return remote
+
+    def _hosted_remote(self, row: sqlite3.Row) -> dict[str, Any] | None:
+        """The gateway's endpoint (gateway/), where hosted execution works and the server type is hosted."""
+        if not self.hosted_types or json.loads(row["texts_json"])[3] not in self.hosted_types:
+            return None
+        return {"type": "streamable-http", "url": f"{self.base_url}/mcp/{row['namespace']}/{row['name']}",
+                "headers": [{"name": "Authorization", "isRequired": True, "isSecret": True,
+                             "description": f"Bearer API token of your account at {self.base_url}"}]}
 
     def meta(self, row: sqlite3.Row) -> dict[str, Any]:
         if row["yanked_at"] is not None:

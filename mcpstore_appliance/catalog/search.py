@@ -38,10 +38,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..accounts.models import Principal
+from ..db import Database, TooBigForTheLoop, snapshot
 from ..errors import InvalidInput
 from .cursors import CursorCodec, invalid, scope_digest
 from .pricing import pricing_of
-from .reader import CatalogReader, TooBigForTheLoop, snapshot
 from .visibility import visible_clause
 
 SORTS = ("relevance", "downloads", "rating", "newest", "name")
@@ -426,9 +426,10 @@ class Ranking:
 
 
 class SearchService:
-    def __init__(self, reader: CatalogReader, cursors: CursorCodec, base_url: str,
+    def __init__(self, db: Database, cursors: CursorCodec, base_url: str, search_generation: Callable[[], int],
                  fold_epoch: Callable[[], int] = lambda: 0, result_ttl: float = DEFAULT_RESULT_TTL):
-        self.reader = reader
+        self.db = db
+        self.search_generation = search_generation  # read again only when the commit stamp moves
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
         self.facet_cache = FacetCache()
@@ -468,7 +469,7 @@ class SearchService:
         # epoch); only counters that change without either (invocations, other processes' folds) may lag by
         # up to result_ttl seconds.
         clause, params = visible_clause(principal, alias="s")
-        generation = self.reader.search_generation()
+        generation = self.search_generation()
         key = (generation, self.fold_epoch(), clause, tuple(params), query.q, tuple(sorted(query.filters().items())),
                sort, query.limit, query.cursor)
         now = time.monotonic()
@@ -482,9 +483,9 @@ class SearchService:
 
         # On the event loop when the expensive parts are cached (about 0.5 ms), else on a reader thread.
         try:
-            page = self.reader.bounded(lambda conn: work(conn, True))
+            page = self.db.bounded(lambda conn: work(conn, True))
         except TooBigForTheLoop:
-            page = await self.reader.run(lambda conn: work(conn, False))
+            page = await self.db.threaded(lambda conn: work(conn, False))
         if self.result_ttl > 0:
             page.json_text = page.to_json()
             self.results.put(key, (now + self.result_ttl, page))
@@ -497,13 +498,13 @@ class SearchService:
             if self._speller is None:
                 self._rebuild_speller(conn, generation)
 
-        await self.reader.run(build)
+        await self.db.threaded(build)
 
     # -- inside a reader thread ---------------------------------------------------------------------------
 
     def _search(self, conn: sqlite3.Connection, principal: Principal | None, query: SearchQuery, sort: str,
                 scope: str, after: dict | None, on_loop: bool = False) -> SearchPage:
-        """One page. `on_loop`: running on the event loop (see CatalogReader.bounded), where the typo
+        """One page. `on_loop`: running on the event loop (see Database.bounded), where the typo
         fallback and uncached facet counts are not computed: they raise TooBigForTheLoop instead."""
         generation = conn.execute("SELECT generation FROM search_state WHERE id = 1").fetchone()[0]
         terms = (after or {}).get("terms") or query.terms
@@ -677,13 +678,10 @@ class SearchService:
         return speller
 
     def _refresh_in_background(self, generation: int) -> None:
-        from .reader import connect_readonly
-
-        conn = connect_readonly(self.reader.path)
         try:
-            self._rebuild_speller(conn, generation)
+            with self.db.dedicated_reader() as conn:
+                self._rebuild_speller(conn, generation)
         finally:
-            conn.close()
             with self._speller_lock:
                 self._speller_refreshing = False
 

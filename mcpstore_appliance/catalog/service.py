@@ -25,6 +25,7 @@ from ..audit import Actor
 from ..db import Database, Transaction
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..ledger import events as ledger_events
+from .dependencies import ReleaseLedger
 from .pricing import pricing_of
 from .visibility import can_manage, can_see
 
@@ -58,7 +59,7 @@ def seal_org(package: dict[str, Any]) -> int | None:
     return package["org_id"] if package["org_id"] is not None else PERSONAL_SEAL
 
 
-async def ledger_proof(ledger: Any, index: int | None) -> dict[str, Any] | None:
+async def ledger_proof(ledger: ReleaseLedger, index: int | None) -> dict[str, Any] | None:
     """Inclusion proof of a committed leaf against a signed checkpoint, for the response.
 
     Runs after the commit: if it fails, the version is still published (a retry would get 409), so the
@@ -123,7 +124,7 @@ def version_status(row: dict[str, Any], latest_version_id: int | None) -> dict[s
 
 
 class PackageStatusService:
-    def __init__(self, db: Database, ledger: Any):
+    def __init__(self, db: Database, ledger: ReleaseLedger):
         self.db = db
         self.ledger = ledger
 

@@ -1,7 +1,7 @@
 """Update checks: the newest installable version for a client on `current`, kept while nothing is committed.
 
 Update checks are what every MCP host sends for every installed bundle, again and again: the versions an answer
-chooses from are kept per (package, platform, pre-releases) while nothing is committed (`CatalogReader.stamp`),
+chooses from are kept per (package, platform, pre-releases) while nothing is committed (`Database.stamp`),
 and the answers themselves with them, so a repeat touches neither SQLite nor the JSON encoder.
 """
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..accounts.models import Principal
+from ..db import Database
 from ..errors import InvalidInput
 from ..lru import LRU
 from . import semver
 from .package_text import access_columns, check_names, compact_json, iso, not_found, version_path
-from .reader import CatalogReader
 from .search import PLATFORMS
 from .visibility import can_see
 
@@ -33,7 +33,7 @@ MAX_KEPT_ANSWER_CHARS = 8_192
 @dataclass(frozen=True)
 class _Installable:
     """What an update check chooses from, for one (package, platform, pre-releases or not): the newest
-    installable versions with their semver sort keys, as read at `stamp` (CatalogReader.stamp)."""
+    installable versions with their semver sort keys, as read at `stamp` (Database.stamp)."""
 
     stamp: tuple
     access: dict  # visibility, org_id, owner_user_id: for can_see
@@ -46,8 +46,8 @@ class _Installable:
 
 
 class UpdateChecks:
-    def __init__(self, reader: CatalogReader, base_url: str, cache_size: int = 2048):
-        self.reader = reader
+    def __init__(self, db: Database, base_url: str, cache_size: int = 2048):
+        self.db = db
         self.base_url = base_url.rstrip("/")
         self._installable = LRU(cache_size)  # entries are small: see MAX_KEPT_CHANGELOG_CHARS
 
@@ -113,17 +113,17 @@ class UpdateChecks:
         """From memory while nothing was committed since it was read (the same rule as package pages), else
         read again: update checks are what every host sends for every installed bundle, again and again. The
         entry is the same for every caller; the caller's right to see the package is checked on it."""
-        stamp = self.reader.stamp()  # before any read: an entry never carries a stamp newer than its data
+        stamp = self.db.stamp()  # before any read: an entry never carries a stamp newer than its data
         key = (namespace, name, platform, prerelease)  # only names that passed _check_names are ever kept
         cached = self._installable.get(key)
         if cached is not None and cached.stamp == stamp:
             return cached
-        package = self.reader.inline(lambda c: c.execute(
+        package = self.db.inline(lambda c: c.execute(
             "SELECT p.id, p.visibility, p.org_id, p.owner_user_id, p.pricing_model FROM packages p"
             " WHERE p.namespace = ? AND p.name = ?", (namespace, name)).fetchone())
         if package is None:
             return None
-        rows = self.reader.inline(lambda c: c.execute(
+        rows = self.db.inline(lambda c: c.execute(
             "SELECT v.version, v.semver_key, v.is_prerelease, v.changelog, v.sha256, v.size, v.published_at,"
             " v.deprecated_at, v.deprecation_reason FROM versions v"
             " WHERE v.package_id = ? AND v.state = 'published' AND v.yanked_at IS NULL"

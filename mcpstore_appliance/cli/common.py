@@ -29,7 +29,7 @@ def with_services(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]])
     from ..app import build_services, close_services
 
     async def run() -> T:
-        services = await build_services(settings_from(args))
+        services = await build_services(settings_from(args), sandboxes=False)
         try:
             return await work(services)
         finally:

@@ -19,8 +19,8 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from ..ledger import note as notes
-from ..ledger.audit import Auditor, native_available
-from ..ledger.verify import EXIT_CODES, BundleVerifier, TrustState, VerifyFailure, describe, parse_release
+from ..ledger.integrity import IntegrityCheck, native_available
+from ..ledger.client_check import EXIT_CODES, BundleVerifier, TrustState, VerifyFailure, describe, parse_release
 from .client import CliError, Registry, config_dir, read_json_file, write_private_json
 from .common import add_settings_flags, settings_from
 
@@ -173,7 +173,7 @@ def run_ledger_verify(args: argparse.Namespace) -> int:
     key = _existing_key(paths["keys"] / "ledger.key")
     started = time.perf_counter()
     try:
-        report = Auditor(paths["db"], key, workers=args.workers, index=not args.skip_index).run()
+        report = IntegrityCheck(paths["db"], key, workers=args.workers, index=not args.skip_index).run()
     except Exception as exc:  # sqlite3.Error, a missing table: report plainly
         raise CliError(f"cannot audit {paths['db']}: {exc}") from None
     seconds = time.perf_counter() - started
@@ -214,7 +214,7 @@ def run_ledger_keys(args: argparse.Namespace) -> int:
 
 def _stored_origin(paths: dict[str, Path]) -> str | None:
     from ..config import ConfigError
-    from ..ledger.setup import ORIGIN_FILE, stored_origin
+    from ..ledger.origin import ORIGIN_FILE, stored_origin
 
     try:
         return stored_origin(paths["keys"] / ORIGIN_FILE)
@@ -224,7 +224,7 @@ def _stored_origin(paths: dict[str, Path]) -> str | None:
 
 def run_set_origin(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..ledger.setup import ORIGIN_FILE, check_origin, store_origin
+    from ..ledger.origin import ORIGIN_FILE, check_origin, store_origin
 
     settings = settings_from(args)
     paths = _paths(args)

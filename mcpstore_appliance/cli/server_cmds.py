@@ -61,6 +61,7 @@ async def _serve(settings) -> None:
 
     from ..app import create_app
     from ..eventloop import running_loop_name
+    from ..web.connections import raise_descriptor_limit, start_site
 
     # Signals are taken over first: a SIGTERM while starting (the port may already answer /readyz while the
     # setup link is written) then shuts down cleanly once start-up is done, instead of killing the process.
@@ -68,18 +69,20 @@ async def _serve(settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    raise_descriptor_limit()  # the connection cap is set below it (web/connections.py)
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds,
+                           keepalive_timeout=settings.server.keepalive_timeout_seconds)
     await runner.setup()  # runs start-up: data folder, keys, database migrations
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    await site.start()
-    port = runner.addresses[0][1]
+    site = await start_site(runner, settings.server, app[SERVICES].metrics)
+    port = site.port
     print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
           f"event loop: {running_loop_name()})", flush=True)
     await _announce_setup(app, settings, port)
     await stop.wait()
     print("mcpstore shutting down: finishing requests in flight", flush=True)
-    await runner.cleanup()  # stops accepting, waits for in-flight requests up to shutdown_timeout
+    await site.close()  # stops accepting
+    await runner.cleanup()  # closes idle connections, waits for in-flight requests up to shutdown_timeout
 
 
 async def _announce_setup(app, settings, port: int) -> None:
@@ -119,7 +122,7 @@ def run_backup(args: argparse.Namespace) -> int:
     _ensure_empty(dest, "backup folder")
 
     async def work() -> dict:
-        services = await build_services(settings)
+        services = await build_services(settings, sandboxes=False)
         try:
             private_dir(dest)  # a backup holds the keys: as private as the data folder
             print(f"backing up database to {dest / 'mcpstore.sqlite3'}", file=sys.stderr)

@@ -1,4 +1,4 @@
-/* Optional accelerator for the ledger audit (audit.py): RFC 6962 hashing of whole buffers in one call.
+/* Optional accelerator for the operator's full ledger check (integrity_chunks.py): RFC 6962 hashing of whole buffers in one call.
 
    Through hashlib each SHA-256 call costs Python a hash object, a digest bytes object and the interpreter's
    dispatch, as much as hashing a 230-byte leaf itself: an audit makes two calls per leaf. Here the loops run in
@@ -161,7 +161,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_merkle_native", "RFC 6962 hashing of whole buffers (OpenSSL SHA-256) for the ledger audit.",
+    PyModuleDef_HEAD_INIT, "_merkle_native", "RFC 6962 hashing of whole buffers (OpenSSL SHA-256) for the ledger integrity check.",
     0, methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,13 +1,7 @@
 """The ledger service: appends inside the caller's transaction, signed checkpoints, proofs, tiles, lookups.
 
-Storage is the stored-hash layout (storedhash.py) in `ledger_hashes`, so an append writes about two rows and
-reads at most log2(n) hashes, and a root or proof reads O(log n) rows in one query. Stored hashes never change
-once committed, so reads of committed hashes are cached.
-
-Committed hashes are read through a small synchronous read-only SQLite connection on the event-loop thread:
-a proof is one primary-key query for at most ~2·log2(n) short rows (tens of microseconds), and handing it to
-aiosqlite's worker thread costs several times that in wake-ups (p99 of milliseconds on a busy machine).
-Everything else, and every write, goes through the shared `Database`.
+Storage is the stored-hash layout (storedhash.py) in `ledger_leaves`, so an append writes about two rows and
+reads at most log2(n) hashes, and a root or proof reads O(log n) rows in one query (hash_reads.py).
 """
 
 from __future__ import annotations
@@ -15,121 +9,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from ..config import LedgerSettings
-from ..db import Database, Queries, Transaction
+from ..db import Database, Transaction
 from ..errors import InvalidInput, NotFound
 from . import events as ev
 from . import note as notes
 from . import storedhash as sh
 from .checkpoint import Checkpoint, add_signature_lines, open_checkpoint, sign_checkpoint
+from .entry import Entry, LedgerInconsistent, MayOpen
+from .hash_reads import MissingHashes, StoredHashes
 from .merkle import leaf_hash
 from .tiles import TileRef, encode_entries
+from .witness import Witness
 from .witness_client import WitnessCollector
 
 log = logging.getLogger("mcpstore.ledger")
 
-_MAX_IN_PARAMS = 500  # stay far below SQLite's bound-parameter limit
-HASH_CACHE_SIZE = 200_000  # ~ 20 MB; top-of-tree hashes are shared by every proof
 LOOKUP_BLOCK = 8192  # leaves per lookup-index block (see _index_block)
-
-
-@dataclass(frozen=True)
-class Entry:
-    index: int
-    leaf: bytes  # the exact leaf bytes that were hashed
-    leaf_hash: bytes
-    org_id: int | None  # set for a sealed (private) leaf
-    opening: bytes | None  # sealed leaves: the event's canonical JSON
-    salt: str | None
-
-    def public_view(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "leaf_hash": notes.b64(self.leaf_hash),
-            "leaf": self.leaf.decode("utf-8"),
-            "event": json.loads(self.leaf),
-        }
-
-    def opened_event(self) -> dict[str, Any] | None:
-        """A sealed entry's event (from its opening); None for a public entry."""
-        return None if self.opening is None else json.loads(self.opening)
-
-    def member_view(self) -> dict[str, Any]:
-        """The public view plus, for a sealed entry, its opening: the salt and the exact event bytes, which
-        a member's client checks against the commitment in the leaf (`events.opens`)."""
-        view = self.public_view()
-        if self.opening is not None:
-            view["sealed"] = {"salt": self.salt, "event": self.opening.decode("utf-8")}
-        return view
-
-
-# Decides from a sealed entry's event whether the caller may see it (the catalog's visibility rule).
-MayOpen = Callable[[dict[str, Any]], bool]
-
-
-class LedgerInconsistent(RuntimeError):
-    """The stored tree contradicts a checkpoint this log already signed."""
-
-
-def read_only_uri(path) -> str:
-    """An SQLite URI opening `path` read-only (percent-encoded, so any folder name works)."""
-    return Path(path).resolve().as_uri() + "?mode=ro"
-
-
-class _LocalReader:
-    """Read-only connection for the ledger's short primary-key reads (see the module docstring)."""
-
-    def __init__(self, path):
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA query_only=ON")
-        return self._conn
-
-    async def rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        return self._connection().execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-class _TxReader:
-    """The same interface over the caller's write transaction (which sees its own uncommitted appends)."""
-
-    def __init__(self, tx: Queries):
-        self.tx = tx
-
-    async def rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        return [tuple(row.values()) for row in await self.tx.fetch_all(sql, params)]
-
-
-class _MissingHashes(LookupError):
-    """Stored hashes that a computation needs are not (yet) in the table."""
-
-
-def _in_list(values: Sequence[Any]) -> str:
-    return ",".join("?" * len(values))
 
 
 class Ledger:
     def __init__(self, db: Database, signing_key: SigningKey, origin: str, settings: LedgerSettings,
-                 *, witness: Any = None):
+                 *, witness: Witness | None = None):
         self.db = db
         self.origin = origin
         self.settings = settings
@@ -138,10 +45,9 @@ class Ledger:
         self._checkpoint_lock = asyncio.Lock()
         self._latest: Checkpoint | None = None
         self._last_signed = float("-inf")  # monotonic time of our last signature
-        self._cache: OrderedDict[sh.Node, bytes] = OrderedDict()
-        self._local = _LocalReader(db.path)
+        self.hashes = StoredHashes(db)
         self.collector = WitnessCollector(self, settings.witnesses, settings.witness_retry_seconds)
-        self.witness = witness  # a witness.Witness when this appliance cosigns other logs
+        self.witness = witness  # set when this appliance cosigns other logs
 
     # --- keys -------------------------------------------------------------------------------------------
 
@@ -164,7 +70,7 @@ class Ledger:
         if not rows:
             return []
         size = await tx.fetch_value("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
-        frontier = await self._read(_TxReader(tx), sh.root_nodes(size), cache=False)
+        frontier = await self.hashes.in_transaction(tx, sh.root_nodes(size))
         appender = sh.Appender(size, frontier)
         for row in rows:
             appender.add(leaf_hash(row[0]))
@@ -197,38 +103,9 @@ class Ledger:
 
     # --- reading hashes -------------------------------------------------------------------------------
 
-    async def _read(self, source: _LocalReader | _TxReader, nodes: Sequence[sh.Node], cache: bool = True
-                    ) -> dict[sh.Node, bytes]:
-        found: dict[sh.Node, bytes] = {}
-        wanted: dict[int, list[sh.Node]] = {}
-        for node in nodes:
-            h = self._cache.get(node) if cache else None
-            if h is None:
-                wanted.setdefault(sh.row_of(node)[0], []).append(node)
-            else:
-                self._cache.move_to_end(node)
-                found[node] = h
-        rows = list(wanted)
-        for start in range(0, len(rows), _MAX_IN_PARAMS):
-            chunk = rows[start:start + _MAX_IN_PARAMS]
-            for idx, blob in await source.rows(
-                    f"SELECT idx, hashes FROM ledger_leaves WHERE idx IN ({_in_list(chunk)})", chunk):
-                for node in wanted[idx]:
-                    offset = sh.row_of(node)[1]
-                    found[node] = bytes(blob[offset:offset + 32])
-        if len(found) < len(set(nodes)):
-            raise _MissingHashes()
-        if cache and wanted:
-            for node_list in wanted.values():
-                for node in node_list:
-                    self._cache[node] = found[node]
-            while len(self._cache) > HASH_CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return found
-
     async def tree_size(self) -> int:
         """Committed leaves (O(log n): the primary key's last entry)."""
-        return (await self._local.rows("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves", ()))[0][0]
+        return self.db.inline(lambda c: c.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves").fetchone()[0])
 
     async def root(self, size: int) -> bytes:
         return sh.root_hash(size, await self._read_for(size, sh.root_nodes(size)))
@@ -236,8 +113,8 @@ class Ledger:
     async def _read_for(self, size: int, nodes: Sequence[sh.Node]) -> dict[sh.Node, bytes]:
         """Read the hashes a computation over the tree of `size` needs; a size beyond the tree is bad input."""
         try:
-            return await self._read(self._local, nodes)
-        except _MissingHashes:
+            return await self.hashes.committed(nodes)
+        except MissingHashes:
             current = await self.tree_size()
             if size > current:
                 raise InvalidInput(f"size {size} is larger than the tree ({current} entries)", code="out_of_range",
@@ -387,7 +264,7 @@ class Ledger:
     async def _candidates(self, column: str, key: int, public_only: bool,
                           may_open: MayOpen | None) -> list[tuple[int, dict]]:
         """Rows whose lookup hint matches, with their events (the hint is only a hint: callers confirm). A sealed
-        row is kept only if `may_open` accepts its event (without it, all are: the catalog's own use)."""
+        row is returned only if `may_open` accepts its event (without it, all are: the catalog's own use)."""
         extra = " AND org_id IS NULL" if public_only else ""
         # Completed blocks are in the index; the block being filled is scanned by rowid (at most LOOKUP_BLOCK
         # rows). A stale size only starts the scan earlier, so nothing is missed while appends go on.
@@ -437,11 +314,10 @@ class Ledger:
                 "SELECT data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (first, first + ref.width))
             return encode_entries([bytes(row["data"]) for row in rows])
         nodes = ref.hash_nodes()
-        hashes = await self._read(self._local, nodes, cache=False)
+        hashes = await self.hashes.committed(nodes, cache=False)
         return b"".join(hashes[node] for node in nodes)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     async def close(self) -> None:
         await self.collector.close()
-        self._local.close()

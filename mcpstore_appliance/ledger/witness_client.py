@@ -18,15 +18,12 @@ import functools
 import logging
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..config import WitnessPeer
 from . import note as notes
+from .checkpoint import Checkpoint
 from .witness import SIZE_CONTENT_TYPE, format_request
-
-if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .service import Ledger
 
 log = logging.getLogger("mcpstore.ledger.witness")
 TIMEOUT_SECONDS = 10.0
@@ -48,8 +45,20 @@ def post(url: str, body: bytes, timeout: float = TIMEOUT_SECONDS) -> tuple[int, 
         return exc.code, exc.headers.get("Content-Type", ""), exc.read(65536)
 
 
+class CosignedLog(Protocol):
+    """What the collector needs of our log (the `Ledger`), so this module does not import the service."""
+
+    async def latest_checkpoint(self) -> Checkpoint | None: ...
+
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]: ...
+
+    async def witness_progress(self, witness: str) -> int: ...
+
+    async def store_cosignature(self, size: int, witness: str, line: str, timestamp: int) -> None: ...
+
+
 class WitnessCollector:
-    def __init__(self, ledger: Ledger, peers: list[WitnessPeer], retry_seconds: float = 10.0):
+    def __init__(self, ledger: CosignedLog, peers: list[WitnessPeer], retry_seconds: float = 10.0):
         self.ledger = ledger
         self.retry_seconds = retry_seconds
         self._retries: dict[str, tuple[asyncio.Task, float]] = {}  # witness name -> its pending retry and delay

@@ -25,6 +25,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.TooLarge: 413,
     errors.Unprocessable: 422,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
 }
 
 CODE_BY_STATUS = {
@@ -91,12 +92,23 @@ def _render(request: web.Request, status: int, code: str, message: str, details:
     return json_error(status, code, message, details, headers)
 
 
+def www_authenticate(request: web.Request) -> str:
+    """The challenge of a 401 (RFC 9110): Bearer; on the hosted MCP endpoint it points at the RFC 9728
+    protected-resource metadata, as the MCP authorization spec asks."""
+    if request.path.startswith("/mcp/"):
+        base = request.app[SETTINGS].base_url
+        return f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource{request.path}"'
+    return 'Bearer realm="mcpstore"'
+
+
 def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The answer for an exception a handler raised, turning every failure into the JSON error (or HTML
     error page) the client should see; re-raised when it is a redirect or other non-error HTTPException,
     which aiohttp sends as it is. Called by the front door (web/front_door.py)."""
     if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+        if isinstance(exc, errors.Unauthenticated):
+            headers = {"WWW-Authenticate": www_authenticate(request)}
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:

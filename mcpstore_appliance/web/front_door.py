@@ -26,6 +26,7 @@ from aiohttp import web
 
 from .access import Access, access_of, effective_principal, login_redirect, refusal, undeclared_routes
 from .auth import SAFE_METHODS, authenticate
+from .connections import follow_body
 from .errors import error_response
 from .keys import METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
 from ..text import check_text
@@ -81,7 +82,8 @@ def secure(response: web.StreamResponse, behind_tls: bool) -> None:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # (the connection guard's `follow_body(request)` belongs first here, once web/connections.py lands)
+    if request.method not in SAFE_METHODS:
+        follow_body(request)  # its connection's guard times a stalled body from here (web/connections.py)
     started = time.perf_counter()
     request_id = request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
     status = 500

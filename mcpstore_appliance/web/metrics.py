@@ -1,9 +1,10 @@
-"""Prometheus text metrics without a client library: counters and one latency histogram."""
+"""Prometheus text metrics without a client library: counters, gauges read when rendered, one latency histogram."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -34,11 +35,16 @@ class Metrics:
         self.histogram_counts: dict[tuple, list[int]] = {}
         self.histogram_sums: dict[tuple, float] = defaultdict(float)
         self._requests: dict[tuple, _RequestSeries] = {}
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def inc(self, name: str, amount: float = 1, help: str = "", **labels: str) -> None:
         if help:
             self.help.setdefault(name, help)
         self.counters[name][tuple(sorted(labels.items()))] += amount
+
+    def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
+        """A value read when /metrics is rendered (e.g. connections open)."""
+        self.gauges[name] = (help, read)
 
     def observe_request(self, resource: web.AbstractResource | None, method: str, status: int,
                         seconds: float) -> None:
@@ -77,6 +83,8 @@ class Metrics:
             lines.append(f"# HELP {name} {self.help.get(name, name)}")
             lines.append(f"# TYPE {name} counter")
             lines += [f"{name}{_labels(labels)} {value:g}" for labels, value in sorted(series.items())]
+        for name, (help, read) in sorted(self.gauges.items()):
+            lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]
         name = "mcpstore_http_request_duration_seconds"
         lines.append(f"# HELP {name} Time to answer a request, by route")
         lines.append(f"# TYPE {name} histogram")

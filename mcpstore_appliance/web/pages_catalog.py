@@ -59,7 +59,7 @@ HTML = "text/html; charset=utf-8"
 async def home(request: web.Request) -> web.Response:
     principal = principal_of(request)
     keep = principal is None and not request.query_string
-    stamp = discovery(request).reader.stamp()  # before any read: a kept page never claims newer data
+    stamp = request.app[SERVICES].db.stamp()  # before any read: a kept page never claims newer data
     kept = request.app[HOME_KEPT].get("anonymous") if keep else None
     if kept is not None and kept[0] == stamp:
         return cacheable(request, kept[1], etag=kept[2], content_type=HTML)

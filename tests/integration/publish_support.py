@@ -105,8 +105,8 @@ async def user(app, username: str, *, admin: bool = False, scopes: tuple[str, ..
 class ServerProcess:
     """`mcpstore serve` as a subprocess on a fixed port (so a restart keeps the URL)."""
 
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None):
-        self.data_dir, self.port, self.env = data_dir, port, env or {}
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None, preexec_fn=None):
+        self.data_dir, self.port, self.env, self.preexec_fn = data_dir, port, env or {}, preexec_fn
         self.base_url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
 
@@ -116,7 +116,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mcpstore_appliance.cli.main", "serve", "--data", str(self.data_dir),
              "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=self.preexec_fn)
         async with aiohttp.ClientSession() as session:
             for _ in range(600):
                 if self.proc.poll() is not None:

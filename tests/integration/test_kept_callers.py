@@ -13,7 +13,7 @@ import time
 import pytest
 
 from mcpstore_appliance.accounts import service as accounts_service
-from mcpstore_appliance.catalog import reader as reader_module
+from mcpstore_appliance.db import stamp as stamp_module
 from tests.seed import FAST_LEDGER, make_org, publish
 
 
@@ -118,7 +118,7 @@ async def test_a_new_role_and_a_logout_are_seen_by_the_next_request(appliance):
 async def test_another_processs_change_is_seen_within_about_a_second(appliance, monkeypatch):
     """`mcpstore admin add-member` commits from its own process; the appliance sees other processes' commits
     through SQLite's data_version, read at most once a second."""
-    monkeypatch.setattr(reader_module, "EXTERNAL_CHECK_SECONDS", 1.0)  # the real interval
+    monkeypatch.setattr(stamp_module, "EXTERNAL_CHECK_SECONDS", 1.0)  # the real interval
     _, _, member, path = await org_package_and_outsider(appliance)
     done = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "mcpstore_appliance.cli.main", "admin", "add-member", "acme", "max", "--role", "member",

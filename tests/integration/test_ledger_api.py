@@ -269,7 +269,7 @@ async def test_a_tree_that_contradicts_a_signed_checkpoint_is_never_signed_again
     conn.execute("UPDATE ledger_leaves SET hashes = ? WHERE idx = 7", (blob[:96] + bytes([blob[96] ^ 1]) + blob[97:],))
     conn.commit()
     conn.close()
-    app.services.ledger._cache.clear()
+    app.services.ledger.hashes.forget()
     await append(app, [event(8)])
     status, body, _ = await app.client.get("/ledger/checkpoint")
     assert status == 503 and body["error"]["code"] == "ledger_inconsistent"

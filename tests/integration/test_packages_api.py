@@ -62,7 +62,7 @@ async def tool_in_two_versions(appliance) -> str:
 @contextlib.contextmanager
 def sql_trace(appliance):
     """The statements the catalog reader's event-loop connection runs inside the block."""
-    reader = appliance.services.discovery.packages.reader
+    reader = appliance.services.discovery.packages.db
     statements: list[str] = []
     reader.inline(lambda conn: conn.set_trace_callback(statements.append))
     try:

@@ -131,17 +131,18 @@ async def test_entries_are_server_json_built_from_the_catalog(appliance):
 
 
 async def test_only_remotes_that_answer_are_advertised(appliance):
-    """An MCP host offers its users every remote it is given: only a pro package's own https endpoint is one.
-    The appliance's hosted endpoint does not exist yet (the URL it would have answers 404); when it does, this
-    test fails, and hobbyist packages should get it as their remote (RegistryView._remote)."""
+    """An MCP host offers its users every remote it is given: here only a pro package's own https endpoint is
+    one. Hosted execution is off in this appliance, so its hosted endpoint answers 503 and is not advertised
+    (tests/gateway/test_hosted_bwrap.py has the hosted remotes of an appliance whose gateway works)."""
     await build(appliance)
     body = await get(appliance, "/v0.1/servers?limit=100", "/v0.1/servers")
     remotes = {e["server"]["name"]: [r["url"] for r in e["server"].get("remotes", [])] for e in body["servers"]}
     assert remotes == {"com.example.mcp.alice/weather": [], "com.example.mcp.bob/notes": [],
                        "com.example.mcp.bob/pg": ["https://pg.example.com/mcp"]}
-    status, _, _ = await appliance.client.post("/mcp/alice/weather", json={"jsonrpc": "2.0", "id": 1,
-                                                                          "method": "initialize", "params": {}})
-    assert status == 404
+    _, token = await appliance.user("carol")
+    status, body, _ = await appliance.client.with_token(token).post(
+        "/mcp/alice/weather", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})
+    assert status == 503 and body["error"]["code"] == "hosted_unavailable"
 
 
 @pytest.mark.parametrize("public_url, name", [("https://mcp.example.org", "org.example.mcp.alice/tool"),

@@ -114,24 +114,24 @@ async def test_searches_on_the_event_loop_answer_like_those_on_reader_threads(wo
     app, tokens = world
     search = app.services.discovery.search
     search.rank_cache_min = 1
-    reader = search.reader
+    db = search.db
     threaded = []
-    original_run = reader.run
+    original_threaded = db.threaded
 
     async def counting_run(fn):
         threaded.append(1)
-        return await original_run(fn)
+        return await original_threaded(fn)
 
-    reader.run = counting_run
+    db.threaded = counting_run
     on_threads = await walk(app, tokens["amy"], q="zephyr", limit=3)
     assert threaded  # the first walk ranks and counts: reader threads
     threaded.clear()
     assert await walk(app, tokens["amy"], q="zephyr", limit=3) == on_threads
     assert not threaded  # everything kept: answered on the event loop
-    reader.loop_steps = 1
+    db.loop_steps = 1
     assert await walk(app, tokens["amy"], q="zephyr", limit=3) == on_threads
     assert len(threaded) == 3  # each page handed over to a thread
-    reader.loop_steps = 10_000
+    db.loop_steps = 10_000
     assert await walk(app, None, q="zephyr", category="weather") == ["alice/wind-tools", "bob/breeze"]
 
 
@@ -143,7 +143,7 @@ async def test_a_search_after_a_catalog_change_goes_to_a_thread_without_ranking_
     search.rank_cache_min = 1
     before = await walk(app, None, q="zephyr", limit=3)
     on_loop: list[str] = []
-    search.reader.inline(lambda conn: conn.set_trace_callback(on_loop.append))
+    search.db.inline(lambda conn: conn.set_trace_callback(on_loop.append))
     try:
         await walk(app, None, q="zephyr", limit=3)
         assert not any("MATCH" in sql for sql in on_loop)  # all kept: nothing to rank again
@@ -153,7 +153,7 @@ async def test_a_search_after_a_catalog_change_goes_to_a_thread_without_ranking_
         after = await walk(app, None, q="zephyr", limit=3)
         assert not any("MATCH" in sql for sql in on_loop), on_loop
     finally:
-        search.reader.inline(lambda conn: conn.set_trace_callback(None))
+        search.db.inline(lambda conn: conn.set_trace_callback(None))
     assert set(after) == set(before) | {"bob/zephyr-extra"}
 
 

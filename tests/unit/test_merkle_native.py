@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpstore_appliance.ledger import _merkle_native as native
-from mcpstore_appliance.ledger import audit
+from mcpstore_appliance.ledger import integrity_chunks as chunks
+from mcpstore_appliance.ledger.integrity import IntegrityCheck
 from mcpstore_appliance.ledger.merkle import leaf_hash, root_reference
 from mcpstore_appliance.ledger.storedhash import Appender
 
-SEP = audit.ROW_SEP
+SEP = chunks.ROW_SEP
 
 
 def joined(leaves: list[bytes]) -> bytes:
@@ -34,16 +35,16 @@ def appender_rows(leaf_hashes: list[bytes], sep: bytes) -> bytes:
 
 
 def test_the_audit_uses_it_by_default():
-    assert audit.native_available()
-    assert audit.Auditor("unused.sqlite3").native
-    assert not audit.Auditor("unused.sqlite3", native=False).native
+    assert chunks.native_available()
+    assert IntegrityCheck("unused.sqlite3").native
+    assert not IntegrityCheck("unused.sqlite3", native=False).native
 
 
 def test_asking_for_it_without_it_is_an_error(monkeypatch):
-    monkeypatch.setattr(audit, "_merkle_native", None)
-    assert not audit.Auditor("unused.sqlite3").native
+    monkeypatch.setattr(chunks, "_merkle_native", None)
+    assert not IntegrityCheck("unused.sqlite3").native
     with pytest.raises(RuntimeError, match="not built"):
-        audit.Auditor("unused.sqlite3", native=True)
+        IntegrityCheck("unused.sqlite3", native=True)
 
 
 def test_leaf_hashes_are_rfc6962_leaf_hashes():
@@ -83,7 +84,7 @@ def test_stored_rows_match_the_audits_pure_python_layout_and_the_ct_root():
                                           "606162636465666768696a6b6c6d6e6f"]]
     hashes = b"".join(map(leaf_hash, inputs))
     rows = native.stored_rows(hashes, SEP)
-    assert rows == audit._expected_rows(3, audit._levels(audit._leaf_hashes(inputs)))
+    assert rows == chunks._expected_rows(3, chunks._levels(chunks._leaf_hashes(inputs)))
     assert rows[-32:] == root_reference(list(map(leaf_hash, inputs)))
     assert rows[-32:].hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"  # RFC 6962 CT
 
@@ -112,14 +113,14 @@ def test_stored_rows_reject_wrong_arguments(args):
 def test_leaf_hashes_equal_the_pure_python_ones(leaves, off_by):
     """Leaves may hold newlines and NUL bytes; the count may be wrong: both paths agree on every answer."""
     data, count = joined(leaves), max(1, len(leaves) + off_by)
-    pure = audit._py_leaf_hashes(data, count)
+    pure = chunks._py_leaf_hashes(data, count)
     assert native.leaf_hashes(data, count) == (None if pure is None else b"".join(pure))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.integers(1, 12))
 def test_leaf_hashes_equal_the_pure_python_ones_on_any_bytes(data, count):
-    pure = audit._py_leaf_hashes(data, count)
+    pure = chunks._py_leaf_hashes(data, count)
     assert native.leaf_hashes(data, count) == (None if pure is None else b"".join(pure))
 
 
@@ -128,7 +129,7 @@ def test_leaf_hashes_equal_the_pure_python_ones_on_any_bytes(data, count):
 def test_stored_rows_equal_the_pure_python_chunk(k, seed):
     """A chunk of 2^k random leaf hashes: the same rows and root as the pure-Python levels give."""
     hashes = [hashlib.sha256(seed + i.to_bytes(2, "big")).digest() for i in range(1 << k)]
-    assert audit._native_chunk_rows(k, [b"".join(hashes)]) == audit._py_chunk_rows(k, [hashes])
+    assert chunks._native_chunk_rows(k, [b"".join(hashes)]) == chunks._py_chunk_rows(k, [hashes])
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,7 @@
 
 Trust on first use: the first run pins the registry's ledger key (or `--key` pins one explicitly) and every run
 keeps the newest checkpoint it has verified. A later checkpoint is accepted only with a consistency proof from
-the kept one, so a registry that rewrites history (a fork) is caught even though each checkpoint is signed.
+the stored one, so a registry that rewrites history (a fork) is caught even though each checkpoint is signed.
 
 The HTTP transport is injected (`fetch(path, query) -> (status, body)`) so this module stays free of any HTTP
 library and works against any registry that serves the /ledger API.
@@ -81,7 +81,7 @@ class BundleVerifier:
         self.witnesses = [notes.parse_vkey(w) for w in witnesses or []]
         self.quorum = len(self.witnesses) if quorum is None else quorum
         self.messages: list[str] = []
-        self.trusted = False  # True once the served checkpoint verified and is consistent with the kept one
+        self.trusted = False  # True once the served checkpoint verified and is consistent with the stored one
 
     # --- transport helpers ----------------------------------------------------------------------------
 
@@ -145,15 +145,15 @@ class BundleVerifier:
         return checkpoint, sorted(cosigned)
 
     def check_consistency(self, checkpoint: Checkpoint) -> None:
-        """Prove the served checkpoint and the kept one describe the same history; keep the newer."""
+        """Prove the served checkpoint and the stored one describe the same history; keep the newer."""
         if not self.state.checkpoint:
             self.state.checkpoint = checkpoint.note
             return
-        kept = parse_unverified(self.state.checkpoint)
-        if kept.origin != checkpoint.origin:
-            raise VerifyFailure("inconsistent_log", f"the log origin changed from {kept.origin!r} to "
+        pinned = parse_unverified(self.state.checkpoint)
+        if pinned.origin != checkpoint.origin:
+            raise VerifyFailure("inconsistent_log", f"the log origin changed from {pinned.origin!r} to "
                                                     f"{checkpoint.origin!r}")
-        older, newer = sorted((kept, checkpoint), key=lambda c: c.size)
+        older, newer = sorted((pinned, checkpoint), key=lambda c: c.size)
         if older.size == 0:
             pass  # every tree extends the empty tree
         elif older.size == newer.size:
@@ -169,7 +169,7 @@ class BundleVerifier:
                 raise VerifyFailure("inconsistent_log",
                                     f"checkpoint {newer.size} is not consistent with checkpoint {older.size} "
                                     f"({exc}): the log forked or rewrote history") from None
-        if checkpoint.size > kept.size:
+        if checkpoint.size > pinned.size:
             self.state.checkpoint = checkpoint.note
 
     def entry(self, index: int) -> tuple[bytes, dict[str, Any]]:

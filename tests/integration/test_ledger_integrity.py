@@ -11,11 +11,11 @@ import pytest
 
 from mcpstore_appliance.app import data_paths
 from mcpstore_appliance.config import LedgerSettings
-from mcpstore_appliance.db import Database
+from mcpstore_appliance.db import Database, open_scan_connection
 from mcpstore_appliance.keys import load_or_create_signing_key
-from mcpstore_appliance.ledger import audit, publish_event, service
+from mcpstore_appliance.ledger import integrity, integrity_chunks, publish_event, service
 from mcpstore_appliance.ledger import note as notes
-from mcpstore_appliance.ledger.audit import Auditor
+from mcpstore_appliance.ledger.integrity import IntegrityCheck
 from mcpstore_appliance.ledger.service import Ledger
 from mcpstore_appliance.ledger.storedhash import row_of
 
@@ -72,9 +72,9 @@ def hashing(request, monkeypatch):
     """Run each in-process audit on both paths: the pure-Python code (as without the C module) and the C module
     (which the test suite requires to be built: tests/unit/test_merkle_native.py)."""
     if request.param:
-        assert audit.native_available()
+        assert integrity_chunks.native_available()
     else:
-        monkeypatch.setattr(audit, "_merkle_native", None)
+        monkeypatch.setattr(integrity_chunks, "_merkle_native", None)
     return request.param
 
 
@@ -85,12 +85,12 @@ both_paths = pytest.mark.usefixtures("hashing")
 def chunk_level(request, monkeypatch):
     """Run each check with the real chunk size and with tiny chunks, so the cross-chunk levels are tested."""
     if request.param:
-        monkeypatch.setattr(audit, "CHUNK_LEVEL", request.param)
+        monkeypatch.setattr(integrity, "CHUNK_LEVEL", request.param)
     return request.param
 
 
 def run_audit(path, key, workers=2):
-    return Auditor(path, key, workers=workers).run()
+    return IntegrityCheck(path, key, workers=workers).run()
 
 
 @both_paths
@@ -120,12 +120,12 @@ async def test_a_changed_leaf_byte_is_named(ledger_db, chunk_level):
 async def test_a_newline_in_a_leaf_is_named_at_any_read_size(ledger_db, chunk_level, monkeypatch, fast_rows):
     """An intact chunk is read as newline-separated leaves, in parts of FAST_ROWS rows; a leaf holding a newline
     must still be named (by the row-wise check), and parts that cut a chunk must still verify a clean ledger."""
-    monkeypatch.setattr(audit, "FAST_ROWS", fast_rows)
+    monkeypatch.setattr(integrity_chunks, "FAST_ROWS", fast_rows)
     path, key = ledger_db
     assert run_audit(path, key, workers=1).ok
-    conn = audit._connect(path)
+    conn = open_scan_connection(path)
     try:  # the clean chunk of 256 leaves passes the fast reader itself, not only the row-wise fallback
-        assert audit._check_chunk_fast(conn, 0, 8) == audit._check_chunk_rows(conn, 0, 8)
+        assert integrity_chunks._check_chunk_fast(conn, 0, 8) == integrity_chunks._check_chunk_rows(conn, 0, 8)
     finally:
         conn.close()
     data = read(path, "SELECT data FROM ledger_leaves WHERE idx = 137")
@@ -140,7 +140,7 @@ async def test_a_leaf_that_is_no_longer_bytes_is_named(ledger_db, chunk_level):
     path, key = ledger_db
     tamper(path, "UPDATE ledger_leaves SET data = 12345 WHERE idx = 137")
     for workers in (1, 2):
-        report = Auditor(path, key, workers=workers, index=False).run()
+        report = IntegrityCheck(path, key, workers=workers, index=False).run()
         assert report.problems == ["entry 137: leaf data was changed (it no longer matches its stored leaf hash)"]
 
 
@@ -225,7 +225,7 @@ async def test_both_paths_report_exactly_the_same(ledger_db, chunk_level):
     path, key = ledger_db
 
     def reports():
-        return [Auditor(path, key, workers=workers, native=native).run()
+        return [IntegrityCheck(path, key, workers=workers, native=native).run()
                 for native in (False, True) for workers in (1, 2)]
 
     tamperings = [
@@ -236,7 +236,7 @@ async def test_both_paths_report_exactly_the_same(ledger_db, chunk_level):
         ("UPDATE ledger_leaves SET data = data || X'0A00' WHERE idx = 180", ()),
         ("UPDATE ledger_leaves SET hashes = substr(hashes, 1, 40) WHERE idx = 250", ()),
     ]
-    assert Auditor(path, key, native=True).native and not Auditor(path, key, native=False).native
+    assert IntegrityCheck(path, key, native=True).native and not IntegrityCheck(path, key, native=False).native
     for sql, params in [(None, ()), *tamperings]:
         if sql:
             tamper(path, sql, params)

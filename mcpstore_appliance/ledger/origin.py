@@ -1,4 +1,4 @@
-"""Build the ledger (and its witness) from settings; `app.py` calls this once. The ledger's origin.
+"""The ledger's origin, fixed in the data folder on first start.
 
 The origin is the checkpoint's first line and the name of the checkpoint key (C2SP signed note): clients pin
 "<origin>+<key id>+<key>" on first use and refuse anything else. So it is fixed in the data folder the first
@@ -13,31 +13,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nacl.signing import SigningKey
-
 from ..config import ConfigError, Settings
 from ..db import Database
-from ..keys import load_or_create_signing_key
 from ..private_files import PRIVATE_FILE_MODE
 from .checkpoint import valid_origin
-from .note import NoteError
-from .service import Ledger
-from .witness import Witness, default_witness_name
 
 ORIGIN_FILE = "ledger.origin"
-
-
-async def build_ledger(db: Database, settings: Settings, signing_key: SigningKey, keys_dir: Path) -> Ledger:
-    origin = await fixed_origin(db, settings, keys_dir)
-    witness_name = settings.ledger.witness_name or default_witness_name(origin)
-    # A separate key for cosigning other logs, so a witness signature can never be mistaken for our own
-    # checkpoint signature and the two can be rotated apart.
-    witness_key = load_or_create_signing_key(Path(keys_dir) / "witness.key")
-    try:
-        witness = Witness(db, witness_key, witness_name, settings.ledger.witnessed_logs)
-        return Ledger(db, signing_key, origin, settings.ledger, witness=witness)
-    except NoteError as exc:
-        raise ConfigError(f"config: ledger.witnesses / ledger.witnessed_logs: {exc}") from None
 
 
 async def fixed_origin(db: Database, settings: Settings, keys_dir: Path) -> str:
@@ -45,7 +26,7 @@ async def fixed_origin(db: Database, settings: Settings, keys_dir: Path) -> str:
     path = Path(keys_dir) / ORIGIN_FILE
     origin = stored_origin(path)
     if origin is None:
-        # A data folder from before the origin was kept: its checkpoints carry the origin clients pinned.
+        # A data folder from before the origin was fixed: its checkpoints carry the origin clients pinned.
         origin = await _signed_origin(db) or check_origin(settings.ledger_origin, "ledger.origin")
         origin = _keep_first(path, origin)
     wanted = settings.ledger.origin

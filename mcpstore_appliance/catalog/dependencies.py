@@ -1,0 +1,30 @@
+"""What the catalog needs from other parts, as Protocols: `app.py` passes the real ones (the `Ledger`, the web
+edge's `Metrics`), tests may pass their own, and the catalog imports neither."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..db import Transaction
+from ..ledger.checkpoint import Checkpoint
+
+
+class ReleaseLedger(Protocol):
+    """The provenance ledger as the catalog uses it: leaves appended inside the catalog's own transaction, then
+    a signed checkpoint and an inclusion proof for the publisher's answer."""
+
+    async def append(self, tx: Transaction, event: dict, *, org_id: int | None = None) -> int: ...
+
+    async def append_many(self, tx: Transaction, events: Iterable[dict], *,
+                          org_id: int | None = None) -> list[int]: ...
+
+    async def ensure_checkpoint(self, min_size: int) -> Checkpoint: ...
+
+    async def proof_for(self, index: int, checkpoint: Checkpoint | None = None) -> dict[str, Any]: ...
+
+
+class Counters(Protocol):
+    """Where the publish pipeline counts its outcomes (the appliance's /metrics)."""
+
+    def inc(self, name: str, amount: float = 1, help: str = "", **labels: str) -> None: ...

@@ -1,0 +1,90 @@
+"""Metering: every tools/call through the gateway becomes a row of `invocations` (who, which package and
+version, outcome, duration). Rows are buffered and written in one transaction every few seconds rather than
+one commit per call: every commit makes the catalog's in-memory answers read again (Database.stamp, db/stamp.py).
+
+`on_call` is the billing hook (per-call pricing debits credits through the marketplace's journal, which the
+`market` branch fills in); it runs for every call, before the row is buffered, and may refuse further calls
+by raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("mcpstore.gateway")
+FLUSH_SECONDS = 2.0
+FLUSH_ROWS = 500
+
+
+@dataclass(frozen=True)
+class Invocation:
+    user_id: int | None
+    package_id: int
+    version_id: int
+    org_id: int | None
+    tool: str
+    via: str  # "mcp" or "invoke"
+    outcome: str  # ok, tool_error, rpc_error, timeout, failed
+    duration_ms: float
+    at: float = 0.0
+
+
+CallHook = Callable[[Invocation], Awaitable[None]]
+
+
+async def no_billing(invocation: Invocation) -> None:
+    """The default billing hook: nothing to debit until the marketplace exists."""
+
+
+class Meter:
+    def __init__(self, db, on_call: CallHook = no_billing):
+        self.db = db
+        self.on_call = on_call
+        self._rows: list[Invocation] = []
+        self._task: asyncio.Task | None = None
+
+    async def record(self, invocation: Invocation) -> None:
+        invocation = Invocation(**{**invocation.__dict__, "at": invocation.at or time.time()})
+        try:
+            await self.on_call(invocation)
+        finally:
+            self._rows.append(invocation)
+            if len(self._rows) >= FLUSH_ROWS:
+                await self.flush()
+
+    async def flush(self) -> int:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return 0
+        counts: dict[int, int] = {}
+        for row in rows:
+            counts[row.package_id] = counts.get(row.package_id, 0) + 1
+        async with self.db.write() as tx:
+            await tx.execute_many(
+                "INSERT INTO invocations (at, user_id, package_id, version_id, org_id, tool, via, outcome,"
+                " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.at, r.user_id, r.package_id, r.version_id, r.org_id, r.tool[:200], r.via, r.outcome,
+                  round(r.duration_ms, 3)) for r in rows])
+            await tx.execute_many("UPDATE packages SET invocations = invocations + ? WHERE id = ?",
+                                  [(n, package_id) for package_id, n in counts.items()])
+        return len(rows)
+
+    def start(self) -> None:
+        async def loop():
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("writing invocation records failed")
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.flush()

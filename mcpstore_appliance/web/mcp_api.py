@@ -1,0 +1,184 @@
+"""The hosted MCP endpoint (Streamable HTTP, MCP 2025-11-25) and the invoke API; thin over gateway/service.py.
+
+- `POST /mcp/{namespace}/{name}`: one JSON-RPC message per POST, answered with JSON (SSE is optional for a
+  server and not used: nothing is pushed). `initialize` starts a session in a fresh sandbox and returns
+  `Mcp-Session-Id`; every later request must carry it (400 without, 404 unknown or ended, after which MCP
+  clients re-initialise). Notifications get 202.
+- `GET` 405 (no server-initiated stream), `DELETE` ends the session.
+- `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding).
+- Unauthenticated calls get 401 with `WWW-Authenticate: Bearer resource_metadata=...` (web/errors.py), and
+  the RFC 9728 document is served below /.well-known. API tokens authenticate for now; the OAuth
+  authorisation server is a later step (its metadata URL goes into `authorization_servers`).
+- `POST /api/invoke/{namespace}/{name}` `{"tool", "arguments"}`: one call for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..gateway.service import GatewayService
+from ..gateway.stdio import RpcError
+from .access import NO_CREDENTIALS, allow, signed_in
+from .auth import caller
+
+log = logging.getLogger("mcpstore.gateway")
+routes = web.RouteTableDef()
+GATEWAY = web.AppKey("gateway", GatewayService)
+PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+SESSION_HEADER = "Mcp-Session-Id"
+CALLER = signed_in(None, org="allowed")  # any valid credential; what it reaches is the package's access rule
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _check_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    settings = request.app[SETTINGS]
+    allowed = {_origin(settings.base_url), *(_origin(o) for o in settings.hosted.allowed_origins)}
+    if origin.lower() not in allowed:
+        raise Forbidden("this Origin may not call the hosted MCP endpoint", code="origin_refused")
+
+
+def _check_version(request: web.Request) -> None:
+    version = request.headers.get("MCP-Protocol-Version")
+    if version is not None and version not in PROTOCOL_VERSIONS:
+        raise InvalidInput(f"unsupported MCP-Protocol-Version {version[:40]!r}", code="unsupported_protocol_version",
+                           details={"supported": sorted(PROTOCOL_VERSIONS)})
+
+
+async def _message(request: web.Request) -> dict:
+    try:
+        message = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body must be one JSON-RPC message", code="malformed_json") from None
+    if isinstance(message, list):
+        raise InvalidInput("JSON-RPC batches are not part of MCP since 2025-06-18; send one message per POST",
+                           code="batch_not_supported")
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise InvalidInput("the body must be a JSON-RPC 2.0 object", code="invalid_jsonrpc")
+    if "method" in message and not isinstance(message["method"], str):
+        raise InvalidInput("'method' must be a string", code="invalid_jsonrpc")
+    if "id" in message and (isinstance(message["id"], bool) or not isinstance(message["id"], (str, int))):
+        raise InvalidInput("'id' must be a string or an integer", code="invalid_jsonrpc")
+    return message
+
+
+def _rpc_error(message_id, error: RpcError) -> web.Response:
+    return web.json_response({"jsonrpc": "2.0", "id": message_id, "error": error.as_error()})
+
+
+@routes.post("/mcp/{namespace}/{name}")
+@allow(CALLER)
+async def mcp_post(request: web.Request) -> web.StreamResponse:
+    _check_origin(request)
+    _check_version(request)
+    gateway, principal = request.app[GATEWAY], caller(request)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    message = await _message(request)
+    if message.get("method") == "initialize":
+        if "id" not in message:
+            raise InvalidInput("initialize is a request: it needs an id", code="invalid_jsonrpc")
+        target = await gateway.target(principal, namespace, name)
+        try:
+            session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
+        except RpcError as error:
+            return _rpc_error(message["id"], error)
+        return web.json_response({**answer, "id": message["id"]}, headers={SESSION_HEADER: session.id})
+    session = _session(request)
+    try:
+        answer = await gateway.forward(principal, session, message)
+    except RpcError as error:  # the server had already stopped
+        await gateway.end(session)
+        return _rpc_error(message.get("id"), error) if "id" in message else web.Response(status=202)
+    if answer is None:
+        return web.Response(status=202)
+    return web.json_response(answer)
+
+
+def _session(request: web.Request):
+    session_id = request.headers.get(SESSION_HEADER)
+    if not session_id:
+        raise InvalidInput(f"send the {SESSION_HEADER} header from the initialize answer", code="mcp_session_required")
+    session = request.app[GATEWAY].session(caller(request), session_id)
+    if session is None or session.ref != f"{request.match_info['namespace']}/{request.match_info['name']}":
+        raise NotFound("no such session (it ended or expired): initialize again", code="mcp_session_not_found")
+    return session
+
+
+@routes.get("/mcp/{namespace}/{name}")
+@allow(NO_CREDENTIALS)
+async def mcp_get(request: web.Request) -> web.StreamResponse:
+    """No server-initiated stream: answers are JSON (Streamable HTTP allows a 405 here)."""
+    raise web.HTTPMethodNotAllowed("GET", ["POST", "DELETE"])
+
+
+@routes.delete("/mcp/{namespace}/{name}")
+@allow(CALLER)
+async def mcp_delete(request: web.Request) -> web.StreamResponse:
+    _check_origin(request)
+    await request.app[GATEWAY].end(_session(request))
+    return web.Response(status=204)
+
+
+@routes.post("/api/invoke/{namespace}/{name}")
+@allow(CALLER)
+async def invoke(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object {\"tool\": ..., \"arguments\": {...}}", code="invalid_body")
+    answer = await request.app[GATEWAY].invoke(caller(request), request.match_info["namespace"],
+                                               request.match_info["name"], body.get("tool"), body.get("arguments"),
+                                               request.remote)
+    if "error" in answer:
+        rpc = answer["error"] if isinstance(answer["error"], dict) else {}
+        timeout = rpc.get("code") == -32001
+        return web.json_response({"error": {"code": "server_timeout" if timeout else "server_error",
+                                            "message": str(rpc.get("message", "the server failed"))[:500],
+                                            "details": {"jsonrpc_code": rpc.get("code")}}},
+                                 status=504 if timeout else 502)
+    return web.json_response({"result": answer.get("result")})
+
+
+def _resource_metadata(request: web.Request, resource: str) -> web.Response:
+    base = request.app[SETTINGS].base_url
+    return web.json_response({"resource": resource, "authorization_servers": [base],
+                              "bearer_methods_supported": ["header"], "scopes_supported": [],
+                              "resource_name": "mcpstore hosted MCP servers"},
+                             headers={"Cache-Control": "public, max-age=3600"})
+
+
+@routes.get("/.well-known/oauth-protected-resource/mcp/{namespace}/{name}")
+@allow(NO_CREDENTIALS)
+async def protected_resource(request: web.Request) -> web.StreamResponse:
+    """RFC 9728 metadata of one hosted endpoint (the path the 401's WWW-Authenticate names)."""
+    base = request.app[SETTINGS].base_url
+    return _resource_metadata(request, f"{base}/mcp/{request.match_info['namespace']}/{request.match_info['name']}")
+
+
+@routes.get("/.well-known/oauth-protected-resource")
+@allow(NO_CREDENTIALS)
+async def protected_resource_root(request: web.Request) -> web.StreamResponse:
+    return _resource_metadata(request, f"{request.app['settings'].base_url}/mcp/")
+
+
+def install_gateway(app: web.Application) -> None:
+    """The one hook in create_app: the gateway's routes and its background work (reaping, metering)."""
+
+    async def gateway_lifecycle(app: web.Application):
+        gateway = app[GATEWAY] = app[SERVICES].gateway
+        gateway.start()
+        yield
+        await gateway.stop()
+
+    app.cleanup_ctx.append(gateway_lifecycle)
+    app.router.add_routes(routes)
