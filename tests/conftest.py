@@ -13,7 +13,7 @@ from aiohttp import web
 
 from mcpstore_appliance.app import create_app
 from mcpstore_appliance.config import load_settings
-from mcpstore_appliance.web.keys import SERVICES
+from mcpstore_appliance.web.keys import SERVICES, SETTINGS
 from mcpstore_appliance.web.connections import GuardedSite, start_site
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []

@@ -12,6 +12,7 @@ from aiohttp.log import server_logger
 
 from .. import errors
 from ..blobs.base import StorageError
+from .keys import SETTINGS
 
 log = logging.getLogger("mcpstore.web")
 

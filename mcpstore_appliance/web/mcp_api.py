@@ -25,6 +25,7 @@ from ..gateway.service import GatewayService
 from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
 from .auth import caller
+from .keys import SERVICES, SETTINGS
 
 log = logging.getLogger("mcpstore.gateway")
 routes = web.RouteTableDef()
