@@ -30,8 +30,12 @@ from .ledger.note import NoteError
 from .ledger.origin import fixed_origin
 from .ledger.service import Ledger
 from .ledger.witness import Witness, default_witness_name
+from .market import Market, build_market
+from .market.entitlements import covers
+from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import api_accounts, api_packages, api_publish, health, ledger_api, openapi, registry_api, sendfile
+from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, openapi,
+                  registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -64,6 +68,8 @@ class Services:
     discovery: Discovery  # search, package data, registry API, download counts
     sweeper: Sweeper  # crash leftovers; started only by a serving appliance
     gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
+    market: Market  # buying, crediting, entitlements (market/)
+    policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -107,15 +113,19 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         metrics = metrics or Metrics()
         storage = settings.storage
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
+        discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
+        # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
+        accounts = AccountService(db, settings.accounts, change_stamp=db.stamp)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
-            # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
-            accounts=AccountService(db, settings.accounts, change_stamp=db.stamp),
+            accounts=accounts,
             ledger=ledger,
             publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
             package_status=PackageStatusService(db, ledger),
-            discovery=build_discovery(db, settings, paths["keys"], gateway.hosted_types),
+            discovery=discovery,
             gateway=gateway,
+            market=build_market(settings, db, paths["keys"]),
+            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -136,6 +146,8 @@ async def build_ledger(db: Database, settings: Settings, signing_key: SigningKey
 
 
 def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_types: frozenset[str]) -> Discovery:
+    """Search, package data and the registry API. Paid bundles and `requires_payment` follow the caller's
+    entitlements (market/entitlements.py `covers`)."""
     # Cursors are signed with a secret of their own (0600 in the data folder): they stay valid across restarts,
     # and a forged or edited cursor is refused.
     cursors = CursorCodec(load_or_create_secret(keys_dir / CURSOR_KEY_FILE))
@@ -144,13 +156,14 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
     base_url = settings.base_url
     return Discovery(
         cursors=cursors, downloads=downloads,
-        search=SearchService(db, cursors, base_url, generation, fold_epoch=lambda: downloads.epoch),
-        packages=PackageView(db, cursors, base_url),
+        search=SearchService(db, cursors, base_url, fold_epoch=lambda: downloads.epoch),
+        packages=PackageView(db, cursors, base_url, entitled=covers),
         registry=RegistryView(db, cursors, base_url, settings.registry_name_prefix, generation,
                               fold_epoch=lambda: downloads.epoch, hosted_types=hosted_types))
 
 
 async def close_services(services: Services) -> None:
+    await services.market.close()  # its reconciliation timer and payment provider clients
     await services.discovery.stop()  # folds buffered download counts while the database is open
     await services.ledger.close()
     await services.blobs.close()
@@ -198,6 +211,8 @@ def create_app(settings: Settings) -> web.Application:
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
         app.router.add_routes(module.routes)
+    api_market.install_market(app)  # buying, webhooks, the market service and its timer
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    api_policy.install(app)  # group policy: its routes
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

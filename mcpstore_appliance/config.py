@@ -137,6 +137,43 @@ class RegistrySettings(Section):
     name_prefix: str = ""
 
 
+class StripeSettings(Section):
+    secret_key: SecretStr = SecretStr("")  # empty: no card payments
+    webhook_secret: SecretStr = SecretStr("")  # whsec_… of the endpoint /api/payments/stripe/webhook
+    api_base: str = ""  # another API address (tests, a stand-in); empty: Stripe's own
+
+
+class LnbitsSettings(Section):
+    url: str = ""  # empty: no Lightning payments
+    invoice_key: SecretStr = SecretStr("")  # the wallet's invoice key (inkey): creates and checks invoices
+    invoice_expiry_seconds: int = Field(900, gt=0)
+
+
+class MarketSettings(Section):
+    # The creator's share of each payment in basis points (8000 = 80 %), fixed on each order when it is made.
+    hobbyist_creator_share_bp: int = Field(8000, ge=0, le=10_000)  # hosted here
+    pro_creator_share_bp: int = Field(9500, ge=0, le=10_000)  # self-hosted by the publisher
+    org_internal_creator_share_bp: int | None = Field(None, ge=0, le=10_000)  # org packages not public; 10000: 100/0
+    # Price bounds checked at publish, in the currency's own units (decimal strings); sat bounds separately.
+    per_call_bounds: list[str] = ["0.01", "10.00"]
+    subscription_bounds: list[str] = ["5.00", "100.00"]
+    per_call_bounds_sat: list[str] = ["1", "100000"]
+    subscription_bounds_sat: list[str] = ["1000", "1000000"]
+    # Card payments below this (per currency) are refused: the fixed card fee would eat the payment.
+    card_minimum: dict[str, str] = {"usd": "10.00", "eur": "10.00"}
+    reconcile_interval_seconds: float = Field(600.0, ge=0)  # 0: only `mcpstore admin reconcile`
+    reconcile_window_seconds: float = Field(7 * 86400.0, gt=0)
+    stripe: StripeSettings = StripeSettings()
+    lnbits: LnbitsSettings = LnbitsSettings()
+
+    @field_validator("per_call_bounds", "subscription_bounds", "per_call_bounds_sat", "subscription_bounds_sat")
+    @classmethod
+    def _two_decimals(cls, value: list[str]) -> list[str]:
+        if len(value) != 2 or not all(re.fullmatch(r"[0-9]{1,15}(\.[0-9]{1,2})?", v) for v in value):
+            raise ValueError('give [minimum, maximum] as decimal strings, e.g. ["0.01", "10.00"]')
+        return value
+
+
 class HostedSettings(Section):
     """Hosted execution (gateway/): published bundles run in a sandbox behind /mcp/{namespace}/{name}."""
 
@@ -165,6 +202,7 @@ class Settings(Section):
     publish: PublishSettings = PublishSettings()
     ledger: LedgerSettings = LedgerSettings()
     registry: RegistrySettings = RegistrySettings()
+    market: MarketSettings = MarketSettings()
     hosted: HostedSettings = HostedSettings()
 
     @property

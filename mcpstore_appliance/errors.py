@@ -56,6 +56,18 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class PaymentRequired(DomainError):
+    """Access that needs a purchase, or credits that do not cover a call (402)."""
+
+    code = "payment_required"
+
+
+class UpstreamFailed(DomainError):
+    """A peer we depend on (a payment provider) failed or answered nonsense (502)."""
+
+    code = "upstream_failed"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 

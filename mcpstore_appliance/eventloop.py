@@ -1,9 +1,9 @@
 """Which asyncio event loop `mcpstore serve` runs on.
 
 uvloop (libuv under the asyncio API) when it is installed: the appliance's cheap, hot requests spend most of
-their time in the event loop and transport, not in our code. Measured on package data (a 4 kB JSON answer),
-it took the server's CPU per request from ~86 to ~65 µs. `asyncio` stays selectable, for a platform without
-uvloop (it does not build on Windows) or to rule the loop out while debugging.
+their time in the event loop and transport, not in our code, and uvloop's are cheaper (figures in
+benchmarks/README.md). `asyncio` stays selectable, for a platform without uvloop (it does not build on
+Windows) or to rule the loop out while debugging.
 """
 
 from __future__ import annotations

@@ -3,10 +3,9 @@
 The appliance's heavy paths allocate and free buffers of about 1 MiB again and again: upload blocks and their
 hashing, inflated ZIP entries and scan windows while publishing, group_concat values while auditing the
 ledger. glibc's defaults give such buffers back at free (mmap above a threshold that starts at 128 KiB, heap
-trimming above 128 KiB free), so the next one is faulted in and zeroed page by page. On the virtual machines
-we measured on, that was about half the CPU of inspecting a bundle (110 -> 42 ms for 50 MiB) and of the
-ledger integrity check's SQLite reads. Fixed thresholds keep them in the heap; memory then stays at the peak of what was
-really in use (bounded: buffers are streamed, never whole bundles), not above it.
+trimming above 128 KiB free), so the next one is faulted in and zeroed page by page, which can cost as much
+CPU as the work itself (figures in benchmarks/README.md). Fixed thresholds keep them in the heap; memory then
+stays at the peak of what was really in use (bounded: buffers are streamed, never whole bundles), not above it.
 """
 
 from __future__ import annotations

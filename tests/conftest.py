@@ -17,6 +17,7 @@ from mcpstore_appliance.web.keys import SERVICES, SETTINGS
 from mcpstore_appliance.web.connections import GuardedSite, start_site
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
+pytest_plugins += ["tests.stripe_fixtures", "tests.lnbits_fixtures"]  # market: localstripe, a real LNbits
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ class RunningApp:
     def services(self):
         return self.app[SERVICES]
 
-    async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish", "account"),
+    async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish", "account", "invoke"),
                    password: str = "correct horse battery") -> tuple[Any, str]:
         """Create a user directly through the service and return (user, API token)."""
         accounts = self.services.accounts

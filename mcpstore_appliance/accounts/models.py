@@ -8,13 +8,15 @@ ROLES = ("owner", "admin", "publisher", "member", "auditor")
 ROLES_THAT_MANAGE_MEMBERS = frozenset({"owner", "admin"})
 ROLES_THAT_PUBLISH = frozenset({"owner", "admin", "publisher"})
 # read: see what the holder may see (private and org packages); publish: publish, yank, deprecate;
-# account: change the holder's account, tokens, organizations, members and invites; admin: site administration
+# account: change the holder's account, tokens, organizations, members and invites; invoke: call hosted bundles
+# (the /mcp endpoint and the invoke API, which run code and may cost credits); admin: site administration
 # (only for site administrators' credentials). A signed-in browser session holds them all.
-SCOPES = ("read", "publish", "account", "admin")
+SCOPES = ("read", "publish", "account", "invoke", "admin")
 SCOPE_DESCRIPTIONS = {
     "read": "see your private and organization packages",
     "publish": "publish, yank and deprecate versions",
     "account": "manage your tokens, organizations, members and invitations",
+    "invoke": "call hosted bundles (the MCP endpoint and the invoke API)",
     "admin": "administer this registry (site administrators only)",
 }
 SESSION_SCOPES = frozenset(SCOPES)

@@ -8,11 +8,11 @@ JSON, so deleting or editing a row (blocked by triggers anyway) breaks the chain
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..canonical import canonical_json
 from ..db import Transaction
 
 GENESIS = "0" * 64
@@ -26,10 +26,6 @@ class Actor:
 
 
 SYSTEM = Actor(None, "system")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _event_hash(prev_hash: str, event: dict[str, Any]) -> str:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import Unprocessable
-from .archive import EOCD_SIG, EOCD_SIZE, PARALLEL_MIN_BYTES, Budget, SafeZip, Walker, reject
-from .manifest import clean_relative, extract_metadata, is_remote, png_size, validate_manifest_bytes
+from .archive import EOCD_SIG, EOCD_SIZE, Budget, SafeZip, reject
+from .archive_walk import PARALLEL_MIN_BYTES, Walker
+from .manifest import extract_metadata, validate_manifest_bytes
+from .manifest_rules import clean_relative, is_remote, png_size
 from .model import BundleLimits, BundleReport, Finding, SignatureInfo, SignatureTrust
 from .scans import BundleView, ScanRun
 from .sigblock import PositionalReader, SignatureBlock, hash_prefixes, split_signature_blocks

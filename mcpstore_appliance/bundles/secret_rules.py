@@ -92,9 +92,9 @@ def _redact(token: bytes) -> str:
     return f"{text[:8]}… ({len(text)} characters)"
 
 
-# Two automata over every anchor (the Rust aho-corasick crate). The leftmost-first one can use its SIMD
-# prefilter and runs at several GB/s; the overlapping one is 10-20x slower (no prefilter), so it only looks at
-# the few bytes around each hit of the fast one, where anchors may overlap or share a start ("sk-"/"sk-ant-").
+# Two automata over every anchor (the Rust aho-corasick crate). Only the leftmost-first one can use its SIMD
+# prefilter; the overlapping one is much slower, so it only looks at the few bytes around each hit of the fast
+# one, where anchors may overlap or share a start ("sk-"/"sk-ant-").
 _ANCHORS = sorted({anchor for rule in RULES for anchor in rule.anchors})
 _RULES_BY_ANCHOR = [[rule for rule in RULES if anchor in rule.anchors] for anchor in _ANCHORS]
 _LONGEST_ANCHOR = max(map(len, _ANCHORS))

@@ -12,7 +12,7 @@ from .cursors import CursorCodec
 from .downloads import DownloadCounter
 from .package_view import PackageView
 from .registry_view import RegistryView
-from .search import SearchService
+from .search.service import SearchService
 
 CURSOR_KEY_FILE = "cursor.key"
 log = logging.getLogger("mcpstore.discovery")

@@ -130,6 +130,19 @@ def parse_pricing(model: str | None, amount: str | None, currency: str | None, t
     return Pricing(model, minor, currency, tier, endpoint)
 
 
+def check_price_bounds(pricing: Pricing, bounds: Any) -> None:
+    """A paid price within the operator's bounds (config `market`: per call and subscription, in the currency's
+    own units, sat bounds separately), so a typo does not publish a 1000-dollar call."""
+    if pricing.model == "free" or pricing.currency is None:
+        return
+    key = f"{pricing.model}_bounds" + ("_sat" if pricing.currency == "sat" else "")
+    low, high = getattr(bounds, key)
+    if not to_minor_units(low, pricing.currency) <= pricing.amount <= to_minor_units(high, pricing.currency):
+        what = "per-call" if pricing.model == "per_call" else "monthly subscription"
+        raise InvalidInput(f"a {what} price in {pricing.currency} must be between {low} and {high} on this registry",
+                           code="price_out_of_bounds", details={"field": "amount", "min": low, "max": high})
+
+
 def pricing_of(row: Any) -> dict[str, Any]:
     """The `pricing` object of API answers from a packages row (columns pricing_model, price_amount, currency)."""
     return {"model": row["pricing_model"], "amount": row["price_amount"], "currency": row["currency"]}

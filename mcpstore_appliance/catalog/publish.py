@@ -9,6 +9,9 @@
    row, its ledger leaf (published versions only), the audit event, "latest".
 7. After the commit: the inclusion proof against a signed checkpoint, for the response.
 
+The options are parsed in publish_options.py; what the inspection decides and the result returned are in
+publish_result.py.
+
 A failure at any step before the commit leaves no version row, no ledger leaf and no blob (orphans.py takes
 the publish's blobs back unless a version refers to them); the temp file is always removed, and what a crash
 leaves is swept later. Concurrent publishes of one version serialize on the single writer; the re-check
@@ -21,11 +24,9 @@ import asyncio
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
-from collections.abc import AsyncIterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,124 +36,19 @@ from ..blobs.base import BlobStore
 from ..bundles.model import BundleLimits, BundleReport, SignatureTrust
 from ..config import ConfigError, Settings
 from ..db import Database, Transaction
-from ..errors import Conflict, DomainError, Forbidden, InvalidInput, Unprocessable
+from ..errors import Conflict, DomainError, Forbidden, Unprocessable
 from ..ledger import events as ledger_events
-from ..text import check_text
 from . import semver
 from .dependencies import Counters, ReleaseLedger
-from .names import PACKAGE_NAME
-from .pricing import Pricing, parse_pricing
-from .service import actor_of, ledger_proof, refresh_latest, seal_org
 from .orphans import StoredForPublish
+from .pricing import Pricing, check_price_bounds, parse_pricing
+from .publish_options import PublishOptions, Target, check_visibility
+from .publish_result import PublishResult, check_name_and_version, decide, rejection
+from .service import actor_of, ledger_proof, refresh_latest, seal_org
 from .uploads import Upload, spooled
 from .visibility import can_manage
 
 log = logging.getLogger("mcpstore.publish")
-
-OPTION_NAMES = ("namespace", "pricing", "amount", "currency", "tier", "endpoint", "visibility", "category",
-                "changelog")
-PRICING_OPTIONS = ("pricing", "amount", "currency", "tier", "endpoint")
-VISIBILITIES = ("public", "org", "private")
-STORED_SIGNATURE_STATUSES = ("unsigned", "signed", "self-signed")
-CATEGORY = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
-MAX_CHANGELOG = 20_000
-MAX_OPTION = 2_048  # every option but the changelog
-
-
-@dataclass(frozen=True)
-class PublishOptions:
-    namespace: str | None = None
-    pricing: Pricing | None = None  # None: keep the package's pricing (the defaults for a new package)
-    visibility: str | None = None  # None: keep; a new package gets public (personal) or org (organization)
-    category: str | None = None
-    changelog: str | None = None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, str]) -> "PublishOptions":
-        """From query parameters or form fields: strings, absent or empty meaning "not given"."""
-        unknown = sorted(set(raw) - set(OPTION_NAMES))
-        if unknown:
-            raise InvalidInput(f"unknown publish option(s) {', '.join(unknown)[:200]}; known: {', '.join(OPTION_NAMES)}",
-                               code="unknown_option", details={"options": unknown[:20]})
-        values: dict[str, str | None] = {}
-        for name in OPTION_NAMES:
-            value = raw.get(name)
-            limit = MAX_CHANGELOG if name == "changelog" else MAX_OPTION
-            if value is not None and len(value) > limit:
-                raise InvalidInput(f"{name} is limited to {limit} characters", code="option_too_long",
-                                   details={"field": name})
-            check_text(value or "", name, multiline=name == "changelog")
-            values[name] = value if value not in (None, "") else None
-        pricing = None
-        if any(values[name] is not None for name in PRICING_OPTIONS):
-            # Pricing options given together replace the package's pricing as a whole.
-            pricing = parse_pricing(values["pricing"], values["amount"], values["currency"], values["tier"],
-                                    values["endpoint"])
-        visibility = values["visibility"]
-        if visibility is not None and visibility not in VISIBILITIES:
-            raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}", code="invalid_visibility",
-                               details={"field": "visibility"})
-        category = values["category"]
-        if category is not None and not CATEGORY.fullmatch(category):
-            raise InvalidInput("category must be 1-40 lowercase letters, digits or inner hyphens",
-                               code="invalid_category", details={"field": "category"})
-        return cls(values["namespace"], pricing, visibility, category, values["changelog"])
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a publish goes: a namespace and who owns packages in it."""
-
-    namespace: str
-    org_id: int | None
-    owner_user_id: int | None
-
-
-@dataclass
-class PublishResult:
-    version_id: int
-    package_id: int
-    namespace: str
-    name: str
-    version: str
-    state: str
-    sha256: str
-    size: int
-    report: BundleReport
-    pricing: Pricing
-    visibility: str
-    category: str | None
-    package_created: bool
-    is_latest: bool
-    ledger_index: int | None = None
-    ledger: dict[str, Any] | None = None  # the inclusion proof, filled in after the commit
-    icon_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        report = self.report.to_dict()
-        signature = report["signature"]
-        return {
-            "id": self.version_id, "package_id": self.package_id,
-            "namespace": self.namespace, "name": self.name, "version": self.version, "state": self.state,
-            "sha256": self.sha256, "digest": f"sha256:{self.sha256}", "size": self.size,
-            "unsigned_sha256": self.report.unsigned_sha256,
-            "manifest_version": self.report.metadata.manifest_version,
-            "display_name": self.report.metadata.display_name,
-            "signature": {"status": signature["status"], "subject": signature["subject"],
-                          "issuer": signature["issuer"], "not_before": signature["not_before"],
-                          "not_after": signature["not_after"], "fingerprint": signature["fingerprint_sha256"],
-                          "digest_variant": signature["digest_variant"], "signing_time": signature["signing_time"],
-                          "reason": signature["reason"]},
-            "findings": report["findings"],
-            "scanner_errors": report["scanner_errors"],
-            "pricing": self.pricing.to_dict(), "visibility": self.visibility, "category": self.category,
-            "package_created": self.package_created, "is_latest": self.is_latest,
-            "icon_sha256": self.icon_sha256,
-            "ledger": self.ledger,
-            **self.extra,
-        }
-
 
 Inspector = Callable[..., BundleReport]  # (path, BundleLimits, SignatureTrust, *, file_sha256) -> BundleReport
 
@@ -161,30 +57,6 @@ def default_inspector() -> Inspector:
     from ..bundles import inspect_bundle  # imported late: the bundles part is large and optional for unit tests
 
     return inspect_bundle
-
-
-def decide(report: BundleReport, require_signature: bool) -> str:
-    """published, quarantined or rejected. Fail closed: anything unexpected never publishes."""
-    if report.outcome == "rejected" or report.signature.status not in STORED_SIGNATURE_STATUSES:
-        return "rejected"
-    if require_signature and report.signature.status == "unsigned":
-        return "rejected"
-    if report.outcome == "published" and not report.scanner_errors:
-        return "published"
-    return "quarantined"  # a scanner error, a finding that needs review, or an outcome we do not know
-
-
-def rejection(report: BundleReport) -> Unprocessable:
-    problems = [{"path": f.file, "check_id": f.check_id, "severity": f.severity, "message": f.message}
-                for f in report.findings]
-    if report.signature.status == "invalid":
-        problems.append({"path": "", "check_id": "signature.invalid", "severity": "critical",
-                         "message": f"invalid signature: {report.signature.reason or 'verification failed'}"})
-    if not problems:
-        problems.append({"path": "", "check_id": "policy", "severity": "high",
-                         "message": "the bundle does not meet this registry's publishing policy"})
-    summary = "; ".join(p["message"] for p in problems[:3])
-    return Unprocessable(f"bundle rejected: {summary[:500]}", code="bundle_rejected", details=problems)
 
 
 class Publisher:
@@ -231,6 +103,8 @@ class Publisher:
                        declared_size: int | None, ip: str | None) -> PublishResult:
         target = await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
+        if options.pricing is not None:
+            check_price_bounds(options.pricing, self.settings.market)
         clock = _Clock()
         async with spooled(chunks, self.tmp_dir, self.max_bytes, declared_size=declared_size) as upload:
             clock.lap("receive")
@@ -405,24 +279,6 @@ class _Clock:
         cpu = time.process_time() - self.cpu_start
         return " ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.laps) + \
             f" (process CPU {cpu * 1000:.0f} ms)"
-
-
-def check_visibility(target: Target, visibility: str | None) -> None:
-    if visibility == "org" and target.org_id is None:
-        raise InvalidInput("visibility 'org' needs an organization namespace; a personal package is public or "
-                           "private", code="invalid_visibility", details={"field": "visibility"})
-
-
-def check_name_and_version(name: str, version: str) -> semver.Version:
-    """Inspection enforces both rules; checked again here because the catalog's keys depend on them."""
-    if not isinstance(name, str) or not PACKAGE_NAME.fullmatch(name):
-        raise Unprocessable("manifest name must be a lowercase slug (a-z, 0-9, '-', '_', '.'; at most 64)",
-                            code="invalid_manifest", details=[{"path": "/name", "message": "not a lowercase slug"}])
-    try:
-        return semver.parse(version)
-    except InvalidInput as exc:
-        raise Unprocessable(exc.message, code="invalid_manifest",
-                            details=[{"path": "/version", "message": exc.message}]) from None
 
 
 def version_exists(namespace: str, name: str, version: str, existing: dict | None) -> Conflict:

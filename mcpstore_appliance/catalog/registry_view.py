@@ -30,13 +30,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..accounts.models import Principal
-from ..db import Database, TooBigForTheLoop, within_steps
+from ..db import Database, TooBigForTheLoop
 from ..errors import InvalidInput, NotFound
 from .cursors import CursorCodec, invalid, scope_digest
 from .names import is_package_ref
 from .package_view import iso, version_path
 from .pricing import pricing_of
-from .search import DEFAULT_RESULT_TTL, FacetCache
+from ..lru import LRU
+from .search.cache import DEFAULT_RESULT_TTL
 from .visibility import visible_clause
 
 OFFICIAL = "io.modelcontextprotocol.registry/official"
@@ -45,11 +46,6 @@ DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 MAX_SEARCH = 200
 TRIGRAM_CHARS = 3  # FTS5's trigram index finds substrings of at least 3 characters
-# SQLite steps a substring search's scan in name order may take before the trigram index answers instead (see
-# _substring_page): ~6 ms on the dev machine (3,000-3,700 steps a millisecond, ~11 per package), enough to
-# read ~1,800 packages, so a substring in more than ~0.5% of them is found by the scan and one in fewer by the
-# index, which costs ~10 µs per package it matches.
-SCAN_STEPS = 20_000
 _PREFIX = re.compile(r"^[a-zA-Z0-9.-]+$")
 
 ENTRY_COLUMNS = (
@@ -76,7 +72,7 @@ class RegistryView:
         self.search_generation = search_generation  # read again only when the commit stamp moves
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
-        self._pages = FacetCache(size=128)  # listing pages are up to ~100 KB
+        self._pages = LRU(size=128)  # listing pages are up to ~100 KB
         self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
@@ -155,13 +151,26 @@ class RegistryView:
             # (server_key, version) > (a, b), written so that SQLite can start the index scan at a.
             where.append("s.server_key >= ? AND (s.server_key > ? OR v.version > ?)")
             params += [keys[0], keys[0], keys[1]]
-        scan, indexed = _page_queries(where, params, needle, limit)
-        rows = await self.db.threaded(lambda c: _substring_page(c, scan, indexed))
+        rows = await self._page(*_page_queries(where, params, needle, limit))
         metadata: dict[str, Any] = {"count": len(rows)}
         if len(rows) >= limit:  # upstream: a cursor whenever the page is full
             last = rows[-1]
             metadata["nextCursor"] = self.cursors.encode("registry", scope, [last["server_key"], last["version"]])
         return {"servers": [self.entry(row) for row in rows], "metadata": metadata}
+
+    async def _page(self, scan: tuple[str, list], indexed: tuple[str, list] | None) -> list:
+        """One listing page. With a search, two plans give the same rows: the scan in name order fills a page
+        of a common substring within a few rows but reads the whole catalog for a rare one; the trigram index
+        finds a rare one's few packages at once but must fetch and sort every one of a common one's. So the
+        scan runs first, on the event loop within the database's budget of SQLite steps (a listing page without
+        a search fits in it too), and what the budget cuts off goes to a reader thread: the index answers a
+        search, the scan runs on for a listing. Nothing on the thread counts steps: each count is a call back
+        into Python that must take the GIL back from the event loop, which holds it for milliseconds at a time
+        when busy."""
+        try:
+            return self.db.bounded(lambda c: c.execute(*scan).fetchall())
+        except TooBigForTheLoop:
+            return await self.db.threaded(lambda c: c.execute(*(indexed or scan)).fetchall())
 
     def server_versions(self, principal: Principal | None, server_name: str,
                         include_deleted: bool = False) -> dict[str, Any]:
@@ -285,7 +294,7 @@ class RegistryView:
 def _page_queries(where: list[str], params: list[Any], needle: str | None,
                   limit: int) -> tuple[tuple[str, list], tuple[str, list] | None]:
     """The listing page's query, and for a search of TRIGRAM_CHARS or more the same query narrowed by the
-    trigram index (see _substring_page), as (sql, parameters). The index is asked for the lower-cased needle
+    trigram index (see RegistryView._page), as (sql, parameters). The index is asked for the lower-cased needle
     that the substring condition looks for: it folds case itself, so it then finds every row the condition
     can accept (a text that lower-cases to hold the needle also folds to hold it)."""
     def page_sql(conditions: list[str]) -> str:
@@ -298,19 +307,6 @@ def _page_queries(where: list[str], params: list[Any], needle: str | None,
     phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 string: never query syntax
     narrowed = ["s.package_id IN (SELECT rowid FROM registry_text WHERE registry_text MATCH ?)", *where]
     return scan, (page_sql(narrowed), [phrase, *params, limit])
-
-
-def _substring_page(conn: sqlite3.Connection, scan: tuple[str, list], indexed: tuple[str, list] | None) -> list:
-    """One listing page. With a search, two plans give the same rows: the scan in name order fills a page of a
-    common substring within a few rows but reads the whole catalog for a rare one; the trigram index finds a
-    rare one's few packages at once but must fetch and sort every one of a common one's. So the scan runs
-    first, within SCAN_STEPS of SQLite's work, and the index answers what the scan did not finish."""
-    if indexed is None:
-        return conn.execute(*scan).fetchall()
-    try:
-        return within_steps(conn, SCAN_STEPS, lambda c: c.execute(*scan).fetchall())
-    except TooBigForTheLoop:
-        return conn.execute(*indexed).fetchall()
 
 
 def parse_rfc3339(text: str) -> float:

@@ -45,7 +45,7 @@ def run_login(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
     answer = registry.json("POST", "/api/auth/token", json_body={
         "login": login, "password": password, "name": f"cli@{socket.gethostname()}"[:100],
-        "scopes": ["read", "publish"]})
+        "scopes": ["read", "publish", "invoke"]})
     save_credentials(registry.url, answer["token"], answer["user"]["username"])
     print(f"logged in to {registry.url} as {answer['user']['username']} (token stored in {credentials_path()})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 
@@ -39,7 +40,7 @@ def add_parsers(subparsers) -> None:
     token = commands.add_parser("create-token", help="create an API token for a user (printed once)")
     token.add_argument("username")
     token.add_argument("--name", default="admin-issued")
-    token.add_argument("--scopes", default="read,publish", help="comma separated: read, publish, account (tokens, orgs, members), admin")
+    token.add_argument("--scopes", default="read,publish", help="comma separated: read, publish, account (tokens, orgs, members), invoke (hosted bundles), admin")
     token.add_argument("--org", help="bind the token to one organization")
     token.add_argument("--days", type=int, help="expiry in days")
     token.set_defaults(func=create_token)
@@ -47,7 +48,11 @@ def add_parsers(subparsers) -> None:
     users = commands.add_parser("list-users", help="list users")
     users.set_defaults(func=list_users)
 
-    for parser in (user, org, member, token, users):
+    reconcile = commands.add_parser("reconcile", help="compare the market's journal with the payment providers: "
+                                    "credit missed payments, report credits a provider does not know")
+    reconcile.set_defaults(func=reconcile_market)
+
+    for parser in (user, org, member, token, users, reconcile):
         add_settings_flags(parser)
 
 
@@ -125,5 +130,19 @@ def list_users(args: argparse.Namespace) -> int:
                 print(f"{user.username}\t{user.email}\t{user.display_name}\t{'admin' if user.is_admin else ''}")
             after = users[-1].id
         return 0
+
+    return _run(args, work)
+
+
+def reconcile_market(args: argparse.Namespace) -> int:
+    """Prints the report as JSON; exit 1 when something needs the operator (unknown credits, a broken journal,
+    a provider that failed)."""
+
+    async def work(services):
+        from ..market.reconcile import reconcile
+
+        report = await reconcile(services.market)
+        print(json.dumps(report, indent=2))
+        return 1 if report["unknown_to_provider"] or report["journal"] or report["failed"] else 0
 
     return _run(args, work)

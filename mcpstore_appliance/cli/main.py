@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "mcpstore_appliance.cli.package_cmds",
     "mcpstore_appliance.cli.discover_cmds",
     "mcpstore_appliance.cli.ledger_cmds",
+    "mcpstore_appliance.cli.market_cmds",
+    "mcpstore_appliance.cli.policy_cmds",
 )
 
 

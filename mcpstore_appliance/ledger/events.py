@@ -25,6 +25,7 @@ import secrets
 import time
 from typing import Any
 
+from ..canonical import canonical_json
 from ..errors import InvalidInput
 
 PUBLISH = "publish"
@@ -44,11 +45,6 @@ _STATUS_REQUIRED = {"namespace": str, "name": str, "version": str, "time": str}
 
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
 
 
 _SCALARS = (str, bool, type(None))
@@ -96,7 +92,7 @@ def validate(event: dict[str, Any]) -> None:
 
 def encode(event: dict[str, Any]) -> bytes:
     validate(event)
-    data = canonical_json(event)
+    data = canonical_json(event).encode()
     if len(data) > MAX_LEAF_BYTES:
         raise InvalidInput(f"ledger event is {len(data)} bytes; the limit is {MAX_LEAF_BYTES}")
     return data
@@ -123,7 +119,7 @@ def seal(data: bytes) -> tuple[bytes, str]:
     """The public leaf for a private event and its salt (hex). The commitment binds the exact event bytes."""
     salt = secrets.token_bytes(32)
     commitment = hashlib.sha256(SEAL_DOMAIN + salt + data).hexdigest()
-    return canonical_json({"commitment": commitment, "kind": SEALED}), salt.hex()
+    return canonical_json({"commitment": commitment, "kind": SEALED}).encode(), salt.hex()
 
 
 def opens(leaf: bytes, salt_hex: str, data: bytes) -> bool:

@@ -14,6 +14,8 @@ The declarations:
   "path:<param>" (only where the path's <param> names its own org).
 - `site_admin()`: a site administrator's credential with the admin scope, never an org-bound token.
 - `browser_session(scope)`: pages and forms of a signed-in user, for browser sessions only.
+- `DEVICE_TOKEN`: managed devices; the handler checks an org device token (policy/) itself, so user
+  credentials are not looked at here, as with NO_CREDENTIALS.
 - `page=True` on a declaration: for HTML pages, an anonymous visitor is sent to the login page instead of
   getting a 401; `session_only=True`: browser forms, which a token cannot submit.
 """
@@ -47,6 +49,7 @@ class Access:
     admin: bool = False
     session_only: bool = False
     page: bool = False
+    device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
@@ -68,6 +71,7 @@ class Access:
 
 
 NO_CREDENTIALS = Access("ignored")
+DEVICE_TOKEN = Access("ignored", device=True)
 ANYONE = Access("optional", scope="read")
 
 

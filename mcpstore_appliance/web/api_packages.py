@@ -20,7 +20,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT
-from ..catalog.search import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
+from ..catalog.search.query import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
 from .access import ANYONE, allow
 from .auth import principal_of

@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..catalog.publish import PublishOptions
+from ..catalog.publish_options import PublishOptions
 from ..catalog.uploads import BLOCK_SIZE, too_large
 from .access import allow, signed_in, site_admin
 from .auth import caller

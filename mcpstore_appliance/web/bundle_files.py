@@ -17,8 +17,9 @@ from ..blobs import BlobStore
 from ..catalog.package_view import DownloadTarget
 from ..lru import LRU
 from . import sendfile
-from .caching import cache_headers, etag_matches
+from .caching import cache_headers
 from .keys import SERVICES
+from .util import etag_matches
 
 BUNDLE_TYPE = "application/zip"  # a .mcpb is a ZIP archive; no media type is registered for it
 SMALL_BUNDLE_BYTES = 64 << 10  # at most this size: answered from memory

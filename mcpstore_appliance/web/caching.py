@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .keys import PRINCIPAL
+from .util import etag_matches
 
 MUTABLE_MAX_AGE = 2  # seconds a cache may answer without asking
 MUTABLE_STALE = 3  # seconds more it may answer while it asks again in the background (2 + 3 <= 5)
@@ -50,13 +51,6 @@ def cache_headers(request: web.Request, etag: str, *, public: bool = True, mutab
 
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = [part.strip() for part in header.split(",")]
-    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
 
 def cacheable(request: web.Request, body: bytes, *, etag: str | None = None, public: bool = True,

@@ -26,12 +26,15 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.TooLarge: 413,
     errors.Unprocessable: 422,
     errors.RateLimited: 429,
+    errors.PaymentRequired: 402,
+    errors.UpstreamFailed: 502,
     errors.Unavailable: 503,
 }
 
 CODE_BY_STATUS = {
     400: "bad_request",
     401: "unauthenticated",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

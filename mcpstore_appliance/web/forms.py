@@ -14,7 +14,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
-from ..catalog.publish import OPTION_NAMES
+from ..catalog.publish_options import OPTION_NAMES
 from ..catalog.uploads import BLOCK_SIZE
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..text import check_text

@@ -24,6 +24,7 @@ from ..errors import Forbidden, InvalidInput, NotFound
 from ..gateway.service import GatewayService
 from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
+from .openapi import documented
 from .auth import caller
 from .keys import SERVICES, SETTINGS
 
@@ -32,7 +33,7 @@ routes = web.RouteTableDef()
 GATEWAY = web.AppKey("gateway", GatewayService)
 PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 SESSION_HEADER = "Mcp-Session-Id"
-CALLER = signed_in(None, org="allowed")  # any valid credential; what it reaches is the package's access rule
+CALLER = signed_in("invoke", org="allowed")  # what the caller reaches is the package's access rule
 
 
 def _origin(url: str) -> str:
@@ -131,8 +132,17 @@ async def mcp_delete(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+INVOKE_BODY = {"type": "object", "required": ["tool"], "additionalProperties": False,
+               "properties": {"tool": {"type": "string", "maxLength": 200}, "arguments": {"type": "object"}}}
+
+
 @routes.post("/api/invoke/{namespace}/{name}")
 @allow(CALLER)
+@documented("Call one tool of a hosted bundle in a fresh sandbox (for scripts; MCP hosts use /mcp/{namespace}/{name})",
+            tags=["hosted"], body=INVOKE_BODY,
+            responses={200: "the tool's result", 400: "invalid body", 401: "credentials needed",
+                       402: "the package needs a purchase", 403: "not allowed", 404: "no such package",
+                       429: "too many sessions for this caller", 503: "hosted execution unavailable or busy"})
 async def invoke(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     if not isinstance(body, dict):

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from ..catalog.search import FILTERS, PLATFORMS, SORTS, SearchPage, SearchQuery, parse_search_params
+from ..catalog.search.pages import SearchPage
+from ..catalog.search.query import FILTERS, PLATFORMS, SORTS, SearchQuery, parse_search_params
 from ..errors import DomainError
 from .access import ANYONE, allow
 from .auth import principal_of

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..accounts.models import ROLES_THAT_PUBLISH
-from ..catalog.publish import PublishOptions
+from ..catalog.publish_options import PublishOptions
 from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
 from ..errors import DomainError, InvalidInput
 from .forms import read_form, read_publish_form  # the same streamed multipart reading as the API

@@ -73,6 +73,14 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (weakly compared, as RFC 9110 says for GET)."""
+    if not header:
+        return False
+    candidates = [part.strip() for part in header.split(",")]
+    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
+
+
 def dump(value: Any) -> Any:
     """Dataclasses and pydantic models to JSON-ready values."""
     if isinstance(value, BaseModel):

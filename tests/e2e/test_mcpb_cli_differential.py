@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mcpstore_appliance.bundles import check_manifest, decode_manifest
-from mcpstore_appliance.bundles.manifest import DirectoryFiles
+from mcpstore_appliance.bundles.manifest_rules import DirectoryFiles
 from mcpstore_appliance.errors import Unprocessable
 
 DATA = Path(__file__).parents[1] / "data"

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from mcpstore_appliance.accounts.service import secret_hash
+from mcpstore_appliance.accounts.credentials import secret_hash
 from mcpstore_appliance.ledger import note as notes
 from mcpstore_appliance.ledger.checkpoint import open_checkpoint
 from mcpstore_appliance.ledger.merkle import leaf_hash, verify_inclusion

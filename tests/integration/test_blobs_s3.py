@@ -257,7 +257,7 @@ async def test_concurrent_multipart_failing_midway_cancels_the_other_parts_and_a
     # The abort may meet a cancelled part upload the server is still storing (moto then answers 500) and is
     # retried, as S3's documentation says an abort may need to be ("part uploads in progress might or might not
     # succeed"): what must hold is that no request is left running and the upload is gone.
-    assert 1 <= len(requests.named("DELETE", "uploadId")) <= store.attempts and requests.in_flight == 0
+    assert 1 <= len(requests.named("DELETE", "uploadId")) <= store.client.attempts and requests.in_flight == 0
     assert await pending_uploads(moto_s3, store.bucket) == []
     assert [d async for d in store.list_digests()] == []
 
@@ -323,7 +323,7 @@ async def test_virtual_host_addressing(moto_s3, make_store):
     port = moto_s3.endpoint.rsplit(":", 1)[1]
     store, requests = await make_store(moto_s3, bucket=bucket, endpoint=f"http://s3.blobs.test:{port}",
                                        addressing_style="virtual", session_args={"resolver": LoopbackResolver()})
-    assert store.host == f"{bucket}.s3.blobs.test:{port}"
+    assert store.client.host == f"{bucket}.s3.blobs.test:{port}"
     blob = await store.put_stream(stream(b"virtual host"))
     assert requests[-1][1] == f"/blobs/{blob.sha256}"  # no bucket in the path
     assert await read_all(store, blob.sha256, 8) == b"host"

@@ -12,7 +12,8 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 # Writes anyone may make: they carry their own proof (a password, an invitation, a signed checkpoint) or none
 # is needed (logging out), and they are CSRF-checked for browsers.
 PUBLIC_WRITES = {"/api/signup", "/api/auth/token", "/login", "/logout", "/signup", "/setup",
-                 "/ledger/witness/add-checkpoint", "/{unrouted_path}"}
+                 "/ledger/witness/add-checkpoint", "/{unrouted_path}",
+                 "/api/payments/{provider}/webhook"}  # payment providers: a signature, or our HMAC in the URL
 UNSUPPORTED = ("/publish", "/servers/{server_name}/versions/{version}")  # the registry API's 501s, for anyone
 ACCOUNT_PREFIXES = ("/api/tokens", "/api/orgs", "/account", "/orgs/")
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mcpstore_appliance.accounts import service as accounts_service
+from mcpstore_appliance.accounts import tokens as accounts_tokens
 from mcpstore_appliance.db import stamp as stamp_module
 from tests.seed import FAST_LEDGER, make_org, publish
 
@@ -138,7 +138,7 @@ async def test_another_processs_change_is_seen_within_about_a_second(appliance, 
 
 
 async def test_last_use_is_still_recorded(appliance, monkeypatch):
-    monkeypatch.setattr(accounts_service, "LAST_USED_RESOLUTION", 0.05)
+    monkeypatch.setattr(accounts_tokens, "LAST_USED_RESOLUTION", 0.05)
     _, token = await appliance.user("lee")
 
     async def last_used() -> float:

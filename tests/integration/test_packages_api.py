@@ -197,7 +197,7 @@ async def test_update_check(appliance):
 
 async def test_update_check_breaking_changes_and_payment(appliance):
     _, alice = await appliance.user("alice")
-    paid = {"pricing": "subscription", "amount": "4.00", "currency": "eur"}
+    paid = {"pricing": "subscription", "amount": "5.00", "currency": "eur"}
     await publish(appliance, alice, "paid", "1.0.0", options=paid)
     await publish(appliance, alice, "paid", "1.1.0")
     await publish(appliance, alice, "paid", "2.0.0")
@@ -303,7 +303,7 @@ async def test_kept_update_answers_are_per_current_version_and_never_cross_visib
     """Answers are kept per `current` with the versions they came from: each client version gets its own,
     a kept answer of a private package is not given to a caller who may not see it, a `current` that is not
     semver is still refused, and many distinct `current` values keep a bounded amount of text."""
-    from mcpstore_appliance.catalog.update_checks import MAX_KEPT_ANSWER_CHARS
+    from mcpstore_appliance.catalog.package_view import MAX_KEPT_ANSWER_CHARS
 
     alice = await tool_in_two_versions(appliance)
     await set_package(appliance, "alice", "tool", visibility="private")
@@ -319,7 +319,7 @@ async def test_kept_update_answers_are_per_current_version_and_never_cross_visib
     assert status == 400 and body["error"]["code"] == "invalid_version"
     for patch in range(400):  # clients on 400 different versions
         await get(appliance, base + f"0.0.{patch}", token=alice)
-    entries = list(appliance.services.discovery.packages.updates._installable._data.values())
+    entries = list(appliance.services.discovery.packages._installable._data.values())
     assert entries and all(sum(map(len, entry.answers.values())) <= MAX_KEPT_ANSWER_CHARS for entry in entries)
     assert (await get(appliance, base + "0.0.399", token=alice))["latest_version"] == "1.1.0"
 

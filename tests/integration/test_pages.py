@@ -403,7 +403,7 @@ async def test_dashboard_stats_chart_is_server_rendered_svg(site):
 async def test_package_page_install_help_snippets_and_price_panel(site):
     _, token = await site.user("pia")
     await publish(site, token, node_manifest(name="local-free"))
-    await publish(site, token, node_manifest(name="remote-paid"), pricing="subscription", amount="4.99",
+    await publish(site, token, node_manifest(name="remote-paid"), pricing="subscription", amount="5.99",
                   currency="eur", tier="pro", endpoint="https://mcp.example.com/remote?x=1&y=2")
     browser = site.browser()
     _, html, _ = await browser.get("/packages/pia/local-free")
@@ -411,7 +411,7 @@ async def test_package_page_install_help_snippets_and_price_panel(site):
     assert "open the downloaded file" in html and "claude://" not in html
     assert 'id="price-panel"' not in html and "snippet-claude-code" not in html  # a local bundle: no snippet
     _, html, _ = await browser.get("/packages/pia/remote-paid")
-    assert 'id="price-panel"' in html and "€4.99 per month" in html
+    assert 'id="price-panel"' in html and "€5.99 per month" in html
     # The endpoint is quoted for the shell and escaped for HTML.
     assert "claude mcp add --transport http remote-paid &#39;https://mcp.example.com/remote?x=1&amp;y=2&#39;" in html
     assert "&#34;url&#34;: &#34;https://mcp.example.com/remote?x=1&amp;y=2&#34;" in html

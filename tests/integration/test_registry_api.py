@@ -16,7 +16,6 @@ from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 
-from mcpstore_appliance.catalog import registry_view
 from tests.seed import FAST_LEDGER, deprecate, publish, set_package, yank
 
 SPEC_PATH = Path(__file__).parents[1] / "data" / "mcp-registry-openapi.yaml"
@@ -177,11 +176,13 @@ async def test_filters_latest_exact_search_and_deleted(appliance):
     assert deleted[0]["_meta"][OFFICIAL]["statusMessage"] == "broken"
 
 
-async def walk_search(app, needle: str, limit: int = 2) -> list[tuple[str, str]]:
-    """Every (name, version) a search lists, page by page, answered from the database (no kept pages)."""
+async def walk_search(app, needle: str | None, limit: int = 2) -> list[tuple[str, str]]:
+    """Every (name, version) a search (or with None, the listing) lists, page by page, answered from the
+    database (no kept pages)."""
     walked, cursor = [], None
     while True:
-        query = {"search": needle, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        query = {"limit": limit, **({"search": needle} if needle is not None else {}),
+                 **({"cursor": cursor} if cursor else {})}
         body = await get(app, "/v0.1/servers?" + urllib.parse.urlencode(query), "/v0.1/servers",
                          **{"Cache-Control": "no-cache"})
         walked += [(e["server"]["name"], e["server"]["version"]) for e in body["servers"]]
@@ -190,7 +191,7 @@ async def walk_search(app, needle: str, limit: int = 2) -> list[tuple[str, str]]
             return walked
 
 
-SCAN_ONLY, INDEX_FIRST = 10**9, 0  # SCAN_STEPS: the scan always finishes / is cut at once and the index answers
+SCAN_ONLY, INDEX_FIRST = 10**9, 0  # loop steps: the scan always finishes / is cut at once and the index answers
 
 
 async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_index(appliance, monkeypatch):
@@ -202,9 +203,9 @@ async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_inde
     needles = ["EATH", "eat", "postgres", "ÉCOLE", "petite éc", 'quoted"', '"quoted"', "NEAR(a", "50%", "*star",
                "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next", "İSTANBUL", "İs"]
     for needle in needles:
-        monkeypatch.setattr(registry_view, "SCAN_STEPS", SCAN_ONLY)
+        monkeypatch.setattr(appliance.services.db, "loop_steps", SCAN_ONLY)
         scanned = await walk_search(appliance, needle)
-        monkeypatch.setattr(registry_view, "SCAN_STEPS", INDEX_FIRST)
+        monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
         assert await walk_search(appliance, needle) == scanned, needle
     assert {name for name, _ in await walk_search(appliance, '"quoted"')} == {"com.example.mcp.bob/ecole"}
     assert await walk_search(appliance, "ÉCOLE") == [("com.example.mcp.bob/ecole", "1.0.0")]
@@ -213,9 +214,18 @@ async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_inde
     assert await walk_search(appliance, "zzzz") == []
 
 
+async def test_a_listing_cut_off_on_the_event_loop_is_finished_on_a_reader_thread(appliance, monkeypatch):
+    await build(appliance)
+    listed = await walk_search(appliance, None)
+    assert len(listed) == 5
+    monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)  # every page cut at once
+    assert await walk_search(appliance, None) == listed
+
+
 async def test_the_trigram_index_follows_every_change_of_the_searched_text(appliance, monkeypatch):
-    monkeypatch.setattr(registry_view, "SCAN_STEPS", INDEX_FIRST)  # every search of 3+ characters uses the index
     tokens = await build(appliance)
+    # every search of 3+ characters uses the index
+    monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
     bob = tokens["bob"]
 
     async def found(needle: str) -> set[str]:

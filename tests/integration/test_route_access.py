@@ -14,15 +14,16 @@ import time
 
 import pytest
 
-from mcpstore_appliance.accounts.service import secret_hash
+from mcpstore_appliance.accounts.credentials import secret_hash
+from mcpstore_appliance.accounts.models import SCOPES
 from mcpstore_appliance.web.access import ACCESS_CODES, Access, access_of, undeclared_routes
+from mcpstore_appliance.web.api_policy import POLICY
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from tests.seed import bundle_for, publish
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
-SCOPES = ("read", "publish", "account", "admin")
 KINDS = ("anonymous", *SCOPES, *(f"{scope}@orgb" for scope in SCOPES if scope != "admin"), "revoked", "expired",
-         "disabled", "session", "session-no-csrf", "admin-session")
+         "disabled", "session", "session-no-csrf", "admin-session", "device")
 AUTH_FAILURES = {"revoked": "token_revoked", "expired": "token_expired", "disabled": "account_disabled"}
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -53,6 +54,10 @@ async def credential(world, kind: str) -> dict[str, str]:
         return {}
     if kind == "disabled":
         return {"Authorization": f"Bearer {world['gone_token']}"}
+    if kind == "device":  # an org device token (policy/), for orga: it reads orga's policy and nothing else
+        secret, _ = await app.app[POLICY].create_device_token(await accounts.principal_for_user(world["owner"].id),
+                                                             "orga", "device")
+        return {"Authorization": f"Bearer {secret}"}
     if kind.startswith("session") or kind == "admin-session":
         user = world["root"] if kind == "admin-session" else world["owner"]
         session_id, csrf = await accounts.start_session(user)
@@ -76,8 +81,12 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
                      unrouted: bool = False) -> str | None:
     """The access code the front door must answer with, or None when it must admit the call. (What no route took
     answers 404/405 without a CSRF check: there is nothing to protect.)"""
+    if access.device:  # the handler checks the device token itself: any other credential is not one
+        return None if kind == "device" else "invalid_device_token"
     if access.credentials == "ignored":
         return None
+    if kind == "device":  # not a user's token: refused wherever one is read
+        return "invalid_token"
     if kind in AUTH_FAILURES:
         return AUTH_FAILURES[kind]
     if kind == "session-no-csrf" and method not in SAFE and not unrouted:
@@ -103,7 +112,8 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
 def path_values(world, token_id: int) -> dict[str, str]:
     return {"namespace": "orga", "name": "tool", "version": "1.0.0", "slug": "orga", "username": "owner",
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
-            "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing"}
+            "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
+            "order_id": "1", "entitlement_id": "1", "provider": "stripe", "fmt": "json"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
@@ -151,7 +161,8 @@ async def test_every_route_answers_every_credential_as_declared(world):
                     problems.append(f"{where}: want a redirect to the login page, got {status}")
             elif want is not None:
                 refusals += 1
-                want_status = 401 if want in ("unauthenticated", *AUTH_FAILURES.values()) else 403
+                want_status = 401 if want in ("unauthenticated", "invalid_token", "invalid_device_token",
+                                              *AUTH_FAILURES.values()) else 403
                 registry = path.startswith("/v0")  # the MCP Registry API's own error shape has no code
                 if status != want_status or (not registry and code != want):
                     problems.append(f"{where}: want {want_status} {want}, got {status} {code or body!r:.120}")

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from tests.seed import FAST_LEDGER, ids, publish, set_package, yank
+from tests.seed import FAST_LEDGER, deprecate, ids, publish, set_package, yank
 
 PAID = {"pricing": "per_call", "amount": "0.05", "currency": "usd"}
 SUBSCRIPTION_PRO = {"pricing": "subscription", "amount": "9.99", "currency": "usd", "tier": "pro",
@@ -84,8 +84,8 @@ async def test_result_shape(appliance):
     assert item["rating"] == 4.9 and item["verified"] is True and item["downloads"] == 700
     assert item["compatibility"] == {"platforms": [], "runtimes": ["node"]}
     assert item["bundle_hash"] == "sha256:" + item["bundle_url"].rsplit("/", 1)[1].removesuffix(".mcpb")
-    status, _, _ = await appliance.client.get(item["bundle_url"].replace(appliance.base_url, ""))
-    assert status == 200
+    status, body, _ = await appliance.client.get(item["bundle_url"].replace(appliance.base_url, ""))
+    assert status == 402 and body["error"]["details"]["package"] == "alice/github-issues"  # paid: for buyers
 
 
 async def test_typo_falls_back_to_the_nearest_words(appliance):
@@ -312,6 +312,34 @@ async def test_repeated_searches_come_from_memory_unless_fresh(appliance):
     assert len(runs) == 1  # the same search within a few seconds: one database run
     status, body, _ = await appliance.client.get("/api/packages?q=weather", headers={"Cache-Control": "no-cache"})
     assert status == 200 and len(runs) == 2
-    await set_package(appliance, "alice", "weather", verified=0)  # the catalog moved: a new key
+    service.stale_after_change = 0  # (the moment a page may outlive an edit: the next test)
+    await set_package(appliance, "alice", "weather", verified=0)  # the catalog moved
     assert ids(await search(appliance, q="weather"))
     assert len(runs) == 3
+
+
+async def test_a_cached_page_outlives_a_publish_for_a_moment_but_never_a_status_change(appliance):
+    """A cached page may answer for up to stale_after_change seconds after a publish or an edit (so that
+    publishes do not make every popular search compute its page again); a yank, a deprecation or a
+    visibility change is shown by the next search."""
+    tokens = await build_catalog(appliance)
+    service = appliance.services.discovery.search
+    service.stale_after_change = 3600  # the window never ends within this test
+    before = ids(await search(appliance, q="weather"))
+    await publish(appliance, tokens["bob"], "weather-radar", description="Radar images for weather watchers")
+    await set_package(appliance, "alice", "weather", rating_avg=1.0, rating_count=99)
+    assert ids(await search(appliance, q="weather")) == before  # the cached page, within its window
+    assert "bob/weather-radar" in ids(await search(appliance, q="weather", limit=19))  # another page: computed
+
+    await yank(appliance, tokens["alice"], "alice", "weather-alerts", "1.0.0")
+    after_yank = ids(await search(appliance, q="weather"))
+    assert "alice/weather-alerts" not in after_yank and "bob/weather-radar" in after_yank
+    await deprecate(appliance, tokens["alice"], "alice", "weather", "1.0.0")
+    (item,) = [p for p in (await search(appliance, q="weather"))["packages"] if p["id"] == "alice/weather"]
+    assert item["deprecated"] is True
+    await set_package(appliance, "bob", "weather-radar", visibility="private")
+    assert "bob/weather-radar" not in ids(await search(appliance, q="weather"))
+
+    service.stale_after_change = 0  # and once the window is over, an edit shows too
+    await publish(appliance, tokens["bob"], "weather-log", description="A weather diary")
+    assert "bob/weather-log" in ids(await search(appliance, q="weather"))

@@ -65,7 +65,8 @@ async def test_info(appliance, capsys):
     assert code == 1 and "is not a package name" in err
 
 
-async def test_download(appliance, capsys, tmp_path):
+async def test_download(appliance, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MCPSTORE_TOKEN", appliance.token)  # weather is paid from 1.1.0: its creator may download
     data, sha256 = bundle_for("weather", "1.0.0", description="Weather forecasts", keywords=["weather"],
                               tools=[{"name": "get_forecast", "description": "Forecast for a city"}],
                               user_config={"api_key": {"type": "string", "title": "Key", "description": "k",

@@ -1,8 +1,8 @@
-"""Kept rankings (catalog/search.py `Ranking`): a relevance search answered from an expression's kept ranking
+"""Cached rankings (catalog/search/ranking.py): a relevance search answered from an expression's kept ranking
 gives exactly what ranking from scratch gives, after every kind of catalog change (publish, a new version that
 drops the word, yank, visibility, filters) and on every page, and never shows a caller what it may not see.
 
-The oracle is the same appliance with kept rankings switched off (`rank_cache_min` above any match count), so
+The oracle is the same appliance with kept rankings switched off (`Rankings.cache_min` above any match count), so
 both answers come from the same database; `Cache-Control: no-cache` keeps the recent-pages cache out of it."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import urllib.parse
 
 import pytest
 
+from mcpstore_appliance.lru import LRU
 from tests.seed import FAST_LEDGER, make_org, publish, set_package, yank
 
 NEVER = 10**9
@@ -56,14 +57,14 @@ async def walk(app, token: str | None, limit: int = 2, **params) -> list[str]:
 async def kept_and_scratch(app, token: str | None, **params) -> tuple[list[str], list[str]]:
     """The same walk answered from kept rankings (kept from earlier searches, before the catalog changed,
     and filled now where missing) and ranked from scratch."""
-    search = app.services.discovery.search
-    search.rank_cache_min = 1
+    rankings = app.services.discovery.search.rankings
+    rankings.cache_min = 1
     kept = await walk(app, token, **params)
-    assert len(search.rankings._entries) > 0  # rankings are being kept
-    rankings, search.rankings = search.rankings, type(search.rankings)(size=search.rankings.size)
-    search.rank_cache_min = NEVER
+    assert rankings.cache._data  # rankings are being cached
+    cache, rankings.cache = rankings.cache, LRU(rankings.cache.size)
+    rankings.cache_min = NEVER
     scratch = await walk(app, token, **params)
-    search.rankings, search.rank_cache_min = rankings, 1
+    rankings.cache, rankings.cache_min = cache, 1
     return kept, scratch
 
 
@@ -100,7 +101,7 @@ async def test_kept_rankings_follow_publish_versions_yank_and_visibility(world):
 async def test_pages_filters_and_prefixes_over_a_kept_ranking(world, keep):
     """With keep=3 the kept ranking is shorter than the results, so later pages go to the joined query."""
     app, _ = world
-    app.services.discovery.search.rank_keep = keep
+    app.services.discovery.search.rankings.keep = keep
     for limit in (1, 2, 3, 10):
         assert len(await same(app, None, q="zephyr", limit=limit)) == 7
     assert await same(app, None, q="zephyr", category="weather") == ["alice/wind-tools", "bob/breeze"]
@@ -113,7 +114,7 @@ async def test_searches_on_the_event_loop_answer_like_those_on_reader_threads(wo
     there (here: every statement over its budget) is redone on a reader thread with the same answer."""
     app, tokens = world
     search = app.services.discovery.search
-    search.rank_cache_min = 1
+    search.rankings.cache_min = 1
     db = search.db
     threaded = []
     original_threaded = db.threaded
@@ -140,7 +141,7 @@ async def test_a_search_after_a_catalog_change_goes_to_a_thread_without_ranking_
     then give up at the facet counts: it hands the search to a reader thread before running any FTS query."""
     app, tokens = world
     search = app.services.discovery.search
-    search.rank_cache_min = 1
+    search.rankings.cache_min = 1
     before = await walk(app, None, q="zephyr", limit=3)
     on_loop: list[str] = []
     search.db.inline(lambda conn: conn.set_trace_callback(on_loop.append))
@@ -164,20 +165,21 @@ async def test_concurrent_first_searches_after_a_change_rank_once(world):
     search = app.services.discovery.search
     await publish(app, tokens["bob"], "zephyr-more", description="another zephyr")
     ranked = []
-    rank = search._rank
+    rankings = search.rankings
+    rank = rankings.rank
 
     def rank_once_the_other_has_joined(conn, key):
         ranked.append(key)
         deadline = time.monotonic() + 10  # only reached if the second request never joins: asserted below
-        while search._flights.joined == 0 and time.monotonic() < deadline:
+        while rankings.flights.joined == 0 and time.monotonic() < deadline:
             time.sleep(0.001)
         return rank(conn, key)
 
-    search._rank = rank_once_the_other_has_joined
+    rankings.rank = rank_once_the_other_has_joined
     try:
         first, second = await asyncio.gather(walk(app, None, q="zephyr", limit=20),
                                              walk(app, None, q="zephyr", limit=20))
     finally:
-        del search._rank
-    assert len(ranked) == 1 and search._flights.joined >= 1
+        del rankings.rank
+    assert len(ranked) == 1 and rankings.flights.joined >= 1
     assert first == second and "bob/zephyr-more" in first

@@ -161,7 +161,8 @@ async def test_ranking_never_shows_hidden_candidates(world, batch):
     joined fallback)."""
     app, tokens, _ = world
     search = app.services.discovery.search
-    search.rank_factor, search.rank_min, search.rank_max, search.rank_keep = batch
+    rankings = search.rankings
+    rankings.factor, rankings.low, rankings.high, rankings.keep = batch
     for i in range(4):  # hidden packages that outrank every public one (the word is in their name)
         await publish(app, tokens["amy"], f"rankword-{i}", namespace="acme", description="rankword rankword",
                       options={"visibility": "private"})

@@ -70,7 +70,7 @@ def s3_settings(**overrides) -> S3Settings:
 ])
 def test_addressing_styles(tmp_path, overrides, host, bucket_path):
     store = S3BlobStore(s3_settings(**overrides), spool_dir=tmp_path)
-    assert (store.host, store._bucket_path) == (host, bucket_path)
+    assert (store.client.host, store.client.bucket_path) == (host, bucket_path)
     digest = "e" * 64
     url = store.presign_get(digest)
     assert url.split("?")[0].endswith(f"{host}{bucket_path}/blobs/{digest}")

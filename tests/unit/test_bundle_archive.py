@@ -328,7 +328,7 @@ def walk_threads(monkeypatch):
 
 
 def test_split_runs_are_contiguous_balanced_and_complete():
-    from mcpstore_appliance.bundles.archive import PARALLEL_MIN_BYTES, split_runs
+    from mcpstore_appliance.bundles.archive_walk import PARALLEL_MIN_BYTES, split_runs
 
     infos = []
     for index, size in enumerate([5, 1, 1, 1, 4, 4, 2, 2]):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpstore_appliance.bundles import check_manifest, extract_metadata
-from mcpstore_appliance.bundles.manifest import DirectoryFiles
+from mcpstore_appliance.bundles.manifest_rules import DirectoryFiles
 from tests.data.bundles import node_manifest
 
 FILES = DirectoryFiles(Path(__file__).parents[1] / "data" / "manifests")

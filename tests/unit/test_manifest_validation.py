@@ -7,7 +7,8 @@ import json
 import pytest
 
 from mcpstore_appliance.bundles import BundleLimits, SignatureTrust, check_manifest, decode_manifest, inspect_bundle
-from mcpstore_appliance.bundles.manifest import DirectoryFiles, is_url
+from mcpstore_appliance.bundles.manifest_rules import DirectoryFiles
+from mcpstore_appliance.bundles.manifest_schema import is_url
 from mcpstore_appliance.errors import Unprocessable
 from tests.data.bundles import NODE_SERVER, PNG_1PX, bundle_bytes, make_png, make_zip, node_manifest
 

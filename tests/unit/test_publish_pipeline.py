@@ -16,7 +16,8 @@ from mcpstore_appliance.bundles.model import (
     SignatureInfo,
 )
 from mcpstore_appliance.catalog.pricing import Pricing
-from mcpstore_appliance.catalog.publish import PublishOptions, check_name_and_version, decide, rejection
+from mcpstore_appliance.catalog.publish_options import PublishOptions
+from mcpstore_appliance.catalog.publish_result import check_name_and_version, decide, rejection
 from mcpstore_appliance import tempfiles
 from mcpstore_appliance.catalog.uploads import BLOCK_SIZE, spooled, sweep_stale
 from mcpstore_appliance.errors import InvalidInput, TooLarge, Unprocessable

@@ -10,11 +10,11 @@ import pytest
 from mcpstore_appliance.catalog import semver
 from mcpstore_appliance.catalog.cursors import CursorCodec, scope_digest
 from mcpstore_appliance.lru import LRU
-from mcpstore_appliance.catalog.package_text import config_field, iso, render_markdown
-from mcpstore_appliance.catalog.update_checks import requires_payment
+from mcpstore_appliance.catalog.package_view import config_field, iso, render_markdown, requires_payment
 from mcpstore_appliance.catalog.registry_view import parse_rfc3339
-from mcpstore_appliance.catalog.search import (Speller, edit_distance, fold_facets, fts_expression,
-                                               parse_search_params, terms_of)
+from mcpstore_appliance.catalog.search.facets import fold_facets
+from mcpstore_appliance.catalog.search.query import fts_expression, parse_search_params, terms_of
+from mcpstore_appliance.catalog.search.spelling import Speller, edit_distance
 from mcpstore_appliance.errors import InvalidInput
 from mcpstore_appliance.web.bundle_files import parse_range
 

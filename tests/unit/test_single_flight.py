@@ -1,4 +1,4 @@
-"""SingleFlight (catalog/search.py): callers asking for the same key at the same time share one computation."""
+"""SingleFlight (catalog/search/cache.py): callers asking for the same key at the same time share one computation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mcpstore_appliance.catalog.search import SingleFlight
+from mcpstore_appliance.catalog.search.cache import SingleFlight
 
 WAIT_SECONDS = 10.0  # only reached when a caller never joins: the test then fails on its assertion
 

@@ -1,0 +1,69 @@
+"""The buyer's pages: the buy form of a package page, and /account/purchases (balances, orders, access) where a
+Lightning invoice is shown as text and as a QR code until it is paid.
+
+The QR code is drawn by `segno` (pure Python, no image library): an SVG data URI, which the page's
+Content-Security-Policy allows for images. A page with an unpaid order reloads itself every few seconds, and each
+load of an order named in the address asks its provider (the same idempotent crediting as the webhooks).
+"""
+
+from __future__ import annotations
+
+import segno
+from aiohttp import web
+
+from ..catalog.pricing import format_minor_units
+from ..errors import DomainError
+from .access import browser_session, allow
+from .auth import caller
+from .forms import read_form
+from .pages import redirect, render
+from .keys import SERVICES
+
+routes = web.RouteTableDef()
+BUYER_PAGE = browser_session("account")
+JOURNAL_DISPLAY = {"usd": ("usd", 1), "eur": ("eur", 1), "msat": ("sat", 1000)}
+
+
+def balance_text(currency: str, minor: int) -> str:
+    shown, per_unit = JOURNAL_DISPLAY[currency]
+    if per_unit == 1:
+        return f"{format_minor_units(minor, shown)} {shown}"
+    whole, rest = divmod(minor, per_unit)
+    return f"{whole}{'.%03d' % rest if rest else ''} {shown}"
+
+
+def qr_code(bolt11: str) -> str:
+    # Upper case fits the QR alphanumeric mode (a smaller code); wallets read BOLT11 in either case.
+    return segno.make(f"lightning:{bolt11}".upper(), error="m").svg_data_uri(scale=4, border=2)
+
+
+@routes.get("/account/purchases")
+@allow(BUYER_PAGE)
+async def purchases_page(request: web.Request) -> web.Response:
+    market = request.app[SERVICES].market
+    principal = caller(request)
+    focus, notice = None, None
+    order_id = request.query.get("order", "")
+    if order_id.isdigit() and len(order_id) <= 18:
+        try:
+            focus = await market.order(principal, int(order_id), refresh=True)
+        except DomainError as exc:
+            notice = exc.message
+    mine = await market.purchases(principal)
+    pending = focus if focus and focus["status"] == "pending" else None
+    return await render(request, "market/purchases.html", focus=focus, notice=notice,
+                        qr=qr_code(pending["bolt11"]) if pending and pending["bolt11"] else None,
+                        balances=[balance_text(c, v) for c, v in sorted(mine["balances"].items())],
+                        orders=mine["orders"], entitlements=mine["entitlements"], refresh=pending is not None)
+
+
+@routes.post("/packages/{namespace}/{name}/buy")
+@allow(BUYER_PAGE)
+async def buy_form(request: web.Request) -> web.Response:
+    form = await read_form(request)
+    body = {key: form[key] for key in ("provider", "amount") if form.get(key)}
+    m = request.match_info
+    order = await request.app[SERVICES].market.buy(caller(request), m["namespace"], m["name"], body)
+    if order.get("pay_url"):
+        raise web.HTTPSeeOther(order["pay_url"])  # Stripe's Checkout page, which returns to the purchases page
+    raise redirect("/account/purchases", order=order["id"])
