@@ -23,9 +23,8 @@ pages); searches and registry pages are sent with `Cache-Control: no-cache` so t
 the database, except in the rows marked "repeated", which show the appliance's cache of recent pages. The
 appliance runs with `--log-level WARNING` (no access-log line per request, like the bare server).
 
-Anonymous package data, update checks and version lists are answered before routing once the route has kept
-the answer (web/hot_reads.py); the row "signed in: package data" sends a read token with each request, so it
-shows the route's own cost (with the token check).
+The row "signed in: package data" sends a read token with each request, so it shows the cost of the token
+check on top of the anonymous row.
 
 Searches after the warm-up are answered from the appliance's kept rankings and facet counts (exact: keyed by
 the search generation); the row marked "catalog changing every second" moves the generation once a second
@@ -321,7 +320,7 @@ def targets(packages: list[tuple[str, str]], big_sha: str, registry: list[str],
         ("search: very common words (server, client, helper, bridge: ~10% each)",
          uncached([f"/api/packages?q={w}" for w in ("server", "client", "helper", "bridge")]), None),
         (f"package data ({len(pkg):,} packages)", pkg, None),
-        # A signed-in caller's package data takes the route (web/hot_reads.py answers only anonymous ones).
+        # A signed-in caller's package data: the same route, with the token check.
         ("signed in: package data (Bearer read token)", with_headers(pkg, {"Authorization": f"Bearer {token}"}),
          None),
         ("version list", [p + "/versions" for p in pkg], None),

@@ -37,15 +37,13 @@ from .private_files import private_dir
 from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, openapi,
                   registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
-from .web.hot_reads import HotReads
+from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
+from .web.keys import METRICS, SERVICES, SETTINGS
 from .web.metrics import Metrics
-from .web.middlewares import FrontDoor, check_every_route_wrapped
 from .web.mcp_api import install_gateway
 from .web.pages import install_pages
 
 log = logging.getLogger("mcpstore")
-FRONT_DOOR = web.AppKey("front_door", FrontDoor)
-HOT_READS = web.AppKey("hot_reads", HotReads)  # None where not installed (see HotReads.install)
 
 
 @dataclass
@@ -174,27 +172,23 @@ async def close_services(services: Services) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     log_client_errors_in_one_line()
-    metrics = Metrics()
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
-    # metrics, logs and headers see the final status: errors are translated inside the front door, which wraps
-    # every handler (no aiohttp middleware: see web/middlewares.py)
-    front_door = FrontDoor(metrics, access_log_enabled=settings.server.access_log,
-                           behind_tls=settings.server.behind_tls)
-    app["settings"] = settings
+    # every request, routed or not, goes through the front door's middlewares (web/front_door.py)
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=MIDDLEWARES)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics = Metrics()
+    app.on_response_prepare.append(add_headers)
+    app.on_startup.append(check_routes_declared)
 
     async def lifecycle(app: web.Application):
-        check_every_route_wrapped(app)
         services = await build_services(settings, metrics)
-        app["services"] = services
-        hot_reads = HotReads(app, access_log_enabled=settings.server.access_log, behind_tls=settings.server.behind_tls)
-        app[HOT_READS] = hot_reads if hot_reads.install() else None
+        app[SERVICES] = services
         yield
         await close_services(services)
 
     app.cleanup_ctx.append(lifecycle)
 
     async def discovery_tasks(app: web.Application):
-        discovery = app["services"].discovery
+        discovery = app[SERVICES].discovery
         discovery.start()  # folds buffered download counts into the database periodically
         yield
         await discovery.stop()  # and once more on shutdown
@@ -202,7 +196,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(discovery_tasks)
 
     async def sweep_tasks(app: web.Application):
-        sweeper = app["services"].sweeper
+        sweeper = app[SERVICES].sweeper
         sweeper.start()  # crash leftovers: now, then every interval
         yield
         await sweeper.stop()
@@ -216,11 +210,9 @@ def create_app(settings: Settings) -> web.Application:
     # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were
     # added, and the GETs (package data, versions, update checks) are the hot ones.
     for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
-        front_door.add_routes(app.router, module.routes)
-    api_market.install_market(app, front_door)  # buying, webhooks, the market service and its timer
-    install_gateway(app, front_door)  # hosted execution (gateway/): its service, start-up log line and routes
-    api_policy.install(app, front_door)  # group policy: its routes
-    install_pages(app, front_door)  # HTML pages, /static and friendly HTML error pages
-    front_door.add_unrouted(app.router)  # last: JSON (or HTML) 404 and 405 for what no route took
-    app[FRONT_DOOR] = front_door  # for routes added later (tests) through FrontDoor.wrap; start-up checks it
+        app.router.add_routes(module.routes)
+    api_market.install_market(app)  # buying, webhooks, the market service and its timer
+    install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    api_policy.install(app)  # group policy: its routes
+    install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

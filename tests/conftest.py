@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mcpstore_appliance.app import create_app
 from mcpstore_appliance.config import load_settings
+from mcpstore_appliance.web.keys import SERVICES, SETTINGS
 from mcpstore_appliance.web.connections import GuardedSite, start_site
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
@@ -84,7 +85,7 @@ class RunningApp:
 
     @property
     def services(self):
-        return self.app["services"]
+        return self.app[SERVICES]
 
     async def user(self, username: str, *, admin: bool = False, scopes: tuple[str, ...] = ("read", "publish", "account", "invoke"),
                    password: str = "correct horse battery") -> tuple[Any, str]:
@@ -118,11 +119,11 @@ def settings_factory(tmp_path):
 async def serve_app(app: web.Application) -> tuple[web.AppRunner, GuardedSite]:
     """Serve `app` as `mcpstore serve` does: an AppRunner with the settings' keep-alive, behind the guarded
     listener (web/connections.py) on the settings' host and port."""
-    server = app["settings"].server
+    server = app[SETTINGS].server
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=server.keepalive_timeout_seconds)
     await runner.setup()
     try:
-        return runner, await start_site(runner, server, app["services"].metrics)
+        return runner, await start_site(runner, server, app[SERVICES].metrics)
     except BaseException:
         await runner.cleanup()
         raise

@@ -235,13 +235,6 @@ class PackageView:
         self._pages.put((namespace, name), cached)
         return cached.body, cached.etag, access["visibility"] == "public"
 
-    def public_page(self, namespace: str, name: str) -> _Page | None:
-        """The kept page of a public package while it is still exact (nothing committed since it was validated,
-        the same UTC day), else None: what `package_data` would answer anyone, without its checks of the names
-        (only names that passed them are ever kept)."""
-        page = self._pages.get((namespace, name))
-        return page if self._public_and_current(page) and page.key[-1] == int(time.time() // 86400) else None
-
     def package_json(self, principal: Principal | None, namespace: str, name: str) -> str:
         return self.package_data(principal, namespace, name)[0].decode()
 
@@ -399,16 +392,6 @@ class PackageView:
             self._version_lists.put(key, _VersionList(stamp, access, body))
         return body
 
-    def public_version_list(self, namespace: str, name: str, limit: int) -> str | None:
-        """The kept first page `versions_json` gives anyone for a public package (its published versions), while
-        it is still exact (nothing committed since it was read), else None."""
-        kept = self._version_lists.get((namespace, name, limit))
-        return kept.body if self._public_and_current(kept) else None
-
-    def _public_and_current(self, kept: _Page | _VersionList | _Installable | None) -> bool:
-        """A kept answer any anonymous caller may have: of a public package, and nothing committed since."""
-        return kept is not None and kept.access["visibility"] == "public" and kept.stamp == self.db.stamp()
-
     def _versions(self, principal: Principal | None, namespace: str, name: str, limit: int,
                   cursor: str | None) -> tuple[dict[str, Any], dict, tuple[str, ...]]:
         """(the answer, the package's access columns, the version states the caller sees)."""
@@ -551,13 +534,6 @@ class PackageView:
         if len(text) <= MAX_KEPT_ANSWER_CHARS:
             answers[current] = text
         return text
-
-    def public_update_answer(self, namespace: str, name: str, current: str | None, platform: str | None,
-                             prerelease: bool) -> str | None:
-        """The kept answer `update_check_json` gives anyone for a public package, while it is still exact (nothing
-        committed since its versions were read), else None. Only what passed its checks is ever kept."""
-        kept = self._installable.get((namespace, name, platform, prerelease))
-        return kept.answers.get(current) if self._public_and_current(kept) else None
 
     def _update_answer(self, installable: _Installable, namespace: str, name: str, current: str | None,
                        current_version: semver.Version | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_dir, private_file, write_private_text
 from .client import CliError
 from .common import add_settings_flags, settings_from
+from ..web.keys import SERVICES
 
 
 def add_parsers(subparsers) -> None:
@@ -73,7 +74,7 @@ async def _serve(settings) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds,
                            keepalive_timeout=settings.server.keepalive_timeout_seconds)
     await runner.setup()  # runs start-up: data folder, keys, database migrations
-    site = await start_site(runner, settings.server, app["services"].metrics)
+    site = await start_site(runner, settings.server, app[SERVICES].metrics)
     port = site.port
     print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
           f"event loop: {running_loop_name()})", flush=True)
@@ -85,7 +86,7 @@ async def _serve(settings) -> None:
 
 
 async def _announce_setup(app, settings, port: int) -> None:
-    code = await app["services"].accounts.create_setup_link_if_fresh()
+    code = await app[SERVICES].accounts.create_setup_link_if_fresh()
     if code is None:
         return
     base = settings.server.public_url.rstrip("/") or f"http://{settings.server.host}:{port}"

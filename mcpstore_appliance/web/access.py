@@ -1,6 +1,6 @@
 """Who may call each route. Every handler declares it next to its route with `@allow(...)`, and the front door
-(web/middlewares.py) checks it in one place, `admit`, before the handler runs; a route without a declaration
-stops the appliance at start-up (`undeclared_routes`).
+(web/front_door.py) checks it in one place, `admit`, before the handler runs; a route without a declaration
+stops the appliance at start-up (`front_door.check_routes_declared`).
 
 The declarations:
 

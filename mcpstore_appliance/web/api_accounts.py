@@ -13,6 +13,7 @@ from .access import ANYONE, allow, signed_in, site_admin
 from .auth import caller
 from .openapi import documented
 from .util import client_ip, dump, query_int, read_json
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -79,7 +80,7 @@ def token_json(info) -> dict:
             responses={200: "The caller", 401: "Not signed in"})
 async def me(request: web.Request) -> web.Response:
     principal = caller(request)
-    orgs = await request.app["services"].accounts.orgs_of(principal)
+    orgs = await request.app[SERVICES].accounts.orgs_of(principal)
     return web.json_response({
         **user_json(principal.user),
         "namespace": principal.user.username,
@@ -97,7 +98,7 @@ async def me(request: web.Request) -> web.Response:
                                                             409: "Email or name taken"})
 async def signup(request: web.Request) -> web.Response:
     body = await read_json(request, SignupBody)
-    user = await request.app["services"].accounts.signup(
+    user = await request.app[SERVICES].accounts.signup(
         body.email, body.username, body.password, display_name=body.display_name, invite_code=body.invite_code,
         ip=client_ip(request))
     return web.json_response(user_json(user), status=201)
@@ -110,7 +111,7 @@ async def signup(request: web.Request) -> web.Response:
             responses={201: "The token, shown once", 401: "Wrong login", 429: "Too many attempts"})
 async def login_for_token(request: web.Request) -> web.Response:
     body = await read_json(request, LoginTokenBody)
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     ip = client_ip(request)
     user = await accounts.login(body.login, body.password, ip)
     principal = await accounts.principal_for_user(user.id)
@@ -124,7 +125,7 @@ async def login_for_token(request: web.Request) -> web.Response:
 @documented("List my API tokens (never their secrets)", tags=["tokens"])
 async def list_tokens(request: web.Request) -> web.Response:
     principal = caller(request)
-    tokens = await request.app["services"].accounts.list_tokens(principal)
+    tokens = await request.app[SERVICES].accounts.list_tokens(principal)
     return web.json_response({"tokens": [token_json(t) for t in tokens]})
 
 
@@ -136,7 +137,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     principal = caller(request)
     body = await read_json(request, TokenBody)
-    secret, info = await request.app["services"].accounts.create_token(
+    secret, info = await request.app[SERVICES].accounts.create_token(
         principal, body.name, list(body.scopes), org_slug=body.org, expires_in_days=body.expires_in_days,
         ip=client_ip(request))
     return web.json_response({"token": secret, **token_json(info)}, status=201)
@@ -147,7 +148,7 @@ async def create_token(request: web.Request) -> web.Response:
 @documented("Revoke one of my API tokens", tags=["tokens"], responses={204: "Revoked", 404: "No such token"})
 async def revoke_token(request: web.Request) -> web.Response:
     principal = caller(request)
-    await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
+    await request.app[SERVICES].accounts.revoke_token(principal, int(request.match_info["token_id"]),
                                                         ip=client_ip(request))
     return web.Response(status=204)
 
@@ -157,7 +158,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 @documented("Organizations I belong to", tags=["orgs"])
 async def list_orgs(request: web.Request) -> web.Response:
     principal = caller(request)
-    orgs = await request.app["services"].accounts.orgs_of(principal)
+    orgs = await request.app[SERVICES].accounts.orgs_of(principal)
     return web.json_response({"orgs": [{"slug": o.slug, "name": o.name, "role": role} for o, role in orgs]})
 
 
@@ -168,7 +169,7 @@ async def list_orgs(request: web.Request) -> web.Response:
 async def create_org(request: web.Request) -> web.Response:
     principal = caller(request)
     body = await read_json(request, OrgBody)
-    org = await request.app["services"].accounts.create_org(principal, body.slug, body.name)
+    org = await request.app[SERVICES].accounts.create_org(principal, body.slug, body.name)
     return web.json_response({"slug": org.slug, "name": org.name, "role": "owner"}, status=201)
 
 
@@ -177,7 +178,7 @@ async def create_org(request: web.Request) -> web.Response:
 @documented("One organization I belong to", tags=["orgs"], responses={200: "OK", 404: "Not found"})
 async def get_org(request: web.Request) -> web.Response:
     principal = caller(request)
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     org = await accounts.visible_org(principal, request.match_info["slug"])
     return web.json_response({"slug": org.slug, "name": org.name, "role": principal.role_in(org.id)})
 
@@ -188,7 +189,7 @@ async def get_org(request: web.Request) -> web.Response:
             responses={200: "OK", 404: "Not found"})
 async def list_members(request: web.Request) -> web.Response:
     principal = caller(request)
-    members = await request.app["services"].accounts.members(principal, request.match_info["slug"])
+    members = await request.app[SERVICES].accounts.members(principal, request.match_info["slug"])
     return web.json_response({"members": dump(members)})
 
 
@@ -200,7 +201,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def set_member(request: web.Request) -> web.Response:
     principal = caller(request)
     body = await read_json(request, RoleBody)
-    member = await request.app["services"].accounts.set_member(
+    member = await request.app[SERVICES].accounts.set_member(
         principal, request.match_info["slug"], request.match_info["username"], body.role)
     return web.json_response(dump(member))
 
@@ -211,7 +212,7 @@ async def set_member(request: web.Request) -> web.Response:
             responses={204: "Removed", 403: "Not allowed", 404: "Not found", 409: "Last owner"})
 async def remove_member(request: web.Request) -> web.Response:
     principal = caller(request)
-    await request.app["services"].accounts.remove_member(principal, request.match_info["slug"],
+    await request.app[SERVICES].accounts.remove_member(principal, request.match_info["slug"],
                                                          request.match_info["username"])
     return web.Response(status=204)
 
@@ -223,7 +224,7 @@ async def remove_member(request: web.Request) -> web.Response:
 async def invite(request: web.Request) -> web.Response:
     principal = caller(request)
     body = await read_json(request, InviteBody)
-    code = await request.app["services"].accounts.create_invite(
+    code = await request.app[SERVICES].accounts.create_invite(
         principal, email=body.email, org_slug=request.match_info["slug"], role=body.role)
     return web.json_response({"invite_code": code}, status=201)
 
@@ -236,6 +237,6 @@ async def invite(request: web.Request) -> web.Response:
 async def admin_users(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 500)
     after = query_int(request, "after", 0, 0, 2**62)
-    users = await request.app["services"].accounts.list_users(limit, after)
+    users = await request.app[SERVICES].accounts.list_users(limit, after)
     return web.json_response({"users": [{"id": u.id, **user_json(u)} for u in users],
                               "next_after": users[-1].id if len(users) == limit else None})

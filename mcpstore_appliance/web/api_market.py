@@ -23,6 +23,7 @@ from .access import NO_CREDENTIALS, allow, signed_in, site_admin
 from .auth import caller
 from .openapi import documented
 from .util import read_json
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 PACKAGE_PATH = "/api/packages/{namespace}/{name}"
@@ -59,7 +60,7 @@ class GrantBody(Body):
 
 
 def market(request: web.Request):
-    return request.app["services"].market
+    return request.app[SERVICES].market
 
 
 ORDER_RESPONSES = {201: "The order, with pay_url (Checkout), bolt11 (Lightning) or client_secret",
@@ -151,15 +152,15 @@ async def reconcile(request: web.Request) -> web.Response:
     return web.json_response(await run_reconcile(market(request)))
 
 
-def install_market(app: web.Application, front_door) -> None:
+def install_market(app: web.Application) -> None:
     """The market's routes and pages, and the reconciliation timer of a serving appliance."""
     from . import pages_market  # the buyer's pages, with the routes of the market
 
-    front_door.add_routes(app.router, routes)
-    front_door.add_routes(app.router, pages_market.routes)
+    app.router.add_routes(routes)
+    app.router.add_routes(pages_market.routes)
 
     async def market_lifecycle(app: web.Application):
-        app["services"].market.start(run_reconcile)
+        app[SERVICES].market.start(run_reconcile)
         yield  # the timer is stopped with the services (app.close_services)
 
     app.cleanup_ctx.append(market_lifecycle)

@@ -16,32 +16,23 @@ may not see answers exactly like a missing one.
 
 from __future__ import annotations
 
-import base64
-import logging
-import os
-import re
 
 from aiohttp import web
 
-from ..blobs import BlobStore
-from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT, DownloadTarget
+from ..catalog.package_view import DEFAULT_VERSIONS_LIMIT, MAX_VERSIONS_LIMIT
 from ..catalog.search.query import MAX_LIMIT, PLATFORMS, SORTS, parse_bool, parse_search_params
 from ..errors import InvalidInput
 from .access import ANYONE, allow
 from .auth import principal_of
-from . import sendfile
-from .encoded import EncodedResponse, json_text
-from .middlewares import BASE_HEADERS
+from .bundle_files import serve_bundle
+from .caching import cacheable, cacheable_json
 from .openapi import documented
-from .util import etag_matches, query_int
+from .util import query_int
+from .keys import SERVICES
 
-log = logging.getLogger("mcpstore.downloads")
 routes = web.RouteTableDef()
 
-BUNDLE_TYPE = "application/zip"  # a .mcpb is a ZIP archive; no media type is registered for it
-IMMUTABLE = "max-age=31536000, immutable"
 PACKAGE_PATH = "/api/packages/{namespace}/{name}"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -124,7 +115,7 @@ def single_params(request: web.Request, allowed: frozenset[str] | None = None) -
 
 
 def discovery(request: web.Request):
-    return request.app["services"].discovery
+    return request.app[SERVICES].discovery
 
 
 def wants_fresh(request: web.Request) -> bool:
@@ -142,19 +133,7 @@ async def package(request: web.Request) -> web.Response:
     m = request.match_info
     body, etag, public = discovery(request).packages.package_data(principal_of(request), m["namespace"],
                                                                   m["name"])
-    headers = package_headers(etag, public)
-    if etag_matches(request.headers.get("If-None-Match"), etag):
-        del headers["Content-Type"]
-        return web.Response(status=304, headers=headers)
-    return EncodedResponse(body, headers)
-
-
-def package_headers(etag: str, public: bool) -> dict[str, str]:
-    """Package data's own headers (web.hot_reads sends the same for public pages)."""
-    # Revalidated on every request (no max-age): counters and status change; unchanged pages answer 304.
-    # Content-Type among the headers, not as content_type=: aiohttp parses that argument on every call (~0.7 µs)
-    return {"Content-Type": "application/json", "ETag": etag,
-            "Cache-Control": "no-cache" if public else "private, no-cache"}
+    return cacheable(request, body, etag=etag, public=public)
 
 
 # Search is added after package data on purpose: aiohttp tries the resources under /api/packages in the order
@@ -167,7 +146,7 @@ def package_headers(etag: str, public: bool) -> dict[str, str]:
 async def search(request: web.Request) -> web.Response:
     query = parse_search_params(single_params(request))
     page = await discovery(request).search.search(principal_of(request), query, fresh=wants_fresh(request))
-    return json_text(page.to_json())
+    return web.Response(text=page.to_json(), content_type="application/json")
 
 
 @routes.get(PACKAGE_PATH + "/versions")
@@ -182,12 +161,12 @@ async def search(request: web.Request) -> web.Response:
             responses={200: "One page of versions", 400: "Bad limit or cursor", 404: NOT_FOUND})
 async def versions(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.versions_json(
+    return cacheable_json(request, discovery(request).packages.versions_json(
         principal_of(request), m["namespace"], m["name"], *version_list_args(request)))
 
 
 def version_list_args(request: web.Request) -> tuple[int, str | None]:
-    """(limit, cursor) from the query (web.hot_reads reads them the same way)."""
+    """(limit, cursor) from the query."""
     params = single_params(request, frozenset({"limit", "cursor"}))
     return query_int(request, "limit", DEFAULT_VERSIONS_LIMIT, 1, MAX_VERSIONS_LIMIT), params.get("cursor") or None
 
@@ -198,7 +177,7 @@ def version_list_args(request: web.Request) -> tuple[int, str | None]:
             responses={200: "The version", 404: "No such package or version"})
 async def version(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.version_json(
+    return cacheable_json(request, discovery(request).packages.version_json(
         principal_of(request), m["namespace"], m["name"], m["version"]))
 
 
@@ -214,12 +193,12 @@ async def version(request: web.Request) -> web.Response:
             responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND})
 async def update_check(request: web.Request) -> web.Response:
     m = request.match_info
-    return json_text(discovery(request).packages.update_check_json(
+    return cacheable_json(request, discovery(request).packages.update_check_json(
         principal_of(request), m["namespace"], m["name"], *update_check_args(request)))
 
 
 def update_check_args(request: web.Request) -> tuple[str | None, str | None, bool]:
-    """(current, platform, prerelease) from the query (web.hot_reads reads them the same way)."""
+    """(current, platform, prerelease) from the query."""
     params = single_params(request, frozenset({"current", "platform", "prerelease"}))
     prerelease = parse_bool(params.get("prerelease"), "prerelease") or False
     return params.get("current") or None, params.get("platform") or None, prerelease
@@ -264,120 +243,3 @@ async def download_version(request: web.Request) -> web.StreamResponse:
 async def download_bundle(request: web.Request) -> web.StreamResponse:
     target = discovery(request).packages.bundle_target(principal_of(request), request.match_info["sha256"])
     return await serve_bundle(request, target)
-
-
-# --- serving bytes ------------------------------------------------------------------------------------------
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """A single byte range as (start, end exclusive); "unsatisfiable"; or None to send the whole file
-    (no header, a malformed one, another unit or several ranges: RFC 9110 lets a server ignore those)."""
-    if not header:
-        return None
-    match = _RANGE.match(header.strip())
-    if not match:
-        return None
-    first, last = match.groups()
-    if first == "" and last == "":
-        return None
-    if first == "":  # the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - suffix), size
-    start = int(first)
-    if last != "" and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    end = size if last == "" else min(int(last) + 1, size)
-    return start, end
-
-
-async def _send_bundle(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
-                       start: int, end: int) -> None:
-    """The headers, then bytes [start, end) of the blob: with sendfile from a local file where the connection
-    allows it (web/sendfile.py), else streamed through the event loop."""
-    local = blobs.local_file(sha256)
-    if local is not None and not os.path.isfile(local):
-        local = None  # the streaming path reports the missing blob, before any header is sent
-    chunks = None if local is not None else blobs.open_range(sha256, start, end)
-    first = b""
-    if chunks is not None and request.method != "HEAD":
-        first = await anext(chunks, b"")  # a missing blob fails here, before any header is sent
-    try:
-        await response.prepare(request)
-        if request.method != "HEAD":
-            if local is not None and not await sendfile.send_range(request, local, start, end):
-                chunks = blobs.open_range(sha256, start, end)  # no sendfile right now: stream it
-            if chunks is not None:
-                await _stream(response, first, chunks)
-        await response.write_eof()
-    except BaseException:
-        # The headers are out, so no error answer can follow them: drop the connection (the client sees a
-        # short body) rather than let a second response be written after part of this one.
-        if request.transport is not None:
-            request.transport.close()
-        raise
-    finally:
-        if chunks is not None:
-            await chunks.aclose()
-
-
-async def _stream(response: web.StreamResponse, first: bytes, chunks) -> None:
-    await response.write(first)
-    async for chunk in chunks:
-        await response.write(chunk)
-
-
-def bundle_headers(target: DownloadTarget) -> dict[str, str]:
-    etag = f'"{target.sha256}"'
-    digest = base64.b64encode(bytes.fromhex(target.sha256)).decode()
-    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", target.filename)
-    headers = {
-        "ETag": etag,
-        # The bytes behind these URLs never change (content-addressed; versions are immutable).
-        "Cache-Control": ("public, " if target.public else "private, ") + IMMUTABLE,
-        "Content-Disposition": f'attachment; filename="{ascii_name}"',
-        "Repr-Digest": f"sha-256=:{digest}:",
-        "Accept-Ranges": "bytes",
-        **dict(BASE_HEADERS),  # the response is sent by the handler, before the front door would add them
-    }
-    if target.yanked:
-        headers["X-Mcpstore-Yanked"] = "true"
-    return headers
-
-
-async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.StreamResponse:
-    services = request.app["services"]
-    headers = bundle_headers(target)
-    counter = services.discovery.downloads
-    if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
-        return web.Response(status=304, headers=headers)
-    size = target.size
-    wanted = parse_range(request.headers.get("Range"), size)
-    if_range = request.headers.get("If-Range")
-    if wanted is not None and if_range is not None and if_range.strip() != headers["ETag"]:
-        wanted = None  # the client's partial copy is of other bytes: send everything
-    if wanted == "unsatisfiable":
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"},
-                            content_type="application/json",
-                            text='{"error":{"code":"range_not_satisfiable","message":"the requested range is '
-                                 f'outside the {size}-byte bundle","details":{{"size":{size}}}}}}}')
-    start, end = wanted if isinstance(wanted, tuple) else (0, size)
-    counts = request.method == "GET" and start == 0  # resumed downloads are not new downloads
-    redirect = await services.blobs.presigned_url(target.sha256, target.filename)
-    if redirect:
-        if counts:
-            counter.record(target.package_id, target.version_id)
-        raise web.HTTPFound(redirect, headers={"Cache-Control": "private, max-age=60", "ETag": headers["ETag"]})
-    status = 206 if isinstance(wanted, tuple) else 200
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_type = BUNDLE_TYPE
-    response.content_length = end - start
-    if status == 206:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    await _send_bundle(request, response, services.blobs, target.sha256, start, end)
-    if counts:
-        counter.record(target.package_id, target.version_id)
-    return response
-

@@ -16,6 +16,7 @@ from .access import DEVICE_TOKEN, allow, signed_in
 from .auth import caller
 from .openapi import documented
 from .util import client_ip, dump, etag_matches, read_json
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 POLICY = web.AppKey("policy", PolicyService)
@@ -35,15 +36,15 @@ class DeviceTokenBody(BaseModel):
     name: OneLine = Field(min_length=1, max_length=100)
 
 
-def install(app: web.Application, front_door) -> None:
+def install(app: web.Application) -> None:
     """The one hook in create_app: the routes, and the service (built by build_services) under POLICY."""
 
     async def policy_service(app: web.Application):
-        app[POLICY] = app["services"].policy
+        app[POLICY] = app[SERVICES].policy
         yield
 
     app.cleanup_ctx.append(policy_service)
-    front_door.add_routes(app.router, routes)
+    app.router.add_routes(routes)
 
 
 def _policies(request: web.Request) -> PolicyService:

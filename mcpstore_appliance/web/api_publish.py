@@ -22,6 +22,7 @@ from .errors import json_error
 from .forms import read_publish_form
 from .openapi import documented
 from .util import client_ip, query_int, read_json
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -113,7 +114,7 @@ async def expect_bundle(request: web.Request):
     expect = request.headers.get(hdrs.EXPECT, "")
     if expect.lower() != "100-continue":
         raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:50]}")
-    cap = request.app["services"].settings.publish.max_bundle_bytes
+    cap = request.app[SERVICES].settings.publish.max_bundle_bytes
     if request.content_length is not None and request.content_length > cap:
         error = too_large(cap)
         return json_error(413, error.code, error.message, error.details, headers={"Connection": "close"})
@@ -146,7 +147,7 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
                422: "Bundle rejected (invalid zip or manifest, bad signature, findings)"})
 async def publish(request: web.Request) -> web.Response:
     principal = caller(request)
-    services = request.app["services"]
+    services = request.app[SERVICES]
     options = dict(request.query)
     declared_size = None
     if request.content_type.startswith("multipart/"):
@@ -182,7 +183,7 @@ def _version_route(action: str, summary: str, reason: str):
         principal = caller(request)
         body = await _optional_json(request, ReasonBody)
         m = request.match_info
-        change = await getattr(request.app["services"].package_status, action)(
+        change = await getattr(request.app[SERVICES].package_status, action)(
             principal, m["namespace"], m["name"], m["version"], body.reason, ip=client_ip(request))
         return web.json_response(change.to_dict())
 
@@ -210,7 +211,7 @@ routes.post(VERSION_PATH + "/deprecate")(_version_route(
                    "after": {"type": "integer", "description": "the next_after of the previous page"}},
             responses={200: "A page of quarantined versions", 403: "Site administrators only"})
 async def quarantine_list(request: web.Request) -> web.Response:
-    page = await request.app["services"].package_status.quarantined(
+    page = await request.app[SERVICES].package_status.quarantined(
         limit=query_int(request, "limit", 50, 1, 200), after_id=query_int(request, "after", 0, 0, 2**62))
     return web.json_response(page)
 
@@ -228,7 +229,7 @@ async def quarantine_release(request: web.Request) -> web.Response:
     admin = caller(request)
     body = await _optional_json(request, NoteBody)
     m = request.match_info
-    change = await request.app["services"].package_status.release(
+    change = await request.app[SERVICES].package_status.release(
         admin, m["namespace"], m["name"], m["version"], body.note, ip=client_ip(request))
     return web.json_response(change.to_dict())
 
@@ -242,6 +243,6 @@ async def quarantine_reject(request: web.Request) -> web.Response:
     admin = caller(request)
     body = await _optional_json(request, ReasonBody)
     m = request.match_info
-    change = await request.app["services"].package_status.reject(
+    change = await request.app[SERVICES].package_status.reject(
         admin, m["namespace"], m["name"], m["version"], body.reason, ip=client_ip(request))
     return web.json_response(change.to_dict())

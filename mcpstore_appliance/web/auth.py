@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
+from .keys import CSRF_PENDING, CSRF_TOKEN, PRINCIPAL, SERVICES
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -20,12 +21,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def principal_of(request: web.Request) -> Principal | None:
-    return request.get("principal")
+    return request.get(PRINCIPAL)
 
 
 def caller(request: web.Request) -> Principal:
     """The principal of a route declared signed_in/site_admin: the front door admitted it, so it is there."""
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     if principal is None:
         raise RuntimeError(f"{request.method} {request.path}: no principal on a route that requires one "
                            "(is its @allow declaration ANYONE?)")
@@ -47,22 +48,22 @@ def _same(a: str, b: str) -> bool:
 
 
 async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None:
-    """Resolve the caller into request["principal"] and enforce CSRF for cookie callers (unless `check_csrf` is
+    """Resolve the caller into request[PRINCIPAL] and enforce CSRF for cookie callers (unless `check_csrf` is
     false: for requests no route took, whose 404/405 speaks for itself)."""
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     authorization = request.headers.get("Authorization", "")
     session_csrf = None
-    request["principal"] = None
+    request[PRINCIPAL] = None
     if authorization:
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
-        request["principal"] = await accounts.principal_for_token(credential.strip())
+        request[PRINCIPAL] = await accounts.principal_for_token(credential.strip())
     elif (session_id := request.cookies.get(SESSION_COOKIE)):
         found = await accounts.principal_for_session(session_id)
         if found:
-            request["principal"], session_csrf = found
-            request["csrf_token"] = session_csrf
+            request[PRINCIPAL], session_csrf = found
+            request[CSRF_TOKEN] = session_csrf
     if check_csrf and request.method not in SAFE_METHODS and not authorization:
         await _check_csrf(request, session_csrf)
 
@@ -70,7 +71,7 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
 async def _check_csrf(request: web.Request, session_csrf: str | None) -> None:
     if request.content_type == "multipart/form-data":
         # Streamed uploads: the handler reads the csrf_token part itself (see check_csrf_value).
-        request["csrf_pending"] = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
+        request[CSRF_PENDING] = session_csrf or request.cookies.get(ANON_CSRF_COOKIE, "")
         return
     if session_csrf is None and request.content_type != "application/x-www-form-urlencoded":
         # No cookie session means no ambient credential to abuse. Plain HTML forms (login, signup) still
@@ -83,5 +84,5 @@ async def _check_csrf(request: web.Request, session_csrf: str | None) -> None:
 
 def check_csrf_value(request: web.Request, value: str) -> None:
     """For multipart forms: compare the form's csrf_token part with the session's token."""
-    if "csrf_pending" in request and not _same(value, request["csrf_pending"]):
+    if CSRF_PENDING in request and not _same(value, request[CSRF_PENDING]):
         raise Forbidden("missing or wrong CSRF token; reload the page and try again", code="csrf_failed")

@@ -11,7 +11,7 @@ transport and aiohttp and keeps:
 
 - the head's clock: from the first byte of a request until its blank line (CRLF CRLF after some content;
   aiohttp skips empty lines before a request line and refuses bare LF endings);
-- the body's clock: `follow_body` (called by the front door, web/middlewares.py) hands it the request when it
+- the body's clock: `follow_body` (called by the front door, web/front_door.py) hands it the request when it
   reaches the app; while the request's body is incomplete (`request.content.is_eof()` is false) and the app reads
   (`transport.is_reading()`: aiohttp stops reading when the handler leaves bytes unread), the client must send
   a byte at least every body-stall timeout. A handler that is busy after its body arrived is never cut.

@@ -12,6 +12,7 @@ from aiohttp.log import server_logger
 
 from .. import errors
 from ..blobs.base import StorageError
+from .keys import SETTINGS
 
 log = logging.getLogger("mcpstore.web")
 
@@ -99,7 +100,7 @@ def www_authenticate(request: web.Request) -> str:
     """The challenge of a 401 (RFC 9110): Bearer; on the hosted MCP endpoint it points at the RFC 9728
     protected-resource metadata, as the MCP authorization spec asks."""
     if request.path.startswith("/mcp/"):
-        base = request.app["settings"].base_url
+        base = request.app[SETTINGS].base_url
         return f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource{request.path}"'
     return 'Bearer realm="mcpstore"'
 
@@ -107,7 +108,7 @@ def www_authenticate(request: web.Request) -> str:
 def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The answer for an exception a handler raised, turning every failure into the JSON error (or HTML
     error page) the client should see; re-raised when it is a redirect or other non-error HTTPException,
-    which aiohttp sends as it is. Called by the front door (web/middlewares.py)."""
+    which aiohttp sends as it is. Called by the front door (web/front_door.py)."""
     if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
         if isinstance(exc, errors.Unauthenticated):

@@ -19,6 +19,7 @@ from ..catalog.uploads import BLOCK_SIZE
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..text import check_text
 from .auth import check_csrf_value
+from .keys import CSRF_PENDING
 
 MAX_FIELD_BYTES = 64 * 1024
 # What aiohttp's multipart reader raises for a body that does not follow its boundary or headers.
@@ -47,7 +48,7 @@ async def read_form(request: web.Request, *, multiline: Collection[str] = ()) ->
     if request.content_type.startswith("multipart/"):
         open_multipart(request)  # the same refusals as the streamed form
     form = await guarded(request.post())
-    if "csrf_pending" in request:  # a multipart form: web/auth.py leaves its csrf_token field to the reader
+    if CSRF_PENDING in request:  # a multipart form: web/auth.py leaves its csrf_token field to the reader
         check_csrf_value(request, str(form.get("csrf_token", "")))
     for name, value in form.items():
         check_text(name, "a form field name")

@@ -8,7 +8,7 @@ import hmac
 from aiohttp import web
 
 from .access import NO_CREDENTIALS, allow
-from .encoded import json_text
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -16,13 +16,13 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 @allow(NO_CREDENTIALS)
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return json_text('{"status":"ok"}')
+    return web.Response(text='{"status":"ok"}', content_type="application/json")
 
 
 @routes.get("/readyz")
 @allow(NO_CREDENTIALS)
 async def readyz(request: web.Request) -> web.Response:
-    services = request.app["services"]
+    services = request.app[SERVICES]
     checks = {}
     for name, probe in (("database", services.db.ping), ("blobs", services.blobs.ping)):
         try:
@@ -37,7 +37,7 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 @allow(NO_CREDENTIALS)  # its own bearer token (server.metrics_token), unrelated to API tokens
 async def metrics(request: web.Request) -> web.Response:
-    services = request.app["services"]
+    services = request.app[SERVICES]
     token = services.settings.server.metrics_token.get_secret_value()
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

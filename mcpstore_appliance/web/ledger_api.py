@@ -25,6 +25,7 @@ from .access import ANYONE, NO_CREDENTIALS, allow
 from .auth import principal_of
 from .errors import json_error
 from .openapi import documented
+from .keys import SERVICES
 
 log = logging.getLogger("mcpstore.ledger")
 
@@ -38,12 +39,12 @@ TEXT = "text/plain"
 
 
 def _ledger(request: web.Request) -> Ledger:
-    return request.app["services"].ledger
+    return request.app[SERVICES].ledger
 
 
 def _may_open(request: web.Request) -> MayOpen:
     """Whether the caller may see the package a sealed event is about: the catalog's visibility rule."""
-    principal, packages = principal_of(request), request.app["services"].discovery.packages
+    principal, packages = principal_of(request), request.app[SERVICES].discovery.packages
     return lambda event: principal is not None and packages.visible(principal, str(event.get("namespace")),
                                                                     str(event.get("name")))
 

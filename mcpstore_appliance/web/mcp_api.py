@@ -26,6 +26,7 @@ from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
 from .openapi import documented
 from .auth import caller
+from .keys import SERVICES, SETTINGS
 
 log = logging.getLogger("mcpstore.gateway")
 routes = web.RouteTableDef()
@@ -44,7 +45,7 @@ def _check_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    settings = request.app["settings"]
+    settings = request.app[SETTINGS]
     allowed = {_origin(settings.base_url), *(_origin(o) for o in settings.hosted.allowed_origins)}
     if origin.lower() not in allowed:
         raise Forbidden("this Origin may not call the hosted MCP endpoint", code="origin_refused")
@@ -160,7 +161,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
 
 def _resource_metadata(request: web.Request, resource: str) -> web.Response:
-    base = request.app["settings"].base_url
+    base = request.app[SETTINGS].base_url
     return web.json_response({"resource": resource, "authorization_servers": [base],
                               "bearer_methods_supported": ["header"], "scopes_supported": [],
                               "resource_name": "mcpstore hosted MCP servers"},
@@ -171,7 +172,7 @@ def _resource_metadata(request: web.Request, resource: str) -> web.Response:
 @allow(NO_CREDENTIALS)
 async def protected_resource(request: web.Request) -> web.StreamResponse:
     """RFC 9728 metadata of one hosted endpoint (the path the 401's WWW-Authenticate names)."""
-    base = request.app["settings"].base_url
+    base = request.app[SETTINGS].base_url
     return _resource_metadata(request, f"{base}/mcp/{request.match_info['namespace']}/{request.match_info['name']}")
 
 
@@ -181,14 +182,14 @@ async def protected_resource_root(request: web.Request) -> web.StreamResponse:
     return _resource_metadata(request, f"{request.app['settings'].base_url}/mcp/")
 
 
-def install_gateway(app: web.Application, front_door) -> None:
+def install_gateway(app: web.Application) -> None:
     """The one hook in create_app: the gateway's routes and its background work (reaping, metering)."""
 
     async def gateway_lifecycle(app: web.Application):
-        gateway = app[GATEWAY] = app["services"].gateway
+        gateway = app[GATEWAY] = app[SERVICES].gateway
         gateway.start()
         yield
         await gateway.stop()
 
     app.cleanup_ctx.append(gateway_lifecycle)
-    front_door.add_routes(app.router, routes)
+    app.router.add_routes(routes)

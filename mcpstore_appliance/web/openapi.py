@@ -14,6 +14,7 @@ from aiohttp import web
 from .. import __version__
 from .access import NO_CREDENTIALS, access_of, allow
 from .errors import REGISTRY_PREFIXES
+from .keys import SERVICES
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -141,5 +142,5 @@ routes = web.RouteTableDef()
 @allow(NO_CREDENTIALS)
 @documented("This OpenAPI 3.1 document", tags=["meta"])
 async def openapi_document(request: web.Request) -> web.Response:
-    services = request.app["services"]
+    services = request.app[SERVICES]
     return web.json_response(build_document(request.app, services.settings.base_url))

@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
@@ -25,9 +25,7 @@ from . import errors as web_errors
 from .access import NO_CREDENTIALS, allow
 from .auth import ANON_CSRF_COOKIE, principal_of
 from .page_format import FILTERS, with_query
-
-if TYPE_CHECKING:
-    from .middlewares import FrontDoor
+from .keys import CSRF_TOKEN, NEW_ANON_CSRF, NO_STORE, SETTINGS
 
 log = logging.getLogger("mcpstore.web")
 
@@ -94,13 +92,27 @@ def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
 
 def csrf_token_for(request: web.Request) -> str:
     """The session's CSRF token, or this browser's anonymous double-submit token (created on first use)."""
-    if request.get("csrf_token"):
-        return request["csrf_token"]
+    if request.get(CSRF_TOKEN):
+        return request[CSRF_TOKEN]
     token = request.cookies.get(ANON_CSRF_COOKIE, "")
     if len(token) < 20 or len(token) > 100:
-        token = request.get("new_anon_csrf") or secrets.token_urlsafe(32)
-        request["new_anon_csrf"] = token
+        token = request.get(NEW_ANON_CSRF) or secrets.token_urlsafe(32)
+        request[NEW_ANON_CSRF] = token
     return token
+
+
+class _LazyToken:
+    """The CSRF token, made (and set as a cookie) only when a template prints it: a page without a form then
+    sets no cookie, so a shared cache may keep it."""
+
+    def __init__(self, request: web.Request):
+        self._request = request
+
+    def __str__(self) -> str:
+        return csrf_token_for(self._request)
+
+    def __html__(self) -> str:
+        return str(self)
 
 
 def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +120,7 @@ def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
     return {
         "notice": None, "error": None, "error_details": None,
         "principal": principal_of(request),
-        "csrf_token": csrf_token_for(request),
+        "csrf_token": _LazyToken(request),
         "request_path": request.path,
         "search_q": query.get("q", "") if request.path in ("/", "/search") else "",
         **values,
@@ -116,11 +128,11 @@ def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finish(request: web.Request, response: web.Response) -> web.Response:
-    if request.get("new_anon_csrf"):
-        settings = request.app["settings"]
-        response.set_cookie(ANON_CSRF_COOKIE, request["new_anon_csrf"], httponly=True, samesite="Strict",
+    if request.get(NEW_ANON_CSRF):
+        settings = request.app[SETTINGS]
+        response.set_cookie(ANON_CSRF_COOKIE, request[NEW_ANON_CSRF], httponly=True, samesite="Strict",
                             secure=settings.server.behind_tls, path="/")
-    if principal_of(request) is not None or request.get("no_store"):
+    if principal_of(request) is not None or request.get(NO_STORE):
         # Personal pages must not be kept by shared caches or the back button after logout.
         response.headers.setdefault("Cache-Control", "private, no-store")
     return response
@@ -167,16 +179,17 @@ def render_error(request: web.Request, status: int, message: str) -> web.Respons
 
 # ---- wiring -----------------------------------------------------------------------------------------
 
-def install_pages(app: web.Application, front_door: "FrontDoor") -> None:
+def install_pages(app: web.Application) -> None:
     from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_publish  # noqa: PLC0415
 
     manifest = _static_manifest(resource_dir("static"))
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
-    front_door.add_get(app.router, "/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
-    front_door.add_get(app.router, "/favicon.ico", allow(NO_CREDENTIALS)(favicon))
+    app[pages_catalog.HOME_KEPT] = {}
+    app.router.add_get("/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
+    app.router.add_get("/favicon.ico", allow(NO_CREDENTIALS)(favicon))
     for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):
-        front_door.add_routes(app.router, module.routes)
+        app.router.add_routes(module.routes)
     web_errors.html_error_renderer = render_error
 
 

@@ -12,6 +12,7 @@ from .errors import status_for
 from .forms import read_form
 from .pages import redirect, render, safe_next
 from .util import client_ip
+from .keys import NO_STORE, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -29,9 +30,9 @@ def form_error(exc: DomainError) -> dict:
 
 
 async def _start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
-    session_id, _csrf = await request.app["services"].accounts.start_session(user)
+    session_id, _csrf = await request.app[SERVICES].accounts.start_session(user)
     response = redirect(location)
-    settings = request.app["settings"]
+    settings = request.app[SETTINGS]
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Lax", path="/",
                         secure=settings.server.behind_tls,
                         max_age=settings.accounts.session_ttl_hours * 3600)
@@ -53,7 +54,7 @@ async def login_page(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"password"})  # a password is never shown
     login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
@@ -70,7 +71,7 @@ async def login_submit(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
-        await request.app["services"].accounts.end_session(session_id)
+        await request.app[SERVICES].accounts.end_session(session_id)
     response = redirect("/")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -86,7 +87,7 @@ def _signup_values(form) -> dict:
 @routes.get("/signup")
 @allow(ANYONE)
 async def signup_page(request: web.Request) -> web.Response:
-    mode = request.app["settings"].accounts.signup
+    mode = request.app[SETTINGS].accounts.signup
     return await render(request, "accounts/signup.html", mode=mode, values={},
                         invite_code=request.query.get("invite", "")[:100])
 
@@ -97,30 +98,30 @@ async def signup_submit(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"password"})  # a password is never shown
     values = _signup_values(form)
     invite = str(form.get("invite_code", ""))[:100] or None
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     try:
         user = await accounts.signup(values["email"], values["username"], str(form.get("password", ""))[:1024],
                                      display_name=values["display_name"], invite_code=invite, ip=client_ip(request))
     except DomainError as exc:
         return await render(request, "accounts/signup.html", status=status_for(exc), values=values,
-                            mode=request.app["settings"].accounts.signup, invite_code=invite or "", **form_error(exc))
+                            mode=request.app[SETTINGS].accounts.signup, invite_code=invite or "", **form_error(exc))
     raise await _start_session(request, user, "/account?done=welcome")
 
 
 @routes.get("/setup")
 @allow(ANYONE)
 async def setup_page(request: web.Request) -> web.Response:
-    request["no_store"] = True  # the page carries a one-time code
+    request[NO_STORE] = True  # the page carries a one-time code
     return await render(request, "accounts/setup.html", code=request.query.get("code", "")[:100], values={})
 
 
 @routes.post("/setup")
 @allow(ANYONE)
 async def setup_submit(request: web.Request) -> web.Response:
-    request["no_store"] = True
+    request[NO_STORE] = True
     form = await read_form(request, multiline={"password"})  # a password is never shown
     values, code = _signup_values(form), str(form.get("code", ""))[:100]
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     try:
         user = await accounts.complete_setup(code, values["email"], values["username"],
                                              str(form.get("password", ""))[:1024], values["display_name"])
@@ -134,14 +135,14 @@ async def setup_submit(request: web.Request) -> web.Response:
 
 async def _account_page(request: web.Request, status: int = 200, **values) -> web.Response:
     principal = caller(request)
-    accounts = request.app["services"].accounts
+    accounts = request.app[SERVICES].accounts
     tokens = await accounts.list_tokens(principal)
     orgs = await accounts.orgs_of(principal)
     notice = NOTICES.get(request.query.get("done", ""))
     return await render(request, "accounts/account.html", status=status, tokens=tokens, orgs=orgs,
                         all_scopes=[s for s in SCOPES if s != "admin" or principal.user.is_admin],
                         scope_descriptions=SCOPE_DESCRIPTIONS,
-                        max_days=request.app["settings"].accounts.token_max_days,
+                        max_days=request.app[SETTINGS].accounts.token_max_days,
                         notice=notice, **{"new_token": None, "token_form": {}, "org_form": {}, **values})
 
 
@@ -164,13 +165,13 @@ async def create_token(request: web.Request) -> web.Response:
     except ValueError:
         days = -1  # the service explains the allowed range
     try:
-        secret, info = await request.app["services"].accounts.create_token(
+        secret, info = await request.app[SERVICES].accounts.create_token(
             principal, token_form["name"], scopes, org_slug=token_form["org"] or None, expires_in_days=days,
             ip=client_ip(request))
     except DomainError as exc:
         return await _account_page(request, status_for(exc), token_form=token_form, token_error=exc.message)
     # The secret is in this response only: rendered, never stored, never redirected through a URL.
-    request["no_store"] = True
+    request[NO_STORE] = True
     return await _account_page(request, 201, new_token={"secret": secret, "info": info})
 
 
@@ -178,7 +179,7 @@ async def create_token(request: web.Request) -> web.Response:
 @allow(browser_session("account"))
 async def revoke_token(request: web.Request) -> web.Response:
     principal = caller(request)
-    await request.app["services"].accounts.revoke_token(principal, int(request.match_info["token_id"]),
+    await request.app[SERVICES].accounts.revoke_token(principal, int(request.match_info["token_id"]),
                                                         ip=client_ip(request))
     raise redirect("/account", done="token_revoked")
 
@@ -190,7 +191,7 @@ async def create_org(request: web.Request) -> web.Response:
     form = await read_form(request)
     org_form = {"slug": str(form.get("slug", ""))[:39], "name": str(form.get("name", ""))[:100]}
     try:
-        org = await request.app["services"].accounts.create_org(principal, org_form["slug"], org_form["name"])
+        org = await request.app[SERVICES].accounts.create_org(principal, org_form["slug"], org_form["name"])
     except DomainError as exc:
         return await _account_page(request, status_for(exc), org_form=org_form, org_error=exc.message)
     raise redirect(f"/orgs/{org.slug}", done="org_created")

@@ -11,6 +11,7 @@ from .errors import status_for
 from .forms import read_form
 from .pages import redirect, render
 from .util import client_ip, query_int
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -21,7 +22,7 @@ USERS_PER_PAGE = 100
 @allow(site_admin(page=True, session_only=True))
 async def users(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, 2**62)
-    found = await request.app["services"].accounts.list_users(USERS_PER_PAGE, after)
+    found = await request.app[SERVICES].accounts.list_users(USERS_PER_PAGE, after)
     next_after = found[-1].id if len(found) == USERS_PER_PAGE else None
     return await render(request, "admin/users.html", users=found, next_after=next_after)
 
@@ -35,7 +36,7 @@ QUEUE_PAGE = 50
 
 async def _queue_page(request: web.Request, status: int = 200, **values) -> web.Response:
     after = query_int(request, "after", 0, 0, 2**62)
-    queue = await request.app["services"].package_status.quarantined(limit=QUEUE_PAGE, after_id=after)
+    queue = await request.app[SERVICES].package_status.quarantined(limit=QUEUE_PAGE, after_id=after)
     return await render(request, "admin/quarantine.html", status=status, items=queue["items"],
                         next_after=queue["next_after"], notice=NOTICES.get(request.query.get("done", "")),
                         **{"action_error": None, **values})
@@ -55,7 +56,7 @@ async def review(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"reason"})
     text = str(form.get("reason", ""))[:2000] or None
     try:
-        await getattr(request.app["services"].package_status, m["action"])(
+        await getattr(request.app[SERVICES].package_status, m["action"])(
             admin, m["namespace"], m["name"], m["version"], text, ip=client_ip(request))
     except DomainError as exc:
         return await _queue_page(request, status_for(exc), action_error=f"{m['namespace']}/{m['name']} "

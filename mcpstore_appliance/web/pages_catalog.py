@@ -21,6 +21,8 @@ from .access import ANYONE, allow
 from .auth import principal_of
 from .errors import status_for
 from .pages import render
+from .caching import cacheable, etag_of
+from .keys import SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -37,7 +39,7 @@ RATING_STEPS = ("4.5", "4", "3")
 
 
 def discovery(request: web.Request):
-    return request.app["services"].discovery
+    return request.app[SERVICES].discovery
 
 
 async def search_packages(request: web.Request, params: dict[str, str]) -> SearchPage:
@@ -47,17 +49,33 @@ async def search_packages(request: web.Request, params: dict[str, str]) -> Searc
 
 # ---- home -----------------------------------------------------------------------------------------------
 
+# The anonymous home page (no query) while nothing is committed: (stamp, body, etag). Every anonymous visitor
+# gets the same bytes, and rendering it runs three searches and a template.
+HOME_KEPT = web.AppKey("home_kept", dict)
+HTML = "text/html; charset=utf-8"
+
+
 @routes.get("/")
 @allow(ANYONE)
 async def home(request: web.Request) -> web.Response:
     principal = principal_of(request)
+    keep = principal is None and not request.query_string
+    stamp = request.app[SERVICES].db.stamp()  # before any read: a kept page never claims newer data
+    kept = request.app[HOME_KEPT].get("anonymous") if keep else None
+    if kept is not None and kept[0] == stamp:
+        return cacheable(request, kept[1], etag=kept[2], content_type=HTML)
     search = discovery(request).search
     top, used, newest = await asyncio.gather(*(  # the catalog runs them on its reader threads side by side
         search.search(principal, SearchQuery(sort=sort, limit=HOME_STRIP)) for sort in ("rating", "downloads", "newest")))
-    return await render(request, "catalog/home.html",
-                        top_rated=[p for p in top.item_dicts() if p.get("rating") is not None],
-                        most_used=used.item_dicts(), newest=newest.item_dicts(),
-                        categories=list(used.facets.get("category", {}).items())[:24], total=used.total)
+    response = await render(request, "catalog/home.html",
+                            top_rated=[p for p in top.item_dicts() if p.get("rating") is not None],
+                            most_used=used.item_dicts(), newest=newest.item_dicts(),
+                            categories=list(used.facets.get("category", {}).items())[:24], total=used.total)
+    if not keep or response.cookies or response.status != 200:
+        return response
+    body, etag = response.body, etag_of(response.body)
+    request.app[HOME_KEPT]["anonymous"] = (stamp, body, etag)
+    return cacheable(request, body, etag=etag, content_type=HTML)
 
 
 # ---- search ---------------------------------------------------------------------------------------------
@@ -100,7 +118,7 @@ async def package_page(request: web.Request) -> web.Response:
     versions = packages.versions(principal, m["namespace"], m["name"], limit=100)
     # Sanitized by the catalog (markdown -> allowlisted HTML with nh3); everything else is escaped.
     description_html = Markup(package.get("long_description_html") or "")
-    settings = request.app["settings"]
+    settings = request.app[SETTINGS]
     return await render(request, "catalog/package.html", pkg=package, versions=versions["versions"],
                         versions_total=versions["total"], description_html=description_html,
                         base_url=settings.base_url, snippets=install_snippets(package),
@@ -133,7 +151,7 @@ async def package_icon(request: web.Request) -> web.Response:
     icon = package.get("icon_sha256")
     if not icon:
         raise web.HTTPNotFound()
-    data = b"".join([chunk async for chunk in request.app["services"].blobs.open_range(icon)])
+    data = b"".join([chunk async for chunk in request.app[SERVICES].blobs.open_range(icon)])
     scope = "public" if package.get("visibility") == "public" else "private"
     # The URL carries the icon's hash (see icon_url), so a matching URL can be cached for good.
     fresh = request.query.get("v") == icon[:16]

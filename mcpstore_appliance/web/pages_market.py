@@ -17,6 +17,7 @@ from .access import browser_session, allow
 from .auth import caller
 from .forms import read_form
 from .pages import redirect, render
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 BUYER_PAGE = browser_session("account")
@@ -39,7 +40,7 @@ def qr_code(bolt11: str) -> str:
 @routes.get("/account/purchases")
 @allow(BUYER_PAGE)
 async def purchases_page(request: web.Request) -> web.Response:
-    market = request.app["services"].market
+    market = request.app[SERVICES].market
     principal = caller(request)
     focus, notice = None, None
     order_id = request.query.get("order", "")
@@ -62,7 +63,7 @@ async def buy_form(request: web.Request) -> web.Response:
     form = await read_form(request)
     body = {key: form[key] for key in ("provider", "amount") if form.get(key)}
     m = request.match_info
-    order = await request.app["services"].market.buy(caller(request), m["namespace"], m["name"], body)
+    order = await request.app[SERVICES].market.buy(caller(request), m["namespace"], m["name"], body)
     if order.get("pay_url"):
         raise web.HTTPSeeOther(order["pay_url"])  # Stripe's Checkout page, which returns to the purchases page
     raise redirect("/account/purchases", order=order["id"])

@@ -12,6 +12,7 @@ from .errors import status_for
 from .forms import read_form
 from .pages import redirect, render
 from .pages_catalog import search_packages
+from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -24,7 +25,7 @@ NOTICES = {
 
 async def _org_page(request: web.Request, status: int = 200, **values) -> web.Response:
     principal = principal_of(request)
-    services = request.app["services"]
+    services = request.app[SERVICES]
     slug = request.match_info["slug"]
     org = await services.accounts.get_org(slug)
     role = principal.role_in(org.id) if principal else None
@@ -58,7 +59,7 @@ async def set_member(request: web.Request) -> web.Response:
     member_form = {"username": str(form.get("username", ""))[:39], "role": str(form.get("role", "member"))[:20]}
     slug = request.match_info["slug"]
     try:
-        await request.app["services"].accounts.set_member(principal, slug, member_form["username"],
+        await request.app[SERVICES].accounts.set_member(principal, slug, member_form["username"],
                                                           member_form["role"])
     except DomainError as exc:
         return await _org_page(request, status_for(exc), member_form=member_form, member_error=exc.message)
@@ -71,7 +72,7 @@ async def remove_member(request: web.Request) -> web.Response:
     principal = caller(request)
     slug = request.match_info["slug"]
     try:
-        await request.app["services"].accounts.remove_member(principal, slug, request.match_info["username"])
+        await request.app[SERVICES].accounts.remove_member(principal, slug, request.match_info["username"])
     except DomainError as exc:
         return await _org_page(request, status_for(exc), member_error=exc.message)
     raise redirect(f"/orgs/{slug}", done="member_removed")

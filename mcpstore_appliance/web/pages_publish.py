@@ -19,6 +19,7 @@ from .pages import redirect, render
 from .pages_accounts import form_error
 from .pages_catalog import discovery
 from .util import client_ip
+from .keys import NO_STORE, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -34,7 +35,7 @@ STATS_DAYS = 30
 
 async def publish_namespaces(request: web.Request, principal) -> list[tuple[str, str]]:
     """(namespace, label) pairs the user may publish to: their own and orgs where their role publishes."""
-    orgs = await request.app["services"].accounts.orgs_of(principal)
+    orgs = await request.app[SERVICES].accounts.orgs_of(principal)
     return [(principal.user.username, f"{principal.user.username} (you)")] + [
         (org.slug, f"{org.name} ({org.slug})") for org, role in orgs if role in ROLES_THAT_PUBLISH]
 
@@ -45,7 +46,7 @@ async def publish_namespaces(request: web.Request, principal) -> list[tuple[str,
 @allow(browser_session("publish"))
 async def dashboard(request: web.Request) -> web.Response:
     principal = caller(request)
-    packages = await request.app["services"].package_status.managed_packages(principal)
+    packages = await request.app[SERVICES].package_status.managed_packages(principal)
     groups = [{"namespace": namespace, "label": label,
                "packages": [p for p in packages if p["namespace"] == namespace]}
               for namespace, label in await publish_namespaces(request, principal)]
@@ -58,7 +59,7 @@ async def _upload_form(request: web.Request, principal, status: int = 200, **val
     return await render(request, "publish/upload.html", status=status,
                         namespaces=await publish_namespaces(request, principal), pricing_models=PRICING_MODELS,
                         currencies=tuple(CURRENCY_DECIMALS), tiers=TIERS, visibilities=VISIBILITIES,
-                        max_bytes=request.app["settings"].publish.max_bundle_bytes,
+                        max_bytes=request.app[SETTINGS].publish.max_bundle_bytes,
                         **{"form": {}, **values})
 
 
@@ -78,11 +79,11 @@ async def upload(request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
             raise InvalidInput("send the upload form as multipart/form-data with a .mcpb file", code="not_multipart")
         chunks = await read_publish_form(request, options)
-        result = await request.app["services"].publisher.publish(
+        result = await request.app[SERVICES].publisher.publish(
             principal, PublishOptions.parse(options), chunks, ip=client_ip(request))
     except DomainError as exc:
         return await _upload_form(request, principal, status_for(exc), form=options, **form_error(exc))
-    request["no_store"] = True
+    request[NO_STORE] = True
     return await render(request, "publish/result.html", status=201, result=result.to_dict())
 
 
@@ -119,7 +120,7 @@ async def change_status(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"reason"})
     reason = str(form.get("reason", ""))[:2000] or None
     try:
-        await getattr(request.app["services"].package_status, action)(
+        await getattr(request.app[SERVICES].package_status, action)(
             principal, m["namespace"], m["name"], m["version"], reason, ip=client_ip(request))
     except DomainError as exc:
         return await _manage_page(request, status_for(exc), action_error=exc.message, action_version=m["version"])

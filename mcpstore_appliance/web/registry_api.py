@@ -30,10 +30,11 @@ from ..errors import InvalidInput
 from .api_packages import parse_bool, single_params, wants_fresh
 from .access import ANYONE, NO_CREDENTIALS, allow, signed_in
 from .auth import caller, principal_of
-from .encoded import json_data, json_text
+from .caching import cacheable_json, compact_json
 from .errors import REGISTRY_CORS, registry_error
 from .openapi import documented
 from .util import client_ip, read_json
+from .keys import SERVICES
 
 log = logging.getLogger("mcpstore.registry")
 routes = web.RouteTableDef()
@@ -64,7 +65,7 @@ def registry_handler(handler):
 
 
 def registry(request: web.Request):
-    return request.app["services"].discovery.registry
+    return request.app[SERVICES].discovery.registry
 
 
 def _limit(raw: str | None) -> int:
@@ -93,7 +94,7 @@ async def list_servers(request: web.Request) -> web.Response:
         search=params.get("search") or None, updated_since=params.get("updated_since") or None,
         version=params.get("version") or None, include_deleted=parse_bool(params.get("include_deleted"),
                                                                           "include_deleted"))
-    return json_text(text)
+    return cacheable_json(request, text)
 
 
 @registry_handler
@@ -104,7 +105,7 @@ async def server_versions(request: web.Request) -> web.Response:
     params = single_params(request, ONE_PARAMS)
     answer = registry(request).server_versions(principal_of(request), request.match_info["server_name"],
                                                bool(parse_bool(params.get("include_deleted"), "include_deleted")))
-    return json_data(answer)
+    return cacheable_json(request, compact_json(answer))
 
 
 @registry_handler
@@ -116,7 +117,7 @@ async def server_version(request: web.Request) -> web.Response:
     answer = registry(request).server_version(principal_of(request), request.match_info["server_name"],
                                               request.match_info["version"],
                                               bool(parse_bool(params.get("include_deleted"), "include_deleted")))
-    return json_data(answer)
+    return cacheable_json(request, compact_json(answer))
 
 
 def _not_supported(what: str):
@@ -154,7 +155,8 @@ async def version_status(request: web.Request) -> web.Response:
     entry = view.server_version(principal, server_name, version, include_deleted=True)
     if not await _apply_status(request, principal, server_name, entry, body):
         raise InvalidInput(f"No changes to apply: status is already {body.status}", code="no_change")
-    return json_data(view.server_version(principal, server_name, entry["server"]["version"], include_deleted=True))
+    return web.json_response(view.server_version(principal, server_name, entry["server"]["version"],
+                                                 include_deleted=True), dumps=compact_json)
 
 
 @registry_handler
@@ -174,7 +176,7 @@ async def server_status(request: web.Request) -> web.Response:
     if not updated:
         raise InvalidInput(f"No changes to apply: status is already {body.status}", code="no_change")
     servers = view.server_versions(principal, server_name, include_deleted=True)["servers"]
-    return json_data({"updatedCount": updated, "servers": servers})
+    return web.json_response({"updatedCount": updated, "servers": servers}, dumps=compact_json)
 
 
 UNDEPRECATE = ("a deprecation cannot be withdrawn through this API; publish a new version instead "
@@ -191,7 +193,7 @@ async def _apply_status(request: web.Request, principal, server_name: str, entry
     namespace, name = registry(request).parse_server_name(server_name)
     version = entry["server"]["version"]
     current = _status(entry)
-    status = request.app["services"].package_status
+    status = request.app[SERVICES].package_status
     ip = client_ip(request)
     if body.status == current and (current != "deprecated" or not body.statusMessage
                                    or body.statusMessage == entry["_meta"][OFFICIAL].get("statusMessage")):

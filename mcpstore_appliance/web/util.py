@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..text import check_text, parse_json
+from .keys import SERVICES
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -32,7 +33,7 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
 def client_ip(request: web.Request) -> str:
     """The peer address; X-Forwarded-For is believed only from configured trusted proxies."""
     remote = request.remote or "unknown"
-    trusted = request.app["services"].settings.server.trusted_proxies
+    trusted = request.app[SERVICES].settings.server.trusted_proxies
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded and trusted and _in_networks(remote, trusted):
         return forwarded.split(",")[-1].strip() or remote

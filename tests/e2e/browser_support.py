@@ -24,6 +24,7 @@ from aiohttp import web
 
 from mcpstore_appliance.app import create_app
 from tests.conftest import free_port, make_settings
+from mcpstore_appliance.web.keys import SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -44,7 +45,7 @@ class Appliance:
 
     @property
     def services(self):
-        return self.app["services"]
+        return self.app[SERVICES]
 
     def url(self, path: str) -> str:
         return self.base_url + path

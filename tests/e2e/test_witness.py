@@ -27,6 +27,7 @@ from mcpstore_appliance.ledger.checkpoint import open_checkpoint, sign_checkpoin
 from mcpstore_appliance.ledger.merkle import leaf_hash
 from mcpstore_appliance.ledger.witness import format_request
 from tests.conftest import free_port, make_settings
+from mcpstore_appliance.web.keys import SERVICES
 
 SYNTHETIC = "synthetic.test/log"
 
@@ -53,10 +54,10 @@ class Peer:
 
     @property
     def ledger(self):
-        return self.app["services"].ledger
+        return self.app[SERVICES].ledger
 
     async def append(self, count: int, tag: str) -> int:
-        async with self.app["services"].db.write() as tx:
+        async with self.app[SERVICES].db.write() as tx:
             indices = await self.ledger.append_many(tx, [publish_event(
                 namespace=self.name, name=f"{tag}{i}", version="1.0.0", sha256=f"{i:064x}", size=i, publisher="p",
                 signer_fingerprint=None) for i in range(count)])
@@ -154,7 +155,7 @@ async def test_two_appliances_witness_each_other(peers, tmp_path, monkeypatch, c
     assert a.witness_name in notes.cosignatures_by(notes.parse(served), [a_witness])
 
     # A forgets what B last cosigned: B answers 409 with its size, A retries from there
-    async with a.app["services"].db.write() as tx:
+    async with a.app[SERVICES].db.write() as tx:
         await tx.execute("DELETE FROM ledger_witness_progress")
     outcome = await a.ledger.collector.collect(await a.ledger.ensure_checkpoint(5))
     assert outcome[b.witness_name] == "cosigned" and outcome["dead"].startswith("error")
@@ -165,7 +166,7 @@ async def test_two_appliances_witness_each_other(peers, tmp_path, monkeypatch, c
     monkeypatch.setenv("MCPSTORE_CONFIG_DIR", str(tmp_path / "client"))
     bundle = tmp_path / "x.mcpb"
     bundle.write_bytes(b"bundle bytes")
-    async with a.app["services"].db.write() as tx:
+    async with a.app[SERVICES].db.write() as tx:
         await a.ledger.append(tx, publish_event(namespace="a", name="x", version="1", size=12, publisher="p",
                                                 sha256=hashlib.sha256(b"bundle bytes").hexdigest(),
                                                 signer_fingerprint=None))

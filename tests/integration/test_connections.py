@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mcpstore_appliance.app import FRONT_DOOR, create_app
+from mcpstore_appliance.app import create_app
 from mcpstore_appliance.eventloop import loop_factory, running_loop_name
 from mcpstore_appliance.web import sendfile
 from mcpstore_appliance.web.access import NO_CREDENTIALS, allow
@@ -37,7 +37,7 @@ def add_upload_route(app: web.Application) -> None:
         await asyncio.sleep(float(request.query.get("then_wait", 0)))
         return web.json_response({"bytes": size})
 
-    app.router.add_post("/test/upload", app[FRONT_DOOR].wrap(allow(NO_CREDENTIALS)(upload)))
+    app.router.add_post("/test/upload", allow(NO_CREDENTIALS)(upload))
 
 
 async def connect(app, source: str = "127.0.0.1"):

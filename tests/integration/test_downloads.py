@@ -12,7 +12,8 @@ import pytest
 
 from mcpstore_appliance.catalog.downloads import DownloadCounter
 from mcpstore_appliance.cli.main import main
-from mcpstore_appliance.web import sendfile
+from mcpstore_appliance.lru import LRU
+from mcpstore_appliance.web import bundle_files, sendfile
 from tests.seed import FAST_LEDGER, bundle_for, counted, publish, yank
 
 
@@ -82,6 +83,7 @@ async def test_ranges(appliance):
 async def test_local_blobs_go_out_with_sendfile_and_stream_when_no_worker_is_free(appliance, monkeypatch):
     _, data, sha256 = await published(appliance, long_description="y" * 20000)
     path = f"/bundles/{sha256}.mcpb"
+    monkeypatch.setattr(bundle_files, "SMALL_BUNDLE_BYTES", 0)  # this bundle is small: make it a large one
     sends = sendfile.slots.sends
     status, body, _ = await appliance.client.get(path)
     assert status == 200 and body == data and sendfile.slots.sends == sends + 1
@@ -92,7 +94,12 @@ async def test_local_blobs_go_out_with_sendfile_and_stream_when_no_worker_is_fre
     monkeypatch.setattr(sendfile.slots, "limit", 0)
     status, body, _ = await appliance.client.get(path, headers={"Range": "bytes=7-"})
     assert status == 206 and body == data[7:] and sendfile.slots.sends == sends + 2
-    monkeypatch.undo()
+    monkeypatch.undo()  # small again: the whole bundle is answered from memory, not with sendfile
+    status, body, response = await appliance.client.get(path)
+    assert status == 200 and body == data and sendfile.slots.sends == sends + 2
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert response.headers["Content-Type"] == "application/zip" and response.headers["ETag"] == f'"{sha256}"'
+    monkeypatch.setattr(bundle_files, "_small_bundles", LRU(4))  # forget it: the disk is read again
     # a blob missing from the disk is still a clean 404-class answer, not a broken transfer
     appliance.services.blobs.local_file(sha256).unlink()
     status, body, _ = await appliance.client.get(path)

@@ -8,11 +8,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mcpstore_appliance.web.access import ANYONE, allow
-from mcpstore_appliance.app import FRONT_DOOR, create_app
+from mcpstore_appliance.web.access import ANYONE, allow, signed_in
+from mcpstore_appliance.app import create_app
 from mcpstore_appliance.web.openapi import undocumented_routes
 from tests.conftest import free_port, make_settings
 from tests.seed import publish
+from mcpstore_appliance.web.keys import SERVICES
 
 
 async def test_health_and_readiness(appliance):
@@ -35,9 +36,9 @@ async def test_unknown_route_and_wrong_method_are_json_errors(appliance):
     assert status == 405 and body["error"]["code"] == "method_not_allowed" and "GET" in response.headers["Allow"]
 
 
-async def test_unrouted_answers_match_aiohttps_routing(appliance):
-    """The front door's catch-all route answers what no route took, as aiohttp's router would: 404, or 405
-    with Allow when the path exists under other methods; HEAD too; with the front door's headers."""
+async def test_unrouted_answers_go_through_the_front_door(appliance):
+    """aiohttp's router answers what no route took (404, or 405 with Allow when the path exists under other
+    methods; HEAD too) and the front door's middlewares give it the JSON error and the headers."""
     status, body, response = await appliance.client.request("DELETE", "/api/packages")
     assert status == 405 and body["error"]["code"] == "method_not_allowed"
     assert set(response.headers["Allow"].split(",")) >= {"GET", "POST"}
@@ -56,32 +57,43 @@ async def test_unrouted_state_change_with_a_session_is_404_not_csrf(appliance):
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize("late_path", ["/late-and-bare", "/{anything}/late"])
-async def test_start_up_refuses_routes_that_bypass_the_front_door(tmp_path, aiohttp_server, late_path):
-    """A route added without FrontDoor.wrap would answer without JSON errors, security headers and metrics;
-    a route starting with a variable added after the catch-all would never match. Both stop the start."""
+async def test_start_up_refuses_a_route_that_declares_no_access(tmp_path, aiohttp_server):
+    """A route without @allow(...) would be admitted unchecked: it stops the start."""
     app = create_app(make_settings(tmp_path / "data", port=free_port()))
 
     async def late(request):
         return web.Response(text="late")
 
-    app.router.add_get(late_path, late if late_path == "/late-and-bare" else app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
-    with pytest.raises(RuntimeError, match="front door"):
+    app.router.add_get("/late-and-bare", late)
+    with pytest.raises(RuntimeError, match="@allow"):
         await aiohttp_server(app, host="127.0.0.1")
 
 
-async def test_a_route_added_later_through_the_front_door_works(tmp_path, aiohttp_server):
+async def test_a_route_added_later_gets_the_front_door(tmp_path, aiohttp_server):
+    """The front door is the application's middleware chain: a route added after create_app gets its errors,
+    headers, access check and metrics without doing anything."""
     app = create_app(make_settings(tmp_path / "data", port=free_port()))
 
     async def late(request):
         raise ValueError("boom")
 
-    app.router.add_get("/late/route", app[FRONT_DOOR].wrap(allow(ANYONE)(late)))
+    async def signed_in_only(request):
+        return web.Response(text="never")
+
+    app.router.add_get("/late/route", allow(ANYONE)(late))
+    app.router.add_get("/late/mine", allow(signed_in(None, org="allowed"))(signed_in_only))
     server = await aiohttp_server(app, host="127.0.0.1")
     async with aiohttp.ClientSession() as session:
         async with session.get(str(server.make_url("/late/route"))) as response:
             assert response.status == 500 and (await response.json())["error"]["code"] == "internal"
             assert response.headers["X-Request-Id"] and response.headers["Server"] == "mcpstore"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        async with session.get(str(server.make_url("/late/mine"))) as response:
+            assert response.status == 401 and (await response.json())["error"]["code"] == "unauthenticated"
+        async with session.get(str(server.make_url("/metrics"))) as response:
+            text = await response.text()
+    assert 'mcpstore_http_requests_total{method="GET",route="/late/route",status="500"} 1' in text
+    assert 'mcpstore_http_requests_total{method="GET",route="/late/mine",status="401"} 1' in text
 
 
 async def test_metrics_count_requests_by_route_and_status(appliance):
@@ -102,7 +114,7 @@ async def test_unrouted_requests_share_one_metrics_series(appliance):
         assert (await appliance.client.get(f"/no/such/path/{i}"))[0] == 404
     await appliance.client.request("PATCH", "/api/me")
     await appliance.client.request("PATCH", "/api/me")
-    series = appliance.app["services"].metrics._requests
+    series = appliance.app[SERVICES].metrics._requests
     assert sum(1 for resource, _ in series if resource is None) == 2  # GET and PATCH
     _, text, _ = await appliance.client.get("/metrics")
     text = text.decode() if isinstance(text, bytes) else str(text)
@@ -184,14 +196,14 @@ async def raw_exchange(base_url: str, request: bytes) -> bytes:
         writer.close()
 
 
-async def test_hot_reads_sent_in_one_write_carry_every_header_once(appliance):
-    """Package data, version lists, update checks, search, registry pages and /healthz go out through
-    web/encoded.py in one write: the front door's headers are there, once each, beside the route's own."""
+async def test_hot_reads_carry_every_header_once(appliance):
+    """Package data, version lists, update checks, search, registry pages and /healthz, pipelined on one
+    connection: the front door's headers are there, once each, beside the route's own."""
     _, alice = await appliance.user("alice")
     await publish(appliance, alice, "tool", "1.0.0")
     for path in ("/healthz", "/api/packages/alice/tool", "/api/packages/alice/tool/versions",
                  "/api/packages/alice/tool/latest?current=0.9.0", "/api/packages?q=tool", "/v0.1/servers?limit=1"):
-        # two pipelined requests: the first kept alive (the one-write path), the second closes the connection
+        # two pipelined requests: the first kept alive, the second closes the connection
         once = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-7\r\n\r\n".encode()
         data = await raw_exchange(appliance.base_url, once + once.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
         head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")

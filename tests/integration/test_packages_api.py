@@ -253,7 +253,8 @@ async def test_package_data_etag_and_revalidation(appliance):
     await publish(appliance, alice, "tool", "1.0.0")
     status, first, response = await appliance.client.get("/api/packages/alice/tool")
     etag = response.headers["ETag"]
-    assert status == 200 and response.headers["Cache-Control"] == "no-cache"
+    assert status == 200 and response.headers["Cache-Control"] == "public, max-age=2, stale-while-revalidate=3"
+    assert response.headers["Vary"] == "Authorization, Cookie"
     status, _, response = await appliance.client.get("/api/packages/alice/tool", headers={"If-None-Match": etag})
     assert status == 304 and response.headers["ETag"] == etag
     await set_package(appliance, "alice", "tool", downloads=42)  # a fold of download counts

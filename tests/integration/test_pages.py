@@ -11,8 +11,8 @@ import pytest
 from yarl import URL
 
 from mcpstore_appliance.web.access import ANYONE, allow
-from mcpstore_appliance.app import FRONT_DOOR, create_app
-from mcpstore_appliance.web.middlewares import CSP
+from mcpstore_appliance.app import create_app
+from mcpstore_appliance.web.front_door import CSP
 from tests.conftest import free_port, make_settings
 from tests.data.bundles import NODE_SERVER, bundle_bytes, node_manifest
 from tests.seed import counted
@@ -119,7 +119,7 @@ async def test_error_pages_are_friendly_and_leak_nothing(tmp_path, aiohttp_serve
     async def boom(request):
         raise RuntimeError("secret-db-password in /srv/app/config.py")
 
-    app.router.add_get("/boom", app[FRONT_DOOR].wrap(allow(ANYONE)(boom)))
+    app.router.add_get("/boom", allow(ANYONE)(boom))
     server = await aiohttp_server(app, host="127.0.0.1", port=settings.server.port)
     browser = Browser(str(server.make_url("")).rstrip("/"))
     try:

@@ -1,6 +1,5 @@
 """Every answer names the server `mcpstore` and nothing more: no Python or aiohttp version to look up
-vulnerabilities by. Success, errors, redirects, files, HTML pages, and the answers sent in one write before
-routing (web/hot_reads.py) or through web/encoded.py. (A 500: test_http_surface.py, the route added later.)
+vulnerabilities by. Success, errors, redirects, files and HTML pages. (A 500: test_http_surface.py, the route added later.)
 
 Not covered, because the application never sees them: the 400s that aiohttp's HTTP parser answers to a request
 it cannot read (a malformed request line, a header line over 8 KB); those still carry aiohttp's default."""
@@ -9,7 +8,6 @@ import asyncio
 
 import aiohttp
 
-from mcpstore_appliance.app import HOT_READS
 from tests.seed import publish
 
 HTML = {"Accept": "text/html"}
@@ -21,7 +19,7 @@ def assert_ours(response: aiohttp.ClientResponse, what: str) -> None:
 
 
 async def raw_get(base_url: str, path: str) -> list[str]:
-    """One GET over a raw socket, kept alive as a client would (the one-write paths need that): its header lines."""
+    """One GET over a raw socket, kept alive as a client would: its header lines."""
     host, port = base_url.split("//", 1)[1].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
@@ -37,7 +35,7 @@ async def test_success_error_redirect_and_file_answers_say_mcpstore(appliance):
     published = await publish(appliance, alice, "tool", "1.0.0")
     client = appliance.client
     answers = {
-        "health (one write)": await client.get("/healthz"),
+        "health": await client.get("/healthz"),
         "package data": await client.get("/api/packages/alice/tool"),
         "bundle download": await client.get(f"/bundles/{published['sha256']}.mcpb"),
         "registry list": await client.get("/v0.1/servers"),
@@ -60,13 +58,10 @@ async def test_success_error_redirect_and_file_answers_say_mcpstore(appliance):
         assert_ours(response, what)
 
 
-async def test_answers_sent_before_routing_say_mcpstore(appliance):
+async def test_a_repeated_package_read_says_mcpstore_once(appliance):
     _, alice = await appliance.user("alice")
     await publish(appliance, alice, "tool", "1.0.0")
-    hot_reads = appliance.app[HOT_READS]
     await raw_get(appliance.base_url, "/api/packages/alice/tool")  # the route answers, and keeps the answer
-    before = hot_reads.answered
     head = await raw_get(appliance.base_url, "/api/packages/alice/tool")
-    assert hot_reads.answered == before + 1  # answered before routing, in one write
     assert head[0] == "HTTP/1.1 200 OK" and [line for line in head if line.lower().startswith("server:")] == [
         "Server: mcpstore"]

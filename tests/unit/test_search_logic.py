@@ -16,7 +16,7 @@ from mcpstore_appliance.catalog.search.facets import fold_facets
 from mcpstore_appliance.catalog.search.query import fts_expression, parse_search_params, terms_of
 from mcpstore_appliance.catalog.search.spelling import Speller, edit_distance
 from mcpstore_appliance.errors import InvalidInput
-from mcpstore_appliance.web.api_packages import parse_range
+from mcpstore_appliance.web.bundle_files import parse_range
 
 
 # --- query parsing -----------------------------------------------------------------------------------------

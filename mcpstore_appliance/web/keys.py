@@ -1,0 +1,26 @@
+"""The typed keys through which handlers reach what `create_app` put on the application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..accounts.models import Principal
+from ..config import Settings
+from .metrics import Metrics
+
+if TYPE_CHECKING:  # app.py imports the web modules: the type only, for checkers
+    from ..app import Services
+
+SERVICES: web.AppKey[Services] = web.AppKey("services")  # set in the application's start-up
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)  # the one the front door counts into, also services.metrics
+
+# What the front door and the pages keep on a request while it is handled.
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")  # the caller (None: anonymous)
+REQUEST_ID = web.RequestKey("request_id", str)
+CSRF_TOKEN = web.RequestKey("csrf_token", str)  # the session's
+CSRF_PENDING = web.RequestKey("csrf_pending", str)  # a multipart form's token, checked by its handler
+NEW_ANON_CSRF = web.RequestKey("new_anon_csrf", str)  # a double-submit token to set as a cookie
+NO_STORE = web.RequestKey("no_store", bool)  # a personal page: no cache may keep it
