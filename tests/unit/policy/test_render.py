@@ -50,7 +50,7 @@ def render(key, policy=POLICY, version=3):
     from mcpstore_appliance.policy.service import policy_bytes
 
     current = PolicyVersion(Org(1, "acme", "Acme", 0.0), version, policy, hashlib.sha256(policy_bytes(policy)).hexdigest(),
-                            "alice", time.time())
+                            "alice", 1_700_000_000.0)  # written long ago: iat is the start of today
     artifacts = Artifacts(key, REGISTRY, PREFIX)
     return {fmt: artifacts.render(current, fmt, time.time()) for fmt in ("json", "mobileconfig", "reg", "admx",
                                                                            "adml", "vscode.json")}
