@@ -179,7 +179,7 @@ async def protected_resource(request: web.Request) -> web.StreamResponse:
 @routes.get("/.well-known/oauth-protected-resource")
 @allow(NO_CREDENTIALS)
 async def protected_resource_root(request: web.Request) -> web.StreamResponse:
-    return _resource_metadata(request, f"{request.app['settings'].base_url}/mcp/")
+    return _resource_metadata(request, f"{request.app[SETTINGS].base_url}/mcp/")
 
 
 def install_gateway(app: web.Application) -> None:
