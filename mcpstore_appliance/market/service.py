@@ -302,6 +302,14 @@ class Market:
         return Debit(reservation_id, amount, currency, await journal.balance(self.db, "wallet", wallet, currency),
                      repeated)
 
+    async def refund_call(self, reservation_id: str) -> bool:
+        """Give back a call's debit (its server failed: only successful calls are billed); once."""
+        async with self.db.write() as tx:
+            try:
+                return await journal.reverse(tx, f"uncall:{reservation_id}", f"call:{reservation_id}") is not None
+            except AlreadyPosted:
+                return False
+
     async def pay_out(self, creator: str, currency: str, amount: int, provider: str, reference: str) -> int:
         """Record money sent to a creator through `provider` (never more than the creator's balance). The seam of
         batched payouts (Lightning addresses, Stripe Connect transfers), which come later and call this."""
