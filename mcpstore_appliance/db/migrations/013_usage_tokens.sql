@@ -35,14 +35,6 @@ CREATE TABLE usage_tokens (
 CREATE INDEX usage_tokens_unreleased ON usage_tokens(expires_at) WHERE released_at IS NULL AND calls > 0;
 CREATE INDEX usage_tokens_by_licence ON usage_tokens(licence_id, expires_at);
 
--- Calls reported (by a publisher's server, or billed by the gateway) against a token: once per call id.
-CREATE TABLE usage_reports (
-    jti         TEXT NOT NULL REFERENCES usage_tokens(jti),
-    call_id     TEXT NOT NULL,
-    reported_at REAL NOT NULL,
-    PRIMARY KEY (jti, call_id)
-);
-
 -- Tokens revoked one by one (their licence key was revoked); listed until they would have expired anyway.
 CREATE TABLE usage_revocations (
     jti        TEXT PRIMARY KEY,
