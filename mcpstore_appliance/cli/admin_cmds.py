@@ -10,7 +10,7 @@ import sys
 
 from ..errors import DomainError
 from .client import CliError
-from .common import add_settings_flags, with_services
+from .common import add_settings_flags, settings_from, with_services
 
 
 def add_parsers(subparsers) -> None:
@@ -52,7 +52,11 @@ def add_parsers(subparsers) -> None:
                                     "credit missed payments, report credits a provider does not know")
     reconcile.set_defaults(func=reconcile_market)
 
-    for parser in (user, org, member, token, users, reconcile):
+    rotate = commands.add_parser("rotate-usage-key", help="sign new usage tokens with a new Ed25519 key; the old "
+                                 "key stays in the JWKS until the tokens it signed have expired")
+    rotate.set_defaults(func=rotate_usage_key)
+
+    for parser in (user, org, member, token, users, reconcile, rotate):
         add_settings_flags(parser)
 
 
@@ -146,3 +150,14 @@ def reconcile_market(args: argparse.Namespace) -> int:
         return 1 if report["unknown_to_provider"] or report["journal"] or report["failed"] else 0
 
     return _run(args, work)
+
+
+def rotate_usage_key(args: argparse.Namespace) -> int:
+    """Works on the key files alone; a running appliance picks the new key up within a second."""
+    from ..tokens import KeyRing, usage_keys_dir
+
+    ring = KeyRing(usage_keys_dir(settings_from(args)))
+    kid = ring.rotate()
+    print(f"usage tokens are now signed with key {kid}; published keys: "
+          f"{', '.join(k['kid'] for k in ring.state().jwks['keys'])}")
+    return 0

@@ -2,9 +2,8 @@
 version, outcome, duration). Rows are buffered and written in one transaction every few seconds rather than
 one commit per call: every commit makes the catalog's in-memory answers read again (Database.stamp, db/stamp.py).
 
-`on_call` is the billing hook (per-call pricing debits credits through the marketplace's journal, which the
-`market` branch fills in); it runs for every call, before the row is buffered, and may refuse further calls
-by raising.
+`on_call` is the billing hook's second half (gateway/billing.py): a per-call package's call was charged before
+it ran, and a call that did not succeed is given back here; it runs for every call, before the row is buffered.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ class Invocation:
     outcome: str  # ok, tool_error, rpc_error, timeout, failed
     duration_ms: float
     at: float = 0.0
+    charge: str | None = None  # what the billing charged for this call before it ran (gateway/billing.py)
 
 
 CallHook = Callable[[Invocation], Awaitable[None]]

@@ -24,6 +24,7 @@ from ..audit import Actor
 from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
+from .billing import CallBilling, FreeCalls
 from .endpoint_health import EndpointHealth
 from .metering import Invocation, Meter
 from .publish_check import PublishCheck
@@ -102,6 +103,7 @@ class GatewayService:
         self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
         self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
+        self.billing: CallBilling = FreeCalls()  # per-call packages: charged before each tools/call
 
     @property
     def available(self) -> bool:
@@ -137,6 +139,9 @@ class GatewayService:
     # -- access -------------------------------------------------------------------------------------------
 
     async def target(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
+        grant = principal.usage  # a usage token (tokens/usage.py) calls the one package it names
+        if grant is not None and grant.mcp != f"{namespace}/{name}":
+            raise Forbidden("this usage token is for another package", code="token_wrong_package")
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
@@ -192,6 +197,7 @@ class GatewayService:
         package = target.package
         session = self.sessions.add(owner, package["package_id"], package["version_id"], client)
         session.ref = target.ref
+        session.pricing_model = package["pricing_model"]
         if isinstance(answer.get("result"), dict):
             session.protocol_version = str(answer["result"].get("protocolVersion", ""))
         async with self.db.write() as tx:
@@ -221,7 +227,10 @@ class GatewayService:
             return await asyncio.to_thread(unpacked_dir, cache, sha256, Path(tmp.name), self.bundle_limits)
 
     def session(self, principal: Principal, session_id: str) -> HostedSession | None:
-        return self.sessions.get(session_id, owner_of(principal))
+        session = self.sessions.get(session_id, owner_of(principal))
+        if session is not None and principal.usage is not None and principal.usage.mcp != session.ref:
+            return None  # a usage token reaches only sessions of its own package
+        return session
 
     async def end(self, session: HostedSession) -> None:
         await self.sessions.end(session)
@@ -235,6 +244,7 @@ class GatewayService:
         if "id" not in message:
             await session.client.notify(method, params)
             return None
+        charge = await self.billing.charge(principal, session) if method == "tools/call" else None
         session.busy += 1
         started = time.perf_counter()
         try:
@@ -248,15 +258,15 @@ class GatewayService:
             session.busy -= 1
             session.last_used = self.sessions.clock()
         if method == "tools/call":
-            await self._meter(principal, session, params, via, outcome, started)
+            await self._meter(principal, session, params, via, outcome, started, charge)
         return {**answer, "id": message["id"]}
 
-    async def _meter(self, principal, session, params, via, outcome, started) -> None:
+    async def _meter(self, principal, session, params, via, outcome, started, charge=None) -> None:
         tool = params.get("name") if isinstance(params, dict) and isinstance(params.get("name"), str) else "?"
         package = await self.db.fetch_one("SELECT org_id FROM packages WHERE id = ?", (session.package_id,))
         await self.meter.record(Invocation(principal.id, session.package_id, session.version_id,
                                            package["org_id"] if package else None, tool, via, outcome,
-                                           (time.perf_counter() - started) * 1000))
+                                           (time.perf_counter() - started) * 1000, charge=charge))
 
     # -- the invoke API -----------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ OrgBinding = str  # "allowed", "refused" or "path:<param>"
 # The codes of refusals made here (and by authentication), so that tests can tell them from a service's own.
 ACCESS_CODES = frozenset({"unauthenticated", "invalid_token", "token_revoked", "token_expired", "account_disabled",
                           "insufficient_scope", "org_bound_token", "admin_only", "session_required",
-                          "csrf_failed"})
+                          "csrf_failed", "usage_token_only"})
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,8 @@ def refusal(access: Access, principal: Principal | None, match_info: Mapping[str
     if access.session_only and principal.via != "session":
         return Forbidden("this form is for signed-in browser sessions; API tokens use the JSON API",
                          code="session_required")
+    if principal.usage is not None and access.scope != "invoke":
+        return Forbidden("a usage token only calls the hosted package it was issued for", code="usage_token_only")
     if access.scope is not None and not principal.has_scope(access.scope):
         return Forbidden(f"this credential lacks the {access.scope!r} scope", code="insufficient_scope",
                          details={"required_scope": access.scope})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # app.py imports the web modules: the type only, for checkers
 SERVICES: web.AppKey[Services] = web.AppKey("services")  # set in the application's start-up
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)  # the one the front door counts into, also services.metrics
+USAGE: web.AppKey[Any] = web.AppKey("usage")  # tokens.UsageTokens, set by web/api_usage.install_usage
 
 # What the front door and the pages keep on a request while it is handled.
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")  # the caller (None: anonymous)

@@ -7,8 +7,10 @@
 - `GET` 405 (no server-initiated stream), `DELETE` ends the session.
 - `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding).
 - Unauthenticated calls get 401 with `WWW-Authenticate: Bearer resource_metadata=...` (web/errors.py), and
-  the RFC 9728 document is served below /.well-known. API tokens authenticate for now; the OAuth
-  authorisation server is a later step (its metadata URL goes into `authorization_servers`).
+  the RFC 9728 document is served below /.well-known. API tokens with the invoke scope and usage tokens
+  (tokens/usage.py, audience = this endpoint) authenticate; the OAuth authorisation server is a later step.
+- Per-call packages: each `tools/call` is charged before it runs (gateway/billing.py); without credit the
+  answer is a JSON-RPC error -32402 (invoke API: 402) and nothing runs.
 - `POST /api/invoke/{namespace}/{name}` `{"tool", "arguments"}`: one call for scripts.
 """
 
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..errors import Forbidden, InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound, PaymentRequired
 from ..gateway.service import GatewayService
 from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
@@ -33,6 +35,7 @@ routes = web.RouteTableDef()
 GATEWAY = web.AppKey("gateway", GatewayService)
 PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 SESSION_HEADER = "Mcp-Session-Id"
+PAYMENT_REQUIRED = -32402  # JSON-RPC error of a tools/call refused for want of credit (data.code says why)
 CALLER = signed_in("invoke", org="allowed")  # what the caller reaches is the package's access rule
 
 
@@ -99,6 +102,10 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     try:
         answer = await gateway.forward(principal, session, message)
+    except PaymentRequired as refused:  # a per-call package and no credit: the call did not run
+        return web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "error": {
+            "code": PAYMENT_REQUIRED, "message": refused.message, "data": {"code": refused.code,
+                                                                           "details": refused.details}}})
     except RpcError as error:  # the server had already stopped
         await gateway.end(session)
         return _rpc_error(message.get("id"), error) if "id" in message else web.Response(status=202)

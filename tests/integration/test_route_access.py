@@ -18,12 +18,14 @@ from mcpstore_appliance.accounts.credentials import secret_hash
 from mcpstore_appliance.accounts.models import SCOPES
 from mcpstore_appliance.web.access import ACCESS_CODES, Access, access_of, undeclared_routes
 from mcpstore_appliance.web.api_policy import POLICY
+from mcpstore_appliance.errors import Conflict
 from mcpstore_appliance.web.auth import SESSION_COOKIE
+from mcpstore_appliance.web.keys import USAGE
 from tests.seed import bundle_for, publish
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 KINDS = ("anonymous", *SCOPES, *(f"{scope}@orgb" for scope in SCOPES if scope != "admin"), "revoked", "expired",
-         "disabled", "session", "session-no-csrf", "admin-session", "device")
+         "disabled", "session", "session-no-csrf", "admin-session", "device", "usage")
 AUTH_FAILURES = {"revoked": "token_revoked", "expired": "token_expired", "disabled": "account_disabled"}
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -58,6 +60,8 @@ async def credential(world, kind: str) -> dict[str, str]:
         secret, _ = await app.app[POLICY].create_device_token(await accounts.principal_for_user(world["owner"].id),
                                                              "orga", "device")
         return {"Authorization": f"Bearer {secret}"}
+    if kind == "usage":  # a usage token (tokens/) of owner for orga/tool: it calls that hosted package only
+        return {"Authorization": f"Bearer {await usage_token(world)}"}
     if kind.startswith("session") or kind == "admin-session":
         user = world["root"] if kind == "admin-session" else world["owner"]
         session_id, csrf = await accounts.start_session(user)
@@ -75,6 +79,16 @@ async def credential(world, kind: str) -> dict[str, str]:
             await tx.execute("UPDATE api_tokens SET expires_at = ? WHERE token_hash = ?",
                              (time.time() - 1, secret_hash(secret)))
     return {"Authorization": f"Bearer {secret}"}
+
+
+async def usage_token(world) -> str:
+    usage = world["app"].app[USAGE]
+    principal = await world["app"].services.accounts.principal_for_user(world["owner"].id)
+    try:
+        world["licence"] = (await usage.licences.create(principal, "orga", "tool"))["licence_key"]
+    except Conflict:  # the one made before is still active
+        pass
+    return (await usage.exchange(world["licence"]))["token"]
 
 
 def expected_refusal(access: Access, kind: str, method: str, path_values: dict[str, str], *,
@@ -98,8 +112,10 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
     session = kind in ("session", "session-no-csrf", "admin-session")
     if access.session_only and not session:
         return "session_required"
+    if kind == "usage" and access.scope != "invoke":
+        return "usage_token_only"
     scope, _, bound_org = kind.partition("@")
-    scopes = set(SCOPES) if session else {scope}
+    scopes = set(SCOPES) if session else {"invoke"} if kind == "usage" else {scope}
     if access.scope is not None and access.scope not in scopes:
         return "insufficient_scope"
     if bound_org and access.org != "allowed" and path_values.get(access.org.removeprefix("path:")) != bound_org:
@@ -113,7 +129,7 @@ def path_values(world, token_id: int) -> dict[str, str]:
     return {"namespace": "orga", "name": "tool", "version": "1.0.0", "slug": "orga", "username": "owner",
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
-            "order_id": "1", "entitlement_id": "1", "provider": "stripe", "fmt": "json"}
+            "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
