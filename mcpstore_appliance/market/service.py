@@ -61,6 +61,7 @@ class Market:
         self.providers = providers
         self.base_url = base_url.rstrip("/")
         self._timer: asyncio.Task | None = None
+        self.payouts = None  # market.payouts.Payouts, set by build_market
 
     # -- buying -------------------------------------------------------------------------------------------
 
@@ -344,5 +345,7 @@ class Market:
         if self._timer is not None:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
+        if self.payouts is not None:
+            await self.payouts.close()
         for provider in self.providers.values():
             await provider.close()

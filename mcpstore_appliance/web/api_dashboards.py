@@ -1,0 +1,5 @@
+"""(filled in below)"""
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
