@@ -49,6 +49,17 @@ class Lnbits:
     shop_inkey: str
     shop_adminkey: str
     buyer_adminkey: str
+    token: str = ""  # the super user's Bearer token (new wallets)
+    admin_id: str = ""
+
+    def new_wallet(self, name: str) -> dict:
+        """Another wallet of the admin user ({id, adminkey, inkey, ...}), without fiat price feeds."""
+        wallet = _http(f"{self.url}/users/api/v1/user/{self.admin_id}/wallet", "POST", {"name": name}, self.token)
+        if "adminkey" not in wallet:
+            wallet = next(w for w in _http(f"{self.url}/users/api/v1/user/{self.admin_id}/wallet", token=self.token)
+                          if w["name"] == name)
+        self.call("PATCH", "/api/v1/wallet", wallet["adminkey"], {"currency": ""})
+        return wallet
 
     def call(self, method: str, path: str, key: str | None = None, body: dict | None = None) -> tuple[int, object]:
         request = urllib.request.Request(self.url + path, method=method,
@@ -136,7 +147,7 @@ def lnbits(tmp_path_factory):
         wallets = [_http(f"{url}/users/api/v1/user/{admin_id}/wallet", "POST", {"name": name}, token)
                    for name in ("shop", "buyer")]
         shop, buyer = _http(f"{url}/users/api/v1/user/{admin_id}/wallet", token=token)[-2:]
-        world = Lnbits(url, shop["inkey"], shop["adminkey"], buyer["adminkey"])
+        world = Lnbits(url, shop["inkey"], shop["adminkey"], buyer["adminkey"], token, admin_id)
         for wallet in (shop, buyer):  # no fiat price feeds offline (0.7 s a call otherwise)
             world.call("PATCH", "/api/v1/wallet", wallet["adminkey"], {"currency": ""})
         _http(url + "/users/api/v1/balance", "PUT", {"id": buyer["id"], "amount": 10_000_000}, token)

@@ -36,7 +36,7 @@ def creator_of(principal: Principal, org: str | None) -> tuple[str, int | None]:
     if org is None:
         if not principal.acts_as_owner:
             raise Forbidden("a token bound to an org speaks for that org only: pass its slug as `org`",
-                            code="org_bound_token")
+                            code="org_required")
         return f"user:{principal.id}", None
     org_id = next((oid for oid, slug in principal.org_slugs.items() if slug == org), None)
     if org_id is None or (principal.token_org_id not in (None, org_id)):
