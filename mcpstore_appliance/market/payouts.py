@@ -114,14 +114,17 @@ class Payouts:
                                target=creator, org_id=org_id, details={"kind": kind})
         return {"kind": kind, "destination": destination, "ready": ready, "onboarding_url": link}
 
-    async def refresh_ready(self, creator: str) -> None:
-        """A Stripe account that finished onboarding since (Stripe also says so by `account.updated`)."""
-        row = await self.db.fetch_one("SELECT destination FROM market_payout_methods WHERE creator = ?"
-                                      " AND kind = 'stripe' AND ready = 0", (creator,))
-        if row is not None and "stripe" in self.payers and await self.payers["stripe"].ready(row["destination"]):
-            async with self.db.write() as tx:
-                await tx.execute("UPDATE market_payout_methods SET ready = 1 WHERE creator = ? AND kind = 'stripe'",
-                                 (creator,))
+    async def refresh_ready(self, creator: str | None = None) -> None:
+        """Stripe accounts that finished onboarding since (asked at Stripe; all of them when `creator` is None)."""
+        if "stripe" not in self.payers:
+            return
+        rows = await self.db.fetch_all("SELECT creator, destination FROM market_payout_methods WHERE kind = 'stripe'"
+                                       " AND ready = 0 AND (? IS NULL OR creator = ?)", (creator, creator))
+        for row in rows:
+            if await self.payers["stripe"].ready(row["destination"]):
+                async with self.db.write() as tx:
+                    await tx.execute("UPDATE market_payout_methods SET ready = 1 WHERE creator = ? AND kind = 'stripe'",
+                                     (row["creator"],))
 
     async def list(self, creator: str, limit: int = 100) -> list[dict]:
         rows = await self.db.fetch_all("SELECT id, batch, currency, amount, method, destination, status,"
@@ -139,6 +142,10 @@ class Payouts:
                                            " ORDER BY id"):
             progress(f"resuming payout {row['id']} ({row['creator']}, {row['amount']} {row['currency']})")
             await self._advance(dict(row), report)
+        try:
+            await self.refresh_ready()
+        except Exception as exc:  # Stripe down: the accounts ready before are still paid
+            log.warning("could not ask Stripe about onboarding: %s", type(exc).__name__)
         for creator, currency, method in await self._due():
             payout = await self._reserve(creator, currency, method, report.batch)
             if payout is not None:
