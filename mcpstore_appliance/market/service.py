@@ -169,10 +169,14 @@ class Market:
         if provider is None or provider_name == "manual":
             raise NotFound(f"no {provider_name[:20]} payments are configured here", code="provider_unavailable")
         outcomes = []
-        for hint in provider.webhook(raw, headers, query):
-            outcome = await asked(provider, self._follow(provider, hint))
-            await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
-            outcomes.append(outcome)
+        try:
+            for hint in provider.webhook(raw, headers, query):
+                outcome = await asked(provider, self._follow(provider, hint))
+                await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
+                outcomes.append(outcome)
+        except DomainError as exc:  # forged, stale, malformed, or the provider could not be asked
+            await settle.webhook_failure(self.db, provider.name, exc.code, exc.message)
+            raise
         return outcomes
 
     async def _follow(self, provider: Provider, hint) -> str:
