@@ -6,53 +6,24 @@ wallet (alice's): it answers LUD-06 as a wallet's service does, and its invoices
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 
 import pytest
-from aiohttp import web
-
 from mcpstore_appliance.market import journal, lnurl
+from tests.lnbits_fixtures import LnurlPay, payout_settings
 from tests.seed import publish
 
 from .test_market_lnbits import eventually, post
 
 SUBSCRIPTION = {"pricing": "subscription", "amount": "2000", "currency": "sat"}
-METADATA = json.dumps([["text/plain", "alice's payouts"]])
-
-
-def payout_settings(lnbits) -> dict:
-    return {"market": {"lnbits": {"url": lnbits.url, "invoice_key": lnbits.shop_inkey,
-                                  "admin_key": lnbits.shop_adminkey},
-                       "reconcile_interval_seconds": 0,
-                       "payouts": {"minimum": {"sat": "100"}, "interval_seconds": 0, "allow_private_lnurl": True}}}
 
 
 @pytest.fixture
 async def lnurl_service(aiohttp_server, lnbits):
-    """alice's LNURL-pay service: invoices from her own LNbits wallet, committing to the metadata's hash."""
-    wallet = await asyncio.to_thread(lnbits.new_wallet, f"alice-{uuid.uuid4().hex[:8]}")
-    state = {"refuse": False}
-    app = web.Application()
-
-    async def pay_request(request: web.Request) -> web.Response:
-        return web.json_response({"tag": "payRequest", "callback": str(request.url.with_path("/cb")),
-                                  "minSendable": 1000, "maxSendable": 10**11, "metadata": METADATA})
-
-    async def callback(request: web.Request) -> web.Response:
-        if state["refuse"]:
-            return web.json_response({"status": "ERROR", "reason": "this wallet is closed"})
-        amount = int(request.query["amount"])
-        status, body = await asyncio.to_thread(lnbits.call, "POST", "/api/v1/payments", wallet["inkey"], {
-            "out": False, "amount": amount // 1000, "unhashed_description": METADATA.encode().hex()})
-        assert status in (200, 201), body
-        return web.json_response({"pr": body["bolt11"], "routes": []})
-
-    app.router.add_get("/lnurlp/alice", pay_request)
-    app.router.add_get("/cb", callback)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    balance = lambda: lnbits.call("GET", "/api/v1/wallet", wallet["inkey"])[1]["balance"]  # noqa: E731
-    return str(server.make_url("/lnurlp/alice")), state, balance
+    """alice's LNURL-pay service: (its URL, the service, alice's wallet balance)."""
+    service = await asyncio.to_thread(LnurlPay, lnbits, f"alice-{uuid.uuid4().hex[:8]}")
+    server = await aiohttp_server(service.app(), host="127.0.0.1")
+    return str(server.make_url("/lnurlp/creator")), service, service.balance
 
 
 async def alice_earns(lnbits, start_app):
@@ -137,13 +108,13 @@ async def test_a_refused_payout_returns_the_funds_and_shows_as_failed(start_app,
     app, alice, alice_token, root = await alice_earns(lnbits, start_app)
     client = app.client.with_token(alice_token)
     await client.put("/api/market/payout-method", json={"kind": "lightning", "destination": destination})
-    state["refuse"] = True
+    state.refuse = True
     report = await post(app, "/api/admin/market/payouts/run", root)
     assert report["paid"] == [] and "this wallet is closed" in report["failed"][0]["error"]
     assert await owed(app, alice) == 1_600_000 and await asyncio.to_thread(balance) == 0
     _, body, _ = await client.get("/api/market/payouts")
     assert body["payouts"][0]["status"] == "failed" and "closed" in body["payouts"][0]["error"]
-    state["refuse"] = False  # the next batch pays
+    state.refuse = False  # the next batch pays
     assert [p["amount"] for p in (await post(app, "/api/admin/market/payouts/run", root))["paid"]] == [1_600_000]
     assert await asyncio.to_thread(balance) == 1_600_000
     assert await journal.check(app.services.db) == []
