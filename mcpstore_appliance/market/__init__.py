@@ -28,9 +28,8 @@ def build_market(settings, db, keys_dir: Path) -> Market:
         providers["lnbits"] = LnbitsProvider(market.lnbits.url, market.lnbits.invoice_key.get_secret_value(),
                                              load_or_create_secret(keys_dir / "lnbits-webhook.key"),
                                              market.lnbits.invoice_expiry_seconds)
-    built = Market(db, market, providers, settings.base_url)
-    built.payouts = Payouts(db, market, _payers(market, providers), settings.base_url)
-    return built
+    payouts = Payouts(db, market, _payers(market, providers), settings.base_url)
+    return Market(db, market, providers, settings.base_url, payouts)
 
 
 def _payers(market, providers: dict) -> dict:

@@ -55,13 +55,13 @@ class Debit:
 
 
 class Market:
-    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str):
+    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str, payouts=None):
         self.db = db
         self.settings = settings
         self.providers = providers
         self.base_url = base_url.rstrip("/")
         self._timer: asyncio.Task | None = None
-        self.payouts = None  # market.payouts.Payouts, set by build_market
+        self.payouts = payouts  # market.payouts.Payouts: creator payouts (build_market makes it)
 
     # -- buying -------------------------------------------------------------------------------------------
 

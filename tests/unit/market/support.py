@@ -16,9 +16,9 @@ from mcpstore_appliance.market.service import Market
 async def open_market(path, payer=None, **settings) -> Market:
     """A market on a fresh database; `payer` (a StandInPayer) pays its payouts."""
     db = await Database(path).open()
-    market = Market(db, MarketSettings(**settings), {"manual": ManualProvider()}, "http://127.0.0.1:1")
-    market.payouts = Payouts(db, market.settings, {"lightning": payer} if payer else {}, "http://127.0.0.1:1")
-    return market
+    market_settings = MarketSettings(**settings)
+    payouts = Payouts(db, market_settings, {"lightning": payer} if payer else {}, "http://127.0.0.1:1")
+    return Market(db, market_settings, {"manual": ManualProvider()}, "http://127.0.0.1:1", payouts)
 
 
 async def add_user(db, name: str) -> int:
