@@ -84,7 +84,8 @@ async def run_payouts(request: web.Request) -> web.Response:
 
 def install(app: web.Application) -> None:
     """Payouts (and the creator's, buyer's and admin's dashboards): routes, pages, the payout timer."""
-    from . import api_dashboards, pages_dashboards
+    from . import api_dashboards
+    from .pages import dashboards as pages_dashboards
 
     app.router.add_routes(routes)
     app.router.add_routes(api_dashboards.routes)

@@ -1,24 +1,24 @@
 """Pages of the market's dashboards: the creator's earnings and payouts (/account/earnings, with ?org= for an
 org's), a printable receipt per order (/account/receipts/{id}), and the operator's /admin/market. The buyer's
-purchases page is web/pages_market.py. Charts are server-rendered SVG (web/page_chart.py); no script."""
+purchases page is web/pages/market.py. Charts are server-rendered SVG (web/pages/chart.py); no script."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import DomainError, InvalidInput
-from ..market import dashboard
-from ..market.payouts import creator_of
-from .access import allow, browser_session, site_admin
-from .api_dashboards import creator_view, receipt_of
-from .api_payouts import org_param
-from .auth import caller
-from .errors import status_for
-from .forms import read_form
-from .keys import SERVICES
-from .page_chart import bar_chart
-from .pages import redirect, render
-from ..market.money import journal_text as balance_text
+from ...errors import DomainError, InvalidInput
+from ...market import dashboard
+from ...market.money import journal_text as balance_text
+from ...market.payouts import creator_of
+from ..access import allow, browser_session, site_admin
+from ..api_dashboards import creator_view, receipt_of
+from ..api_payouts import org_param
+from ..auth import caller
+from ..errors import status_for
+from ..forms import read_form
+from ..keys import SERVICES
+from .chart import bar_chart
+from .render import redirect, render
 
 routes = web.RouteTableDef()
 CREATOR_PAGE = browser_session("publish")

@@ -11,21 +11,17 @@ from __future__ import annotations
 import segno
 from aiohttp import web
 
-from ..errors import DomainError
-from ..market.dashboard import subscriptions
-from ..market.money import journal_text
-from .access import browser_session, allow
-from .auth import caller
-from .forms import read_form
-from .pages import redirect, render
-from .keys import SERVICES
+from ...errors import DomainError
+from ...market.dashboard import subscriptions
+from ...market.money import journal_text
+from ..access import browser_session, allow
+from ..auth import caller
+from ..forms import read_form
+from .render import redirect, render
+from ..keys import SERVICES
 
 routes = web.RouteTableDef()
 BUYER_PAGE = browser_session("account")
-
-
-def balance_text(currency: str, minor: int) -> str:
-    return journal_text(currency, minor)
 
 
 def qr_code(bolt11: str) -> str:
@@ -49,7 +45,7 @@ async def purchases_page(request: web.Request) -> web.Response:
     pending = focus if focus and focus["status"] == "pending" else None
     return await render(request, "market/purchases.html", focus=focus, notice=notice,
                         qr=qr_code(pending["bolt11"]) if pending and pending["bolt11"] else None,
-                        balances=[balance_text(c, v) for c, v in sorted(mine["balances"].items())],
+                        balances=[journal_text(c, v) for c, v in sorted(mine["balances"].items())],
                         orders=mine["orders"], entitlements=mine["entitlements"], refresh=pending is not None,
                         subscriptions=await subscriptions(market.db, principal.id))
 
