@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...errors import DomainError, InvalidInput
 from ...market import dashboard
-from ...market.money import journal_text as balance_text
+from ...market.money import journal_text
 from ...market.payouts import creator_of
 from ..access import allow, browser_session, site_admin
 from ..api_dashboards import creator_view, receipt_of
@@ -27,16 +27,16 @@ NOTICES = {"method": "Payout method saved."}
 
 def money(values: dict) -> dict:
     """Journal amounts as text for the page: {"msat": {"available": 1_600_000}} -> {"sat": {"available": "1600 sat"}}."""
-    return {balance_text(currency, 0).split()[-1]: {key: balance_text(currency, amount) for key, amount in row.items()}
+    return {journal_text(currency, 0).split()[-1]: {key: journal_text(currency, amount) for key, amount in row.items()}
             for currency, row in values.items()}
 
 
 async def earnings_page(request: web.Request, status: int = 200, notice: str | None = None) -> web.Response:
     view = await creator_view(request)
     for payout in view["payouts"]:
-        payout["amount_text"] = balance_text(payout["currency"], payout["amount"])
+        payout["amount_text"] = journal_text(payout["currency"], payout["amount"])
     for buyer in view["top_buyers"]:
-        buyer["total_text"] = balance_text(buyer["currency"], buyer["total"])
+        buyer["total_text"] = journal_text(buyer["currency"], buyer["total"])
     payouts = request.app[SERVICES].market.payouts
     await payouts.refresh_ready(view["creator"])
     return await render(request, "market/earnings.html", status=status, view=view, earnings=money(view["earnings"]),
