@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import json
 import re
 import socket
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import aiohttp
 
 from ..errors import InvalidInput
 
-TIMEOUT = aiohttp.ClientTimeout(total=20)
+MAX_ANSWER = 64 * 1024
 ADDRESS = re.compile(r"^([a-z0-9._+-]{1,64})@([a-z0-9.-]{1,253}(?::[0-9]{1,5})?)$")
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
@@ -103,8 +104,11 @@ class PayRequest:
 async def _get_json(session: aiohttp.ClientSession, url: str, allow_private: bool) -> dict:
     await check_address(url, allow_private)
     async with session.get(url, allow_redirects=False) as response:
+        raw = await response.content.read(MAX_ANSWER + 1)  # a hostile endpoint may answer without end
+        if len(raw) > MAX_ANSWER:
+            raise LnurlError("the LNURL endpoint's answer is too large")
         try:
-            data = await response.json(content_type=None)
+            data = json.loads(raw)
         except ValueError:
             raise LnurlError(f"the LNURL endpoint answered {response.status} without JSON") from None
     if not isinstance(data, dict):

@@ -12,6 +12,7 @@ open and is resumed by the next run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Payouts:
         self.settings = settings
         self.payers = payers  # by method: lightning, stripe
         self.base_url = base_url.rstrip("/")
+        self._running = asyncio.Lock()
 
     # -- methods ------------------------------------------------------------------------------------------
 
@@ -135,8 +137,13 @@ class Payouts:
     # -- batches ------------------------------------------------------------------------------------------
 
     async def run(self, now: float | None = None, progress: Callable[[str], None] = lambda line: None) -> Report:
-        """Resume the open payouts, then pay every creator above the minimum who has a ready method."""
-        now = time.time() if now is None else now
+        """Resume the open payouts, then pay every creator above the minimum who has a ready method. One batch at
+        a time in this process (the timer and an admin's request); another process's batch is safe too, only
+        slower: the balance guard, the stored invoice and the providers' idempotency keep each payout single."""
+        async with self._running:
+            return await self._run(time.time() if now is None else now, progress)
+
+    async def _run(self, now: float, progress: Callable[[str], None]) -> Report:
         report = Report(f"b{int(now * 1000)}", [], [], [])
         for row in await self.db.fetch_all("SELECT * FROM market_payouts WHERE status IN ('reserved', 'sending')"
                                            " ORDER BY id"):
@@ -213,11 +220,15 @@ class Payouts:
             prepared = await payer.prepare(payout)
             if prepared.error:
                 return Outcome("failed", None, prepared.error)
-            payout.update(status="sending", bolt11=prepared.bolt11, provider_ref=prepared.provider_ref)
             async with self.db.write() as tx:  # stored before any money moves: a re-run pays this, or nothing
                 await tx.execute("UPDATE market_payouts SET status = 'sending', bolt11 = ?, provider_ref = ?"
                                  " WHERE id = ? AND status = 'reserved'",
                                  (prepared.bolt11, prepared.provider_ref, payout["id"]))
+                # Another batch (another process) may have stored its own invoice first: only the stored one is
+                # ever paid, and a payout it finished meanwhile is left as it is.
+                payout.update(await tx.fetch_one("SELECT * FROM market_payouts WHERE id = ?", (payout["id"],)))
+            if payout["status"] in ("paid", "failed"):
+                return Outcome(payout["status"], payout["provider_ref"], payout["error"])
         known = await payer.status(payout)
         return known if known is not None else await payer.send(payout)
 

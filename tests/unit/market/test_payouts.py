@@ -7,6 +7,8 @@ import pytest
 
 from mcpstore_appliance.market import journal
 
+from mcpstore_appliance.market.providers.payers import Outcome
+
 from .support import StandInPayer, add_package, add_user, open_market, set_method
 from .test_journal import paid_order
 
@@ -103,3 +105,36 @@ async def test_a_failed_payout_returns_the_funds_and_the_next_batch_tries_again(
     payer.refuse = False
     assert [p["amount"] for p in (await market.payouts.run()).paid] == [800_000]
     assert await journal.check(market.db) == []
+
+
+async def test_two_batches_at_once_pay_a_payout_once(world, tmp_path):
+    """Two processes' batches (two Payouts on one database) advance the same payout: each fetches its own
+    invoice, but only the one stored first is ever paid."""
+    import asyncio
+    import itertools
+
+    from mcpstore_appliance.market.payouts import Payouts, Report
+    from mcpstore_appliance.market.providers.payers import Prepared
+
+    market, payer, creator, buyer, package = world
+    await earn(market, buyer, package, creator, "r1")
+    await set_method(market, f"user:{creator}")
+    invoices = itertools.count(1)
+
+    async def fresh_invoice(payout):
+        await asyncio.sleep(0)  # let the other batch fetch its own meanwhile
+        return Prepared(provider_ref=f"invoice-{next(invoices)}")
+
+    async def pay_by_invoice(payout):
+        payer.sends.append(payout["provider_ref"])
+        return Outcome("paid", payout["provider_ref"])
+
+    payer.prepare, payer.send = fresh_invoice, pay_by_invoice
+    payer.status = lambda payout: asyncio.sleep(0, None)  # the provider knows of no payment yet
+    payout = await market.payouts._reserve(f"user:{creator}", "msat", "lightning", "b1")
+    other = Payouts(market.db, market.settings, {"lightning": payer}, "http://127.0.0.1:1")
+    reports = [Report("b1", [], [], []), Report("b2", [], [], [])]
+    await asyncio.gather(market.payouts._advance(dict(payout), reports[0]), other._advance(dict(payout), reports[1]))
+    [row] = await market.payouts.list(f"user:{creator}")
+    assert payer.sends == [row["provider_ref"]] * len(payer.sends) and row["status"] == "paid"
+    assert len(set(payer.sends)) == 1
