@@ -6,6 +6,9 @@ wallet (alice's): it answers LUD-06 as a wallet's service does, and its invoices
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import uuid
 
 import pytest
@@ -145,3 +148,25 @@ async def test_lnurl_endpoints_on_private_addresses_are_refused_unless_allowed()
         await lnurl.check_address("http://127.0.0.1:9/lnurlp/x", allow_private=False)
     await lnurl.check_address("http://127.0.0.1:9/lnurlp/x", allow_private=True)
     assert lnurl.endpoint("Alice@Example.com") == "https://example.com/.well-known/lnurlp/alice"
+
+
+async def test_mcpstore_admin_payouts_run_says_what_it_does_and_pays(start_app, lnbits, lnurl_service, tmp_path):
+    """The operator's command on the serving appliance's data folder (another process on the same database)."""
+    destination, _, balance = lnurl_service
+    app, alice, alice_token, _ = await alice_earns(lnbits, start_app)
+    await app.client.with_token(alice_token).put("/api/market/payout-method",
+                                                 json={"kind": "lightning", "destination": destination})
+    config = tmp_path / "config.toml"
+    config.write_text(f'[market.lnbits]\nurl = "{lnbits.url}"\ninvoice_key = "{lnbits.shop_inkey}"\n'
+                      f'admin_key = "{lnbits.shop_adminkey}"\n[market.payouts]\nminimum = {{ sat = "100" }}\n'
+                      'allow_private_lnurl = true\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPSTORE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mcpstore_appliance.cli.main", "admin", "payouts", "run", "--data", str(app.data_dir),
+        "--config", str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err
+    assert b"paying every creator whose available balance reached the minimum" in err
+    assert f"paying user:{alice.id} 1600000 msat by lightning".encode() in err and b"1 paid" in err
+    assert [p["amount"] for p in json.loads(out)["paid"]] == [1_600_000]
+    assert await asyncio.to_thread(balance) == 1_600_000 and await owed(app, alice) == 0
