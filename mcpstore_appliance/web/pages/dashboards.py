@@ -53,7 +53,7 @@ async def earnings(request: web.Request) -> web.Response:
 
 
 @routes.post("/account/earnings/payout-method")
-@allow(CREATOR_PAGE)
+@allow(browser_session("account"))  # where money goes: an account setting, like the JSON API's
 async def set_payout_method(request: web.Request) -> web.Response:
     form = await read_form(request)
     principal = caller(request)
