@@ -34,8 +34,8 @@ from .market import Market, build_market
 from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, api_usage, api_user_config,
-                  health, ledger_api, openapi, registry_api, sendfile)
+from .web import (api_accounts, api_market, api_packages, api_payouts, api_policy, api_publish, api_usage,
+                  api_user_config, health, ledger_api, openapi, registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -216,6 +216,7 @@ def create_app(settings: Settings) -> web.Application:
                    registry_api):
         app.router.add_routes(module.routes)
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
+    api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
     api_policy.install(app)  # group policy: its routes

@@ -147,6 +147,17 @@ class LnbitsSettings(Section):
     url: str = ""  # empty: no Lightning payments
     invoice_key: SecretStr = SecretStr("")  # the wallet's invoice key (inkey): creates and checks invoices
     invoice_expiry_seconds: int = Field(900, gt=0)
+    admin_key: SecretStr = SecretStr("")  # the same wallet's admin key: pays creators' Lightning payouts; empty: none
+
+
+class PayoutSettings(Section):
+    """Creator payouts (market/payouts.py): in batches, each creator's available balance once it reaches the
+    minimum of its currency (in the currency's own units: the fees of a transfer should stay small against it)."""
+
+    minimum: dict[str, str] = {"usd": "20.00", "eur": "20.00", "sat": "10000"}
+    interval_seconds: float = Field(86400.0, ge=0)  # 0: only `mcpstore admin payouts run`
+    # LNURL-pay endpoints on private or loopback addresses (a creator's URL must not reach the operator's LAN)
+    allow_private_lnurl: bool = False
 
 
 class MarketSettings(Section):
@@ -165,6 +176,7 @@ class MarketSettings(Section):
     reconcile_window_seconds: float = Field(7 * 86400.0, gt=0)
     stripe: StripeSettings = StripeSettings()
     lnbits: LnbitsSettings = LnbitsSettings()
+    payouts: PayoutSettings = PayoutSettings()
 
     @field_validator("per_call_bounds", "subscription_bounds", "per_call_bounds_sat", "subscription_bounds_sat")
     @classmethod

@@ -56,7 +56,14 @@ def add_parsers(subparsers) -> None:
                                  "key stays in the JWKS until the tokens it signed have expired")
     rotate.set_defaults(func=rotate_usage_key)
 
-    for parser in (user, org, member, token, users, reconcile, rotate):
+
+    payouts = commands.add_parser("payouts", help="creator payouts")
+    payout_actions = payouts.add_subparsers(dest="payouts_command", metavar="ACTION", required=True)
+    run = payout_actions.add_parser("run", help="pay every creator whose balance reached the minimum, resuming "
+                                    "payouts a crash left open; prints the batch report as JSON")
+    run.set_defaults(func=run_payouts)
+
+    for parser in (user, org, member, token, users, reconcile, rotate, run):
         add_settings_flags(parser)
 
 
@@ -161,3 +168,21 @@ def rotate_usage_key(args: argparse.Namespace) -> int:
     print(f"usage tokens are now signed with key {kid}; published keys: "
           f"{', '.join(k['kid'] for k in ring.state().jwks['keys'])}")
     return 0
+
+
+def run_payouts(args: argparse.Namespace) -> int:
+    """One payout batch, with a line per payout as it goes; exit 1 when a payout failed or stayed open."""
+
+    async def work(services):
+        payouts = services.market.payouts
+        if not payouts.payers:
+            print("no payout method is configured (market.lnbits.admin_key for Lightning, market.stripe for "
+                  "Stripe Connect): nothing to pay", file=sys.stderr)
+            return 0
+        print("paying every creator whose available balance reached the minimum (market.payouts.minimum), "
+              "after resuming open payouts", file=sys.stderr)
+        report = await payouts.run(progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(report.as_json(), indent=2))
+        return 1 if report.failed or report.open else 0
+
+    return _run(args, work)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mcpstore_appliance.cli.discover_cmds",
     "mcpstore_appliance.cli.ledger_cmds",
     "mcpstore_appliance.cli.market_cmds",
+    "mcpstore_appliance.cli.stats_cmds",
     "mcpstore_appliance.cli.policy_cmds",
 )
 

@@ -56,7 +56,7 @@ class Debit:
 
 
 class Market:
-    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str):
+    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str, payouts=None):
         self.db = db
         self.settings = settings
         self.providers = providers
@@ -64,6 +64,7 @@ class Market:
         self._timer: asyncio.Task | None = None
         self.grouped = GroupPoster(db)  # per-call debits
         self._prices: dict[int, tuple[dict | None, float]] = {}
+        self.payouts = payouts  # market.payouts.Payouts: creator payouts (build_market makes it)
 
     # -- buying -------------------------------------------------------------------------------------------
 
@@ -171,10 +172,14 @@ class Market:
         if provider is None or provider_name == "manual":
             raise NotFound(f"no {provider_name[:20]} payments are configured here", code="provider_unavailable")
         outcomes = []
-        for hint in provider.webhook(raw, headers, query):
-            outcome = await asked(provider, self._follow(provider, hint))
-            await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
-            outcomes.append(outcome)
+        try:
+            for hint in provider.webhook(raw, headers, query):
+                outcome = await asked(provider, self._follow(provider, hint))
+                await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
+                outcomes.append(outcome)
+        except DomainError as exc:  # forged, stale, malformed, or the provider could not be asked
+            await settle.webhook_failure(self.db, provider.name, exc.code, exc.message)
+            raise
         return outcomes
 
     async def _follow(self, provider: Provider, hint) -> str:
@@ -363,5 +368,7 @@ class Market:
         if self._timer is not None:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
+        if self.payouts is not None:
+            await self.payouts.close()
         for provider in self.providers.values():
             await provider.close()

@@ -111,3 +111,14 @@ async def seen_event(db, provider: str, event_id: str, kind: str, outcome: str) 
                          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, event_id) DO UPDATE SET outcome ="
                          " excluded.outcome, received_at = excluded.received_at",
                          (provider, event_id[:200], kind, outcome, time.time()))
+
+
+FAILURES_KEPT = 1000  # a flood of forged deliveries must not grow the table without bound
+
+
+async def webhook_failure(db, provider: str, code: str, message: str) -> None:
+    """A delivery refused or not followed, for the operator's admin page (the newest FAILURES_KEPT are kept)."""
+    async with db.write() as tx:
+        newest = await tx.insert("market_webhook_failures", {"provider": provider[:20], "code": code[:60],
+                                                             "message": message[:300], "received_at": time.time()})
+        await tx.execute("DELETE FROM market_webhook_failures WHERE id <= ?", (newest - FAILURES_KEPT,))
