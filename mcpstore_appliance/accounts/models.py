@@ -71,6 +71,8 @@ class Principal:
     token_org_id: int | None = None  # a token bound to one org acts only within it
     via: str = "session"
     expires_at: float | None = None  # when the credential (a token) expires; None: it does not, or a session
+    # An OAuth access token's resource (RFC 8707): it is good at that hosted MCP endpoint only (web/access.py).
+    audience: str | None = None
 
     @property
     def bound_org_slug(self) -> str | None:
