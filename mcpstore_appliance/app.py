@@ -34,8 +34,8 @@ from .market import Market, build_market
 from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, openapi,
-                  registry_api, sendfile)
+from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, oauth_api,
+                  openapi, registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -213,6 +213,7 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_routes(module.routes)
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
     api_policy.install(app)  # group policy: its routes
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
-from .keys import CSRF_PENDING, CSRF_TOKEN, PRINCIPAL, SERVICES
+from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
+from .keys import CSRF_PENDING, CSRF_TOKEN, OAUTH, PRINCIPAL, SERVICES
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -58,7 +59,11 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
-        request[PRINCIPAL] = await accounts.principal_for_token(credential.strip())
+        credential = credential.strip()
+        if credential.startswith(OAUTH_ACCESS_PREFIX):  # an OAuth access token of a hosted endpoint (oauth/)
+            request[PRINCIPAL] = await request.app[OAUTH].principal_for_access_token(credential)
+        else:
+            request[PRINCIPAL] = await accounts.principal_for_token(credential)
     elif (session_id := request.cookies.get(SESSION_COOKIE)):
         found = await accounts.principal_for_session(session_id)
         if found:

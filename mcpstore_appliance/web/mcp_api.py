@@ -7,8 +7,9 @@
 - `GET` 405 (no server-initiated stream), `DELETE` ends the session.
 - `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding).
 - Unauthenticated calls get 401 with `WWW-Authenticate: Bearer resource_metadata=...` (web/errors.py), and
-  the RFC 9728 document is served below /.well-known. API tokens authenticate for now; the OAuth
-  authorisation server is a later step (its metadata URL goes into `authorization_servers`).
+  the RFC 9728 document is served below /.well-known; it names the appliance itself as the authorisation
+  server (oauth/, web/oauth_api.py). OAuth access tokens for this endpoint, API tokens with the invoke scope
+  and browser sessions are accepted.
 - `POST /api/invoke/{namespace}/{name}` `{"tool", "arguments"}`: one call for scripts.
 """
 
@@ -26,14 +27,17 @@ from ..gateway.stdio import RpcError
 from .access import NO_CREDENTIALS, allow, signed_in
 from .openapi import documented
 from .auth import caller
-from .keys import SERVICES, SETTINGS
+from .keys import OAUTH, SERVICES, SETTINGS
 
 log = logging.getLogger("mcpstore.gateway")
 routes = web.RouteTableDef()
 GATEWAY = web.AppKey("gateway", GatewayService)
 PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 SESSION_HEADER = "Mcp-Session-Id"
-CALLER = signed_in("invoke", org="allowed")  # what the caller reaches is the package's access rule
+# What the caller reaches is the package's access rule; the endpoint is an OAuth protected resource, so an OAuth
+# access token is good here only at the endpoint it was issued for (its audience).
+CALLER = signed_in("invoke", org="allowed", resource="/mcp/{namespace}/{name}")
+INVOKE_CALLER = signed_in("invoke", org="allowed")  # scripts: API tokens and sessions, not OAuth tokens
 
 
 def _origin(url: str) -> str:
@@ -137,7 +141,7 @@ INVOKE_BODY = {"type": "object", "required": ["tool"], "additionalProperties": F
 
 
 @routes.post("/api/invoke/{namespace}/{name}")
-@allow(CALLER)
+@allow(INVOKE_CALLER)
 @documented("Call one tool of a hosted bundle in a fresh sandbox (for scripts; MCP hosts use /mcp/{namespace}/{name})",
             tags=["hosted"], body=INVOKE_BODY,
             responses={200: "the tool's result", 400: "invalid body", 401: "credentials needed",
@@ -161,9 +165,9 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
 
 def _resource_metadata(request: web.Request, resource: str) -> web.Response:
-    base = request.app[SETTINGS].base_url
-    return web.json_response({"resource": resource, "authorization_servers": [base],
-                              "bearer_methods_supported": ["header"], "scopes_supported": [],
+    issuer = request.app[OAUTH].issuer
+    return web.json_response({"resource": resource, "authorization_servers": [issuer],
+                              "bearer_methods_supported": ["header"], "scopes_supported": ["invoke"],
                               "resource_name": "mcpstore hosted MCP servers"},
                              headers={"Cache-Control": "public, max-age=3600"})
 
