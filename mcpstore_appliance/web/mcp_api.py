@@ -1,7 +1,8 @@
 """The hosted MCP endpoint (Streamable HTTP, MCP 2025-11-25) and the invoke API; thin over gateway/service.py.
 
-- `POST /mcp/{namespace}/{name}`: one JSON-RPC message per POST, answered with JSON (SSE is optional for a
-  server and not used: nothing is pushed). `initialize` starts a session in a fresh sandbox and returns
+- `POST /mcp/{namespace}/{name}`: one JSON-RPC message per POST; a request is answered with JSON, or with a
+  one-event `text/event-stream` when the client accepts it (as MCP SDKs do). The stream carries no event ids:
+  it cannot be resumed (GET is 405), so a client that loses it does not try. `initialize` starts a session in a fresh sandbox and returns
   `Mcp-Session-Id`; every later request must carry it (400 without, 404 unknown or ended, after which MCP
   clients re-initialise). Notifications get 202.
 - `GET` 405 (no server-initiated stream), `DELETE` ends the session.
@@ -79,8 +80,20 @@ async def _message(request: web.Request) -> dict:
     return message
 
 
-def _rpc_error(message_id, error: RpcError) -> web.Response:
-    return web.json_response({"jsonrpc": "2.0", "id": message_id, "error": error.as_error()})
+async def _answer(request: web.Request, answer: dict, headers: dict | None = None) -> web.StreamResponse:
+    """A JSON-RPC answer as JSON, or as one SSE `message` event when the client accepts an event stream."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return web.json_response(answer, headers=headers)
+    response = web.StreamResponse(headers={**(headers or {}), "Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    await response.write(b"event: message\ndata: " + json.dumps(answer, separators=(",", ":")).encode() + b"\n\n")
+    await response.write_eof()
+    return response
+
+
+async def _rpc_error(request: web.Request, message_id, error: RpcError) -> web.StreamResponse:
+    return await _answer(request, {"jsonrpc": "2.0", "id": message_id, "error": error.as_error()})
 
 
 @routes.post("/mcp/{namespace}/{name}")
@@ -98,17 +111,17 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
         try:
             session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
         except RpcError as error:
-            return _rpc_error(message["id"], error)
-        return web.json_response({**answer, "id": message["id"]}, headers={SESSION_HEADER: session.id})
+            return await _rpc_error(request, message["id"], error)
+        return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: session.id})
     session = _session(request)
     try:
         answer = await gateway.forward(principal, session, message)
     except RpcError as error:  # the server had already stopped
         await gateway.end(session)
-        return _rpc_error(message.get("id"), error) if "id" in message else web.Response(status=202)
+        return await _rpc_error(request, message.get("id"), error) if "id" in message else web.Response(status=202)
     if answer is None:
         return web.Response(status=202)
-    return web.json_response(answer)
+    return await _answer(request, answer)
 
 
 def _session(request: web.Request):
