@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import audit
 from ..accounts.credentials import secret_hash
 from ..accounts.models import Principal
 from ..accounts.ratelimit import RateLimiter
+from ..audit import Actor
 from ..errors import Unauthenticated
 from .clients import Client, Clients
 from .errors import OAuthError
@@ -53,18 +55,29 @@ class OAuthService:
         client = await self.clients.get(params.get("client_id"))
         return check_request(client, params, self.base_url)
 
-    async def issue_code(self, principal: Principal, request: AuthorizationRequest) -> str:
+    async def issue_code(self, principal: Principal, request: AuthorizationRequest, ip: str | None = None) -> str:
         """The user approved: a new grant and its code (the caller has checked the user's access)."""
         code = secrets.token_urlsafe(32)
         now = time.time()
         async with self.db.write() as tx:
+            await self._purge(tx, now)
             grant_id = await tx.insert("oauth_grants", {
                 "client_id": request.client.client_id, "user_id": principal.id, "resource": request.resource,
                 "scope": request.scope, "created_at": now})
             await tx.insert("oauth_codes", {
                 "code_hash": secret_hash(code), "grant_id": grant_id, "redirect_uri": request.redirect_uri,
                 "code_challenge": request.code_challenge, "expires_at": now + self.settings.code_seconds})
+            await audit.record(tx, Actor(principal.id, principal.user.username, ip), "oauth.grant",
+                               target=request.client.client_id,
+                               details={"client_name": request.client.client_name, "resource": request.resource,
+                                        "scope": request.scope})
         return code
+
+    @staticmethod
+    async def _purge(tx, now: float) -> None:
+        """Codes and tokens long expired are of no use to anyone; a day's grace keeps a late replay detectable."""
+        await tx.execute("DELETE FROM oauth_codes WHERE expires_at < ?", (now - 86400,))
+        await tx.execute("DELETE FROM oauth_tokens WHERE expires_at < ?", (now - 86400,))
 
     # -- the token endpoint ---------------------------------------------------------------------------------
 

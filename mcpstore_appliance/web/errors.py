@@ -104,6 +104,8 @@ def www_authenticate(request: web.Request, code: str = "") -> str:
     protected-resource metadata and names the scope, as the MCP authorization spec asks, and a refused token
     says invalid_token (RFC 6750 §3.1)."""
     error = ', error="invalid_token"' if code in TOKEN_REFUSALS else ""
+    if code == "insufficient_scope":  # a 403: the MCP client may ask the user for the scope (step-up)
+        error = ', error="insufficient_scope"'
     if request.path.startswith("/mcp/"):
         base = request.app[SETTINGS].base_url
         return (f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource{request.path}", '
@@ -117,7 +119,8 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     which aiohttp sends as it is. Called by the front door (web/front_door.py)."""
     if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
-        if isinstance(exc, errors.Unauthenticated):
+        step_up = exc.code == "insufficient_scope" and request.path.startswith("/mcp/")  # MCP asks for a challenge
+        if isinstance(exc, errors.Unauthenticated) or step_up:
             headers = {"WWW-Authenticate": www_authenticate(request, exc.code)}
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
     if isinstance(exc, web.HTTPException):

@@ -25,6 +25,7 @@ from .forms import read_form
 from .keys import OAUTH, SERVICES
 from .oauth_api import single_values
 from .pages import render
+from .util import client_ip
 
 routes = web.RouteTableDef()
 CONSENT = browser_session("invoke")
@@ -97,5 +98,5 @@ async def authorize_decision(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return await _consent_page(request, auth, refusal)
     oauth = request.app[OAUTH]
-    code = await oauth.issue_code(caller(request), auth)
+    code = await oauth.issue_code(caller(request), auth, client_ip(request))
     raise redirect_to_client(auth.redirect_uri, code=code, state=auth.state, iss=oauth.issuer)

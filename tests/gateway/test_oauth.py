@@ -45,6 +45,9 @@ async def test_access_token_works_only_at_its_own_endpoint(hosted_app):
                          ("GET", "/api/tokens"), ("POST", "/api/tokens")):
         status, body, _ = await bearer.request(method, path, json={"tool": "echo"} if method == "POST" else None)
         assert status == 401 and body["error"]["code"] == "invalid_token", (path, status, body)
+    event = await app.services.db.fetch_one("SELECT actor, action, target, details FROM audit_events"
+                                            " WHERE action = 'oauth.grant'")
+    assert event["actor"] == "alice" and event["target"] == flow.client_id and "alice/hostile" in event["details"]
     # a token stored by the appliance is only a hash
     stored = await app.services.db.fetch_all("SELECT token_hash FROM oauth_tokens")
     assert secret_hash(tokens["access_token"]) in {r["token_hash"] for r in stored}
@@ -134,3 +137,24 @@ async def test_refresh_tokens_rotate_and_a_replay_revokes_the_grant(hosted_app):
     status, body, _ = await flow.token(**refresh, refresh_token=first["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
     assert await initialize(app, first["access_token"]) == (401, "token_revoked")
+
+
+async def test_long_expired_codes_and_tokens_are_purged(hosted_app):
+    app, _, flow = await world(hosted_app)
+    old = await flow.tokens("alice/hostile")
+    async with app.services.db.write() as tx:
+        await tx.execute("UPDATE oauth_tokens SET expires_at = ?", (time.time() - 2 * 86400,))
+    fresh = await flow.tokens("alice/hostile")  # a new approval purges what expired more than a day ago
+    hashes = {r["token_hash"] for r in await app.services.db.fetch_all("SELECT token_hash FROM oauth_tokens")}
+    assert secret_hash(old["access_token"]) not in hashes and secret_hash(fresh["access_token"]) in hashes
+
+
+async def test_an_api_token_without_invoke_is_challenged_for_the_scope(hosted_app):
+    app, user, _ = await world(hosted_app)
+    principal = await app.services.accounts.principal_for_user(user.id)
+    read_only, _ = await app.services.accounts.create_token(principal, "read only", ["read"])
+    status, body, response = await app.client.with_token(read_only).post("/mcp/alice/hostile", json=INIT)
+    assert status == 403 and body["error"]["code"] == "insufficient_scope"
+    challenge = response.headers["WWW-Authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="invoke"' in challenge
+    assert "resource_metadata=" in challenge

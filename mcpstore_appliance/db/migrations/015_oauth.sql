@@ -38,3 +38,5 @@ CREATE TABLE oauth_tokens (
     used_at     REAL                            -- a refresh token is used once (rotation)
 );
 CREATE INDEX oauth_tokens_by_grant ON oauth_tokens(grant_id);
+CREATE INDEX oauth_tokens_by_expiry ON oauth_tokens(expires_at);
+CREATE INDEX oauth_codes_by_expiry ON oauth_codes(expires_at);
