@@ -25,7 +25,7 @@ from aiohttp import web
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..gateway.service import GatewayService
 from ..gateway.stdio import RpcError
-from . import pages_try
+from .pages import try_it
 from .access import NO_CREDENTIALS, allow, signed_in
 from .openapi import documented
 from .auth import caller
@@ -211,4 +211,4 @@ def install_gateway(app: web.Application) -> None:
 
     app.cleanup_ctx.append(gateway_lifecycle)
     app.router.add_routes(routes)
-    app.router.add_routes(pages_try.routes)  # "try it" on a hosted package's page
+    app.router.add_routes(try_it.routes)  # "try it" on a hosted package's page

@@ -1,6 +1,6 @@
 """The OAuth endpoints of the authorisation server (oauth/) that programs call: RFC 8414 metadata, RFC 7591
 registration, the token endpoint and RFC 7009 revocation. The user's side (sign-in and consent) is
-web/pages_oauth.py.
+web/pages/oauth.py.
 
 These endpoints answer errors in the OAuth shape, `{"error": "invalid_grant", "error_description": ...}`
 (RFC 6749 §5.2, RFC 7591 §3.2.2), because that is what OAuth clients read; they take no cookies or API
@@ -121,7 +121,7 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 def install_oauth(app: web.Application) -> None:
     """The one hook in create_app: the authorisation server (built from the accounts' users once the services
     are open), its endpoints and its pages."""
-    from . import pages_oauth  # noqa: PLC0415 (the pages import this module's helpers)
+    from .pages import oauth as pages_oauth  # noqa: PLC0415 (the page imports this module's helpers)
 
     async def oauth_lifecycle(app: web.Application):
         services = app[SERVICES]

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInput
+from ...errors import InvalidInput
 
 MAX_FIELDS = 40
 PREFIX = "arg."  # form field names: arg.<property>, so no property can take csrf_token or tool

@@ -1,5 +1,5 @@
 """"Try it" on a hosted package: a signed-in user with access runs one tool from a form generated from its input
-schema (web/try_form.py) and sees the result, escaped like all package text. Each view and each run uses a fresh
+schema (web/pages/try_form.py) and sees the result, escaped like all package text. Each view and each run uses a fresh
 sandbox through the gateway, with the same access rule, metering and audit as the MCP endpoint."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import DomainError, InvalidInput
-from .access import allow, browser_session
-from .auth import caller
-from .errors import status_for
-from .forms import read_form
-from .keys import SERVICES
-from .pages import render
+from ...errors import DomainError, InvalidInput
+from ..access import allow, browser_session
+from ..auth import caller
+from ..errors import status_for
+from ..forms import read_form
+from ..keys import SERVICES
+from ..util import client_ip
+from .render import render
 from .try_form import PREFIX, arguments_from, fields_of
-from .util import client_ip
 
 routes = web.RouteTableDef()
 MAX_TOOLS = 100

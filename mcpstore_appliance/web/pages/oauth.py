@@ -15,17 +15,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from ..errors import DomainError, InvalidInput
-from ..oauth import OAuthError
-from ..oauth.errors import ClientRefused
-from ..oauth.requests import AuthorizationRequest
-from .access import allow, browser_session
-from .auth import caller
-from .forms import read_form
-from .keys import OAUTH, SERVICES
-from .oauth_api import single_values
-from .pages import render
-from .util import client_ip
+from ...errors import DomainError, InvalidInput
+from ...oauth import OAuthError
+from ...oauth.errors import ClientRefused
+from ...oauth.requests import AuthorizationRequest
+from ..access import allow, browser_session
+from ..auth import caller
+from ..forms import read_form
+from ..keys import OAUTH, SERVICES
+from ..oauth_api import single_values
+from ..util import client_ip
+from .render import render
 
 routes = web.RouteTableDef()
 CONSENT = browser_session("invoke")

@@ -6,7 +6,7 @@ import pytest
 from multidict import MultiDict
 
 from mcpstore_appliance.errors import InvalidInput
-from mcpstore_appliance.web.try_form import MAX_FIELDS, arguments_from, fields_of
+from mcpstore_appliance.web.pages.try_form import MAX_FIELDS, arguments_from, fields_of
 
 SCHEMA = {"type": "object", "required": ["text", "count"], "properties": {
     "text": {"type": "string", "description": "what to echo"},
