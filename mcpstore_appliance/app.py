@@ -35,7 +35,7 @@ from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .web import (api_accounts, api_market, api_packages, api_payouts, api_policy, api_publish, api_usage,
-                  api_user_config, health, ledger_api, openapi, registry_api, sendfile)
+                  api_user_config, health, ledger_api, oauth_api, openapi, registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -219,6 +219,7 @@ def create_app(settings: Settings) -> web.Application:
     api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
+    oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
     api_policy.install(app)  # group policy: its routes
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

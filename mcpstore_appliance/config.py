@@ -213,6 +213,15 @@ class HostedSettings(Section):
     endpoint_ca_file: str = ""  # extra CA certificates to trust for them (an internal CA); empty: the system's
 
 
+class OAuthSettings(Section):
+    """The authorisation server of the hosted MCP endpoints (oauth/)."""
+
+    code_seconds: int = Field(60, gt=0, le=600)  # authorisation codes are single-use and short-lived
+    access_token_minutes: int = Field(60, gt=0)
+    refresh_token_days: int = Field(30, gt=0)
+    registrations_per_ip_per_hour: int = Field(20, gt=0)
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -223,6 +232,7 @@ class Settings(Section):
     registry: RegistrySettings = RegistrySettings()
     market: MarketSettings = MarketSettings()
     hosted: HostedSettings = HostedSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @property
     def base_url(self) -> str:

@@ -76,6 +76,8 @@ class Principal:
 
     def with_usage(self, grant: Any) -> "Principal":
         return replace(self, usage=grant)
+    # An OAuth access token's resource (RFC 8707): it is good at that hosted MCP endpoint only (web/access.py).
+    audience: str | None = None
 
     @property
     def bound_org_slug(self) -> str | None:

@@ -277,6 +277,16 @@ class GatewayService:
             raise InvalidInput("'tool' must be the name of a tool", code="invalid_tool")
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidInput("'arguments' must be an object", code="invalid_arguments")
+        return await self.one_request(principal, namespace, name, "tools/call",
+                                      {"name": tool, "arguments": arguments or {}}, ip)
+
+    async def list_tools(self, principal: Principal, namespace: str, name: str, ip: str | None = None) -> dict:
+        """tools/list in a fresh sandbox (the "try it" form builds its fields from the tools' input schemas)."""
+        return await self.one_request(principal, namespace, name, "tools/list", {}, ip)
+
+    async def one_request(self, principal: Principal, namespace: str, name: str, method: str, params: dict,
+                          ip: str | None = None) -> dict:
+        """One request in a fresh sandbox, ended afterwards: {"result": ...} or {"error": ...}."""
         target = await self.target(principal, namespace, name)
         init = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
         try:
@@ -287,8 +297,7 @@ class GatewayService:
             if "error" in answer:
                 return {"error": answer["error"]}
             await session.client.notify("notifications/initialized")
-            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                    "params": {"name": tool, "arguments": arguments or {}}}
+            call = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
             result = await self.forward(principal, session, call, via="invoke")
             return {key: result[key] for key in ("result", "error") if key in result}
         finally:

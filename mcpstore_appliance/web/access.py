@@ -16,6 +16,9 @@ The declarations:
 - `browser_session(scope)`: pages and forms of a signed-in user, for browser sessions only.
 - `DEVICE_TOKEN`: managed devices; the handler checks an org device token (policy/) itself, so user
   credentials are not looked at here, as with NO_CREDENTIALS.
+- `resource=...` on signed_in: the route is an OAuth protected resource (the hosted MCP endpoint, a path
+  template such as "/mcp/{namespace}/{name}"); an OAuth access token is good only at its own resource (its
+  audience) and refused everywhere else as invalid_token.
 - `page=True` on a declaration: for HTML pages, an anonymous visitor is sent to the login page instead of
   getting a 401; `session_only=True`: browser forms, which a token cannot submit.
 """
@@ -50,6 +53,7 @@ class Access:
     session_only: bool = False
     page: bool = False
     device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
+    resource: str | None = None  # path template of an OAuth protected resource (the hosted MCP endpoint)
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
@@ -75,8 +79,9 @@ DEVICE_TOKEN = Access("ignored", device=True)
 ANYONE = Access("optional", scope="read")
 
 
-def signed_in(scope: str | None, *, org: OrgBinding, page: bool = False, session_only: bool = False) -> Access:
-    return Access("required", scope=scope, org=org, page=page, session_only=session_only)
+def signed_in(scope: str | None, *, org: OrgBinding, page: bool = False, session_only: bool = False,
+              resource: str | None = None) -> Access:
+    return Access("required", scope=scope, org=org, page=page, session_only=session_only, resource=resource)
 
 
 def browser_session(scope: str) -> Access:
@@ -108,8 +113,15 @@ def undeclared_routes(app: web.Application) -> list[str]:
             for route in app.router.routes() if access_of(route.handler) is None]
 
 
-def refusal(access: Access, principal: Principal | None, match_info: Mapping[str, str]) -> DomainError | None:
+def refusal(access: Access, principal: Principal | None, match_info: Mapping[str, str],
+            base_url: str = "") -> DomainError | None:
     """Why `principal` may not call a route declared `access` (None: it may). Pure, for the front door and tests."""
+    if access.credentials == "ignored":
+        return None
+    if principal is not None and principal.audience is not None \
+            and principal.audience != resource_url(access, match_info, base_url):
+        return Unauthenticated("this OAuth access token is for another resource", code="invalid_token",
+                               details={"audience": principal.audience})
     if access.credentials != "required":
         return None
     if principal is None:
@@ -128,6 +140,13 @@ def refusal(access: Access, principal: Principal | None, match_info: Mapping[str
     if access.admin and not principal.is_admin:
         return Forbidden("site administrators only", code="admin_only")
     return None
+
+
+def resource_url(access: Access, match_info: Mapping[str, str], base_url: str) -> str | None:
+    """The URL of the protected resource a route is (what an OAuth token's audience must be), or None."""
+    if access.resource is None:
+        return None
+    return base_url + access.resource.format_map({k: match_info.get(k, "") for k in match_info})
 
 
 def _binding_allows(access: Access, principal: Principal, match_info: Mapping[str, str]) -> bool:

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
-from .keys import CSRF_PENDING, CSRF_TOKEN, PRINCIPAL, SERVICES, USAGE
+from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
+from .keys import CSRF_PENDING, CSRF_TOKEN, OAUTH, PRINCIPAL, SERVICES, USAGE
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -61,6 +62,8 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
         credential = credential.strip()
         if credential.count(".") == 2 and USAGE in request.app:  # a JWT: a usage token (tokens/usage.py)
             request[PRINCIPAL] = await request.app[USAGE].principal_for(credential)
+        elif credential.startswith(OAUTH_ACCESS_PREFIX):  # an OAuth access token of a hosted endpoint (oauth/)
+            request[PRINCIPAL] = await request.app[OAUTH].principal_for_access_token(credential)
         else:
             request[PRINCIPAL] = await accounts.principal_for_token(credential)
     elif (session_id := request.cookies.get(SESSION_COOKIE)):

@@ -143,7 +143,7 @@ MIDDLEWARES = (observe, translate_errors, admit_caller)
 def admit(request: web.Request, access: Access) -> None:
     """The one check of a route's declared Access against the authenticated caller (web/access.py)."""
     principal = request[PRINCIPAL]
-    refused = refusal(access, principal, request.match_info)
+    refused = refusal(access, principal, request.match_info, request.app[SETTINGS].base_url)
     if refused is not None:
         if access.page and principal is None:
             raise login_redirect(request)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..config import Settings
+from ..oauth import OAuthService
 from .metrics import Metrics
 
 if TYPE_CHECKING:  # app.py imports the web modules: the type only, for checkers
@@ -17,6 +18,7 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")  # set in the applicatio
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)  # the one the front door counts into, also services.metrics
 USAGE: web.AppKey[Any] = web.AppKey("usage")  # tokens.UsageTokens, set by web/api_usage.install_usage
+OAUTH = web.AppKey("oauth", OAuthService)  # the authorisation server of /mcp/ (web/oauth_api.py installs it)
 
 # What the front door and the pages keep on a request while it is handled.
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")  # the caller (None: anonymous)
