@@ -117,7 +117,7 @@ class Users:
             raise Unauthenticated("wrong email or password", code="bad_credentials")
         self.login_failures.succeeded(failures_key)
         async with self.db.write() as tx:
-            await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login")
+            await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login", target=row["username"])
         return user_from_row(row)
 
     async def principal_for_user(self, user_id: int, scopes: frozenset[str] = SESSION_SCOPES,

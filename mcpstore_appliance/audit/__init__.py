@@ -50,9 +50,10 @@ async def chain_head(tx: Transaction, chain: int) -> tuple[int, str]:
 
 async def record(tx: Transaction, actor: Actor, action: str, *, target: str | None = None,
                  org_id: int | None = None, details: dict[str, Any] | None = None,
-                 outcome: Outcome = "success", reason: str | None = None) -> int:
-    """Append one event to its org's chain (site-wide events: chain 0) inside the caller's transaction."""
-    where = context.current()
+                 outcome: Outcome = "success", reason: str | None = None, where: context.Where | None = None) -> int:
+    """Append one event to its org's chain (site-wide events: chain 0) inside the caller's transaction.
+    `where`: for work done apart from the request it belongs to (default: the request being served)."""
+    where = where or context.current()
     chain = chain_of(org_id)
     seq, prev_hash = await chain_head(tx, chain)
     at_ms = time.time_ns() // 1_000_000
