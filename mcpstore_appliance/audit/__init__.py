@@ -50,13 +50,15 @@ async def chain_head(tx: Transaction, chain: int) -> tuple[int, str]:
 
 async def record(tx: Transaction, actor: Actor, action: str, *, target: str | None = None,
                  org_id: int | None = None, details: dict[str, Any] | None = None,
-                 outcome: Outcome = "success", reason: str | None = None, where: context.Where | None = None) -> int:
+                 outcome: Outcome = "success", reason: str | None = None, where: context.Where | None = None,
+                 at_ms: int | None = None) -> int:
     """Append one event to its org's chain (site-wide events: chain 0) inside the caller's transaction.
-    `where`: for work done apart from the request it belongs to (default: the request being served)."""
+    `where` and `at_ms`: for an event written after the request it belongs to (default: the request being
+    served, and now)."""
     where = where or context.current()
     chain = chain_of(org_id)
     seq, prev_hash = await chain_head(tx, chain)
-    at_ms = time.time_ns() // 1_000_000
+    at_ms = at_ms or time.time_ns() // 1_000_000
     row = {
         "event_id": uuid7(at_ms), "chain": chain, "seq": seq + 1, "at_ms": at_ms, "org_id": org_id,
         "actor_id": actor.id, "actor": actor.name, "action": action, "target": target,

@@ -18,7 +18,7 @@ from ..config import AuditSettings
 from ..db import Database
 from ..errors import InvalidInput
 from ..keys import load_or_create_signing_key
-from . import Actor, Outcome, record
+from . import Actor, Outcome, context, record
 from .chain import utc_ms
 from .retention import prune
 from .seals import key_id, write_seal
@@ -26,6 +26,8 @@ from .verify import Report, verify
 
 log = logging.getLogger("mcpstore.audit")
 MAX_PAGE = 500
+FLUSH_SECONDS = 1.0  # buffered read events (downloads) are written this often
+FLUSH_EVENTS = 200
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class AuditLog:
         self.settings = settings
         self._since_id = 0  # events up to this id were looked at by the last sealing run
         self._last_prune = 0.0
+        self._last_seal = time.monotonic()
+        self._pending: list[tuple] = []
         self._task: asyncio.Task | None = None
 
     @property
@@ -102,6 +106,7 @@ class AuditLog:
         """Newest first; `before_id` is the cursor (the last id of the previous page)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+        await self.flush()  # a reader sees the downloads up to now
         where, params = filters.where()
         if before_id is not None:
             where += " AND e.id < ?"
@@ -113,6 +118,7 @@ class AuditLog:
 
     async def all_events(self, filters: Filters, chunk: int = MAX_PAGE):
         """Every matching event, oldest first, in chunks (exports and reports)."""
+        await self.flush()
         where, params = filters.where()
         after = 0
         while True:
@@ -128,20 +134,35 @@ class AuditLog:
     async def record_download(self, principal, package_id: int, ref: str) -> None:
         """A download by an org member (AU-2 for an org's managed software): in the package's org's chain, or,
         for a package outside any org, in each of the member's orgs. Anonymous and org-less downloads are
-        counted (catalog/downloads.py), not audited."""
+        counted (catalog/downloads.py), not audited. Buffered and written together about once a second (see
+        `flush`), with the time and source of the download itself."""
         orgs = [principal.token_org_id] if principal.token_org_id else sorted(principal.memberships)
         if not orgs:
             return
         owner = await self.db.fetch_value("SELECT org_id FROM packages WHERE id = ?", (package_id,))
-        async with self.db.write() as tx:
-            for org_id in [owner] if owner else orgs:
-                await record(tx, Actor(principal.id, principal.user.username), "package.download", target=ref,
-                             org_id=org_id)
+        where, at_ms = context.current(), time.time_ns() // 1_000_000
+        for org_id in [owner] if owner else orgs:
+            self._pending.append((Actor(principal.id, principal.user.username), "package.download", ref, org_id,
+                                  where, at_ms))
+        if len(self._pending) >= FLUSH_EVENTS:
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write the buffered read events in one transaction that leaves the caches' commit stamp alone: one
+        commit per download would make every cached catalog answer read again (db/stamp.py). Events still
+        buffered when the process dies are lost (at most FLUSH_SECONDS' worth); a clean stop flushes."""
+        pending, self._pending = self._pending, []
+        if pending:
+            async with self.db.write(quiet=True) as tx:
+                for actor, action, target, org_id, where, at_ms in pending:
+                    await record(tx, actor, action, target=target, org_id=org_id, where=where, at_ms=at_ms)
+        return len(pending)
 
     # --- tamper evidence -----------------------------------------------------------------------------
 
     async def seal_pending(self) -> int:
         """Seal every chain with events newer than its last seal; returns how many seals were written."""
+        await self.flush()
         async with self.db.write() as tx:
             heads = await tx.fetch_all(
                 "SELECT e.chain, e.org_id, e.seq, e.hash, e.id FROM audit_events e JOIN ("
@@ -160,6 +181,7 @@ class AuditLog:
         return written
 
     async def verify(self) -> Report:
+        await self.flush()
         return await self.db.threaded(lambda conn: verify(conn, self.key.verify_key))
 
     async def prune(self, now: float | None = None) -> int:
@@ -184,17 +206,21 @@ class AuditLog:
                 pass
             self._task = None
         try:
+            await self.flush()
             await self.seal_pending()  # what arrived since the last run
         except Exception:
             log.exception("sealing the audit log on shutdown failed")
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.seal_interval_seconds)
+            await asyncio.sleep(FLUSH_SECONDS)
             try:
-                await self.seal_pending()
+                await self.flush()
+                if time.monotonic() - self._last_seal >= self.settings.seal_interval_seconds:
+                    self._last_seal = time.monotonic()
+                    await self.seal_pending()
                 if time.monotonic() - self._last_prune >= self.settings.prune_interval_seconds:
                     self._last_prune = time.monotonic()
                     await self.prune()
             except Exception:  # a failed run is retried at the next tick; the log says why
-                log.exception("sealing or pruning the audit log failed")
+                log.exception("writing, sealing or pruning the audit log failed")

@@ -215,3 +215,21 @@ async def test_hosted_calls_through_the_metering_hook(world):
     assert [(c["outcome"]["result"], c["outcome"]["reason"]) for c in calls] == [("failure", "timeout"), ("success", None)]
     assert calls[1]["actor"]["name"] == "bob" and calls[1]["target"] == "acme/tool#echo" and calls[1]["where"] == "gateway"
     assert calls[1]["details"]["via"] == "mcp" and calls[1]["details"]["at_ms"] > 0
+
+
+async def test_a_serving_appliance_seals_new_events_by_itself(start_app):
+    import asyncio
+
+    app = await start_app(audit={"seal_interval_seconds": 0.5})
+    _, alice = await app.user("alice")
+    await make_org(app, alice, "acme")
+    db = app.services.db
+    for _ in range(300):  # no timing assert: wait (up to 30 s) for the timer's seal
+        if await db.fetch_value("SELECT count(*) FROM audit_seals") >= 2:
+            break
+        await asyncio.sleep(0.1)
+    seals = await db.fetch_all("SELECT chain, last_seq, ledger_index FROM audit_seals ORDER BY id")
+    assert {s["chain"] for s in seals} >= {0, 1} and all(s["ledger_index"] is not None for s in seals)
+    from mcpstore_appliance.web.api_audit import AUDIT
+
+    assert (await app.app[AUDIT].verify()).ok
