@@ -239,7 +239,7 @@ async def site_push(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/orgs/{slug}/audit/push")
-@allow(signed_in("read", org="path:slug"))
+@allow(signed_in("account", org="path:slug"))
 @documented("Push the organization's audit events to the configured syslog collector (RFC 5424 over TCP)",
             tags=["audit"], query=FILTER_QUERY, responses={200: "OK", 409: "No collector configured",
                                                             502: "The collector is unreachable", **ORG_RESPONSES})
