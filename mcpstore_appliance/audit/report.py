@@ -1,6 +1,6 @@
 """The compliance report's data for a period (an org's, or the whole site's): user access, revenue
 transactions (straight from the market journal), security scan results, the latest ledger checkpoint and the
-audit chain check. Rendered as printable HTML by web/pages_audit.py."""
+audit chain check. Rendered as printable HTML by web/pages/audit.py."""
 
 from __future__ import annotations
 

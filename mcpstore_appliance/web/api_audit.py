@@ -41,7 +41,7 @@ FILTER_QUERY = {
 
 
 def install(app: web.Application) -> None:
-    from . import pages_audit  # the HTML view and the compliance report
+    from .pages import audit as pages_audit  # the HTML view and the compliance report
 
     async def audit_service(app: web.Application):
         services = app[SERVICES]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..audit.report import compliance_report
-from .access import allow, browser_session, site_admin
-from .api_audit import AUDIT, events_page, parse_instant, scope_of
-from .keys import SERVICES
-from .pages import render
+from ...audit.report import compliance_report
+from ..access import allow, browser_session, site_admin
+from ..api_audit import AUDIT, events_page, parse_instant, scope_of
+from ..keys import SERVICES
+from .render import render
 
 routes = web.RouteTableDef()
 
