@@ -37,6 +37,12 @@ async def _access(log: AuditLog, org_id: int | None, since_ms: int, until_ms: in
     events = [event_view(row) async for row in log.all_events(Filters(org_id=org_id, since_ms=since_ms,
                                                                        until_ms=until_ms))
               if row["action"].startswith(ACCESS_ACTIONS) or row["action"].startswith("policy.")]
+    if org_id is not None:  # sign-ins are site events: an org's report adds those of its current members
+        rows = await log.db.fetch_all(
+            "SELECT e.*, NULL AS org_slug FROM audit_events e WHERE e.chain = 0 AND e.action LIKE 'user.%'"
+            " AND e.at_ms >= ? AND e.at_ms < ? AND e.actor_id IN (SELECT user_id FROM memberships WHERE org_id = ?)"
+            " ORDER BY e.id LIMIT 5000", (since_ms, until_ms, org_id))
+        events = sorted(events + [event_view(r) for r in rows], key=lambda e: e["ts"])
     counts: dict[tuple[str, str], int] = {}
     for event in events:
         key = (event["action"], event["outcome"]["result"])

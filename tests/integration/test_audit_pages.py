@@ -82,7 +82,11 @@ async def test_the_compliance_report(site):  # noqa: F811
     assert "passed" in re.search(r'id="chain-check">(.*?)</section>', html, re.S).group(1)
     checkpoint = await site.services.ledger.latest_checkpoint()
     assert checkpoint is not None and f"<dd>{checkpoint.size}</dd>" in html
-    assert "user.login" not in html  # the failed sign-in is a site event, not acme's
+    # sign-ins are site events; acme's report shows those of its members (bob's failed one) and no one else's
+    await site.client.post("/api/auth/token", json={"login": "eve", "password": "wrong"})
+    status, html, _ = await alice.get("/orgs/acme/audit/report")
+    access = re.search(r'id="user-access">(.*?)</section>', html, re.S).group(1)
+    assert "user.login" in access and "<td>bob</td>" in access and "<td>eve</td>" not in access
     root = await signed_in(site, "root")
     status, html, _ = await root.get("/admin/audit/report?since=2000-01-01")
     assert status == 200 and "user.login" in html and "failure" in html
