@@ -18,7 +18,7 @@ from ..config import AuditSettings
 from ..db import Database
 from ..errors import InvalidInput
 from ..keys import load_or_create_signing_key
-from . import Actor, Outcome, context, record
+from . import Actor, Event, Outcome, record, record_many
 from .chain import utc_ms
 from .retention import prune
 from .seals import key_id, write_seal
@@ -87,7 +87,7 @@ class AuditLog:
         self._since_id = 0  # events up to this id were looked at by the last sealing run
         self._last_prune = 0.0
         self._last_seal = time.monotonic()
-        self._pending: list[tuple] = []
+        self._pending: list[Event] = []
         self._task: asyncio.Task | None = None
 
     @property
@@ -139,11 +139,10 @@ class AuditLog:
         orgs = [principal.token_org_id] if principal.token_org_id else sorted(principal.memberships)
         if not orgs:
             return
-        owner = await self.db.fetch_value("SELECT org_id FROM packages WHERE id = ?", (package_id,))
-        where, at_ms = context.current(), time.time_ns() // 1_000_000
-        for org_id in [owner] if owner else orgs:
-            self._pending.append((Actor(principal.id, principal.user.username), "package.download", ref, org_id,
-                                  where, at_ms))
+        owner = self.db.inline(lambda c: c.execute("SELECT org_id FROM packages WHERE id = ?", (package_id,)).fetchone())
+        actor = Actor(principal.id, principal.user.username)
+        for org_id in [owner[0]] if owner and owner[0] else orgs:
+            self._pending.append(Event(actor, "package.download", ref, org_id))
         if len(self._pending) >= FLUSH_EVENTS:
             await self.flush()
 
@@ -154,8 +153,7 @@ class AuditLog:
         pending, self._pending = self._pending, []
         if pending:
             async with self.db.write(quiet=True) as tx:
-                for actor, action, target, org_id, where, at_ms in pending:
-                    await record(tx, actor, action, target=target, org_id=org_id, where=where, at_ms=at_ms)
+                await record_many(tx, pending)
         return len(pending)
 
     # --- tamper evidence -----------------------------------------------------------------------------

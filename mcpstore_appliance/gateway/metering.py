@@ -103,10 +103,9 @@ async def _audit_calls(tx, rows: list[Invocation]) -> None:
         f"SELECT id, namespace, name FROM packages WHERE id IN ({', '.join('?' * len({r.package_id for r in rows}))})",
         sorted({r.package_id for r in rows}))}
     where = audit.context.Where("gateway")
-    for r in rows:
-        await audit.record(tx, audit.Actor(r.user_id, names.get(r.user_id, "anonymous")), "package.call",
-                           org_id=r.org_id, target=f"{refs.get(r.package_id, r.package_id)}#{r.tool[:200]}",
-                           outcome="success" if r.outcome == "ok" else "failure",
-                           reason=None if r.outcome == "ok" else r.outcome, where=where,
-                           details={"via": r.via, "at_ms": int(r.at * 1000), "duration_ms": round(r.duration_ms, 3),
-                                    "version_id": r.version_id})
+    await audit.record_many(tx, [audit.Event(
+        audit.Actor(r.user_id, names.get(r.user_id, "anonymous")), "package.call",
+        f"{refs.get(r.package_id, r.package_id)}#{r.tool[:200]}", r.org_id,
+        {"via": r.via, "at_ms": int(r.at * 1000), "duration_ms": round(r.duration_ms, 3), "version_id": r.version_id},
+        "success" if r.outcome == "ok" else "failure", None if r.outcome == "ok" else r.outcome, where)
+        for r in rows])
