@@ -120,7 +120,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             accounts=accounts,
             ledger=ledger,
-            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
+            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check),
             package_status=PackageStatusService(db, ledger),
             discovery=discovery,
             gateway=gateway,
@@ -177,9 +177,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics = Metrics()
     app.on_response_prepare.append(add_headers)
-    app.on_startup.append(check_routes_declared)
 
     async def lifecycle(app: web.Application):
+        # Before anything is opened: aiohttp runs no cleanup for a start that fails, so a refusal after the
+        # services were built would leave their database threads holding the process.
+        await check_routes_declared(app)
         services = await build_services(settings, metrics)
         app[SERVICES] = services
         yield

@@ -24,7 +24,9 @@ from ..audit import Actor
 from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
+from .endpoint_health import EndpointHealth
 from .metering import Invocation, Meter
+from .publish_check import PublishCheck
 from .runtime import HOSTED_TYPES, is_hosted_type, launch_for
 from .sandbox import Backend, SandboxLimits
 from .sessions import HostedSession, SessionLimits, SessionManager
@@ -89,6 +91,7 @@ class GatewayService:
                  user_config: SealedUserConfig):
         self.db = db
         self.blobs = blobs
+        self.settings = settings
         self.backend = backend
         self.status = status  # the start-up line: which backend, or why none
         self.work_dir = work_dir
@@ -96,12 +99,23 @@ class GatewayService:
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
         self.meter = Meter(db)
+        self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
         self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
 
     @property
     def available(self) -> bool:
         return self.backend is not None
+
+    @property
+    def publish_check(self) -> PublishCheck | None:
+        """The check a hosted bundle gets at publish, where a sandbox works and the operator wants it."""
+        if self.backend is None or not self.settings.hosted.publish_check:
+            return None
+        hosted = self.settings.hosted
+        return PublishCheck(self.backend, self.limits, self.bundle_limits, self.work_dir,
+                            init_timeout=hosted.init_timeout_seconds, call_timeout=hosted.call_timeout_seconds,
+                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes)
 
     @property
     def hosted_types(self) -> frozenset[str]:
@@ -111,10 +125,12 @@ class GatewayService:
     def start(self) -> None:
         self.sessions.start()
         self.meter.start()
+        self.endpoints.start()
 
     async def stop(self) -> None:
         await self.sessions.stop()
         await self.meter.stop()
+        await self.endpoints.stop()
         if self.backend is not None:
             await self.backend.close()
 
