@@ -34,8 +34,8 @@ from .market import Market, build_market
 from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_payouts, api_policy, api_publish, api_usage,
-                  api_user_config, health, ledger_api, oauth_api, openapi, registry_api, sendfile)
+from .web import (api_accounts, api_audit, api_market, api_packages, api_payouts, api_policy, api_publish,
+                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -221,5 +221,6 @@ def create_app(settings: Settings) -> web.Application:
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
     oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
     api_policy.install(app)  # group policy: its routes
+    api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

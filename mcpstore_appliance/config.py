@@ -222,6 +222,17 @@ class OAuthSettings(Section):
     registrations_per_ip_per_hour: int = Field(20, gt=0)
 
 
+class AuditSettings(Section):
+    """The audit log (audit/): sealing, retention and the syslog collector exports are pushed to."""
+
+    seal_interval_seconds: float = Field(30.0, gt=0, le=60)  # chains with new events are sealed this often
+    retention_days: int = Field(0, ge=0)  # 0: keep every event; PCI DSS asks for at least 365
+    prune_interval_seconds: float = Field(3600.0, gt=0)
+    syslog_host: str = ""  # empty: no syslog pushes
+    syslog_port: int = Field(514, ge=1, le=65535)  # plain TCP (RFC 6587); put TLS in front for RFC 5425
+    syslog_timeout_seconds: float = Field(10.0, gt=0)
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -233,6 +244,7 @@ class Settings(Section):
     market: MarketSettings = MarketSettings()
     hosted: HostedSettings = HostedSettings()
     oauth: OAuthSettings = OAuthSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def base_url(self) -> str:

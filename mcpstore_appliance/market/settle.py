@@ -93,7 +93,8 @@ async def refund(db, provider_name: str, payment_id: str) -> list[str]:
             await tx.execute("UPDATE market_payments SET refunded_at = ? WHERE id = ?", (time.time(), row["id"]))
             await tx.execute("UPDATE market_orders SET status = 'refunded' WHERE id = ?", (row["order_id"],))
             await entitlements.revoke_for_order(tx, row["order_id"])
-            await audit.record(tx, audit.SYSTEM, "market.refund", target=f"order:{row['order_id']}",
+            buyer_org = await tx.fetch_value("SELECT buyer_org_id FROM market_orders WHERE id = ?", (row["order_id"],))
+            await audit.record(tx, audit.SYSTEM, "market.refund", target=f"order:{row['order_id']}", org_id=buyer_org,
                                details={"provider": provider_name, "reference": row["reference"]})
             done.append(row["reference"])
     return done

@@ -30,7 +30,8 @@ from .connections import follow_body
 from .errors import error_response
 from .keys import METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
 from ..text import check_text
-from .util import check_url_text
+from .util import check_url_text, client_ip
+from ..audit import context as audit_context
 
 access_log = logging.getLogger("mcpstore.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,12 +81,19 @@ def secure(response: web.StreamResponse, behind_tls: bool) -> None:
             headers.setdefault(name, value)
 
 
+def bind_audit_context(request: web.Request, request_id: str) -> None:
+    """Where and from whom: what every audit event recorded while serving this request carries (audit/context.py)."""
+    audit_context.bind(audit_context.Where(f"{request.method} {request.path[:200]}", client_ip(request), request_id,
+                                           request.headers.get("User-Agent", "")[:200] or None))
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in SAFE_METHODS:
         follow_body(request)  # its connection's guard times a stalled body from here (web/connections.py)
     started = time.perf_counter()
     request_id = request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
+    bind_audit_context(request, request_id)
     status = 500
     try:
         response = await handler(request)
