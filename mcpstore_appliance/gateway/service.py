@@ -42,6 +42,9 @@ TARGET_SQL = (
     " WHERE p.namespace = ? AND p.name = ? AND v.state = 'published' AND v.yanked_at IS NULL")
 
 
+Admit = Callable[[int], Awaitable[None]]  # raises to refuse a version id (policy/enforce.py through web/)
+
+
 @dataclass(frozen=True)
 class HostedTarget:
     package: dict[str, Any]
@@ -123,7 +126,9 @@ class GatewayService:
 
     # -- access -------------------------------------------------------------------------------------------
 
-    async def target(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
+    async def target(self, principal: Principal, namespace: str, name: str,
+                     admit: Admit | None = None) -> HostedTarget:
+        """The hosted package the principal may run; `admit` (an org's policy) may refuse its version."""
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
@@ -135,6 +140,8 @@ class GatewayService:
         manifest = json.loads(row["manifest_json"])
         if not is_hosted_type(manifest):
             raise Unprocessable(f"{namespace}/{name} has a server type that is not hosted", code="not_hosted")
+        if admit is not None:
+            await admit(row["version_id"])
         if not await self.entitlement_check(principal, row):
             raise Forbidden(f"{namespace}/{name} is a paid package; buy access first", code="entitlement_required")
         return HostedTarget(row, manifest)
@@ -229,13 +236,13 @@ class GatewayService:
     # -- the invoke API -----------------------------------------------------------------------------------
 
     async def invoke(self, principal: Principal, namespace: str, name: str, tool: Any, arguments: Any,
-                     ip: str | None = None) -> dict:
+                     ip: str | None = None, admit: Admit | None = None) -> dict:
         """One tools/call in a fresh sandbox: {"result": ...} or {"error": ...} (a JSON-RPC error object)."""
         if not isinstance(tool, str) or not tool:
             raise InvalidInput("'tool' must be the name of a tool", code="invalid_tool")
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidInput("'arguments' must be an object", code="invalid_arguments")
-        target = await self.target(principal, namespace, name)
+        target = await self.target(principal, namespace, name, admit)
         init = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
         try:
             session, answer = await self.open(principal, target, init, ip)

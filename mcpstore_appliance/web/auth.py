@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
-from .keys import CSRF_PENDING, CSRF_TOKEN, PRINCIPAL, SERVICES
+from ..policy.service import DEVICE_TOKEN_PREFIX
+from .keys import CSRF_PENDING, CSRF_TOKEN, DEVICE_ORG, PRINCIPAL, SERVICES
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -58,7 +59,11 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
-        request[PRINCIPAL] = await accounts.principal_for_token(credential.strip())
+        if credential.strip().startswith(DEVICE_TOKEN_PREFIX):
+            # A managed device: anonymous as a user, acting for its org (its policy applies: web/org_context.py)
+            request[DEVICE_ORG] = await request.app[SERVICES].policy.device_org(credential.strip())
+        else:
+            request[PRINCIPAL] = await accounts.principal_for_token(credential.strip())
     elif (session_id := request.cookies.get(SESSION_COOKIE)):
         found = await accounts.principal_for_session(session_id)
         if found:

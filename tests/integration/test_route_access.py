@@ -85,8 +85,8 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
         return None if kind == "device" else "invalid_device_token"
     if access.credentials == "ignored":
         return None
-    if kind == "device":  # not a user's token: refused wherever one is read
-        return "invalid_token"
+    if kind == "device":  # a managed device: anonymous as a user (acting for its org), so as anonymous callers
+        kind = "anonymous"
     if kind in AUTH_FAILURES:
         return AUTH_FAILURES[kind]
     if kind == "session-no-csrf" and method not in SAFE and not unrouted:
