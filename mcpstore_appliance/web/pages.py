@@ -22,7 +22,8 @@ from aiohttp import web
 
 from ..resources import resource_dir
 from . import errors as web_errors
-from .access import NO_CREDENTIALS, allow
+from .access import OPEN_PROBE, allow
+from .pages_branding import BRAND, install_branding
 from .auth import ANON_CSRF_COOKIE, principal_of
 from .page_format import FILTERS, with_query
 from .keys import CSRF_TOKEN, NEW_ANON_CSRF, NO_STORE, SETTINGS
@@ -123,6 +124,7 @@ def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
         "csrf_token": _LazyToken(request),
         "request_path": request.path,
         "search_q": query.get("q", "") if request.path in ("/", "/search") else "",
+        "brand": request.app[BRAND],
         **values,
     }
 
@@ -180,16 +182,17 @@ def render_error(request: web.Request, status: int, message: str) -> web.Respons
 # ---- wiring -----------------------------------------------------------------------------------------
 
 def install_pages(app: web.Application) -> None:
-    from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_publish  # noqa: PLC0415
+    from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_policy, pages_publish  # noqa: PLC0415
 
     manifest = _static_manifest(resource_dir("static"))
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
     app[pages_catalog.HOME_KEPT] = {}
-    app.router.add_get("/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
-    app.router.add_get("/favicon.ico", allow(NO_CREDENTIALS)(favicon))
-    for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin):
+    app.router.add_get("/static/{name:.+}", allow(OPEN_PROBE)(static_file))
+    app.router.add_get("/favicon.ico", allow(OPEN_PROBE)(favicon))
+    for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin, pages_policy):
         app.router.add_routes(module.routes)
+    install_branding(app)
     web_errors.html_error_renderer = render_error
 
 
