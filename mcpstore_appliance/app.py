@@ -34,8 +34,8 @@ from .market import Market, build_market
 from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, health, ledger_api, openapi,
-                  registry_api, sendfile)
+from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, api_user_config, health,
+                  ledger_api, openapi, registry_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -112,7 +112,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         opened.push_async_callback(ledger.close)
         metrics = metrics or Metrics()
         storage = settings.storage
-        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", probe=sandboxes)
+        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes)
         discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
         # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
         accounts = AccountService(db, settings.accounts, change_stamp=db.stamp)
@@ -208,9 +208,11 @@ def create_app(settings: Settings) -> web.Application:
         sendfile.slots.abort_all(app)  # this app's downloads still running after the shutdown grace period
 
     app.on_cleanup.append(stop_sendfile_workers)
-    # api_packages before api_publish: aiohttp tries the resources under /api/packages in the order they were
-    # added, and the GETs (package data, versions, update checks) are the hot ones.
-    for module in (health, openapi, api_accounts, ledger_api, api_packages, api_publish, registry_api):
+    # aiohttp tries the resources under /api/packages in the order they were added: api_user_config first (its
+    # fixed last segment would otherwise be taken for a version), then api_packages before api_publish (the
+    # GETs: package data, versions, update checks, are the hot ones).
+    for module in (health, openapi, api_accounts, ledger_api, api_user_config, api_packages, api_publish,
+                   registry_api):
         app.router.add_routes(module.routes)
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes

@@ -18,6 +18,7 @@ import queue
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -150,7 +151,9 @@ def _public(session: dict) -> dict:
 def localstripe_url():
     """localstripe on a loopback port, in a thread with its own event loop: its application is a module global
     that can only ever run on one loop. Its store is never pickled to /tmp (the CLI would)."""
-    from localstripe import resources, server
+    with warnings.catch_warnings():  # localstripe's own plain-function handlers, warned about by aiohttp
+        warnings.filterwarnings("ignore", "Bare functions are deprecated", DeprecationWarning)
+        from localstripe import resources, server
 
     resources.store.dump_to_disk = lambda: None
     loop = asyncio.new_event_loop()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .. import audit
 from ..accounts.models import Principal
@@ -30,6 +30,7 @@ from .sandbox import Backend, SandboxLimits
 from .sessions import HostedSession, SessionLimits, SessionManager
 from .stdio import RpcError, StdioClient
 from .unpack import unpacked_dir
+from .user_config import SealedUserConfig
 
 log = logging.getLogger("mcpstore.gateway")
 CLIENT_INFO = {"name": "mcpstore-invoke", "version": "1"}
@@ -55,44 +56,40 @@ class HostedTarget:
         return f"{self.package['namespace']}/{self.package['name']}"
 
 
-class UserConfigStore(Protocol):
-    """A buyer's `user_config` values for a package (the seam for storage encrypted at rest)."""
-
-    async def values(self, user_id: int, package_id: int) -> dict[str, Any]: ...
-
-
-class NoStoredValues:
-    async def values(self, user_id: int, package_id: int) -> dict[str, Any]:
-        return {}
-
-
 async def free_only(principal: Principal, package: dict[str, Any]) -> bool:
     """The default entitlement rule until the marketplace fills the hook: free packages only."""
     return package["pricing_model"] == "free"
+
+
+def _options(target: HostedTarget) -> dict[str, Any]:
+    options = target.manifest.get("user_config")
+    return options if isinstance(options, dict) else {}
 
 
 def owner_of(principal: Principal) -> str:
     return f"user:{principal.id}"
 
 
-async def build_gateway(db, blobs, settings, work_dir: Path, probe: bool = True) -> GatewayService:
+async def build_gateway(db, blobs, settings, work_dir: Path, keys_dir: Path, probe: bool = True) -> GatewayService:
     """The gateway with the configured (or first working) sandbox backend; unavailable, not failing, without.
     `probe=False` (operator commands, which run nothing hosted): no backend is looked for."""
     from .sandbox import choose_backend
 
+    user_config = SealedUserConfig(db, keys_dir / "user_config.key")
     if not probe:
-        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir)
+        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir, user_config)
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend, status = await choose_backend(settings.hosted, work_dir)
     if backend is None:
         log.warning("hosted execution unavailable: %s", status)
     else:
         log.info("hosted execution: %s", status)
-    return GatewayService(db, blobs, settings, backend, status, work_dir)
+    return GatewayService(db, blobs, settings, backend, status, work_dir, user_config)
 
 
 class GatewayService:
-    def __init__(self, db, blobs, settings, backend: Backend | None, status: str, work_dir: Path):
+    def __init__(self, db, blobs, settings, backend: Backend | None, status: str, work_dir: Path,
+                 user_config: SealedUserConfig):
         self.db = db
         self.blobs = blobs
         self.backend = backend
@@ -102,7 +99,7 @@ class GatewayService:
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
         self.meter = Meter(db)
-        self.user_config: UserConfigStore = NoStoredValues()
+        self.user_config = user_config
         self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
 
     @property
@@ -132,6 +129,9 @@ class GatewayService:
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
+        return await self._hosted(principal, namespace, name)
+
+    async def _hosted(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
         row = await self.db.fetch_one(TARGET_SQL, (namespace, name))
         if row is None or not can_see(principal, row):
             raise NotFound(f"no hosted package {namespace}/{name}", code="package_not_found")
@@ -145,6 +145,22 @@ class GatewayService:
         if not await self.entitlement_check(principal, row):
             raise Forbidden(f"{namespace}/{name} is a paid package; buy access first", code="entitlement_required")
         return HostedTarget(row, manifest)
+
+    # -- the caller's settings (user_config) ----------------------------------------------------------------
+
+    async def settings_of(self, principal: Principal, namespace: str, name: str) -> dict[str, Any]:
+        target = await self._hosted(principal, namespace, name)
+        return await self.user_config.describe(principal.id, target.package["package_id"], _options(target))
+
+    async def keep_settings(self, principal: Principal, namespace: str, name: str, values: Any) -> dict[str, Any]:
+        """Replace the caller's kept values for a package; what is kept is described back (no secrets)."""
+        target = await self._hosted(principal, namespace, name)
+        await self.user_config.replace(principal.id, target.package["package_id"], _options(target), values)
+        return await self.user_config.describe(principal.id, target.package["package_id"], _options(target))
+
+    async def forget_settings(self, principal: Principal, namespace: str, name: str) -> None:
+        target = await self._hosted(principal, namespace, name)
+        await self.user_config.clear(principal.id, target.package["package_id"])
 
     # -- sessions -----------------------------------------------------------------------------------------
 

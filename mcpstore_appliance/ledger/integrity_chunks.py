@@ -65,7 +65,7 @@ def _leaf_hashes(leaves: list[bytes]) -> list[bytes]:
 def _parents(level: list[bytes]) -> list[bytes]:
     """The parents of a level, SHA-256(0x01 || left || right) for each pair."""
     # Two concatenations of small bytes come from Python's small-object allocator and are reused at once;
-    # slices of one joined level cost ~25 % more per node (measured): its megabytes are fresh pages each time.
+    # slices of one joined level cost more per node: its megabytes are fresh pages each time.
     pairs = iter(level)
     return [_sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs)]
 
@@ -156,7 +156,7 @@ _worker_native = False
 
 
 def _open_worker_connection(db_path: str, native: bool) -> None:
-    """An audit worker opens one connection for all its chunks (opening one, schema included, costs ~0.7 ms)."""
+    """An audit worker opens one connection for all its chunks: opening one reads the schema again."""
     global _worker_conn, _worker_native
     _worker_conn = open_scan_connection(Path(db_path))
     _worker_native = native
@@ -217,7 +217,7 @@ def _check_chunk_fast(conn: sqlite3.Connection, start: int, k: int, native: bool
         if values != 2 * (hi - lo):
             return None
         # hashed as read: a part's leaves are freed before the next part is split, so the allocator reuses
-        # their memory instead of faulting in fresh pages for the whole chunk (a tenth of the time, measured)
+        # their memory instead of faulting in fresh pages for the whole chunk
         hashed = hash_leaves(data, hi - lo)
         if hashed is None:
             return None

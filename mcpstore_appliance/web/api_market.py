@@ -154,10 +154,10 @@ async def reconcile(request: web.Request) -> web.Response:
 
 def install_market(app: web.Application) -> None:
     """The market's routes and pages, and the reconciliation timer of a serving appliance."""
-    from . import pages_market  # the buyer's pages, with the routes of the market
+    from .pages import market as market_pages  # the buyer's pages, with the routes of the market
 
     app.router.add_routes(routes)
-    app.router.add_routes(pages_market.routes)
+    app.router.add_routes(market_pages.routes)
 
     async def market_lifecycle(app: web.Application):
         app[SERVICES].market.start(run_reconcile)

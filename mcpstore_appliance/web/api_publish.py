@@ -124,8 +124,8 @@ async def expect_bundle(request: web.Request):
 
 
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    # Reads of up to a block take whatever has arrived, joined: about half the event-loop CPU per byte of
-    # iter_any(), which wakes this coroutine for every socket read (measured: 21 against 48 ms per 50 MB).
+    # Reads of up to a block take whatever has arrived, joined, instead of iter_any(), which wakes this
+    # coroutine for every socket read: fewer, larger wake-ups cost the event loop less CPU per byte.
     async for chunk in request.content.iter_chunked(BLOCK_SIZE):
         yield chunk
 

@@ -1,5 +1,5 @@
 """Send a byte range of a local file to the client with os.sendfile: the kernel copies from the page cache to the
-socket, instead of Python reading each block and the event loop writing it (about 1 ms of CPU per MiB).
+socket, instead of Python reading each block and the event loop writing it, which spends CPU on every byte.
 
 asyncio's loop.sendfile would do this on the event loop, but uvloop (which `mcpstore serve` runs on) does not
 implement it, so a small pool of worker threads does: each waits for the socket to take more bytes with its own

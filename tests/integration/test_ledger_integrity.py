@@ -70,7 +70,7 @@ def read(path, sql, params=()):
 @pytest.fixture(params=[False, True], ids=["pure-python", "native"])
 def hashing(request, monkeypatch):
     """Run each in-process audit on both paths: the pure-Python code (as without the C module) and the C module
-    (which the test suite requires to be built: tests/unit/test_merkle_native.py)."""
+    (which the test suite requires to be built: tests/unit/ledger/test_merkle_native.py)."""
     if request.param:
         assert integrity_chunks.native_available()
     else:
@@ -256,7 +256,7 @@ async def test_ledger_verify_command(ledger_db, tmp_path):
     ok = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert f"ledger OK: {SIZE} entries" in ok.stdout and "2 checkpoints (latest size 300)" in ok.stdout
-    assert "hashing in C" in ok.stdout  # the suite requires the C module built (see tests/unit/test_merkle_native.py)
+    assert "hashing in C" in ok.stdout  # the suite requires the C module built (see tests/unit/ledger/test_merkle_native.py)
 
     leaf = read(path, "SELECT data FROM ledger_leaves WHERE idx = 201")
     tamper(path, "UPDATE ledger_leaves SET data = ? WHERE idx = 201", (flip_byte(leaf, 40),))

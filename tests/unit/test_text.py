@@ -12,7 +12,7 @@ from mcpstore_appliance.errors import InvalidInput, Unprocessable
 from mcpstore_appliance.text import (MAX_JSON_DEPTH, OneLine, check_json_text, check_text, load_json, parse_json, strings,
                                      text_problem)
 from tests.data.bundles import node_manifest
-from tests.unit.test_manifest_validation import CORPUS
+from tests.unit.bundles.test_manifest import CORPUS
 
 
 @pytest.mark.parametrize("value, multiline, code, position", [

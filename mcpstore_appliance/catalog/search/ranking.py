@@ -1,7 +1,7 @@
 """Relevance pages from cached rankings.
 
-Ranking scores every match of an expression with bm25 (about 1.2 µs each), while everything after it
-(visibility, filters, the rows of one page) costs a fraction of a millisecond, so an expression's best matches
+Ranking scores every match of an expression with bm25, so it costs in proportion to the matches, while
+everything after it (visibility, filters, the rows of one page) is a few indexed lookups; so its best matches
 are cached and shared by every caller, filter and page of the same words. A ranking holds packages of every
 visibility: callers only ever see the ids that pass their own visibility and filter check.
 """

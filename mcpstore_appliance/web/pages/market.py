@@ -11,13 +11,13 @@ from __future__ import annotations
 import segno
 from aiohttp import web
 
-from ..catalog.pricing import format_minor_units
-from ..errors import DomainError
-from .access import browser_session, allow
-from .auth import caller
-from .forms import read_form
-from .pages import redirect, render
-from .keys import SERVICES
+from ...catalog.pricing import format_minor_units
+from ...errors import DomainError
+from ..access import browser_session, allow
+from ..auth import caller
+from ..forms import read_form
+from .render import redirect, render
+from ..keys import SERVICES
 
 routes = web.RouteTableDef()
 BUYER_PAGE = browser_session("account")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..branding import Brand, logo_file
-from .access import OPEN_PROBE, allow
-from .caching import etag_of
-from .keys import SETTINGS
-from .util import etag_matches
+from ...branding import Brand, logo_file
+from ..access import OPEN_PROBE, allow
+from ..caching import etag_of
+from ..keys import SETTINGS
+from ..util import etag_matches
 
 routes = web.RouteTableDef()
 BRAND = web.AppKey("brand", Brand)

@@ -9,16 +9,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..errors import DomainError, InvalidInput
-from ..policy.model import Policy
-from ..policy.preview import preview
-from .access import allow, browser_session
-from .auth import caller
-from .errors import status_for
-from .forms import read_form
-from .pages import redirect, render
-from .keys import SERVICES
-from .util import client_ip
+from ...errors import DomainError, InvalidInput
+from ...policy.model import Policy
+from ...policy.preview import preview
+from ..access import allow, browser_session
+from ..auth import caller
+from ..errors import status_for
+from ..forms import read_form
+from .render import redirect, render
+from ..keys import SERVICES
+from ..util import client_ip
 
 routes = web.RouteTableDef()
 

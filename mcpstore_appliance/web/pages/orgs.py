@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
-from ..errors import DomainError
-from .access import ANYONE, allow, browser_session
-from .auth import caller, principal_of
-from .errors import status_for
-from .forms import read_form
-from .pages import redirect, render
-from .pages_catalog import search_packages
-from .keys import SERVICES
+from ...accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
+from ...errors import DomainError
+from ..access import ANYONE, allow, browser_session
+from ..auth import caller, principal_of
+from ..errors import status_for
+from ..forms import read_form
+from .render import redirect, render
+from .catalog import search_packages
+from ..keys import SERVICES
 
 routes = web.RouteTableDef()
 

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from ..catalog.pricing import CURRENCY_DECIMALS, format_minor_units
+from ...catalog.pricing import CURRENCY_DECIMALS, format_minor_units
 
 CURRENCY_SIGNS = {"usd": "$", "eur": "€"}
 PRICING_WORDS = {"free": "Free", "per_call": "per call", "subscription": "per month"}
@@ -112,3 +112,8 @@ FILTERS = {
     "date": date, "datetime": datetime, "isodate": isodate, "filesize": filesize, "count": count,
     "money": money, "price": price, "rating": rating, "safe_url": safe_url, "short_hash": short_hash,
 }
+
+
+def icon_url(package: dict[str, Any]) -> str:
+    """The icon's URL carries its hash, so a matching URL can be cached for good."""
+    return f"/packages/{package['namespace']}/{package['name']}/icon?v={package['icon_sha256'][:16]}"

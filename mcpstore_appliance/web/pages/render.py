@@ -1,7 +1,7 @@
 """The HTML surface: one jinja2 environment, the page context, static files and friendly error pages.
 
-`install_pages(app)` is called once by `create_app`. Page handlers live in `pages_*.py` modules; each is thin:
-parse the request, call one service function, `await render(request, "page.html", **values)`.
+Page handlers live in the other modules of this package; each is thin: parse the request, call one service
+function, `await render(request, "page.html", **values)`.
 
 Every page gets `principal` (or None), `csrf_token` (the session's token, or an anonymous double-submit token
 that `render` also sets as a cookie) and the `static()` URL helper. Templates autoescape everything.
@@ -20,13 +20,11 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from ..resources import resource_dir
-from . import errors as web_errors
-from .access import OPEN_PROBE, allow
-from .pages_branding import BRAND, install_branding
-from .auth import ANON_CSRF_COOKIE, principal_of
-from .page_format import FILTERS, with_query
-from .keys import CSRF_TOKEN, NEW_ANON_CSRF, NO_STORE, SETTINGS
+from ...resources import resource_dir
+from ..auth import ANON_CSRF_COOKIE, principal_of
+from .branding import BRAND
+from .format import FILTERS, icon_url, with_query
+from ..keys import CSRF_TOKEN, NEW_ANON_CSRF, NO_STORE, SETTINGS
 
 log = logging.getLogger("mcpstore.web")
 
@@ -44,7 +42,7 @@ ERROR_TITLES = {
 
 # ---- static files ------------------------------------------------------------------------------------
 
-def _static_manifest(root: Path) -> dict[str, str]:
+def static_manifest(root: Path) -> dict[str, str]:
     """name -> short content hash, so URLs change when a file changes and can be cached for a year."""
     manifest = {}
     for path in sorted(root.rglob("*")):
@@ -85,8 +83,6 @@ def make_environment(static_manifest: dict[str, str]) -> jinja2.Environment:
 
     env.globals["static"] = static
     env.globals["with_query"] = with_query
-    from .pages_catalog import icon_url  # noqa: PLC0415 (pages_catalog imports this module)
-
     env.globals["icon_url"] = icon_url
     return env
 
@@ -179,26 +175,6 @@ def render_error(request: web.Request, status: int, message: str) -> web.Respons
         return web.Response(text=f"{status} {title}", status=status, content_type="text/plain")
 
 
-# ---- wiring -----------------------------------------------------------------------------------------
-
-def install_pages(app: web.Application) -> None:
-    from . import pages_accounts, pages_admin, pages_catalog, pages_orgs, pages_policy, pages_publish  # noqa: PLC0415
-
-    manifest = _static_manifest(resource_dir("static"))
-    app[STATIC_KEY] = manifest
-    app[ENV_KEY] = make_environment(manifest)
-    app[pages_catalog.HOME_KEPT] = {}
-    app.router.add_get("/static/{name:.+}", allow(OPEN_PROBE)(static_file))
-    app.router.add_get("/favicon.ico", allow(OPEN_PROBE)(favicon))
-    for module in (pages_catalog, pages_accounts, pages_publish, pages_orgs, pages_admin, pages_policy):
-        app.router.add_routes(module.routes)
-    install_branding(app)
-    web_errors.html_error_renderer = render_error
-
-
 async def favicon(request: web.Request) -> web.Response:
     name = "favicon.svg"
     raise web.HTTPMovedPermanently(f"/static/{name}?v={request.app[STATIC_KEY][name]}")
-
-
-__all__ = ["install_pages", "render", "redirect", "safe_next"]

@@ -14,15 +14,15 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from ..catalog.search.pages import SearchPage
-from ..catalog.search.query import FILTERS, PLATFORMS, SORTS, SearchQuery, parse_search_params
-from ..errors import DomainError
-from .access import ANYONE, allow
-from .auth import principal_of
-from .errors import status_for
-from .pages import render
-from .caching import cacheable, etag_of
-from .keys import SERVICES, SETTINGS
+from ...catalog.search.pages import SearchPage
+from ...catalog.search.query import FILTERS, PLATFORMS, SORTS, SearchQuery, parse_search_params
+from ...errors import DomainError
+from ..access import ANYONE, allow
+from ..auth import principal_of
+from ..errors import status_for
+from .render import render
+from ..caching import cacheable, etag_of
+from ..keys import SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -167,7 +167,3 @@ async def package_icon(request: web.Request) -> web.Response:
     fresh = request.query.get("v") == icon[:16]
     cache = f"{scope}, max-age=31536000, immutable" if fresh else f"{scope}, max-age=300"
     return web.Response(body=data, content_type="image/png", headers={"Cache-Control": cache})
-
-
-def icon_url(package: dict[str, Any]) -> str:
-    return f"/packages/{package['namespace']}/{package['name']}/icon?v={package['icon_sha256'][:16]}"

@@ -111,7 +111,7 @@ def test_flipped_byte_in_the_signature_is_invalid(inspect, unsigned, publisher):
 
 def test_certificate_with_an_impossible_version_is_invalid(inspect, unsigned, publisher):
     """cryptography refuses a certificate version other than 1-3 with InvalidVersion, which is not a
-    ValueError: found by tests/unit/test_bundle_fuzz.py, it used to escape as a crash instead of a 422."""
+    ValueError: found by tests/unit/bundles/test_archive_fuzz.py, it used to escape as a crash instead of a 422."""
     signed = bytearray(sign_bytes(unsigned, publisher))
     version = bytes.fromhex("a003020102")  # TBSCertificate: [0] EXPLICIT INTEGER 2 (v3)
     at = signed.rindex(version, len(unsigned))  # in the signature block, after the ZIP

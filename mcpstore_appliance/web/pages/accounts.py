@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..accounts.models import SCOPE_DESCRIPTIONS, SCOPES
-from ..errors import DomainError, RateLimited
-from .access import ANYONE, allow, browser_session, open_when_private
-from .auth import SESSION_COOKIE, caller, principal_of
-from .errors import status_for
-from .forms import read_form
-from .pages import redirect, render, safe_next
-from .util import client_ip
-from .keys import NO_STORE, SERVICES, SETTINGS
+from ...accounts.models import SCOPE_DESCRIPTIONS, SCOPES
+from ...errors import DomainError, RateLimited
+from ..access import ANYONE, allow, browser_session, open_when_private
+from ..auth import SESSION_COOKIE, caller, principal_of
+from ..errors import status_for
+from ..forms import read_form
+from .render import redirect, render, safe_next
+from ..util import client_ip
+from ..keys import NO_STORE, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 

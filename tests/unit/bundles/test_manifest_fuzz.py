@@ -12,7 +12,7 @@ from mcpstore_appliance.bundles import check_manifest, extract_metadata
 from mcpstore_appliance.bundles.manifest_rules import DirectoryFiles
 from tests.data.bundles import node_manifest
 
-FILES = DirectoryFiles(Path(__file__).parents[1] / "data" / "manifests")
+FILES = DirectoryFiles(Path(__file__).parents[2] / "data" / "manifests")
 BASE = node_manifest(name="corpus-server")
 FIELDS = [("manifest_version",), ("dxt_version",), ("name",), ("version",), ("author",), ("author", "email"),
           ("server",), ("server", "type"), ("server", "entry_point"), ("server", "mcp_config"),

@@ -6,20 +6,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ..accounts.models import ROLES_THAT_PUBLISH
-from ..catalog.publish_options import PublishOptions
-from ..catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
-from ..errors import DomainError, InvalidInput
-from .forms import read_form, read_publish_form  # the same streamed multipart reading as the API
-from .errors import status_for
-from .page_chart import bar_chart
-from .access import allow, browser_session
-from .auth import caller
-from .pages import redirect, render
-from .pages_accounts import form_error
-from .pages_catalog import discovery
-from .util import client_ip
-from .keys import NO_STORE, SERVICES, SETTINGS
+from ...accounts.models import ROLES_THAT_PUBLISH
+from ...catalog.publish_options import PublishOptions
+from ...catalog.pricing import CURRENCY_DECIMALS, PRICING_MODELS, TIERS
+from ...errors import DomainError, InvalidInput
+from ..forms import read_form, read_publish_form  # the same streamed multipart reading as the API
+from ..errors import status_for
+from .chart import bar_chart
+from ..access import allow, browser_session
+from ..auth import caller
+from .render import redirect, render
+from .accounts import form_error
+from .catalog import discovery
+from ..util import client_ip
+from ..keys import NO_STORE, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from mcpstore_appliance.web.page_chart import bar_chart, nice_ceiling
-from mcpstore_appliance.web.page_format import count, filesize, money, price, safe_url, with_query
+from mcpstore_appliance.web.pages.chart import bar_chart, nice_ceiling
+from mcpstore_appliance.web.pages.format import count, filesize, money, price, safe_url, with_query
 
 
 @pytest.mark.parametrize("amount, currency, shown", [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import DomainError
-from .access import allow, site_admin
-from .auth import caller
-from .errors import status_for
-from .forms import read_form
-from .pages import redirect, render
-from .util import client_ip, query_int
-from .keys import SERVICES
+from ...errors import DomainError
+from ..access import allow, site_admin
+from ..auth import caller
+from ..errors import status_for
+from ..forms import read_form
+from .render import redirect, render
+from ..util import client_ip, query_int
+from ..keys import SERVICES
 
 routes = web.RouteTableDef()
 

@@ -12,7 +12,7 @@ from mcpstore_appliance.bundles.manifest_schema import is_url
 from mcpstore_appliance.errors import Unprocessable
 from tests.data.bundles import NODE_SERVER, PNG_1PX, bundle_bytes, make_png, make_zip, node_manifest
 
-CORPUS = DirectoryFiles(__import__("pathlib").Path(__file__).parents[1] / "data" / "manifests")
+CORPUS = DirectoryFiles(__import__("pathlib").Path(__file__).parents[2] / "data" / "manifests")
 
 
 @pytest.fixture
