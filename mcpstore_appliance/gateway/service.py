@@ -129,7 +129,10 @@ class GatewayService:
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
-        return await self._hosted(principal, namespace, name)
+        target = await self._hosted(principal, namespace, name)
+        if admit is not None:
+            await admit(target.package["version_id"])
+        return target
 
     async def _hosted(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
         row = await self.db.fetch_one(TARGET_SQL, (namespace, name))
@@ -140,8 +143,6 @@ class GatewayService:
         manifest = json.loads(row["manifest_json"])
         if not is_hosted_type(manifest):
             raise Unprocessable(f"{namespace}/{name} has a server type that is not hosted", code="not_hosted")
-        if admit is not None:
-            await admit(row["version_id"])
         if not await self.entitlement_check(principal, row):
             raise Forbidden(f"{namespace}/{name} is a paid package; buy access first", code="entitlement_required")
         return HostedTarget(row, manifest)
