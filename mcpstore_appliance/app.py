@@ -178,9 +178,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics = Metrics()
     app.on_response_prepare.append(add_headers)
-    app.on_startup.append(check_routes_declared)
 
     async def lifecycle(app: web.Application):
+        # Before anything is opened: aiohttp runs no cleanup for a start that fails, so a refusal after the
+        # services were built would leave their database threads holding the process.
+        await check_routes_declared(app)
         services = await build_services(settings, metrics)
         app[SERVICES] = services
         yield

@@ -111,12 +111,16 @@ class Database:
         for suffix in ("-wal", "-shm"):  # left open by an earlier version
             close_to_others(self.path.with_name(self.path.name + suffix), PRIVATE_FILE_MODE)
         self._writer = await _connect(self.path)
-        await apply_migrations(self._writer)
-        for _ in range(self.reader_count):
-            reader = _Reader(await _connect(self.path))
-            await reader.conn.execute("PRAGMA query_only=ON")
-            self._all_readers.append(reader)
-            self._readers.put_nowait(reader)
+        try:
+            await apply_migrations(self._writer)
+            for _ in range(self.reader_count):
+                reader = _Reader(await _connect(self.path))
+                self._all_readers.append(reader)
+                await reader.conn.execute("PRAGMA query_only=ON")
+                self._readers.put_nowait(reader)
+        except BaseException:
+            await self.close()  # each connection runs a thread that would keep the process alive
+            raise
         return self
 
     async def close(self) -> None:

@@ -1,5 +1,6 @@
 """Apply `migrations/NNN_name.sql` in order, each once, each in its own transaction, recorded in
-`schema_migrations`. An upgrade of the appliance migrates the database on the next start."""
+`schema_migrations`. An upgrade of the appliance migrates the database on the next start; an older appliance
+refuses to start on a database that a newer one migrated (it would not know what the newer tables mean)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from ..config import ConfigError
 from ..resources import migrations_dir
 
 log = logging.getLogger("mcpstore.migrations")
@@ -35,8 +37,10 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
     )
     async with conn.execute("SELECT version FROM schema_migrations") as cursor:
         done = {row[0] for row in await cursor.fetchall()}
+    known = discover(folder)
+    _refuse_newer_schema(done, {number for number, _, _ in known})
     applied = []
-    for number, name, path in discover(folder):
+    for number, name, path in known:
         if number in done:
             continue
         script = path.read_text(encoding="utf-8")
@@ -60,3 +64,12 @@ async def apply_migrations(conn: aiosqlite.Connection, folder: Path | None = Non
         if done:
             log.info("migration %03d_%s applied in %.1f s", number, name, time.monotonic() - started)
     return applied
+
+
+def _refuse_newer_schema(done: set[int], known: set[int]) -> None:
+    newer = sorted(done - known)
+    if newer:
+        raise ConfigError(
+            f"the database was migrated by a newer mcpstore (schema {max(done):03d}; this version knows up to "
+            f"{max(known):03d}): run that version again, or restore a backup made before the upgrade "
+            "(mcpstore restore); starting an older version on it could corrupt it")

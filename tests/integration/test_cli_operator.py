@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import signal
 import stat
 import subprocess
@@ -140,6 +141,28 @@ def test_bad_config_stops_startup_with_one_line_and_starts_nothing(tmp_path):
     assert not (tmp_path / "d").exists()
     result = run("serve", "--data", str(tmp_path / "d"), env={"MCPSTORE_ACCOUNTS__SIGNUP": "maybe"})
     assert result.returncode == 1 and "'accounts.signup'" in result.stderr and not (tmp_path / "d").exists()
+
+
+def test_an_older_version_refuses_a_database_a_newer_one_migrated(tmp_path):
+    """A downgrade (an older binary on a newer schema) stops with one line and leaves the database as it was."""
+    data = tmp_path / "d"
+    assert run("admin", "create-user", "--email", "a@example.com", "--username", "alice", "--password-stdin",
+               "--data", str(data), input=PASSWORD + "\n").returncode == 0
+    database = data / "mcpstore.sqlite3"
+    with sqlite3.connect(database) as conn:  # what a later version's migration would have recorded
+        conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from_the_future', 0)")
+
+    def schema() -> list:
+        with sqlite3.connect(database) as conn:
+            return [*conn.execute("SELECT * FROM schema_migrations ORDER BY 1"),
+                    *conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY 2")]
+
+    before = schema()
+    result = run("serve", "--data", str(data), "--port", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the database was migrated by a newer mcpstore (schema 999;"), result.stderr
+    assert "restore a backup" in result.stderr and "Traceback" not in result.stderr
+    assert schema() == before
 
 
 def test_sigterm_finishes_requests_in_flight(tmp_path):

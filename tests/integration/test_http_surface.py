@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import re
+import threading
 
 import aiohttp
 import pytest
@@ -65,8 +66,11 @@ async def test_start_up_refuses_a_route_that_declares_no_access(tmp_path, aiohtt
         return web.Response(text="late")
 
     app.router.add_get("/late-and-bare", late)
+    threads_before = set(threading.enumerate())
     with pytest.raises(RuntimeError, match="@allow"):
         await aiohttp_server(app, host="127.0.0.1")
+    # and nothing was opened: a database connection's thread left behind once kept a test run from exiting
+    assert [t.name for t in set(threading.enumerate()) - threads_before] == []
 
 
 async def test_a_route_added_later_gets_the_front_door(tmp_path, aiohttp_server):

@@ -90,3 +90,21 @@ async def test_readers_cannot_write(tmp_path):
             await db.fetch_all("CREATE TABLE nope (x INTEGER)")
     finally:
         await db.close()
+
+
+async def test_a_database_migrated_by_a_newer_version_is_refused_and_left_alone(tmp_path):
+    import aiosqlite
+
+    from mcpstore_appliance.config import ConfigError
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_first.sql").write_text("CREATE TABLE a (x INTEGER);")
+    (folder / "002_second.sql").write_text("CREATE TABLE b (x INTEGER);")
+    async with aiosqlite.connect(tmp_path / "n.sqlite3", isolation_level=None) as conn:
+        assert await apply_migrations(conn, folder) == [1, 2]
+        (folder / "002_second.sql").unlink()  # the older version knows only 001
+        with pytest.raises(ConfigError, match=r"migrated by a newer mcpstore \(schema 002; this version knows up to 001\)"):
+            await apply_migrations(conn, folder)
+        recorded = [row[0] async for row in await conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert recorded == [1, 2]
