@@ -125,7 +125,8 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             discovery=discovery,
             gateway=gateway,
             market=build_market(settings, db, paths["keys"]),
-            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix),
+            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
+                                       settings.branding.name, settings.branding.operator),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()

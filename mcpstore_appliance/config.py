@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "MCPSTORE_"
 # MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
@@ -31,6 +31,8 @@ NOT_SETTINGS = frozenset({
 })
 
 
+_LOGO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}(\.[A-Za-z0-9_-]{1,20})*\.(svg|png|jpg|jpeg|webp)")
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 DEFAULT_NAME_PREFIX = "local.mcpstore"  # registry names where the public URL gives no DNS name to reverse
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -135,6 +137,39 @@ class LedgerSettings(Section):
 
 class RegistrySettings(Section):
     name_prefix: str = ""
+    # private: nothing readable without signing in, sign-up by invitation only (web/access.py, private_refusal)
+    mode: Literal["public", "private"] = "public"
+
+
+class BrandingSettings(Section):
+    """Who runs this registry, as its pages and rendered MDM profiles say it (branding.py)."""
+
+    name: str = Field("mcpstore", min_length=1, max_length=60)  # the registry's name
+    operator: str = Field("", max_length=100)  # the company or team that runs it
+    logo: str = ""  # a file name in <data_dir>/branding/ (.svg, .png, .jpg, .webp); empty: the default mark
+    accent_color: str = "#1d4ed8"
+
+    @field_validator("name", "operator")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be one line of printable text")
+        return value.strip()
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_name(cls, value: str) -> str:
+        if value and not _LOGO_NAME.fullmatch(value):
+            raise ValueError("must be a plain file name in <data_dir>/branding/ ending .svg, .png, .jpg or .webp "
+                             "(no folders, no '..')")
+        return value
+
+    @field_validator("accent_color")
+    @classmethod
+    def _color(cls, value: str) -> str:
+        if not _HEX_COLOR.fullmatch(value):
+            raise ValueError("must be a colour as #rrggbb")
+        return value.lower()
 
 
 class StripeSettings(Section):
@@ -245,6 +280,14 @@ class Settings(Section):
     hosted: HostedSettings = HostedSettings()
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
+    branding: BrandingSettings = BrandingSettings()
+
+    @model_validator(mode="after")
+    def _private_signup(self) -> "Settings":
+        """A private registry takes new people by invitation (or SSO, SCIM) only: open sign-up becomes invite."""
+        if self.registry.mode == "private" and self.accounts.signup == "open":
+            self.accounts = self.accounts.model_copy(update={"signup": "invite"})
+        return self
 
     @property
     def base_url(self) -> str:

@@ -12,6 +12,7 @@ nothing is committed (`Database.stamp`), and answered then without touching SQLi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -497,13 +498,15 @@ class PackageView:
     # -- update check -----------------------------------------------------------------------------------
 
     def update_check_json(self, principal: Principal | None, namespace: str, name: str, current: str | None,
-                          platform: str | None, prerelease: bool) -> str:
+                          platform: str | None, prerelease: bool,
+                          admit: Callable[[sqlite3.Row], bool] | None = None) -> str:
         """The newest installable version for a client running `current` on `platform`, as JSON text.
 
         Semver precedence; pre-releases only when asked for; yanked, quarantined and rejected versions never;
         versions that name platforms must name this one. A higher major version is a breaking change.
         The answer is kept with the installable entry it came from (so it is dropped with it as soon as
-        anything is committed), up to MAX_KEPT_ANSWER_CHARS per entry.
+        anything is committed), up to MAX_KEPT_ANSWER_CHARS per entry. `admit` (an org's policy, policy/enforce.py)
+        leaves out the versions it refuses; such an answer is the caller's own and is not kept.
         """
         _check_names(namespace, name)
         if platform is not None and platform not in PLATFORMS:
@@ -511,9 +514,11 @@ class PackageView:
                                details={"parameter": "platform"})
         installable = self._installable_versions(namespace, name, platform, prerelease)
         visible = installable is not None and can_see(principal, installable.access)
+        if visible and admit is not None:
+            installable = _admitted(installable, admit)
         # A signed-in caller of a paid package gets requires_payment from their own entitlement, so that answer
         # is not shared (nor kept); everyone else shares one.
-        shared = principal is None or installable is None or installable.pricing_model == "free"
+        shared = admit is None and (principal is None or installable is None or installable.pricing_model == "free")
         kept = installable.answers.get(current) if visible and shared else None
         if kept is not None:
             return kept
@@ -580,7 +585,7 @@ class PackageView:
             return None
         rows = self.db.inline(lambda c: c.execute(
             "SELECT v.version, v.semver_key, v.is_prerelease, v.changelog, v.sha256, v.size, v.published_at,"
-            " v.deprecated_at, v.deprecation_reason FROM versions v"
+            " v.deprecated_at, v.deprecation_reason, v.signature_status FROM versions v"
             " WHERE v.package_id = ? AND v.state = 'published' AND v.yanked_at IS NULL"
             " AND (? OR v.is_prerelease = 0)"
             " AND (? IS NULL OR v.platforms = '[]' OR EXISTS (SELECT 1 FROM json_each(v.platforms) j"
@@ -629,6 +634,13 @@ class PackageView:
         if can_manage(principal, dict(package)):
             return ("published", "quarantined", "rejected")
         return PUBLISHED_ONLY
+
+
+def _admitted(installable: _Installable, admit: Callable[[sqlite3.Row], bool]) -> _Installable:
+    """The entry with only the versions `admit` allows (a copy with no kept answers)."""
+    versions = [entry for entry in installable.versions if admit(entry[1])]
+    latest = semver.parse(versions[0][1]["version"]) if versions else None
+    return dataclasses.replace(installable, versions=versions, latest=latest, answers={})
 
 
 def requires_payment(pricing_model: str, breaking: bool, current: semver.Version | None) -> bool:

@@ -46,6 +46,9 @@ TARGET_SQL = (
     " WHERE p.namespace = ? AND p.name = ? AND v.state = 'published' AND v.yanked_at IS NULL")
 
 
+Admit = Callable[[int], Awaitable[None]]  # raises to refuse a version id (policy/enforce.py through web/)
+
+
 @dataclass(frozen=True)
 class HostedTarget:
     package: dict[str, Any]
@@ -138,14 +141,19 @@ class GatewayService:
 
     # -- access -------------------------------------------------------------------------------------------
 
-    async def target(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
+    async def target(self, principal: Principal, namespace: str, name: str,
+                     admit: Admit | None = None) -> HostedTarget:
+        """The hosted package the principal may run; `admit` (an org's policy) may refuse its version."""
         grant = principal.usage  # a usage token (tokens/usage.py) calls the one package it names
         if grant is not None and grant.mcp != f"{namespace}/{name}":
             raise Forbidden("this usage token is for another package", code="token_wrong_package")
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
-        return await self._hosted(principal, namespace, name)
+        target = await self._hosted(principal, namespace, name)
+        if admit is not None:
+            await admit(target.package["version_id"])
+        return target
 
     async def _hosted(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
         row = await self.db.fetch_one(TARGET_SQL, (namespace, name))
@@ -271,23 +279,24 @@ class GatewayService:
     # -- the invoke API -----------------------------------------------------------------------------------
 
     async def invoke(self, principal: Principal, namespace: str, name: str, tool: Any, arguments: Any,
-                     ip: str | None = None) -> dict:
+                     ip: str | None = None, admit: Admit | None = None) -> dict:
         """One tools/call in a fresh sandbox: {"result": ...} or {"error": ...} (a JSON-RPC error object)."""
         if not isinstance(tool, str) or not tool:
             raise InvalidInput("'tool' must be the name of a tool", code="invalid_tool")
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidInput("'arguments' must be an object", code="invalid_arguments")
         return await self.one_request(principal, namespace, name, "tools/call",
-                                      {"name": tool, "arguments": arguments or {}}, ip)
+                                      {"name": tool, "arguments": arguments or {}}, ip, admit)
 
-    async def list_tools(self, principal: Principal, namespace: str, name: str, ip: str | None = None) -> dict:
+    async def list_tools(self, principal: Principal, namespace: str, name: str, ip: str | None = None,
+                         admit: Admit | None = None) -> dict:
         """tools/list in a fresh sandbox (the "try it" form builds its fields from the tools' input schemas)."""
-        return await self.one_request(principal, namespace, name, "tools/list", {}, ip)
+        return await self.one_request(principal, namespace, name, "tools/list", {}, ip, admit)
 
     async def one_request(self, principal: Principal, namespace: str, name: str, method: str, params: dict,
-                          ip: str | None = None) -> dict:
+                          ip: str | None = None, admit: Admit | None = None) -> dict:
         """One request in a fresh sandbox, ended afterwards: {"result": ...} or {"error": ...}."""
-        target = await self.target(principal, namespace, name)
+        target = await self.target(principal, namespace, name, admit)
         init = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
         try:
             session, answer = await self.open(principal, target, init, ip)

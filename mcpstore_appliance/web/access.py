@@ -21,12 +21,16 @@ The declarations:
   audience) and refused everywhere else as invalid_token.
 - `page=True` on a declaration: for HTML pages, an anonymous visitor is sent to the login page instead of
   getting a 401; `session_only=True`: browser forms, which a token cannot submit.
+
+A private registry (`[registry] mode = "private"`) admits no anonymous caller anywhere, except on routes
+declared `open_when_private(...)`: probes, static files, signing in and up (invites), webhooks, the witness
+protocol, device policy. `private_refusal` is that rule; the front door applies it with the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -41,7 +45,7 @@ OrgBinding = str  # "allowed", "refused" or "path:<param>"
 # The codes of refusals made here (and by authentication), so that tests can tell them from a service's own.
 ACCESS_CODES = frozenset({"unauthenticated", "invalid_token", "token_revoked", "token_expired", "account_disabled",
                           "insufficient_scope", "org_bound_token", "admin_only", "session_required",
-                          "csrf_failed", "usage_token_only"})
+                          "csrf_failed", "usage_token_only", "private_registry"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Access:
     page: bool = False
     device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
     resource: str | None = None  # path template of an OAuth protected resource (the hosted MCP endpoint)
+    open_when_private: bool = False  # reachable without signing in on a private registry too
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
@@ -75,8 +80,16 @@ class Access:
 
 
 NO_CREDENTIALS = Access("ignored")
-DEVICE_TOKEN = Access("ignored", device=True)
+DEVICE_TOKEN = Access("ignored", device=True, open_when_private=True)
 ANYONE = Access("optional", scope="read")
+
+
+def open_when_private(access: Access) -> Access:
+    """The same declaration, also open to anonymous callers on a private registry (see the module's doc)."""
+    return replace(access, open_when_private=True)
+
+
+OPEN_PROBE = open_when_private(NO_CREDENTIALS)  # probes, static files, peers' protocols
 
 
 def signed_in(scope: str | None, *, org: OrgBinding, page: bool = False, session_only: bool = False,
@@ -147,6 +160,15 @@ def resource_url(access: Access, match_info: Mapping[str, str], base_url: str) -
     if access.resource is None:
         return None
     return base_url + access.resource.format_map({k: match_info.get(k, "") for k in match_info})
+
+
+def private_refusal(access: Access, principal: Principal | None, device: bool) -> DomainError | None:
+    """On a private registry: why an anonymous caller may not call this route (None: it may). A device
+    token counts as signed in (for its org)."""
+    if access.open_when_private or principal is not None or device:
+        return None
+    return Unauthenticated("this registry is private: sign in or send an API token (Authorization: Bearer mcps_…)",
+                           code="private_registry")
 
 
 def _binding_allows(access: Access, principal: Principal, match_info: Mapping[str, str]) -> bool:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..tokens import UsageTokens, bill_gateway, build_usage
 from ..tokens.revocations import MAX_AGE_SECONDS
-from .access import NO_CREDENTIALS, allow, signed_in
+from .access import OPEN_PROBE, allow, signed_in
 from .auth import caller
 from .keys import SERVICES, USAGE
 from .openapi import documented
@@ -81,7 +81,7 @@ async def revoke_licence(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/usage/tokens")
-@allow(NO_CREDENTIALS)  # the licence key in the body is the credential
+@allow(OPEN_PROBE)  # the licence key in the body is the credential
 @documented("Exchange a licence key for a usage token: an EdDSA JWT (15 minutes) with sub, mcp, tier, aud, iat, "
             "exp, jti (and calls for per-call packages), verifiable offline with /.well-known/jwks.json",
             tags=["usage"], body=ExchangeBody.model_json_schema(),
@@ -106,7 +106,7 @@ async def report(request: web.Request) -> web.Response:
 
 
 @routes.get("/.well-known/jwks.json")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def jwks(request: web.Request) -> web.StreamResponse:
     """The public keys of usage tokens (OKP/Ed25519); a rotated key stays until its tokens expired."""
     document, etag = usage(request).jwks()
@@ -117,7 +117,7 @@ async def jwks(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/.well-known/mcpstore-revocations.json")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def revocations(request: web.Request) -> web.StreamResponse:
     """Revoked usage tokens: `jti` (single tokens) and `subjects` (every token of `sub` for `mcp` issued at or
     before `revoked_at`). Short-lived in caches, so that a refunded buyer is refused within a minute."""

@@ -14,7 +14,8 @@ from aiohttp import web
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
 from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
-from .keys import CSRF_PENDING, CSRF_TOKEN, OAUTH, PRINCIPAL, SERVICES, USAGE
+from ..policy.service import DEVICE_TOKEN_PREFIX
+from .keys import CSRF_PENDING, CSRF_TOKEN, DEVICE_ORG, OAUTH, PRINCIPAL, SERVICES, USAGE
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -60,7 +61,10 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
         credential = credential.strip()
-        if credential.count(".") == 2 and USAGE in request.app:  # a JWT: a usage token (tokens/usage.py)
+        if credential.startswith(DEVICE_TOKEN_PREFIX):
+            # A managed device: anonymous as a user, acting for its org (its policy applies: web/org_context.py)
+            request[DEVICE_ORG] = await request.app[SERVICES].policy.device_org(credential)
+        elif credential.count(".") == 2 and USAGE in request.app:  # a JWT: a usage token (tokens/usage.py)
             request[PRINCIPAL] = await request.app[USAGE].principal_for(credential)
         elif credential.startswith(OAUTH_ACCESS_PREFIX):  # an OAuth access token of a hosted endpoint (oauth/)
             request[PRINCIPAL] = await request.app[OAUTH].principal_for_access_token(credential)

@@ -26,9 +26,10 @@ from aiohttp import web
 
 from ..errors import Forbidden, InvalidInput, NotFound, PaymentRequired
 from ..gateway.service import GatewayService
+from .org_context import enforce_version
 from ..gateway.stdio import RpcError
 from .pages import try_it
-from .access import NO_CREDENTIALS, allow, signed_in
+from .access import OPEN_PROBE, allow, signed_in
 from .openapi import documented
 from .auth import caller
 from .keys import OAUTH, SERVICES, SETTINGS
@@ -111,7 +112,7 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
     if message.get("method") == "initialize":
         if "id" not in message:
             raise InvalidInput("initialize is a request: it needs an id", code="invalid_jsonrpc")
-        target = await gateway.target(principal, namespace, name)
+        target = await gateway.target(principal, namespace, name, _policy(request))
         try:
             session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
         except RpcError as error:
@@ -132,6 +133,11 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
     return await _answer(request, answer)
 
 
+def _policy(request: web.Request):
+    """An org member's installs through the gateway follow the org's policy (web/org_context.py)."""
+    return lambda version_id: enforce_version(request, version_id, "hosted")
+
+
 def _session(request: web.Request):
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id:
@@ -143,7 +149,7 @@ def _session(request: web.Request):
 
 
 @routes.get("/mcp/{namespace}/{name}")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def mcp_get(request: web.Request) -> web.StreamResponse:
     """No server-initiated stream: answers are JSON (Streamable HTTP allows a 405 here)."""
     raise web.HTTPMethodNotAllowed("GET", ["POST", "DELETE"])
@@ -174,7 +180,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         raise InvalidInput("the body must be a JSON object {\"tool\": ..., \"arguments\": {...}}", code="invalid_body")
     answer = await request.app[GATEWAY].invoke(caller(request), request.match_info["namespace"],
                                                request.match_info["name"], body.get("tool"), body.get("arguments"),
-                                               request.remote)
+                                               request.remote, _policy(request))
     if "error" in answer:
         rpc = answer["error"] if isinstance(answer["error"], dict) else {}
         timeout = rpc.get("code") == -32001
@@ -194,7 +200,7 @@ def _resource_metadata(request: web.Request, resource: str) -> web.Response:
 
 
 @routes.get("/.well-known/oauth-protected-resource/mcp/{namespace}/{name}")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def protected_resource(request: web.Request) -> web.StreamResponse:
     """RFC 9728 metadata of one hosted endpoint (the path the 401's WWW-Authenticate names)."""
     base = request.app[SETTINGS].base_url
@@ -202,7 +208,7 @@ async def protected_resource(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/.well-known/oauth-protected-resource")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def protected_resource_root(request: web.Request) -> web.StreamResponse:
     return _resource_metadata(request, f"{request.app[SETTINGS].base_url}/mcp/")
 

@@ -4,7 +4,8 @@ web/pages/oauth.py.
 
 These endpoints answer errors in the OAuth shape, `{"error": "invalid_grant", "error_description": ...}`
 (RFC 6749 §5.2, RFC 7591 §3.2.2), because that is what OAuth clients read; they take no cookies or API
-tokens (public clients authenticate with PKCE), so they are declared NO_CREDENTIALS.
+tokens (public clients authenticate with PKCE), so they are declared OPEN_PROBE (open on a private
+registry too: the user signs in at the authorisation step).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from ..oauth import OAuthError, OAuthService
 from ..oauth.requests import RESOURCE_PATH
-from .access import NO_CREDENTIALS, allow
+from .access import OPEN_PROBE, allow
 from .keys import OAUTH, SERVICES, SETTINGS
 from .util import client_ip
 
@@ -58,14 +59,14 @@ def _metadata(request: web.Request) -> web.Response:
 
 
 @routes.get("/.well-known/oauth-authorization-server")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def authorization_server_metadata(request: web.Request) -> web.StreamResponse:
     """RFC 8414 metadata of the authorisation server (the issuer is the base URL)."""
     return _metadata(request)
 
 
 @routes.get("/.well-known/oauth-authorization-server/{suffix:.+}")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def authorization_server_metadata_suffixed(request: web.Request) -> web.StreamResponse:
     """The path-suffixed variant (RFC 8414 §3.1): for an issuer behind a path prefix, and for clients that build
     the URL from an MCP endpoint's path (the MCP 2025-03-26 fallback)."""
@@ -77,7 +78,7 @@ async def authorization_server_metadata_suffixed(request: web.Request) -> web.St
 
 
 @routes.post("/oauth/register")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def register(request: web.Request) -> web.StreamResponse:
     """RFC 7591 dynamic client registration of a public client (rate-limited per address)."""
     try:
@@ -97,7 +98,7 @@ async def register(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/oauth/token")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def token(request: web.Request) -> web.StreamResponse:
     """Authorisation code (with the PKCE verifier) or refresh token in; access and refresh tokens out."""
     try:
@@ -108,7 +109,7 @@ async def token(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/oauth/revoke")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def revoke(request: web.Request) -> web.StreamResponse:
     """RFC 7009: revokes the token's whole grant; 200 also for unknown tokens."""
     try:

@@ -117,8 +117,8 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
         return None if kind == "device" else "invalid_device_token"
     if access.credentials == "ignored":
         return None
-    if kind == "device":  # not a user's token: refused wherever one is read
-        return "invalid_token"
+    if kind == "device":  # a managed device: anonymous as a user (acting for its org), so as anonymous callers
+        kind = "anonymous"
     if kind == "oauth":  # good only at its audience, the hosted endpoint of orga/tool, with the invoke scope
         if access.resource is None or access.resource.format_map(path_values) != "/mcp/orga/tool":
             return "invalid_token"
