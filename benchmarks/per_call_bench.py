@@ -33,7 +33,6 @@ from mcpstore_appliance.config import load_settings  # noqa: E402
 from mcpstore_appliance.gateway.billing import MarketBilling  # noqa: E402
 from mcpstore_appliance.market import journal  # noqa: E402
 from mcpstore_appliance.market.journal import Line  # noqa: E402
-from mcpstore_appliance.tokens import build_usage  # noqa: E402
 
 
 async def setup(services, callers: int):
@@ -44,7 +43,7 @@ async def setup(services, callers: int):
         package = await tx.insert("packages", {"namespace": "creator", "name": "meter", "owner_user_id": creator.id,
                                                "pricing_model": "per_call", "price_amount": 1, "currency": "usd",
                                                "created_at": now, "updated_at": now})
-    usage = build_usage(services.settings, db, accounts)
+    usage = services.usage
     tokens = []
     for n in range(callers):
         user = await accounts.create_user(f"b{n}@example.com", f"buyer{n}", "correct horse battery")

@@ -4,13 +4,16 @@ credit gets a clear refusal (402, or a JSON-RPC error on /mcp) and nothing runs;
 
 A caller with a usage token that pre-authorised calls pays from that reservation (tokens/calls.py); any other
 caller (an API token, a browser session, a usage token without calls) from their credit wallet through the
-market's atomic `debit_call`. The market and the token calls are handed in by web/api_usage.py.
+market's atomic `debit_call`. `HostedRules` carries the access rule and the billing into the gateway
+when app.py builds it (tokens.hosted_rules makes the market's).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .metering import Invocation
 
@@ -58,3 +61,16 @@ class MarketBilling:
             await self.calls.unbill(jti, call_id)
         else:
             await self.market.refund_call(call_id)
+
+
+async def free_only(principal, package: dict[str, Any]) -> bool:
+    """The access rule without a marketplace: free packages only."""
+    return package["pricing_model"] == "free"
+
+
+@dataclass(frozen=True)
+class HostedRules:
+    """Who may call a hosted package, and how its calls are paid for (tokens.hosted_rules makes the market's)."""
+
+    entitlement_check: Callable[[Any, dict], Awaitable[bool]] = free_only
+    billing: CallBilling = field(default_factory=FreeCalls)

@@ -24,7 +24,7 @@ from ..audit import Actor
 from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
-from .billing import CallBilling, FreeCalls
+from .billing import HostedRules
 from .endpoint_health import EndpointHealth
 from .metering import Invocation, Meter
 from .publish_check import PublishCheck
@@ -59,11 +59,6 @@ class HostedTarget:
         return f"{self.package['namespace']}/{self.package['name']}"
 
 
-async def free_only(principal: Principal, package: dict[str, Any]) -> bool:
-    """The default entitlement rule until the marketplace fills the hook: free packages only."""
-    return package["pricing_model"] == "free"
-
-
 def _options(target: HostedTarget) -> dict[str, Any]:
     options = target.manifest.get("user_config")
     return options if isinstance(options, dict) else {}
@@ -73,26 +68,28 @@ def owner_of(principal: Principal) -> str:
     return f"user:{principal.id}"
 
 
-async def build_gateway(db, blobs, settings, work_dir: Path, keys_dir: Path, probe: bool = True) -> GatewayService:
+async def build_gateway(db, blobs, settings, work_dir: Path, keys_dir: Path, probe: bool = True,
+                        rules: HostedRules = HostedRules()) -> GatewayService:
     """The gateway with the configured (or first working) sandbox backend; unavailable, not failing, without.
     `probe=False` (operator commands, which run nothing hosted): no backend is looked for."""
     from .sandbox import choose_backend
 
     user_config = SealedUserConfig(db, keys_dir / "user_config.key")
     if not probe:
-        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir, user_config)
+        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir, user_config,
+                              rules)
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend, status = await choose_backend(settings.hosted, work_dir)
     if backend is None:
         log.warning("hosted execution unavailable: %s", status)
     else:
         log.info("hosted execution: %s", status)
-    return GatewayService(db, blobs, settings, backend, status, work_dir, user_config)
+    return GatewayService(db, blobs, settings, backend, status, work_dir, user_config, rules)
 
 
 class GatewayService:
     def __init__(self, db, blobs, settings, backend: Backend | None, status: str, work_dir: Path,
-                 user_config: SealedUserConfig):
+                 user_config: SealedUserConfig, rules: HostedRules = HostedRules()):
         self.db = db
         self.blobs = blobs
         self.settings = settings
@@ -102,11 +99,11 @@ class GatewayService:
         self.limits = SandboxLimits.from_settings(settings.hosted)
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
-        self.meter = Meter(db)
+        self.meter = Meter(db, on_call=rules.billing.on_call)  # a failed call's charge is given back
         self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
-        self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
-        self.billing: CallBilling = FreeCalls()  # per-call packages: charged before each tools/call
+        self.entitlement_check = rules.entitlement_check  # free packages, or the market's entitlements
+        self.billing = rules.billing  # per-call packages: charged before each tools/call
 
     @property
     def available(self) -> bool:

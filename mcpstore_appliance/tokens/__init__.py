@@ -11,7 +11,7 @@ from pathlib import Path
 from .keyring import KeyRing
 from .usage import UsageGrant, UsageTokens
 
-__all__ = ["KeyRing", "UsageGrant", "UsageTokens", "bill_gateway", "build_usage", "usage_keys_dir"]
+__all__ = ["KeyRing", "UsageGrant", "UsageTokens", "hosted_rules", "build_usage", "usage_keys_dir"]
 
 
 def usage_keys_dir(settings) -> Path:
@@ -23,16 +23,14 @@ def build_usage(settings, db, accounts) -> UsageTokens:
                        settings.market)
 
 
-def bill_gateway(gateway, usage: UsageTokens, market) -> None:
+def hosted_rules(usage: UsageTokens, market):
     """Hosted calls follow the market: paid packages need access (an entitlement; per-call packages credits,
-    charged per tools/call from the caller's usage-token reservation or wallet, given back when a call fails)."""
-    from ..gateway.billing import MarketBilling
+    charged per tools/call from the caller's usage-token reservation or wallet, given back when a call fails).
+    The gateway is built with them (app.py)."""
+    from ..gateway.billing import HostedRules, MarketBilling
     from .licences import access_kind
 
     async def may_call(principal, package: dict) -> bool:
         return await access_kind(usage.db, principal, {**package, "id": package["package_id"]}) is not None
 
-    billing = MarketBilling(market, usage.calls)
-    gateway.entitlement_check = may_call
-    gateway.billing = billing
-    gateway.meter.on_call = billing.on_call
+    return HostedRules(may_call, MarketBilling(market, usage.calls))

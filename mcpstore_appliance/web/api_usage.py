@@ -17,7 +17,7 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..tokens import UsageTokens, bill_gateway, build_usage
+from ..tokens import UsageTokens
 from ..tokens.revocations import MAX_AGE_SECONDS
 from .access import OPEN_PROBE, allow, signed_in
 from .auth import caller
@@ -133,10 +133,8 @@ def install_usage(app: web.Application) -> None:
     reservations of expired tokens."""
 
     async def usage_lifecycle(app: web.Application):
-        services = app[SERVICES]
-        service = app[USAGE] = build_usage(services.settings, services.db, services.accounts)
+        service = app[USAGE] = app[SERVICES].usage
         service.ring.state()  # creates the first key now, not on the first request
-        bill_gateway(services.gateway, service, services.market)
         task = asyncio.get_running_loop().create_task(_release_loop(service))
         yield
         task.cancel()

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..oauth import OAuthError, OAuthService
+from ..oauth import OAuthError
 from ..oauth.requests import RESOURCE_PATH
 from .access import OPEN_PROBE, allow
 from .keys import OAUTH, SERVICES, SETTINGS
@@ -125,9 +125,7 @@ def install_oauth(app: web.Application) -> None:
     from .pages import oauth as pages_oauth  # noqa: PLC0415 (the page imports this module's helpers)
 
     async def oauth_lifecycle(app: web.Application):
-        services = app[SERVICES]
-        app[OAUTH] = OAuthService(services.db, services.accounts.users, services.settings.oauth,
-                                  services.settings.base_url)
+        app[OAUTH] = app[SERVICES].oauth
         yield
 
     app.cleanup_ctx.append(oauth_lifecycle)
