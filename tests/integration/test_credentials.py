@@ -16,7 +16,8 @@ PUBLIC_WRITES = {"/api/signup", "/api/auth/token", "/login", "/logout", "/signup
                  "/api/payments/{provider}/webhook",  # payment providers: a signature, or our HMAC in the URL
                  # OAuth clients: public ones, which prove themselves with a code and its PKCE verifier or a
                  # refresh token (registration is rate-limited per address)
-                 "/oauth/register", "/oauth/token", "/oauth/revoke"}
+                 "/oauth/register", "/oauth/token", "/oauth/revoke",
+                 "/api/usage/tokens"}  # a licence key in the body is the proof
 UNSUPPORTED = ("/publish", "/servers/{server_name}/versions/{version}")  # the registry API's 501s, for anyone
 ACCOUNT_PREFIXES = ("/api/tokens", "/api/orgs", "/account", "/orgs/")
 
