@@ -166,10 +166,14 @@ PYCACHE_PREFIX = Path(tempfile.gettempdir()) / "mcpstore-bench-pycache"
 
 
 def _clean_env(extra: dict[str, str] | None) -> dict[str, str]:
-    """The caller's environment without MCPSTORE_* settings (so a benchmark measures the defaults)."""
+    """The caller's environment without MCPSTORE_* settings (so a benchmark measures the defaults), hosted
+    execution off unless asked for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCPSTORE_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE_PREFIX)
+    # Registry benchmarks publish bundles whose servers are not real: with a sandbox on the machine, the
+    # publish-time check would start each (and quarantine it). gateway_bench.py asks for its backend.
+    env["MCPSTORE_HOSTED__BACKEND"] = "off"
     env.update(extra or {})
     return env
 
