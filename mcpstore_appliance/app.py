@@ -35,7 +35,7 @@ from .market.entitlements import covers
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, api_user_config, health,
-                  ledger_api, openapi, registry_api, sendfile)
+                  ledger_api, openapi, registry_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -218,5 +218,6 @@ def create_app(settings: Settings) -> web.Application:
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
     api_policy.install(app)  # group policy: its routes
+    scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

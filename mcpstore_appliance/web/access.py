@@ -16,6 +16,8 @@ The declarations:
 - `browser_session(scope)`: pages and forms of a signed-in user, for browser sessions only.
 - `DEVICE_TOKEN`: managed devices; the handler checks an org device token (policy/) itself, so user
   credentials are not looked at here, as with NO_CREDENTIALS.
+- `SCIM_TOKEN`: an org's identity provider; the handler checks the org's SCIM token (web/scim_api.py) itself,
+  as with DEVICE_TOKEN.
 - `page=True` on a declaration: for HTML pages, an anonymous visitor is sent to the login page instead of
   getting a 401; `session_only=True`: browser forms, which a token cannot submit.
 """
@@ -50,6 +52,7 @@ class Access:
     session_only: bool = False
     page: bool = False
     device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
+    scim: bool = False  # an org SCIM token, checked by the handler (SCIM_TOKEN)
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
@@ -72,6 +75,7 @@ class Access:
 
 NO_CREDENTIALS = Access("ignored")
 DEVICE_TOKEN = Access("ignored", device=True)
+SCIM_TOKEN = Access("ignored", scim=True)
 ANYONE = Access("optional", scope="read")
 
 
