@@ -40,9 +40,8 @@ GROUP_ATTRIBUTES = [
     _attr("displayName", required=True, unique="server",
           description="A group named admin, publisher, auditor or member grants that org role"),
     _attr("members", "complex", multi=True,
-          sub=[_attr("value", mutability="immutable"), _attr("display", mutability="readOnly"),
-               _attr("$ref", "reference", mutability="immutable", references=["User"]),
-               _attr("type", mutability="immutable")]),
+          sub=[_attr("value", mutability="immutable"),
+               _attr("$ref", "reference", mutability="immutable", references=["User"])]),
 ]
 
 

@@ -15,6 +15,8 @@ from .errors import ScimError
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+# Ids are unique across both kinds (RFC 7643 3.1): a kind's prefix, then its row id.
+USER_ID, GROUP_ID = "u-", "g-"
 MAX_TEXT = 256
 MAX_EMAILS = 10
 MAX_MEMBERS = 10_000
@@ -31,7 +33,7 @@ GROUP_NAMES = {n.lower(): n for n in ("displayName", "externalId", "members", "v
 class UserFields:
     user_name: str
     external_id: str | None
-    active: bool
+    active: bool | None  # None: not set by the IdP (the account stays enabled)
     given_name: str | None
     family_name: str | None
     formatted: str | None
@@ -77,7 +79,7 @@ def read_user(body: Any) -> UserFields:
         raise ScimError(400, "invalidValue", "name is an object")
     name = {USER_NAMES.get(k.lower(), k): v for k, v in name.items()}
     return UserFields(_text(body, "userName", required=True), _text(body, "externalId"),
-                      _bool(body.get("active", True), "active"), _text(name, "givenName"),
+                      None if body.get("active") is None else _bool(body["active"], "active"), _text(name, "givenName"),
                       _text(name, "familyName"), _text(name, "formatted"), _text(body, "displayName"),
                       _emails(body.get("emails")))
 
@@ -110,9 +112,10 @@ def read_group(body: Any) -> GroupFields:
     ids = []
     for member in members:
         value = member.get("value") if isinstance(member, dict) else None
-        if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+        number = value.removeprefix(USER_ID) if isinstance(value, str) and value.startswith(USER_ID) else ""
+        if not number.isdigit() or len(number) > 18:
             raise ScimError(400, "invalidValue", "each member's value is the id of a User of this organization")
-        ids.append(int(value))
+        ids.append(int(number))
     return GroupFields(_text(body, "displayName", required=True), _text(body, "externalId"), sorted(set(ids)))
 
 
@@ -120,17 +123,20 @@ def _time(stamp: float) -> str:
     return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def _meta(kind: str, row: dict, base: str) -> dict:
+def _meta(kind: str, row: dict, scim_id: str, base: str) -> dict:
     return {"resourceType": kind, "created": _time(row["created_at"]), "lastModified": _time(row["updated_at"]),
-            "location": f"{base}/{kind}s/{row['id']}", "version": f'W/"{int(row["updated_at"] * 1000)}"'}
+            "location": f"{base}/{kind}s/{scim_id}", "version": f'W/"{int(row["updated_at"] * 1000)}"'}
 
 
 def user_json(row: dict, groups: list[dict], base: str) -> dict:
     """`row`: a scim_users row joined with its user (username, display_name); `groups`: {id, display_name}."""
     name = {k: row[c] for k, c in (("givenName", "given_name"), ("familyName", "family_name"),
                                    ("formatted", "formatted")) if row[c] is not None}
-    out = {"schemas": [USER_SCHEMA], "id": str(row["id"]), "userName": row["user_name"],
-           "active": bool(row["active"]), "meta": _meta("User", row, base)}
+    scim_id = f"{USER_ID}{row['id']}"
+    out = {"schemas": [USER_SCHEMA], "id": scim_id, "userName": row["user_name"],
+           "meta": _meta("User", row, scim_id, base)}
+    if row["active"] is not None:
+        out["active"] = bool(row["active"])
     if row["external_id"] is not None:
         out["externalId"] = row["external_id"]
     if name:
@@ -140,17 +146,19 @@ def user_json(row: dict, groups: list[dict], base: str) -> dict:
     if emails := json.loads(row["emails"]):
         out["emails"] = emails
     if groups:
-        out["groups"] = [{"value": str(g["id"]), "display": g["display_name"], "$ref": f"{base}/Groups/{g['id']}",
+        out["groups"] = [{"value": f"{GROUP_ID}{g['id']}", "display": g["display_name"],
+                          "$ref": f"{base}/Groups/{GROUP_ID}{g['id']}",
                           "type": "direct"} for g in groups]
     return out
 
 
 def group_json(row: dict, members: list[dict], base: str) -> dict:
-    """`members`: {id, user_name} of the group's users."""
-    out = {"schemas": [GROUP_SCHEMA], "id": str(row["id"]), "displayName": row["display_name"],
-           "members": [{"value": str(m["id"]), "display": m["user_name"], "$ref": f"{base}/Users/{m['id']}",
-                        "type": "User"} for m in members],
-           "meta": _meta("Group", row, base)}
+    """`members`: the ids of the group's users (each as its id and $ref: members are Users only)."""
+    scim_id = f"{GROUP_ID}{row['id']}"
+    out = {"schemas": [GROUP_SCHEMA], "id": scim_id, "displayName": row["display_name"],
+           "members": [{"value": f"{USER_ID}{m['id']}", "$ref": f"{base}/Users/{USER_ID}{m['id']}"}
+                       for m in members],
+           "meta": _meta("Group", row, scim_id, base)}
     if row["external_id"] is not None:
         out["externalId"] = row["external_id"]
     return out

@@ -25,17 +25,16 @@ from ..db import Database, Transaction
 from .errors import ScimError
 from .filters import to_sql
 from .patch import apply_patch
-from .resources import (EMAIL, GROUP_NAMES, USER_NAMES, GroupFields, UserFields, group_json, read_group, read_user,
+from .resources import (EMAIL, GROUP_ID, GROUP_NAMES, USER_ID, USER_NAMES, GroupFields, UserFields, group_json, read_group, read_user,
                         user_json)
 
 ROLE_RANK = ("member", "auditor", "publisher", "admin")  # lowest first; a group named after one grants it
 MAX_COUNT = 200
 ACTOR = audit.Actor(None, "scim")
-USER_COLUMNS = {"username": ("s.user_name", True), "externalid": ("s.external_id", False), "id": ("s.id", False),
+USER_COLUMNS = {"username": ("s.user_name", True), "externalid": ("s.external_id", False),
                 "active": ("s.active", False), "displayname": ("s.display_name", False),
                 "name.givenname": ("s.given_name", False), "name.familyname": ("s.family_name", False)}
-GROUP_COLUMNS = {"displayname": ("g.display_name", True), "externalid": ("g.external_id", False),
-                 "id": ("g.id", False)}
+GROUP_COLUMNS = {"displayname": ("g.display_name", True), "externalid": ("g.external_id", False)}
 USER_SELECT = "SELECT s.*, u.username FROM scim_users s JOIN users u ON u.id = s.user_id"
 
 
@@ -79,7 +78,7 @@ class ScimService:
             now = time.time()
             user_id = await tx.insert("users", {
                 "email": email, "username": username, "display_name": (fields.display_name or username)[:100],
-                "password_hash": None, "is_admin": 0, "created_at": now, "is_disabled": int(not fields.active)})
+                "password_hash": None, "is_admin": 0, "created_at": now, "is_disabled": int(fields.active is False)})
             await tx.insert("namespaces", {"name": username, "user_id": user_id})
             await tx.insert("memberships", {"org_id": org.id, "user_id": user_id, "role": "member",
                                             "created_at": now})
@@ -87,7 +86,7 @@ class ScimService:
                                                      **_user_columns(fields, now)})
             await audit.record(tx, ACTOR, "scim.user.create", org_id=org.id, target=username,
                                details={"userName": fields.user_name, "active": fields.active})
-        return await self.get_user(org, str(scim_id), base)
+        return await self.get_user(org, f"{USER_ID}{scim_id}", base)
 
     async def replace_user(self, org: Org, scim_id: str, body, base: str) -> dict:
         await self._write_user(org, scim_id, lambda current: read_user(body))
@@ -113,8 +112,8 @@ class ScimService:
                 (*_user_columns(fields, now).values(), row["id"]))
             await tx.execute("UPDATE users SET email = ?, display_name = ? WHERE id = ?",
                              (email, (fields.display_name or row["username"])[:100], row["user_id"]))
-            if bool(row["active"]) != fields.active:
-                await _set_active(tx, org, row, fields.active)
+            if (row["active"] != 0) != (fields.active is not False):  # None (not set) counts as enabled
+                await _set_active(tx, org, row, fields.active is not False)
 
     async def delete_user(self, org: Org, scim_id: str) -> None:
         async with self.db.write() as tx:
@@ -150,7 +149,7 @@ class ScimService:
                                                        "updated_at": now})
             await _set_members(tx, org, group_id, fields, [])
             await audit.record(tx, ACTOR, "scim.group.create", org_id=org.id, target=fields.display_name)
-        return await self.get_group(org, str(group_id), base)
+        return await self.get_group(org, f"{GROUP_ID}{group_id}", base)
 
     async def replace_group(self, org: Org, group_id: str, body, base: str) -> dict:
         await self._write_group(org, group_id, read_group(body))
@@ -184,27 +183,32 @@ class ScimService:
 
 
 def _user_columns(fields: UserFields, now: float) -> dict:
-    return {"user_name": fields.user_name, "external_id": fields.external_id, "active": int(fields.active),
+    return {"user_name": fields.user_name, "external_id": fields.external_id, "active": _flag(fields.active),
             "given_name": fields.given_name, "family_name": fields.family_name, "formatted": fields.formatted,
             "display_name": fields.display_name, "emails": json.dumps(fields.emails), "updated_at": now}
 
 
-def _id(text: str) -> int:
-    """A resource id from the path: digits only, else it names nothing (404, like a missing one)."""
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 18:
+def _flag(active: bool | None) -> int | None:
+    return None if active is None else int(active)
+
+
+def _id(text: str, prefix: str) -> int:
+    """A resource id from the path: the kind's prefix and digits, else it names nothing (404, like a missing one)."""
+    number = text.removeprefix(prefix) if isinstance(text, str) and text.startswith(prefix) else ""
+    if not number.isdigit() or len(number) > 18:
         raise ScimError(404, None, "no such resource")
-    return int(text)
+    return int(number)
 
 
 async def _user_row(q, org: Org, scim_id: str) -> dict:
-    row = await q.fetch_one(f"{USER_SELECT} WHERE s.id = ? AND s.org_id = ?", (_id(scim_id), org.id))
+    row = await q.fetch_one(f"{USER_SELECT} WHERE s.id = ? AND s.org_id = ?", (_id(scim_id, USER_ID), org.id))
     if row is None:
         raise ScimError(404, None, f"no User {scim_id}")
     return row
 
 
 async def _group_row(q, org: Org, group_id: str) -> dict:
-    row = await q.fetch_one("SELECT * FROM scim_groups WHERE id = ? AND org_id = ?", (_id(group_id), org.id))
+    row = await q.fetch_one("SELECT * FROM scim_groups WHERE id = ? AND org_id = ?", (_id(group_id, GROUP_ID), org.id))
     if row is None:
         raise ScimError(404, None, f"no Group {group_id}")
     return row
@@ -212,7 +216,7 @@ async def _group_row(q, org: Org, group_id: str) -> dict:
 
 async def _group_json(q, row: dict, base: str) -> dict:
     members = await q.fetch_all(
-        "SELECT s.id, s.user_name FROM scim_group_members m JOIN scim_users s ON s.id = m.scim_user_id"
+        "SELECT s.id FROM scim_group_members m JOIN scim_users s ON s.id = m.scim_user_id"
         " WHERE m.group_id = ? ORDER BY s.id", (row["id"],))
     return group_json(row, members, base)
 
@@ -259,7 +263,6 @@ async def _set_active(tx: Transaction, org: Org, row: dict, active: bool) -> Non
     transaction; the callers' cache is keyed by the commit stamp, so nothing cached outlives it."""
     now = time.time()
     await tx.execute("UPDATE users SET is_disabled = ? WHERE id = ?", (int(not active), row["user_id"]))
-    await tx.execute("UPDATE scim_users SET active = ?, updated_at = ? WHERE id = ?", (int(active), now, row["id"]))
     if not active:
         await tx.execute("DELETE FROM web_sessions WHERE user_id = ?", (row["user_id"],))
         await tx.execute("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",

@@ -5,6 +5,7 @@ list and revoke SCIM tokens at /api/orgs/{slug}/scim-tokens. `install` adds the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -86,13 +87,12 @@ async def scim_body(request: web.Request):
         raise ScimError(400, "invalidSyntax", f"the body is not valid JSON: {exc}") from None
 
 
-def _int(request: web.Request, name: str, default: int | None) -> int | None:
-    text = request.query.get(name)
-    if text is None:
+def _int(value, name: str, default: int | None) -> int | None:
+    if value is None:
         return default
     try:
-        return int(text)
-    except ValueError:
+        return int(value)
+    except (TypeError, ValueError):
         raise ScimError(400, "invalidValue", f"{name} is an integer") from None
 
 
@@ -148,12 +148,57 @@ def _one(documents: list[dict], name: str) -> dict:
 @allow(SCIM_TOKEN)
 @scim_endpoint
 async def list_resources(request: web.Request, org, base: str) -> web.Response:
-    service, kind = _service(request), request.match_info["kind"]
-    listing = service.list_users if kind == "Users" else service.list_groups
-    start = _int(request, "startIndex", 1)
-    found, total = await listing(org, request.query.get("filter", ""), start, _int(request, "count", None), base)
-    shown = [project(r, request.query.get("attributes"), request.query.get("excludedAttributes")) for r in found]
-    return scim_json(list_response(shown, total, max(1, start)))
+    query = request.query
+    return await _search(request, org, base, [request.match_info["kind"]], query.get("filter", ""),
+                         _int(query.get("startIndex"), "startIndex", 1), _int(query.get("count"), "count", None),
+                         query.get("attributes"), query.get("excludedAttributes"))
+
+
+@routes.post(f"{PREFIX}/.search")
+@allow(SCIM_TOKEN)
+@scim_endpoint
+async def search_all(request: web.Request, org, base: str) -> web.Response:
+    """POST /.search (RFC 7644 3.4.3): Users, then Groups, as one list."""
+    return await _search_body(request, org, base, ["Users", "Groups"])
+
+
+@routes.post(f"{PREFIX}/{KINDS}/.search")
+@allow(SCIM_TOKEN)
+@scim_endpoint
+async def search_resources(request: web.Request, org, base: str) -> web.Response:
+    return await _search_body(request, org, base, [request.match_info["kind"]])
+
+
+async def _search_body(request: web.Request, org, base: str, kinds: list[str]) -> web.Response:
+    body = await scim_body(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "invalidSyntax", "a SearchRequest is a JSON object")
+    names = ("attributes", "excludedAttributes")
+    lists = [",".join(body[n]) if isinstance(body.get(n), list) and all(isinstance(a, str) for a in body[n])
+             else None for n in names]
+    if any(body.get(n) is not None and listed is None for n, listed in zip(names, lists)):
+        raise ScimError(400, "invalidValue", "attributes and excludedAttributes are lists of names")
+    return await _search(request, org, base, kinds, body.get("filter") or "", _int(body.get("startIndex"), "startIndex", 1),
+                         _int(body.get("count"), "count", None), *lists)
+
+
+async def _search(request: web.Request, org, base: str, kinds: list[str], filter_text, start: int,
+                  count: int | None, attributes: str | None, excluded: str | None) -> web.Response:
+    """One list over `kinds` in turn: the page starts at `start` (1-based) in their concatenation."""
+    if not isinstance(filter_text, str):
+        raise ScimError(400, "invalidFilter", "filter is a string")
+    service, found, total, start = _service(request), [], 0, max(1, start)
+    remaining = count
+    for kind in kinds:
+        listing = service.list_users if kind == "Users" else service.list_groups
+        offset = max(1, start - total)
+        page, kind_total = await listing(org, filter_text, offset, remaining, base)
+        if start - total <= kind_total:
+            found += page
+            remaining = None if remaining is None else remaining - len(page)
+        total += kind_total
+    shown = [project(r, attributes, excluded) for r in found]
+    return scim_json(list_response(shown[:count] if count is not None else shown, total, start))
 
 
 @routes.post(f"{PREFIX}/{KINDS}")
@@ -243,3 +288,17 @@ async def revoke_scim_token(request: web.Request) -> web.Response:
     principal, org = await _managed_org(request)
     await request.app[SCIM_TOKENS].revoke(principal, org, int(request.match_info["token_id"]), ip=client_ip(request))
     return web.Response(status=204)
+
+
+# Last: whatever else is asked under an org's SCIM base, answered as SCIM does (after the token is checked):
+# 405 for a method a SCIM endpoint lacks, 404 for anything else.
+KNOWN = re.compile(r"^(ServiceProviderConfig|ResourceTypes(/[^/]+)?|Schemas(/[^/]+)?|(Users|Groups)(/[^/]+)?)$")
+
+
+@routes.route("*", f"{PREFIX}/{{tail:.*}}")
+@allow(SCIM_TOKEN)
+@scim_endpoint
+async def not_here(request: web.Request, org, base: str) -> web.Response:
+    if KNOWN.match(request.match_info["tail"]):
+        raise ScimError(405, None, f"{request.method} is not supported here")
+    raise ScimError(404, None, "no such SCIM endpoint")

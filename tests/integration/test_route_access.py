@@ -120,7 +120,7 @@ def path_values(world, token_id: int) -> dict[str, str]:
     return {"namespace": "orga", "name": "tool", "version": "1.0.0", "slug": "orga", "username": "owner",
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
-            "order_id": "1", "entitlement_id": "1", "provider": "stripe", "fmt": "json", "kind": "Users",
+            "order_id": "1", "entitlement_id": "1", "provider": "stripe", "fmt": "json", "kind": "Users", "tail": "no/such/thing",
             "id": "1"}
 
 

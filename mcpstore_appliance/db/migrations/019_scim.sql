@@ -20,7 +20,7 @@ CREATE TABLE scim_users (
     user_id      INTEGER NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
     user_name    TEXT NOT NULL,
     external_id  TEXT,
-    active       INTEGER NOT NULL DEFAULT 1,
+    active       INTEGER,                    -- 1, 0 (deprovisioned) or NULL (not set: the account is enabled)
     given_name   TEXT,
     family_name  TEXT,
     formatted    TEXT,
