@@ -68,6 +68,8 @@ def scim_endpoint(handler: Callable[..., Awaitable[web.Response]]):
             return await handler(request, org, base)
         except ScimError as exc:
             return scim_json(exc.body(), exc.status)
+        except web.HTTPException as exc:  # a body over the size limit (413), raised while it is read
+            return scim_json(ScimError(exc.status, None, exc.reason).body(), exc.status)
         except DomainError as exc:
             status = status_for(exc)
             headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if isinstance(exc, Unauthenticated) else None

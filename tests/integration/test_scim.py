@@ -225,3 +225,19 @@ async def test_discovery(org):
     schemas = (await scim(org).get("/scim/v2/acme/Schemas"))[1]
     assert {s["name"] for s in schemas["Resources"]} == {"User", "Group"}
     assert (await scim(org).get(f"/scim/v2/acme/Schemas/{USER}"))[1]["id"] == USER
+
+
+async def test_a_body_over_the_size_limit_is_a_scim_413_and_changes_nothing(org):
+    big = b'{"schemas": ["' + USER.encode() + b'"], "userName": "' + b"x" * 2_000_000 + b'"}'
+    status, answer, _ = await scim(org).post("/scim/v2/acme/Users", data=big,
+                                             headers={"Content-Type": "application/scim+json"})
+    assert status == 413 and answer["schemas"] == [ERROR]
+    assert (await scim(org).get("/scim/v2/acme/Users"))[1]["totalResults"] == 0
+
+
+async def test_other_methods_and_paths_are_scim_errors(org):
+    status, answer, _ = await scim(org).request("PATCH", "/scim/v2/acme/ServiceProviderConfig", json={})
+    assert status == 405 and answer["schemas"] == [ERROR]
+    status, answer, _ = await scim(org).get("/scim/v2/acme/Bulk")
+    assert status == 404 and answer["schemas"] == [ERROR]
+    assert (await scim(org, org["other_token"]).get("/scim/v2/acme/Bulk"))[0] == 401
