@@ -192,6 +192,11 @@ class HostedSettings(Section):
     docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+    # pro-tier packages' own endpoints: asked to initialize at publish and every interval (gateway/endpoint_health.py)
+    endpoint_check_interval_seconds: float = Field(300.0, ge=10)
+    endpoint_check_timeout_seconds: float = Field(5.0, gt=0)
+    endpoint_check_private_addresses: bool = False  # true where publishers' endpoints are on the operator's network
+    endpoint_ca_file: str = ""  # extra CA certificates to trust for them (an internal CA); empty: the system's
 
 
 class Settings(Section):

@@ -51,12 +51,15 @@ _PREFIX = re.compile(r"^[a-zA-Z0-9.-]+$")
 ENTRY_COLUMNS = (
     "s.package_id, s.namespace, s.name, s.server_key, s.tier, s.verified, s.rating, s.rating_count, s.downloads,"
     " s.pricing_model, s.price_amount, s.currency, s.visibility, p.endpoint_url, p.latest_version_id,"
+    " ec.ok AS endpoint_ok,"
     " v.id AS v_id, v.version, v.sha256, v.size, v.published_at, v.updated_at, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.ledger_index, v.signature_status,"
     # One parse of the version's metadata for the four fields (a JSON array of them).
     " json_extract(v.metadata_json, '$.display_name', '$.description', '$.links', '$.server_type') AS texts_json")
 ENTRY_FROM = ("package_search s JOIN versions v ON v.package_id = s.package_id"
-              " JOIN packages p ON p.id = s.package_id")
+              " JOIN packages p ON p.id = s.package_id"
+              # the pro endpoint's last check (gateway/endpoint_health.py): a failing one is not offered
+              " LEFT JOIN endpoint_checks ec ON ec.package_id = s.package_id AND ec.endpoint_url = p.endpoint_url")
 
 
 def server_not_found() -> NotFound:
@@ -245,8 +248,8 @@ class RegistryView:
         if row["tier"] == "hobbyist":
             return self._hosted_remote(row)
         url = row["endpoint_url"] if row["tier"] == "pro" else None
-        if not (_is_http(url) and url.startswith("https://")):
-            return None
+        if not (_is_http(url) and url.startswith("https://")) or row["endpoint_ok"] == 0:
+            return None  # not yet checked: offered; its last check failed: not
         remote: dict[str, Any] = {"type": "streamable-http", "url": url}
         if row["pricing_model"] != "free":
             remote["headers"] = [{"name": "Authorization", "isRequired": True, "isSecret": True,

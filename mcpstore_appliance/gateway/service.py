@@ -24,6 +24,7 @@ from ..audit import Actor
 from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
+from .endpoint_health import EndpointHealth
 from .metering import Invocation, Meter
 from .runtime import HOSTED_TYPES, is_hosted_type, launch_for
 from .sandbox import Backend, SandboxLimits
@@ -96,6 +97,7 @@ class GatewayService:
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
         self.meter = Meter(db)
+        self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
         self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
 
@@ -111,10 +113,12 @@ class GatewayService:
     def start(self) -> None:
         self.sessions.start()
         self.meter.start()
+        self.endpoints.start()
 
     async def stop(self) -> None:
         await self.sessions.stop()
         await self.meter.stop()
+        await self.endpoints.stop()
         if self.backend is not None:
             await self.backend.close()
 

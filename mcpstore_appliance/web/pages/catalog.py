@@ -119,10 +119,14 @@ async def package_page(request: web.Request) -> web.Response:
     # Sanitized by the catalog (markdown -> allowlisted HTML with nh3); everything else is escaped.
     description_html = Markup(package.get("long_description_html") or "")
     settings = request.app[SETTINGS]
+    health = None
+    if package.get("endpoint_url"):  # a pro package: its endpoint's last check
+        package_id, _ = packages.package_ref(principal, m["namespace"], m["name"])
+        health = await request.app[SERVICES].gateway.endpoints.health_of(package_id)
     return await render(request, "catalog/package.html", pkg=package, versions=versions["versions"],
                         versions_total=versions["total"], description_html=description_html,
                         base_url=settings.base_url, snippets=install_snippets(package),
-                        platform_labels=PLATFORM_LABELS)
+                        platform_labels=PLATFORM_LABELS, endpoint_health=health)
 
 
 def install_snippets(package: dict[str, Any]) -> dict[str, str]:
