@@ -37,7 +37,8 @@ class OrgTokens:
             raise ValueError(f"not an org token table: {table!r}")
         self.db, self.table, self.prefix, self.action = db, table, prefix, action
 
-    async def create(self, principal: Principal, org: Org, name: str, ip: str | None = None) -> tuple[str, OrgTokenInfo]:
+    async def create(self, principal: Principal, org: Org, name: str,
+                     ip: str | None = None) -> tuple[str, OrgTokenInfo]:
         """A new token for `org` (the caller checked that `principal` manages it); the secret is returned once."""
         name = (name or "").strip()
         if not name or len(name) > 100:

@@ -25,8 +25,8 @@ from ..db import Database, Transaction
 from .errors import ScimError
 from .filters import to_sql
 from .patch import apply_patch
-from .resources import (EMAIL, GROUP_ID, GROUP_NAMES, USER_ID, USER_NAMES, GroupFields, UserFields, group_json, read_group, read_user,
-                        user_json)
+from .resources import (EMAIL, GROUP_ID, GROUP_NAMES, USER_ID, USER_NAMES, GroupFields, UserFields, group_json,
+                        read_group, read_user, user_json)
 
 ROLE_RANK = ("member", "auditor", "publisher", "admin")  # lowest first; a group named after one grants it
 MAX_COUNT = 200
@@ -46,6 +46,23 @@ def page(start: int, count: int | None) -> tuple[int, int]:
 class ScimService:
     def __init__(self, db: Database):
         self.db = db
+
+    async def search(self, org: Org, kinds: list[str], filter_text, start: int, count: int | None,
+                     base: str) -> tuple[list[dict], int]:
+        """One list over `kinds` ("Users", "Groups") in turn, for GET /Users, /Groups and POST /.search: the
+        page starts at `start` (1-based) in their concatenation. Returns (resources, totalResults)."""
+        if not isinstance(filter_text, str):
+            raise ScimError(400, "invalidFilter", "filter is a string")
+        found, total, start = [], 0, max(1, start)
+        remaining = count
+        for kind in kinds:
+            listing = self.list_users if kind == "Users" else self.list_groups
+            page, kind_total = await listing(org, filter_text, max(1, start - total), remaining, base)
+            if start - total <= kind_total:
+                found += page
+                remaining = None if remaining is None else remaining - len(page)
+            total += kind_total
+        return found, total
 
     # ---- users --------------------------------------------------------------------------------------
 

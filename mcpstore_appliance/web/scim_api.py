@@ -180,27 +180,15 @@ async def _search_body(request: web.Request, org, base: str, kinds: list[str]) -
              else None for n in names]
     if any(body.get(n) is not None and listed is None for n, listed in zip(names, lists)):
         raise ScimError(400, "invalidValue", "attributes and excludedAttributes are lists of names")
-    return await _search(request, org, base, kinds, body.get("filter") or "", _int(body.get("startIndex"), "startIndex", 1),
-                         _int(body.get("count"), "count", None), *lists)
+    return await _search(request, org, base, kinds, body.get("filter") or "",
+                         _int(body.get("startIndex"), "startIndex", 1), _int(body.get("count"), "count", None), *lists)
 
 
 async def _search(request: web.Request, org, base: str, kinds: list[str], filter_text, start: int,
                   count: int | None, attributes: str | None, excluded: str | None) -> web.Response:
-    """One list over `kinds` in turn: the page starts at `start` (1-based) in their concatenation."""
-    if not isinstance(filter_text, str):
-        raise ScimError(400, "invalidFilter", "filter is a string")
-    service, found, total, start = _service(request), [], 0, max(1, start)
-    remaining = count
-    for kind in kinds:
-        listing = service.list_users if kind == "Users" else service.list_groups
-        offset = max(1, start - total)
-        page, kind_total = await listing(org, filter_text, offset, remaining, base)
-        if start - total <= kind_total:
-            found += page
-            remaining = None if remaining is None else remaining - len(page)
-        total += kind_total
+    found, total = await _service(request).search(org, kinds, filter_text, start, count, base)
     shown = [project(r, attributes, excluded) for r in found]
-    return scim_json(list_response(shown[:count] if count is not None else shown, total, start))
+    return scim_json(list_response(shown, total, max(1, start)))
 
 
 @routes.post(f"{PREFIX}/{KINDS}")
