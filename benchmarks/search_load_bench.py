@@ -65,9 +65,13 @@ def search_paths(rng: random.Random) -> list[str]:
 def bundle(rng: random.Random, name: str) -> bytes:
     """A small valid node bundle whose name and description hold words the searches look for."""
     service, noun = rng.choice(SERVICES), rng.choice(NOUNS).replace("_", " ")
-    manifest = {"manifest_version": "0.2", "name": name, "version": "1.0.0",
-                "description": f"{service.title()} {noun} tools for agents", "keywords": [service, noun],
-                "author": {"name": "Load Bench"},
+    return node_bundle(name, "1.0.0", f"{service.title()} {noun} tools for agents", [service, noun])
+
+
+def node_bundle(name: str, version: str, description: str, keywords: list[str]) -> bytes:
+    """A minimal valid node bundle (manifest 0.2 and an entry point), packed in memory."""
+    manifest = {"manifest_version": "0.2", "name": name, "version": version, "description": description,
+                "keywords": keywords, "author": {"name": "Load Bench"},
                 "server": {"type": "node", "entry_point": "server/index.js",
                            "mcp_config": {"command": "node", "args": ["${__dirname}/server/index.js"]}}}
     out = io.BytesIO()

@@ -32,10 +32,13 @@ from .ledger.service import Ledger
 from .ledger.witness import Witness, default_witness_name
 from .market import Market, build_market
 from .market.entitlements import covers
+from .oauth.service import OAuthService
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
-from .web import (api_accounts, api_market, api_packages, api_policy, api_publish, api_user_config, health,
-                  ledger_api, openapi, registry_api, scim_api, sendfile)
+from .tokens import UsageTokens, build_usage, hosted_rules
+from .web import (api_accounts, api_audit, api_market, api_packages, api_payouts, api_policy, api_publish,
+                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, scim_api,
+                  sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -70,6 +73,8 @@ class Services:
     gateway: GatewayService  # hosted execution; unavailable without a working sandbox backend
     market: Market  # buying, crediting, entitlements (market/)
     policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
+    usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
+    oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -112,20 +117,27 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         opened.push_async_callback(ledger.close)
         metrics = metrics or Metrics()
         storage = settings.storage
-        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes)
-        discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
         # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
         accounts = AccountService(db, settings.accounts, change_stamp=db.stamp)
+        market = build_market(settings, db, paths["keys"])
+        usage = build_usage(settings, db, accounts)
+        # Hosted calls follow the market: access by entitlement, per-call packages charged per tools/call.
+        gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes,
+                                      rules=hosted_rules(usage, market))
+        discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             accounts=accounts,
             ledger=ledger,
-            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics),
+            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check),
             package_status=PackageStatusService(db, ledger),
             discovery=discovery,
             gateway=gateway,
-            market=build_market(settings, db, paths["keys"]),
-            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix),
+            market=market,
+            usage=usage,
+            oauth=OAuthService(db, accounts.users, settings.oauth, settings.base_url),
+            policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
+                                       settings.branding.name, settings.branding.operator),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -216,8 +228,12 @@ def create_app(settings: Settings) -> web.Application:
                    registry_api):
         app.router.add_routes(module.routes)
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
+    api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
+    oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
     api_policy.install(app)  # group policy: its routes
+    api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "MCPSTORE_"
 # MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
@@ -31,6 +31,8 @@ NOT_SETTINGS = frozenset({
 })
 
 
+_LOGO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}(\.[A-Za-z0-9_-]{1,20})*\.(svg|png|jpg|jpeg|webp)")
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 DEFAULT_NAME_PREFIX = "local.mcpstore"  # registry names where the public URL gives no DNS name to reverse
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -135,6 +137,39 @@ class LedgerSettings(Section):
 
 class RegistrySettings(Section):
     name_prefix: str = ""
+    # private: nothing readable without signing in, sign-up by invitation only (web/access.py, private_refusal)
+    mode: Literal["public", "private"] = "public"
+
+
+class BrandingSettings(Section):
+    """Who runs this registry, as its pages and rendered MDM profiles say it (branding.py)."""
+
+    name: str = Field("mcpstore", min_length=1, max_length=60)  # the registry's name
+    operator: str = Field("", max_length=100)  # the company or team that runs it
+    logo: str = ""  # a file name in <data_dir>/branding/ (.svg, .png, .jpg, .webp); empty: the default mark
+    accent_color: str = "#1d4ed8"
+
+    @field_validator("name", "operator")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be one line of printable text")
+        return value.strip()
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_name(cls, value: str) -> str:
+        if value and not _LOGO_NAME.fullmatch(value):
+            raise ValueError("must be a plain file name in <data_dir>/branding/ ending .svg, .png, .jpg or .webp "
+                             "(no folders, no '..')")
+        return value
+
+    @field_validator("accent_color")
+    @classmethod
+    def _color(cls, value: str) -> str:
+        if not _HEX_COLOR.fullmatch(value):
+            raise ValueError("must be a colour as #rrggbb")
+        return value.lower()
 
 
 class StripeSettings(Section):
@@ -147,6 +182,17 @@ class LnbitsSettings(Section):
     url: str = ""  # empty: no Lightning payments
     invoice_key: SecretStr = SecretStr("")  # the wallet's invoice key (inkey): creates and checks invoices
     invoice_expiry_seconds: int = Field(900, gt=0)
+    admin_key: SecretStr = SecretStr("")  # the same wallet's admin key: pays creators' Lightning payouts; empty: none
+
+
+class PayoutSettings(Section):
+    """Creator payouts (market/payouts.py): in batches, each creator's available balance once it reaches the
+    minimum of its currency (in the currency's own units: the fees of a transfer should stay small against it)."""
+
+    minimum: dict[str, str] = {"usd": "20.00", "eur": "20.00", "sat": "10000"}
+    interval_seconds: float = Field(86400.0, ge=0)  # 0: only `mcpstore admin payouts run`
+    # LNURL-pay endpoints on private or loopback addresses (a creator's URL must not reach the operator's LAN)
+    allow_private_lnurl: bool = False
 
 
 class MarketSettings(Section):
@@ -165,6 +211,7 @@ class MarketSettings(Section):
     reconcile_window_seconds: float = Field(7 * 86400.0, gt=0)
     stripe: StripeSettings = StripeSettings()
     lnbits: LnbitsSettings = LnbitsSettings()
+    payouts: PayoutSettings = PayoutSettings()
 
     @field_validator("per_call_bounds", "subscription_bounds", "per_call_bounds_sat", "subscription_bounds_sat")
     @classmethod
@@ -192,11 +239,33 @@ class HostedSettings(Section):
     docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+    publish_check: bool = True  # start each hosted bundle once at publish: tools/list against the manifest
+    publish_check_seconds: float = Field(25.0, gt=0)  # its budget (a publish answers within 30 s); over it: quarantined
     # pro-tier packages' own endpoints: asked to initialize at publish and every interval (gateway/endpoint_health.py)
     endpoint_check_interval_seconds: float = Field(300.0, ge=10)
     endpoint_check_timeout_seconds: float = Field(5.0, gt=0)
     endpoint_check_private_addresses: bool = False  # true where publishers' endpoints are on the operator's network
     endpoint_ca_file: str = ""  # extra CA certificates to trust for them (an internal CA); empty: the system's
+
+
+class OAuthSettings(Section):
+    """The authorisation server of the hosted MCP endpoints (oauth/)."""
+
+    code_seconds: int = Field(60, gt=0, le=600)  # authorisation codes are single-use and short-lived
+    access_token_minutes: int = Field(60, gt=0)
+    refresh_token_days: int = Field(30, gt=0)
+    registrations_per_ip_per_hour: int = Field(20, gt=0)
+
+
+class AuditSettings(Section):
+    """The audit log (audit/): sealing, retention and the syslog collector exports are pushed to."""
+
+    seal_interval_seconds: float = Field(30.0, gt=0, le=60)  # chains with new events are sealed this often
+    retention_days: int = Field(0, ge=0)  # 0: keep every event; PCI DSS asks for at least 365
+    prune_interval_seconds: float = Field(3600.0, gt=0)
+    syslog_host: str = ""  # empty: no syslog pushes
+    syslog_port: int = Field(514, ge=1, le=65535)  # plain TCP (RFC 6587); put TLS in front for RFC 5425
+    syslog_timeout_seconds: float = Field(10.0, gt=0)
 
 
 class Settings(Section):
@@ -209,6 +278,16 @@ class Settings(Section):
     registry: RegistrySettings = RegistrySettings()
     market: MarketSettings = MarketSettings()
     hosted: HostedSettings = HostedSettings()
+    oauth: OAuthSettings = OAuthSettings()
+    audit: AuditSettings = AuditSettings()
+    branding: BrandingSettings = BrandingSettings()
+
+    @model_validator(mode="after")
+    def _private_signup(self) -> "Settings":
+        """A private registry takes new people by invitation (or SSO, SCIM) only: open sign-up becomes invite."""
+        if self.registry.mode == "private" and self.accounts.signup == "open":
+            self.accounts = self.accounts.model_copy(update={"signup": "invite"})
+        return self
 
     @property
     def base_url(self) -> str:

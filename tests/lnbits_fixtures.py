@@ -49,6 +49,17 @@ class Lnbits:
     shop_inkey: str
     shop_adminkey: str
     buyer_adminkey: str
+    token: str = ""  # the super user's Bearer token (new wallets)
+    admin_id: str = ""
+
+    def new_wallet(self, name: str) -> dict:
+        """Another wallet of the admin user ({id, adminkey, inkey, ...}), without fiat price feeds."""
+        wallet = _http(f"{self.url}/users/api/v1/user/{self.admin_id}/wallet", "POST", {"name": name}, self.token)
+        if "adminkey" not in wallet:
+            wallet = next(w for w in _http(f"{self.url}/users/api/v1/user/{self.admin_id}/wallet", token=self.token)
+                          if w["name"] == name)
+        self.call("PATCH", "/api/v1/wallet", wallet["adminkey"], {"currency": ""})
+        return wallet
 
     def call(self, method: str, path: str, key: str | None = None, body: dict | None = None) -> tuple[int, object]:
         request = urllib.request.Request(self.url + path, method=method,
@@ -136,7 +147,7 @@ def lnbits(tmp_path_factory):
         wallets = [_http(f"{url}/users/api/v1/user/{admin_id}/wallet", "POST", {"name": name}, token)
                    for name in ("shop", "buyer")]
         shop, buyer = _http(f"{url}/users/api/v1/user/{admin_id}/wallet", token=token)[-2:]
-        world = Lnbits(url, shop["inkey"], shop["adminkey"], buyer["adminkey"])
+        world = Lnbits(url, shop["inkey"], shop["adminkey"], buyer["adminkey"], token, admin_id)
         for wallet in (shop, buyer):  # no fiat price feeds offline (0.7 s a call otherwise)
             world.call("PATCH", "/api/v1/wallet", wallet["adminkey"], {"currency": ""})
         _http(url + "/users/api/v1/balance", "PUT", {"id": buyer["id"], "amount": 10_000_000}, token)
@@ -148,6 +159,52 @@ def lnbits(tmp_path_factory):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+class LnurlPay:
+    """A creator's LNURL-pay service (LUD-06) in front of their own LNbits wallet, as a wallet provider runs one:
+    its invoices are LNbits' own and commit to the metadata's hash. `refuse` makes the callback answer an error.
+    Serve `app()` on a loopback port; `balance()` is the creator wallet's, in msat."""
+
+    METADATA = json.dumps([["text/plain", "a creator's payouts"]])
+
+    def __init__(self, world: Lnbits, name: str):
+        self.world = world
+        self.wallet = world.new_wallet(name)
+        self.refuse = False
+
+    def app(self):
+        import asyncio
+
+        from aiohttp import web
+
+        async def pay_request(request: web.Request) -> web.Response:
+            return web.json_response({"tag": "payRequest", "callback": str(request.url.with_path("/cb")),
+                                      "minSendable": 1000, "maxSendable": 10**11, "metadata": self.METADATA})
+
+        async def callback(request: web.Request) -> web.Response:
+            if self.refuse:
+                return web.json_response({"status": "ERROR", "reason": "this wallet is closed"})
+            status, body = await asyncio.to_thread(self.world.call, "POST", "/api/v1/payments", self.wallet["inkey"], {
+                "out": False, "amount": int(request.query["amount"]) // 1000,
+                "unhashed_description": self.METADATA.encode().hex()})
+            assert status in (200, 201), body
+            return web.json_response({"pr": body["bolt11"], "routes": []})
+
+        app = web.Application()
+        app.router.add_get("/lnurlp/creator", pay_request)
+        app.router.add_get("/cb", callback)
+        return app
+
+    def balance(self) -> int:
+        return self.world.call("GET", "/api/v1/wallet", self.wallet["inkey"])[1]["balance"]
+
+
+def payout_settings(world: Lnbits) -> dict:
+    """Payments and Lightning payouts through the shop wallet; LNURL-pay services on loopback allowed."""
+    return {"market": {"lnbits": {"url": world.url, "invoice_key": world.shop_inkey, "admin_key": world.shop_adminkey},
+                       "reconcile_interval_seconds": 0,
+                       "payouts": {"minimum": {"sat": "100"}, "interval_seconds": 0, "allow_private_lnurl": True}}}
 
 
 def lnbits_settings(world: Lnbits, **market) -> dict:

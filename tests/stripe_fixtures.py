@@ -1,7 +1,9 @@
 """Stripe for the market tests: localstripe (PyPI) run in-process for what it covers (PaymentIntents, refunds,
 signed webhooks), behind a RECORDING STAND-IN for what it lacks (Checkout Sessions and the invoices of the
-subscriptions they make): the stand-in answers
-/v1/checkout/sessions itself, records each request, and passes every other request to localstripe unchanged.
+subscriptions they make; Connect: Express accounts, onboarding links and transfers): the stand-in answers
+/v1/checkout/sessions, /v1/accounts, /v1/account_links and /v1/transfers itself, records each request, and
+passes every other request to localstripe unchanged. Its transfers honour Stripe's Idempotency-Key (a repeat
+returns the first answer) and list by transfer_group, as Stripe's do.
 
 `StripeWorld.complete(session)` does what Stripe does when a buyer pays on the Checkout page: a PaymentIntent is
 created and confirmed in localstripe (which then sends its own signed payment_intent.succeeded), and the stand-in
@@ -49,6 +51,10 @@ class StripeWorld:
     invoices: dict = field(default_factory=dict)
     requests: list = field(default_factory=list)  # what the appliance asked the stand-in for Checkout
     counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    accounts: dict = field(default_factory=dict)  # Connect (stand-in): acct id -> account
+    transfers: list = field(default_factory=list)  # every transfer made, in order
+    transfer_error: str | None = None  # set: transfers are refused with this message (e.g. insufficient funds)
+    idempotent: dict = field(default_factory=dict)  # Idempotency-Key -> the first answer
 
     http: stripe.AIOHTTPClient | None = None
 
@@ -135,9 +141,61 @@ def _standin(world: StripeWorld) -> web.Application:
     async def close(_app):
         await proxy.close()
 
+    async def create_account(request: web.Request) -> web.Response:
+        params = _form((await request.post()).items())
+        world.requests.append(params)
+        key = request.headers.get("Idempotency-Key")
+        if key in world.idempotent:
+            return web.json_response(world.idempotent[key])
+        account = {"id": f"acct_standin_{next(world.counter)}", "object": "account", "type": params.get("type"),
+                   "email": params.get("email"), "payouts_enabled": False, "charges_enabled": False,
+                   "metadata": params.get("metadata", {})}
+        world.accounts[account["id"]] = world.idempotent[key] = account
+        return web.json_response(account)
+
+    async def get_account(request: web.Request) -> web.Response:
+        account = world.accounts.get(request.match_info["id"])
+        if account is None:
+            return web.json_response({"error": {"type": "invalid_request_error", "message": "No such account"}},
+                                     status=404)
+        return web.json_response(account)
+
+    async def account_link(request: web.Request) -> web.Response:
+        params = _form((await request.post()).items())
+        world.requests.append(params)
+        return web.json_response({"object": "account_link", "expires_at": int(time.time()) + 300,
+                                  "url": f"https://connect.stripe.test/setup/e/{params['account']}"})
+
+    async def create_transfer(request: web.Request) -> web.Response:
+        params = _form((await request.post()).items())
+        key = request.headers.get("Idempotency-Key")
+        if key in world.idempotent:
+            return web.json_response(world.idempotent[key])
+        world.requests.append(params)
+        if world.transfer_error or params["destination"] not in world.accounts:
+            message = world.transfer_error or f"No such destination: '{params['destination']}'"
+            return web.json_response({"error": {"type": "invalid_request_error", "message": message}}, status=400)
+        transfer = {"id": f"tr_standin_{next(world.counter)}", "object": "transfer", "amount": int(params["amount"]),
+                    "currency": params["currency"], "destination": params["destination"], "reversed": False,
+                    "transfer_group": params.get("transfer_group"), "metadata": params.get("metadata", {})}
+        world.transfers.append(transfer)
+        world.idempotent[key] = transfer
+        return web.json_response(transfer)
+
+    async def list_transfers(request: web.Request) -> web.Response:
+        group = request.query.get("transfer_group")
+        found = [t for t in world.transfers if group is None or t["transfer_group"] == group]
+        return web.json_response({"object": "list", "data": found[:int(request.query.get("limit", "10"))],
+                                  "has_more": False, "url": "/v1/transfers"})
+
     app.router.add_post("/v1/checkout/sessions", create_session)
     app.router.add_get("/v1/checkout/sessions/{id}", get_session)
     app.router.add_get("/v1/invoices/{id}", get_invoice)
+    app.router.add_post("/v1/accounts", create_account)
+    app.router.add_get("/v1/accounts/{id}", get_account)
+    app.router.add_post("/v1/account_links", account_link)
+    app.router.add_post("/v1/transfers", create_transfer)
+    app.router.add_get("/v1/transfers", list_transfers)
     app.router.add_route("*", "/{tail:.*}", forward)
     app.on_cleanup.append(close)
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 ROLES = ("owner", "admin", "publisher", "member", "auditor")
 ROLES_THAT_MANAGE_MEMBERS = frozenset({"owner", "admin"})
@@ -71,6 +72,12 @@ class Principal:
     token_org_id: int | None = None  # a token bound to one org acts only within it
     via: str = "session"
     expires_at: float | None = None  # when the credential (a token) expires; None: it does not, or a session
+    usage: Any = None  # a usage token's grant (tokens/usage.py UsageGrant): it calls that one package only
+
+    def with_usage(self, grant: Any) -> "Principal":
+        return replace(self, usage=grant)
+    # An OAuth access token's resource (RFC 8707): it is good at that hosted MCP endpoint only (web/access.py).
+    audience: str | None = None
 
     @property
     def bound_org_slug(self) -> str | None:

@@ -111,10 +111,13 @@ class Users:
             "SELECT * FROM users WHERE (email = ? OR username = ?) AND is_disabled = 0", (login, login.lower()))
         if not await self._hashing(verify_password, row["password_hash"] if row else None, password or ""):
             self.login_failures.failed(failures_key)
+            async with self.db.write() as tx:  # AU-2: failed sign-ins are audited (site chain), name as typed
+                await audit.record(tx, Actor(row["id"] if row else None, row["username"] if row else "anonymous", ip),
+                                   "user.login", target=login[:200], outcome="failure", reason="bad_credentials")
             raise Unauthenticated("wrong email or password", code="bad_credentials")
         self.login_failures.succeeded(failures_key)
         async with self.db.write() as tx:
-            await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login")
+            await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login", target=row["username"])
         return user_from_row(row)
 
     async def principal_for_user(self, user_id: int, scopes: frozenset[str] = SESSION_SCOPES,

@@ -4,8 +4,10 @@ edge's `Metrics`), tests may pass their own, and the catalog imports neither."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
+from ..bundles.model import Finding
 from ..db import Transaction
 from ..ledger.checkpoint import Checkpoint
 
@@ -28,3 +30,10 @@ class Counters(Protocol):
     """Where the publish pipeline counts its outcomes (the appliance's /metrics)."""
 
     def inc(self, name: str, amount: float = 1, help: str = "", **labels: str) -> None: ...
+
+
+class HostedCheck(Protocol):
+    """Hosted execution's check at publish (gateway/publish_check.py): the bundle started once in the sandbox,
+    findings for what went wrong. Absent where no sandbox works."""
+
+    async def __call__(self, bundle: Path, manifest: dict[str, Any]) -> list[Finding]: ...

@@ -21,6 +21,7 @@ inside the transaction (backed by the UNIQUE constraints) lets exactly one win.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, Unprocessable
 from ..ledger import events as ledger_events
 from . import semver
-from .dependencies import Counters, ReleaseLedger
+from .dependencies import Counters, HostedCheck, ReleaseLedger
 from .orphans import StoredForPublish
 from .pricing import Pricing, check_price_bounds, parse_pricing
 from .publish_options import PublishOptions, Target, check_visibility
@@ -61,7 +62,8 @@ def default_inspector() -> Inspector:
 
 class Publisher:
     def __init__(self, db: Database, blobs: BlobStore, ledger: ReleaseLedger, settings: Settings, *,
-                 metrics: Counters | None = None, inspector: Inspector | None = None):
+                 metrics: Counters | None = None, inspector: Inspector | None = None,
+                 hosted_check: HostedCheck | None = None):
         self.db = db
         self.blobs = blobs
         self.ledger = ledger
@@ -75,6 +77,7 @@ class Publisher:
         except OSError as exc:
             raise ConfigError(f"config: cannot read publish.trusted_ca_file: {exc.strerror or exc}") from None
         self._inspector = inspector
+        self.hosted_check = hosted_check
         # Inspection is CPU- and memory-heavy; bound how many run at once so a burst of uploads queues
         # instead of exhausting the worker threads everything else shares.
         self._inspections = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 2)))
@@ -116,6 +119,7 @@ class Publisher:
             finally:
                 await flushing
             clock.lap("inspect")
+            report = await self._checked_as_hosted(target, options, report, upload)
             state = decide(report, self.settings.publish.require_signature)
             if state == "rejected":
                 raise rejection(report)
@@ -174,6 +178,24 @@ class Publisher:
                 log.exception("bundle inspection crashed")
                 raise Unprocessable("the bundle could not be inspected (an internal error, logged for the "
                                     "operator); nothing was stored", code="inspection_failed") from None
+
+    async def _checked_as_hosted(self, target: Target, options: PublishOptions, report: BundleReport,
+                                 upload: Upload) -> BundleReport:
+        """A bundle this registry hosts (hobbyist tier) is started once in the sandbox; what goes wrong joins the
+        scans' findings under the same policy."""
+        if self.hosted_check is None or report.outcome == "rejected":
+            return report
+        tier = options.pricing.tier if options.pricing is not None else await self.db.fetch_value(
+            "SELECT tier FROM packages WHERE namespace = ? AND name = ?",
+            (target.namespace, report.metadata.name), default="hobbyist")
+        if tier != "hobbyist":
+            return report
+        found = await self.hosted_check(upload.path, report.manifest)
+        if not found:
+            return report
+        from ..bundles.inspector import decide_outcome  # late, as default_inspector: the bundles part is large
+        findings = report.findings + tuple(found)
+        return dataclasses.replace(report, findings=findings, outcome=decide_outcome(findings, report.scanner_errors))
 
     # --- storing -------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import sys
 
 from ..errors import DomainError
 from .client import CliError
-from .common import add_settings_flags, with_services
+from .common import add_settings_flags, settings_from, with_services
 
 
 def add_parsers(subparsers) -> None:
@@ -52,7 +52,18 @@ def add_parsers(subparsers) -> None:
                                     "credit missed payments, report credits a provider does not know")
     reconcile.set_defaults(func=reconcile_market)
 
-    for parser in (user, org, member, token, users, reconcile):
+    rotate = commands.add_parser("rotate-usage-key", help="sign new usage tokens with a new Ed25519 key; the old "
+                                 "key stays in the JWKS until the tokens it signed have expired")
+    rotate.set_defaults(func=rotate_usage_key)
+
+
+    payouts = commands.add_parser("payouts", help="creator payouts")
+    payout_actions = payouts.add_subparsers(dest="payouts_command", metavar="ACTION", required=True)
+    run = payout_actions.add_parser("run", help="pay every creator whose balance reached the minimum, resuming "
+                                    "payouts a crash left open; prints the batch report as JSON")
+    run.set_defaults(func=run_payouts)
+
+    for parser in (user, org, member, token, users, reconcile, rotate, run):
         add_settings_flags(parser)
 
 
@@ -144,5 +155,34 @@ def reconcile_market(args: argparse.Namespace) -> int:
         report = await reconcile(services.market)
         print(json.dumps(report, indent=2))
         return 1 if report["unknown_to_provider"] or report["journal"] or report["failed"] else 0
+
+    return _run(args, work)
+
+
+def rotate_usage_key(args: argparse.Namespace) -> int:
+    """Works on the key files alone; a running appliance picks the new key up within a second."""
+    from ..tokens import KeyRing, usage_keys_dir
+
+    ring = KeyRing(usage_keys_dir(settings_from(args)))
+    kid = ring.rotate()
+    print(f"usage tokens are now signed with key {kid}; published keys: "
+          f"{', '.join(k['kid'] for k in ring.state().jwks['keys'])}")
+    return 0
+
+
+def run_payouts(args: argparse.Namespace) -> int:
+    """One payout batch, with a line per payout as it goes; exit 1 when a payout failed or stayed open."""
+
+    async def work(services):
+        payouts = services.market.payouts
+        if not payouts.payers:
+            print("no payout method is configured (market.lnbits.admin_key for Lightning, market.stripe for "
+                  "Stripe Connect): nothing to pay", file=sys.stderr)
+            return 0
+        print("paying every creator whose available balance reached the minimum (market.payouts.minimum), "
+              "after resuming open payouts", file=sys.stderr)
+        report = await payouts.run(progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(report.as_json(), indent=2))
+        return 1 if report.failed or report.open else 0
 
     return _run(args, work)

@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from .. import __version__
+from ..audit import context as audit_context
 from ..config import ConfigError
 from .client import CliError
 
@@ -20,7 +21,9 @@ COMMAND_MODULES = (
     "mcpstore_appliance.cli.discover_cmds",
     "mcpstore_appliance.cli.ledger_cmds",
     "mcpstore_appliance.cli.market_cmds",
+    "mcpstore_appliance.cli.stats_cmds",
     "mcpstore_appliance.cli.policy_cmds",
+    "mcpstore_appliance.cli.audit_cmds",
 )
 
 
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # operator commands' audit events say where they came from (audit/context.py)
+    audit_context.bind(audit_context.Where(f"cli {args.command}", "local"))
     try:
         return int(args.func(args) or 0)
     except (CliError, ConfigError) as exc:

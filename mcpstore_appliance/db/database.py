@@ -133,7 +133,9 @@ class Database:
             self._writer = None
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Transaction]:
+    async def write(self, *, quiet: bool = False) -> AsyncIterator[Transaction]:
+        """`quiet`: the transaction writes only what no stamp-keyed cache reads (the audit log's read events),
+        so it leaves the commit stamp alone instead of making every cached answer read again."""
         assert self._writer is not None, "database is not open"
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
@@ -144,7 +146,8 @@ class Database:
                 raise
             else:
                 await self._writer.execute("COMMIT")
-                self.stamp.committed()
+                if not quiet:
+                    self.stamp.committed()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Queries]:

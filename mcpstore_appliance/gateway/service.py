@@ -24,8 +24,10 @@ from ..audit import Actor
 from ..bundles.model import BundleLimits
 from ..catalog.visibility import can_see
 from ..errors import Forbidden, InvalidInput, NotFound, Unavailable, Unprocessable
+from .billing import HostedRules
 from .endpoint_health import EndpointHealth
 from .metering import Invocation, Meter
+from .publish_check import PublishCheck
 from .runtime import HOSTED_TYPES, is_hosted_type, launch_for
 from .sandbox import Backend, SandboxLimits
 from .sessions import HostedSession, SessionLimits, SessionManager
@@ -44,6 +46,9 @@ TARGET_SQL = (
     " WHERE p.namespace = ? AND p.name = ? AND v.state = 'published' AND v.yanked_at IS NULL")
 
 
+Admit = Callable[[int], Awaitable[None]]  # raises to refuse a version id (policy/enforce.py through web/)
+
+
 @dataclass(frozen=True)
 class HostedTarget:
     package: dict[str, Any]
@@ -52,11 +57,6 @@ class HostedTarget:
     @property
     def ref(self) -> str:
         return f"{self.package['namespace']}/{self.package['name']}"
-
-
-async def free_only(principal: Principal, package: dict[str, Any]) -> bool:
-    """The default entitlement rule until the marketplace fills the hook: free packages only."""
-    return package["pricing_model"] == "free"
 
 
 def _options(target: HostedTarget) -> dict[str, Any]:
@@ -68,42 +68,56 @@ def owner_of(principal: Principal) -> str:
     return f"user:{principal.id}"
 
 
-async def build_gateway(db, blobs, settings, work_dir: Path, keys_dir: Path, probe: bool = True) -> GatewayService:
+async def build_gateway(db, blobs, settings, work_dir: Path, keys_dir: Path, probe: bool = True,
+                        rules: HostedRules = HostedRules()) -> GatewayService:
     """The gateway with the configured (or first working) sandbox backend; unavailable, not failing, without.
     `probe=False` (operator commands, which run nothing hosted): no backend is looked for."""
     from .sandbox import choose_backend
 
     user_config = SealedUserConfig(db, keys_dir / "user_config.key")
     if not probe:
-        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir, user_config)
+        return GatewayService(db, blobs, settings, None, "not probed by operator commands", work_dir, user_config,
+                              rules)
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend, status = await choose_backend(settings.hosted, work_dir)
     if backend is None:
         log.warning("hosted execution unavailable: %s", status)
     else:
         log.info("hosted execution: %s", status)
-    return GatewayService(db, blobs, settings, backend, status, work_dir, user_config)
+    return GatewayService(db, blobs, settings, backend, status, work_dir, user_config, rules)
 
 
 class GatewayService:
     def __init__(self, db, blobs, settings, backend: Backend | None, status: str, work_dir: Path,
-                 user_config: SealedUserConfig):
+                 user_config: SealedUserConfig, rules: HostedRules = HostedRules()):
         self.db = db
         self.blobs = blobs
+        self.settings = settings
         self.backend = backend
         self.status = status  # the start-up line: which backend, or why none
         self.work_dir = work_dir
         self.limits = SandboxLimits.from_settings(settings.hosted)
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
-        self.meter = Meter(db)
+        self.meter = Meter(db, on_call=rules.billing.on_call)  # a failed call's charge is given back
         self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
-        self.entitlement_check: Callable[[Principal, dict], Awaitable[bool]] = free_only
+        self.entitlement_check = rules.entitlement_check  # free packages, or the market's entitlements
+        self.billing = rules.billing  # per-call packages: charged before each tools/call
 
     @property
     def available(self) -> bool:
         return self.backend is not None
+
+    @property
+    def publish_check(self) -> PublishCheck | None:
+        """The check a hosted bundle gets at publish, where a sandbox works and the operator wants it."""
+        if self.backend is None or not self.settings.hosted.publish_check:
+            return None
+        hosted = self.settings.hosted
+        return PublishCheck(self.backend, self.limits, self.bundle_limits, self.work_dir,
+                            init_timeout=hosted.init_timeout_seconds, call_timeout=hosted.call_timeout_seconds,
+                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes)
 
     @property
     def hosted_types(self) -> frozenset[str]:
@@ -124,11 +138,19 @@ class GatewayService:
 
     # -- access -------------------------------------------------------------------------------------------
 
-    async def target(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
+    async def target(self, principal: Principal, namespace: str, name: str,
+                     admit: Admit | None = None) -> HostedTarget:
+        """The hosted package the principal may run; `admit` (an org's policy) may refuse its version."""
+        grant = principal.usage  # a usage token (tokens/usage.py) calls the one package it names
+        if grant is not None and grant.mcp != f"{namespace}/{name}":
+            raise Forbidden("this usage token is for another package", code="token_wrong_package")
         if not self.available:
             raise Unavailable("hosted execution is unavailable on this appliance", code="hosted_unavailable",
                               retry_after=300)
-        return await self._hosted(principal, namespace, name)
+        target = await self._hosted(principal, namespace, name)
+        if admit is not None:
+            await admit(target.package["version_id"])
+        return target
 
     async def _hosted(self, principal: Principal, namespace: str, name: str) -> HostedTarget:
         row = await self.db.fetch_one(TARGET_SQL, (namespace, name))
@@ -180,6 +202,7 @@ class GatewayService:
         package = target.package
         session = self.sessions.add(owner, package["package_id"], package["version_id"], client)
         session.ref = target.ref
+        session.pricing_model = package["pricing_model"]
         if isinstance(answer.get("result"), dict):
             session.protocol_version = str(answer["result"].get("protocolVersion", ""))
         async with self.db.write() as tx:
@@ -209,7 +232,10 @@ class GatewayService:
             return await asyncio.to_thread(unpacked_dir, cache, sha256, Path(tmp.name), self.bundle_limits)
 
     def session(self, principal: Principal, session_id: str) -> HostedSession | None:
-        return self.sessions.get(session_id, owner_of(principal))
+        session = self.sessions.get(session_id, owner_of(principal))
+        if session is not None and principal.usage is not None and principal.usage.mcp != session.ref:
+            return None  # a usage token reaches only sessions of its own package
+        return session
 
     async def end(self, session: HostedSession) -> None:
         await self.sessions.end(session)
@@ -223,6 +249,7 @@ class GatewayService:
         if "id" not in message:
             await session.client.notify(method, params)
             return None
+        charge = await self.billing.charge(principal, session) if method == "tools/call" else None
         session.busy += 1
         started = time.perf_counter()
         try:
@@ -236,26 +263,37 @@ class GatewayService:
             session.busy -= 1
             session.last_used = self.sessions.clock()
         if method == "tools/call":
-            await self._meter(principal, session, params, via, outcome, started)
+            await self._meter(principal, session, params, via, outcome, started, charge)
         return {**answer, "id": message["id"]}
 
-    async def _meter(self, principal, session, params, via, outcome, started) -> None:
+    async def _meter(self, principal, session, params, via, outcome, started, charge=None) -> None:
         tool = params.get("name") if isinstance(params, dict) and isinstance(params.get("name"), str) else "?"
         package = await self.db.fetch_one("SELECT org_id FROM packages WHERE id = ?", (session.package_id,))
         await self.meter.record(Invocation(principal.id, session.package_id, session.version_id,
                                            package["org_id"] if package else None, tool, via, outcome,
-                                           (time.perf_counter() - started) * 1000))
+                                           (time.perf_counter() - started) * 1000, charge=charge))
 
     # -- the invoke API -----------------------------------------------------------------------------------
 
     async def invoke(self, principal: Principal, namespace: str, name: str, tool: Any, arguments: Any,
-                     ip: str | None = None) -> dict:
+                     ip: str | None = None, admit: Admit | None = None) -> dict:
         """One tools/call in a fresh sandbox: {"result": ...} or {"error": ...} (a JSON-RPC error object)."""
         if not isinstance(tool, str) or not tool:
             raise InvalidInput("'tool' must be the name of a tool", code="invalid_tool")
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidInput("'arguments' must be an object", code="invalid_arguments")
-        target = await self.target(principal, namespace, name)
+        return await self.one_request(principal, namespace, name, "tools/call",
+                                      {"name": tool, "arguments": arguments or {}}, ip, admit)
+
+    async def list_tools(self, principal: Principal, namespace: str, name: str, ip: str | None = None,
+                         admit: Admit | None = None) -> dict:
+        """tools/list in a fresh sandbox (the "try it" form builds its fields from the tools' input schemas)."""
+        return await self.one_request(principal, namespace, name, "tools/list", {}, ip, admit)
+
+    async def one_request(self, principal: Principal, namespace: str, name: str, method: str, params: dict,
+                          ip: str | None = None, admit: Admit | None = None) -> dict:
+        """One request in a fresh sandbox, ended afterwards: {"result": ...} or {"error": ...}."""
+        target = await self.target(principal, namespace, name, admit)
         init = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
         try:
             session, answer = await self.open(principal, target, init, ip)
@@ -265,8 +303,7 @@ class GatewayService:
             if "error" in answer:
                 return {"error": answer["error"]}
             await session.client.notify("notifications/initialized")
-            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                    "params": {"name": tool, "arguments": arguments or {}}}
+            call = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
             result = await self.forward(principal, session, call, via="invoke")
             return {key: result[key] for key in ("result", "error") if key in result}
         finally:

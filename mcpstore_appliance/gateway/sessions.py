@@ -46,6 +46,7 @@ class HostedSession:
     last_used: float = field(default_factory=time.monotonic)
     busy: int = 0  # requests in flight: a session answering a long call is not idle
     ref: str = ""  # "namespace/name" of the endpoint that opened it
+    pricing_model: str = "free"  # per_call: each tools/call is charged first (gateway/billing.py)
 
 
 class SessionManager:

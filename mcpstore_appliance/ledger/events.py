@@ -7,6 +7,8 @@ Kinds:
 - `publish`: namespace, name, version, sha256, size, publisher, signer_fingerprint (or null), time
 - `yank`, `unyank`, `deprecate`, `quarantine-release`: namespace, name, version, time; optionally sha256 (so the
   bundle's lookup finds its status changes), actor and reason.
+- `audit-seal`: chain, last_seq, head_hash, seal_sha256, time: a signed checkpoint of an org's audit chain
+  (audit/seals.py), sealed (private) for an org's chain.
 
 `time` is an RFC 3339 UTC string (see `utc_now`). Extra keys are kept as given (strings, ints, bools, null,
 lists and objects of those).
@@ -30,7 +32,8 @@ from ..errors import InvalidInput
 
 PUBLISH = "publish"
 STATUS_KINDS = ("yank", "unyank", "deprecate", "quarantine-release")
-KINDS = (PUBLISH, *STATUS_KINDS)
+AUDIT_SEAL = "audit-seal"
+KINDS = (PUBLISH, *STATUS_KINDS, AUDIT_SEAL)
 SEALED = "sealed"
 MAX_LEAF_BYTES = 65_535
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -39,6 +42,7 @@ SEAL_DOMAIN = b"mcpstore-ledger-seal/v1\n"
 _REQUIRED = {
     PUBLISH: {"namespace": str, "name": str, "version": str, "sha256": str, "size": int, "publisher": str,
               "signer_fingerprint": (str, type(None)), "time": str},
+    AUDIT_SEAL: {"chain": int, "last_seq": int, "head_hash": str, "seal_sha256": str, "time": str},
 }
 _STATUS_REQUIRED = {"namespace": str, "name": str, "version": str, "time": str}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..keys import load_or_create_secret
 from .providers.manual import ManualProvider
+from .payouts import Payouts
 from .service import Market
 
 
@@ -27,4 +28,20 @@ def build_market(settings, db, keys_dir: Path) -> Market:
         providers["lnbits"] = LnbitsProvider(market.lnbits.url, market.lnbits.invoice_key.get_secret_value(),
                                              load_or_create_secret(keys_dir / "lnbits-webhook.key"),
                                              market.lnbits.invoice_expiry_seconds)
-    return Market(db, market, providers, settings.base_url)
+    payouts = Payouts(db, market, _payers(market, providers), settings.base_url)
+    return Market(db, market, providers, settings.base_url, payouts)
+
+
+def _payers(market, providers: dict) -> dict:
+    """Payout methods: Lightning when the shop wallet's admin key is given, Stripe Connect with card payments."""
+    payers: dict = {}
+    if market.lnbits.url and market.lnbits.admin_key.get_secret_value():
+        from .providers.lightning_payouts import LnbitsPayer
+
+        payers["lightning"] = LnbitsPayer(market.lnbits.url, market.lnbits.admin_key.get_secret_value(),
+                                          market.payouts.allow_private_lnurl)
+    if "stripe" in providers:
+        from .providers.stripe_connect import ConnectPayer
+
+        payers["stripe"] = ConnectPayer(providers["stripe"].client)
+    return payers

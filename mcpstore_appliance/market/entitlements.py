@@ -78,3 +78,16 @@ async def revoke(tx, entitlement_id: int) -> bool:
 async def revoke_for_order(tx, order_id: int) -> bool:
     return bool(await tx.changes("UPDATE market_entitlements SET revoked_at = ? WHERE order_id = ?"
                                  " AND revoked_at IS NULL", (time.time(), order_id)))
+
+
+async def active_kind(db, user_id: int, org_ids: frozenset[int], package_id: int) -> str | None:
+    """The kind of an active entitlement (any major) giving `user_id` access to the package, or None: what a usage
+    token's `tier` says. Async, for the services; `covers` above is the catalog's synchronous form."""
+    orgs = sorted(org_ids)
+    org_clause = f"(e.scope = 'org' AND e.org_id IN ({','.join('?' * len(orgs))}))" if orgs else "0"
+    return await db.fetch_value(
+        "SELECT e.kind FROM market_entitlements e WHERE e.package_id = ? AND e.revoked_at IS NULL"
+        f" AND (e.period_end IS NULL OR e.period_end > ?) AND ((e.scope = 'user' AND e.user_id = ?) OR {org_clause}"
+        " OR (e.scope = 'seats' AND EXISTS (SELECT 1 FROM market_seats s WHERE s.entitlement_id = e.id"
+        "  AND s.user_id = ?))) ORDER BY e.period_end IS NOT NULL, e.id LIMIT 1",
+        (package_id, time.time(), user_id, *orgs, user_id))

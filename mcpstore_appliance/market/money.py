@@ -31,3 +31,16 @@ def split(amount: int, creator_share_bp: int) -> tuple[int, int]:
         raise ValueError("a share is between 0 and 10000 basis points")
     creator = amount * creator_share_bp // FULL_SHARE_BP
     return creator, amount - creator
+
+
+def journal_text(currency: str, minor: int) -> str:
+    """A journal amount for people: (1_600_500, "msat") -> "1600.5 sat", (2000, "usd") -> "20.00 usd"."""
+    from ..catalog.pricing import format_minor_units
+
+    shown = {v: k for k, v in JOURNAL_CURRENCY.items()}[currency]
+    per_unit = PER_PRICE_UNIT[shown]
+    if per_unit == 1:
+        return f"{format_minor_units(minor, shown)} {shown}"
+    whole, rest = divmod(abs(minor), per_unit)
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{whole}{('.%03d' % rest).rstrip('0') if rest else ''} {shown}"

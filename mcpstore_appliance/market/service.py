@@ -18,6 +18,7 @@ from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
 from ..errors import DomainError, Forbidden, InvalidInput, NotFound, UpstreamFailed
 from . import entitlements, journal, orders, settle
+from .batch import GroupPoster
 from .journal import PLATFORM, AlreadyPosted, Line
 from .money import split, to_journal
 from .orders import Product, order_json
@@ -55,12 +56,15 @@ class Debit:
 
 
 class Market:
-    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str):
+    def __init__(self, db, settings, providers: dict[str, Provider], base_url: str, payouts=None):
         self.db = db
         self.settings = settings
         self.providers = providers
         self.base_url = base_url.rstrip("/")
         self._timer: asyncio.Task | None = None
+        self.grouped = GroupPoster(db)  # per-call debits
+        self._prices: dict[int, tuple[dict | None, float]] = {}
+        self.payouts = payouts  # market.payouts.Payouts: creator payouts (build_market makes it)
 
     # -- buying -------------------------------------------------------------------------------------------
 
@@ -168,10 +172,14 @@ class Market:
         if provider is None or provider_name == "manual":
             raise NotFound(f"no {provider_name[:20]} payments are configured here", code="provider_unavailable")
         outcomes = []
-        for hint in provider.webhook(raw, headers, query):
-            outcome = await asked(provider, self._follow(provider, hint))
-            await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
-            outcomes.append(outcome)
+        try:
+            for hint in provider.webhook(raw, headers, query):
+                outcome = await asked(provider, self._follow(provider, hint))
+                await settle.seen_event(self.db, provider.name, hint.event_id, hint.kind, outcome)
+                outcomes.append(outcome)
+        except DomainError as exc:  # forged, stale, malformed, or the provider could not be asked
+            await settle.webhook_failure(self.db, provider.name, exc.code, exc.message)
+            raise
         return outcomes
 
     async def _follow(self, provider: Provider, hint) -> str:
@@ -282,8 +290,7 @@ class Market:
         """Take one call's price from the caller's credits, split between creator and platform, atomically and
         never below zero (InsufficientFunds, a 402, otherwise). `reservation_id` makes it idempotent: the
         gateway (and later the usage-token reservations) pass the id of the call they bill."""
-        row = await self.db.fetch_one("SELECT id, pricing_model, price_amount, currency, tier, visibility, org_id,"
-                                      " owner_user_id FROM packages WHERE id = ?", (package_id,))
+        row = await self._priced(package_id)
         if row is None or row["pricing_model"] != "per_call":
             raise InvalidInput("only per-call packages are debited per call", code="not_per_call")
         item = Product(row["id"], "", "per_call", row["price_amount"], row["currency"], row["tier"],
@@ -291,16 +298,33 @@ class Market:
         amount, currency = to_journal(item.price, item.currency)
         creator, platform = split(amount, orders.creator_share_bp(self.settings, item))
         wallet = f"user:{user_id}"
+        try:  # grouped with the calls debited at the same moment: one write transaction for all (market/batch.py)
+            balance = await self.grouped.post("debit", f"call:{reservation_id}", currency, [
+                Line("wallet", wallet, -amount, guard=True), Line("creator", item.creator, creator),
+                Line("revenue", PLATFORM, platform)])
+            return Debit(reservation_id, amount, currency, balance)
+        except AlreadyPosted:
+            return Debit(reservation_id, amount, currency, await journal.balance(self.db, "wallet", wallet, currency),
+                         repeated=True)
+
+    async def _priced(self, package_id: int) -> dict | None:
+        """A package's price terms, read at most once a second per package (a busy per-call package would
+        otherwise read them for every call; a new price applies within a second)."""
+        kept = self._prices.get(package_id)
+        if kept is None or time.monotonic() - kept[1] > 1.0:
+            row = await self.db.fetch_one("SELECT id, pricing_model, price_amount, currency, tier, visibility,"
+                                          " org_id, owner_user_id FROM packages WHERE id = ?", (package_id,))
+            kept = (row, time.monotonic())
+            self._prices[package_id] = kept
+        return kept[0]
+
+    async def refund_call(self, reservation_id: str) -> bool:
+        """Give back a call's debit (its server failed: only successful calls are billed); once."""
         async with self.db.write() as tx:
             try:
-                await journal.post(tx, "debit", f"call:{reservation_id}", currency, [
-                    Line("wallet", wallet, -amount, guard=True), Line("creator", item.creator, creator),
-                    Line("revenue", PLATFORM, platform)])
-                repeated = False
+                return await journal.reverse(tx, f"uncall:{reservation_id}", f"call:{reservation_id}") is not None
             except AlreadyPosted:
-                repeated = True
-        return Debit(reservation_id, amount, currency, await journal.balance(self.db, "wallet", wallet, currency),
-                     repeated)
+                return False
 
     async def pay_out(self, creator: str, currency: str, amount: int, provider: str, reference: str) -> int:
         """Record money sent to a creator through `provider` (never more than the creator's balance). The seam of
@@ -344,5 +368,7 @@ class Market:
         if self._timer is not None:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
+        if self.payouts is not None:
+            await self.payouts.close()
         for provider in self.providers.values():
             await provider.close()

@@ -93,7 +93,8 @@ async def refund(db, provider_name: str, payment_id: str) -> list[str]:
             await tx.execute("UPDATE market_payments SET refunded_at = ? WHERE id = ?", (time.time(), row["id"]))
             await tx.execute("UPDATE market_orders SET status = 'refunded' WHERE id = ?", (row["order_id"],))
             await entitlements.revoke_for_order(tx, row["order_id"])
-            await audit.record(tx, audit.SYSTEM, "market.refund", target=f"order:{row['order_id']}",
+            buyer_org = await tx.fetch_value("SELECT buyer_org_id FROM market_orders WHERE id = ?", (row["order_id"],))
+            await audit.record(tx, audit.SYSTEM, "market.refund", target=f"order:{row['order_id']}", org_id=buyer_org,
                                details={"provider": provider_name, "reference": row["reference"]})
             done.append(row["reference"])
     return done
@@ -111,3 +112,14 @@ async def seen_event(db, provider: str, event_id: str, kind: str, outcome: str) 
                          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, event_id) DO UPDATE SET outcome ="
                          " excluded.outcome, received_at = excluded.received_at",
                          (provider, event_id[:200], kind, outcome, time.time()))
+
+
+FAILURES_KEPT = 1000  # a flood of forged deliveries must not grow the table without bound
+
+
+async def webhook_failure(db, provider: str, code: str, message: str) -> None:
+    """A delivery refused or not followed, for the operator's admin page (the newest FAILURES_KEPT are kept)."""
+    async with db.write() as tx:
+        newest = await tx.insert("market_webhook_failures", {"provider": provider[:20], "code": code[:60],
+                                                             "message": message[:300], "received_at": time.time()})
+        await tx.execute("DELETE FROM market_webhook_failures WHERE id <= ?", (newest - FAILURES_KEPT,))

@@ -49,10 +49,12 @@ FORMATS = ("json", *RENDERERS)
 
 
 class Artifacts:
-    def __init__(self, key: SigningKey, registry: str, name_prefix: str):
+    def __init__(self, key: SigningKey, registry: str, name_prefix: str, brand: str = "mcpstore", operator: str = ""):
         self.key = key
         self.registry = registry.rstrip("/")
         self.name_prefix = name_prefix
+        self.brand = brand
+        self.operator = operator
         self._kept: dict[tuple, Artifact] = {}
 
     def render(self, current, fmt: str, now: float) -> Artifact:
@@ -74,6 +76,7 @@ class Artifacts:
             signed = sign(self.key, document)
             return Artifact(signed.body, signed.etag, "application/json", f"{org}-policy.json", current.version)
         content_type, filename, render = RENDERERS[fmt]
-        body = render(current, RenderContext(org, current.version, self.registry, self.name_prefix))
+        body = render(current, RenderContext(org, current.version, self.registry, self.name_prefix, self.brand,
+                                                    self.operator))
         return Artifact(body, '"' + hashlib.sha256(body).hexdigest() + '"', content_type,
                         filename.format(org=org), current.version)

@@ -34,9 +34,9 @@ def mobileconfig(policy: Policy, context: RenderContext, sha256: str) -> bytes:
         "PayloadIdentifier": base,
         "PayloadUUID": _uuid(context, sha256, "profile"),
         "PayloadVersion": 1,
-        "PayloadDisplayName": f"MCP extensions policy for {context.org} (version {context.version})",
-        "PayloadOrganization": context.org,
-        "PayloadDescription": f"Group policy of {context.org} from {context.registry}",
+        "PayloadDisplayName": f"{context.brand}: MCP extensions policy for {context.org} (version {context.version})",
+        "PayloadOrganization": context.operator or context.org,
+        "PayloadDescription": f"Group policy of {context.org} from {context.brand} at {context.registry}",
         "PayloadScope": "System",
         "PayloadRemovalDisallowed": True,
         "PayloadContent": [

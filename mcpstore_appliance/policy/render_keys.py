@@ -28,6 +28,8 @@ class RenderContext:
     version: int
     registry: str  # the appliance's public base URL
     name_prefix: str  # MCP Registry server names: "<prefix>.<namespace>/<name>"
+    brand: str = "mcpstore"  # the registry's name and its operator ([branding]), shown to IT in the profiles
+    operator: str = ""
 
     @property
     def policy_url(self) -> str:

@@ -80,12 +80,13 @@ def admx(policy: Policy, context: RenderContext) -> bytes:
 def adml(policy: Policy, context: RenderContext) -> bytes:
     root = ET.Element("policyDefinitionResources", {"xmlns": ADMX_NS, "revision": f"{context.version}.0",
                                                     "schemaVersion": "1.0"})
-    ET.SubElement(root, "displayName").text = f"MCP extensions policy for {context.org}"
-    ET.SubElement(root, "description").text = f"Group policy of {context.org} from {context.registry}"
+    ET.SubElement(root, "displayName").text = f"{context.brand}: MCP extensions policy for {context.org}"
+    by = f" (run by {context.operator})" if context.operator else ""
+    ET.SubElement(root, "description").text = f"Group policy of {context.org} from {context.brand}{by} at {context.registry}"
     resources = ET.SubElement(root, "resources")
     strings = ET.SubElement(resources, "stringTable")
     presentations = ET.SubElement(resources, "presentationTable")
-    ET.SubElement(strings, "string", {"id": "McpExtensions"}).text = "MCP extensions"
+    ET.SubElement(strings, "string", {"id": "McpExtensions"}).text = f"MCP extensions ({context.brand})"
     for policy_id, key, name, text in _policies(policy, context):
         ET.SubElement(strings, "string", {"id": policy_id}).text = name
         ET.SubElement(strings, "string", {"id": f"{policy_id}_Explain"}).text = (

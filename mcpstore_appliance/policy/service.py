@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import audit
-from ..accounts.models import ROLES_THAT_MANAGE_MEMBERS, Org, Principal
+from ..accounts.models import ROLES_THAT_MANAGE_MEMBERS, Org, Principal, User
 from ..accounts.credentials import secret_hash
 from ..accounts.service import AccountService
 from ..audit import Actor
@@ -183,13 +183,20 @@ class PolicyService:
     async def org_for_device(self, secret: str | None, slug: str) -> Org:
         """The org a device token reads, which must be `slug`: any other answer is a plain 401, so a token
         tells nothing about other orgs."""
+        org = await self.device_org(secret)
+        if org.slug != slug:
+            raise Unauthenticated("unknown device token for this organization", code="invalid_device_token")
+        return org
+
+    async def device_org(self, secret: str | None) -> Org:
+        """The org whose device token this is (401 for a malformed, unknown or revoked one)."""
         if not secret or not secret.startswith(DEVICE_TOKEN_PREFIX) or len(secret) > 200:
             raise Unauthenticated("send this organization's device token: Authorization: Bearer mcpd_…",
                                   code="invalid_device_token")
         row = await self.db.fetch_one(
             "SELECT t.id, t.revoked_at, t.last_used_at, o.* FROM device_tokens t JOIN orgs o ON o.id = t.org_id"
             " WHERE t.token_hash = ?", (secret_hash(secret),))
-        if row is None or row["slug"] != slug:
+        if row is None:
             raise Unauthenticated("unknown device token for this organization", code="invalid_device_token")
         if row["revoked_at"] is not None:
             raise Unauthenticated("this device token was revoked", code="device_token_revoked")
@@ -200,11 +207,21 @@ class PolicyService:
         return Org(row["id"], row["slug"], row["name"], row["created_at"])
 
 
+def device_principal(org: Org) -> Principal:
+    """A managed device as a reader of the catalog: what any member of its org may see, no more (no personal
+    namespace, no role that publishes or manages); the front door gives it to read-only routes only."""
+    user = User(id=0, email="", username=f"device@{org.slug}", display_name=f"{org.name} (managed device)",
+                is_admin=False, created_at=0.0)
+    return Principal(user, frozenset({"read"}), {org.id: "member"}, {org.id: org.slug}, token_org_id=org.id,
+                     via="device")
+
+
 def open_policy_service(db: Database, accounts: AccountService, keys_dir: Path, registry: str,
-                        name_prefix: str) -> PolicyService:
-    """The service with its signing key, `keys_dir/policy.key` (created 0600 on first use, like the others)."""
+                        name_prefix: str, brand: str = "mcpstore", operator: str = "") -> PolicyService:
+    """The service with its signing key, `keys_dir/policy.key` (created 0600 on first use, like the others);
+    `brand` and `operator` ([branding]) name the registry in the rendered profiles."""
     key = load_or_create_signing_key(Path(keys_dir) / "policy.key")
-    return PolicyService(db, accounts, Artifacts(key, registry, name_prefix))
+    return PolicyService(db, accounts, Artifacts(key, registry, name_prefix, brand, operator))
 
 
 def facts_of(release: dict) -> PackageFacts:

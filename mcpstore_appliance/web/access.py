@@ -18,14 +18,21 @@ The declarations:
   credentials are not looked at here, as with NO_CREDENTIALS.
 - `SCIM_TOKEN`: an org's identity provider; the handler checks the org's SCIM token (web/scim_api.py) itself,
   as with DEVICE_TOKEN.
+- `resource=...` on signed_in: the route is an OAuth protected resource (the hosted MCP endpoint, a path
+  template such as "/mcp/{namespace}/{name}"); an OAuth access token is good only at its own resource (its
+  audience) and refused everywhere else as invalid_token.
 - `page=True` on a declaration: for HTML pages, an anonymous visitor is sent to the login page instead of
   getting a 401; `session_only=True`: browser forms, which a token cannot submit.
+
+A private registry (`[registry] mode = "private"`) admits no anonymous caller anywhere, except on routes
+declared `open_when_private(...)`: probes, static files, signing in and up (invites), webhooks, the witness
+protocol, device policy. `private_refusal` is that rule; the front door applies it with the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -40,7 +47,7 @@ OrgBinding = str  # "allowed", "refused" or "path:<param>"
 # The codes of refusals made here (and by authentication), so that tests can tell them from a service's own.
 ACCESS_CODES = frozenset({"unauthenticated", "invalid_token", "token_revoked", "token_expired", "account_disabled",
                           "insufficient_scope", "org_bound_token", "admin_only", "session_required",
-                          "csrf_failed"})
+                          "csrf_failed", "usage_token_only", "private_registry"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Access:
     page: bool = False
     device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
     scim: bool = False  # an org SCIM token, checked by the handler (SCIM_TOKEN)
+    resource: str | None = None  # path template of an OAuth protected resource (the hosted MCP endpoint)
+    open_when_private: bool = False  # reachable without signing in on a private registry too
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
@@ -74,13 +83,22 @@ class Access:
 
 
 NO_CREDENTIALS = Access("ignored")
-DEVICE_TOKEN = Access("ignored", device=True)
-SCIM_TOKEN = Access("ignored", scim=True)
+DEVICE_TOKEN = Access("ignored", device=True, open_when_private=True)
+SCIM_TOKEN = Access("ignored", scim=True, open_when_private=True)
 ANYONE = Access("optional", scope="read")
 
 
-def signed_in(scope: str | None, *, org: OrgBinding, page: bool = False, session_only: bool = False) -> Access:
-    return Access("required", scope=scope, org=org, page=page, session_only=session_only)
+def open_when_private(access: Access) -> Access:
+    """The same declaration, also open to anonymous callers on a private registry (see the module's doc)."""
+    return replace(access, open_when_private=True)
+
+
+OPEN_PROBE = open_when_private(NO_CREDENTIALS)  # probes, static files, peers' protocols
+
+
+def signed_in(scope: str | None, *, org: OrgBinding, page: bool = False, session_only: bool = False,
+              resource: str | None = None) -> Access:
+    return Access("required", scope=scope, org=org, page=page, session_only=session_only, resource=resource)
 
 
 def browser_session(scope: str) -> Access:
@@ -112,8 +130,15 @@ def undeclared_routes(app: web.Application) -> list[str]:
             for route in app.router.routes() if access_of(route.handler) is None]
 
 
-def refusal(access: Access, principal: Principal | None, match_info: Mapping[str, str]) -> DomainError | None:
+def refusal(access: Access, principal: Principal | None, match_info: Mapping[str, str],
+            base_url: str = "") -> DomainError | None:
     """Why `principal` may not call a route declared `access` (None: it may). Pure, for the front door and tests."""
+    if access.credentials == "ignored":
+        return None
+    if principal is not None and principal.audience is not None \
+            and principal.audience != resource_url(access, match_info, base_url):
+        return Unauthenticated("this OAuth access token is for another resource", code="invalid_token",
+                               details={"audience": principal.audience})
     if access.credentials != "required":
         return None
     if principal is None:
@@ -121,6 +146,8 @@ def refusal(access: Access, principal: Principal | None, match_info: Mapping[str
     if access.session_only and principal.via != "session":
         return Forbidden("this form is for signed-in browser sessions; API tokens use the JSON API",
                          code="session_required")
+    if principal.usage is not None and access.scope != "invoke":
+        return Forbidden("a usage token only calls the hosted package it was issued for", code="usage_token_only")
     if access.scope is not None and not principal.has_scope(access.scope):
         return Forbidden(f"this credential lacks the {access.scope!r} scope", code="insufficient_scope",
                          details={"required_scope": access.scope})
@@ -130,6 +157,22 @@ def refusal(access: Access, principal: Principal | None, match_info: Mapping[str
     if access.admin and not principal.is_admin:
         return Forbidden("site administrators only", code="admin_only")
     return None
+
+
+def resource_url(access: Access, match_info: Mapping[str, str], base_url: str) -> str | None:
+    """The URL of the protected resource a route is (what an OAuth token's audience must be), or None."""
+    if access.resource is None:
+        return None
+    return base_url + access.resource.format_map({k: match_info.get(k, "") for k in match_info})
+
+
+def private_refusal(access: Access, principal: Principal | None, device: bool) -> DomainError | None:
+    """On a private registry: why an anonymous caller may not call this route (None: it may). A device
+    token counts as signed in (for its org)."""
+    if access.open_when_private or principal is not None or device:
+        return None
+    return Unauthenticated("this registry is private: sign in or send an API token (Authorization: Bearer mcps_…)",
+                           code="private_registry")
 
 
 def _binding_allows(access: Access, principal: Principal, match_info: Mapping[str, str]) -> bool:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..accounts.models import SCOPES
 from ..text import OneLine
-from .access import ANYONE, allow, signed_in, site_admin
+from .access import ANYONE, allow, open_when_private, signed_in, site_admin
 from .auth import caller
 from .openapi import documented
 from .util import client_ip, dump, query_int, read_json
@@ -92,7 +92,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/signup")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 @documented("Create an account (when sign-up is open, or with an invitation)", tags=["accounts"],
             body=SignupBody.model_json_schema(), responses={201: "Created", 400: "Invalid", 403: "Sign-up closed",
                                                             409: "Email or name taken"})
@@ -105,7 +105,7 @@ async def signup(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/token")
-@allow(ANYONE)  # the login and password are the credential
+@allow(open_when_private(ANYONE))  # the login and password are the credential
 @documented("Exchange a login and password for a new API token (used by `mcpstore login`)", tags=["accounts"],
             body=LoginTokenBody.model_json_schema(),
             responses={201: "The token, shown once", 401: "Wrong login", 429: "Too many attempts"})

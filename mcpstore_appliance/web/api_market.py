@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..market.reconcile import reconcile as run_reconcile
 from ..text import OneLine
-from .access import NO_CREDENTIALS, allow, signed_in, site_admin
+from .access import OPEN_PROBE, allow, signed_in, site_admin
 from .auth import caller
 from .openapi import documented
 from .util import read_json
@@ -133,7 +133,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/payments/{provider:stripe|lnbits}/webhook")
-@allow(NO_CREDENTIALS)  # providers authenticate by signature (Stripe) or by our HMAC in the URL (LNbits)
+@allow(OPEN_PROBE)  # providers authenticate by signature (Stripe) or by our HMAC in the URL (LNbits)
 @documented("Payment provider webhooks: verified, then each payment re-checked with the provider and credited "
             "once", tags=["market"], body={"type": "object"},
             responses={200: "Taken (also for repeats)", 400: "Forged, stale or malformed", 404: "Provider not set up",

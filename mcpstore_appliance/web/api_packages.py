@@ -16,6 +16,7 @@ may not see answers exactly like a missing one.
 
 from __future__ import annotations
 
+import json
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from .auth import principal_of
 from .bundle_files import serve_bundle
 from .caching import cacheable, cacheable_json
 from .openapi import documented
+from .org_context import enforce_version, version_filter
 from .util import query_int
 from .keys import SERVICES
 
@@ -98,6 +100,8 @@ UPDATE_RESPONSE = {"type": "object", "required": ["current_version", "latest_ver
                                   "changelog": {"type": "array"}, "breaking_changes": {"type": "boolean"},
                                   "requires_payment": {"type": "boolean"}}}
 NOT_FOUND = "No such package (or not visible to you)"
+POLICY_REFUSED = ("policy_refused: the caller acts for an organization (X-Mcpstore-Org header, an org-bound or "
+                  "device token) whose group policy refuses this release; details name the rule and reason")
 
 
 def single_params(request: web.Request, allowed: frozenset[str] | None = None) -> dict[str, str]:
@@ -190,11 +194,17 @@ async def version(request: web.Request) -> web.Response:
                    "platform": {"type": "string", "enum": list(PLATFORMS)},
                    "prerelease": {"type": "boolean", "default": False}},
             response_schema=UPDATE_RESPONSE,
-            responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND})
+            responses={200: "The newest version", 400: "current is not semver, or a bad platform", 404: NOT_FOUND,
+                       403: POLICY_REFUSED})
 async def update_check(request: web.Request) -> web.Response:
     m = request.match_info
-    return cacheable_json(request, discovery(request).packages.update_check_json(
-        principal_of(request), m["namespace"], m["name"], *update_check_args(request)))
+    args = update_check_args(request)
+    policy = await version_filter(request, m["namespace"], m["name"])  # an org's policy leaves out what it refuses
+    text = discovery(request).packages.update_check_json(principal_of(request), m["namespace"], m["name"], *args,
+                                                        admit=policy)
+    if policy is not None and policy.first_refusal is not None and json.loads(text)["latest_version"] is None:
+        raise policy.first_refusal  # nothing installable is allowed: say which rule, rather than "no update"
+    return cacheable_json(request, text)
 
 
 def update_check_args(request: web.Request) -> tuple[str | None, str | None, bool]:
@@ -223,7 +233,7 @@ DOWNLOAD_DOC = dict(
     tags=["discovery"],
     responses={200: "The bundle (application/zip); ETag is its sha256, Repr-Digest its sha-256",
                206: "A byte range (Range: bytes=...)", 302: "Redirect to a presigned blob store URL",
-               304: "Not modified (If-None-Match)", 404: "No such package, version or bundle",
+               304: "Not modified (If-None-Match)", 403: POLICY_REFUSED, 404: "No such package, version or bundle",
                416: "Range not satisfiable"})
 
 
@@ -234,6 +244,7 @@ async def download_version(request: web.Request) -> web.StreamResponse:
     m = request.match_info
     target = discovery(request).packages.download_target(principal_of(request), m["namespace"], m["name"],
                                                          m["version"])
+    await enforce_version(request, target.version_id)
     return await serve_bundle(request, target)
 
 
@@ -242,4 +253,5 @@ async def download_version(request: web.Request) -> web.StreamResponse:
 @documented("Download a bundle by its sha256 (content-addressed, cacheable forever)", **DOWNLOAD_DOC)
 async def download_bundle(request: web.Request) -> web.StreamResponse:
     target = discovery(request).packages.bundle_target(principal_of(request), request.match_info["sha256"])
+    await enforce_version(request, target.version_id)
     return await serve_bundle(request, target)

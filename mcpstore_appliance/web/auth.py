@@ -1,4 +1,4 @@
-"""Who is calling: API tokens (Authorization: Bearer) or web session cookies, and CSRF for cookie callers.
+"""Who is calling: API tokens or usage tokens (Authorization: Bearer) or web session cookies, and CSRF for cookie callers.
 
 A state-changing request authenticated by a session cookie must carry the session's CSRF token in the
 `X-CSRF-Token` header or a `csrf_token` form field. Bearer-token calls are not exposed to CSRF (browsers
@@ -13,7 +13,9 @@ from aiohttp import web
 
 from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
-from .keys import CSRF_PENDING, CSRF_TOKEN, PRINCIPAL, SERVICES
+from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
+from ..policy.service import DEVICE_TOKEN_PREFIX
+from .keys import CSRF_PENDING, CSRF_TOKEN, DEVICE_ORG, OAUTH, PRINCIPAL, SERVICES, USAGE
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -58,7 +60,16 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
-        request[PRINCIPAL] = await accounts.principal_for_token(credential.strip())
+        credential = credential.strip()
+        if credential.startswith(DEVICE_TOKEN_PREFIX):
+            # A managed device: anonymous as a user, acting for its org (its policy applies: web/org_context.py)
+            request[DEVICE_ORG] = await request.app[SERVICES].policy.device_org(credential)
+        elif credential.count(".") == 2 and USAGE in request.app:  # a JWT: a usage token (tokens/usage.py)
+            request[PRINCIPAL] = await request.app[USAGE].principal_for(credential)
+        elif credential.startswith(OAUTH_ACCESS_PREFIX):  # an OAuth access token of a hosted endpoint (oauth/)
+            request[PRINCIPAL] = await request.app[OAUTH].principal_for_access_token(credential)
+        else:
+            request[PRINCIPAL] = await accounts.principal_for_token(credential)
     elif (session_id := request.cookies.get(SESSION_COOKIE)):
         found = await accounts.principal_for_session(session_id)
         if found:

@@ -17,8 +17,9 @@ from ..blobs import BlobStore
 from ..catalog.package_view import DownloadTarget
 from ..lru import LRU
 from . import sendfile
+from .api_audit import audit_download
 from .caching import cache_headers
-from .keys import SERVICES
+from .keys import PRINCIPAL, SERVICES
 from .util import etag_matches
 
 BUNDLE_TYPE = "application/zip"  # a .mcpb is a ZIP archive; no media type is registered for it
@@ -122,6 +123,8 @@ async def serve_bundle(request: web.Request, target: DownloadTarget) -> web.Stre
                                  f'outside the {size}-byte bundle","details":{{"size":{size}}}}}}}')
     start, end = wanted if isinstance(wanted, tuple) else (0, size)
     counts = request.method == "GET" and start == 0  # resumed downloads are not new downloads
+    if counts and request.get(PRINCIPAL) is not None:  # org members' downloads are audited (web/api_audit.py)
+        await audit_download(request, target)
     redirect = await services.blobs.presigned_url(target.sha256, target.filename)
     if redirect:
         if counts:

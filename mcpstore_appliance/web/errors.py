@@ -96,13 +96,21 @@ def _render(request: web.Request, status: int, code: str, message: str, details:
     return json_error(status, code, message, details, headers)
 
 
-def www_authenticate(request: web.Request) -> str:
+TOKEN_REFUSALS = frozenset({"invalid_token", "token_expired", "token_revoked", "account_disabled"})
+
+
+def www_authenticate(request: web.Request, code: str = "") -> str:
     """The challenge of a 401 (RFC 9110): Bearer; on the hosted MCP endpoint it points at the RFC 9728
-    protected-resource metadata, as the MCP authorization spec asks."""
+    protected-resource metadata and names the scope, as the MCP authorization spec asks, and a refused token
+    says invalid_token (RFC 6750 §3.1)."""
+    error = ', error="invalid_token"' if code in TOKEN_REFUSALS else ""
+    if code == "insufficient_scope":  # a 403: the MCP client may ask the user for the scope (step-up)
+        error = ', error="insufficient_scope"'
     if request.path.startswith("/mcp/"):
         base = request.app[SETTINGS].base_url
-        return f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource{request.path}"'
-    return 'Bearer realm="mcpstore"'
+        return (f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource{request.path}", '
+                f'scope="invoke"{error}')
+    return f'Bearer realm="mcpstore"{error}'
 
 
 def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
@@ -111,8 +119,9 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     which aiohttp sends as it is. Called by the front door (web/front_door.py)."""
     if isinstance(exc, errors.DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
-        if isinstance(exc, errors.Unauthenticated):
-            headers = {"WWW-Authenticate": www_authenticate(request)}
+        step_up = exc.code == "insufficient_scope" and request.path.startswith("/mcp/")  # MCP asks for a challenge
+        if isinstance(exc, errors.Unauthenticated) or step_up:
+            headers = {"WWW-Authenticate": www_authenticate(request, exc.code)}
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:

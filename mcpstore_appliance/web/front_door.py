@@ -24,13 +24,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .access import Access, access_of, effective_principal, login_redirect, refusal, undeclared_routes
+from .access import (Access, access_of, effective_principal, login_redirect, private_refusal, refusal,
+                     undeclared_routes)
+from ..policy.service import device_principal
 from .auth import SAFE_METHODS, authenticate
 from .connections import follow_body
-from .errors import error_response
-from .keys import METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
+from .errors import error_response, wants_html
+from .keys import DEVICE_ORG, METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
 from ..text import check_text
-from .util import check_url_text
+from .util import check_url_text, client_ip
+from ..audit import context as audit_context
 
 access_log = logging.getLogger("mcpstore.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,12 +83,19 @@ def secure(response: web.StreamResponse, behind_tls: bool) -> None:
             headers.setdefault(name, value)
 
 
+def bind_audit_context(request: web.Request, request_id: str) -> None:
+    """Where and from whom: what every audit event recorded while serving this request carries (audit/context.py)."""
+    audit_context.bind(audit_context.Where(f"{request.method} {request.path[:200]}", client_ip(request), request_id,
+                                           request.headers.get("User-Agent", "")[:200] or None))
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in SAFE_METHODS:
         follow_body(request)  # its connection's guard times a stalled body from here (web/connections.py)
     started = time.perf_counter()
     request_id = request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
+    bind_audit_context(request, request_id)
     status = 500
     try:
         response = await handler(request)
@@ -125,7 +135,8 @@ async def admit_caller(request: web.Request, handler: Handler) -> web.StreamResp
         if not routed:  # no path parameters to check: the path itself (a 400 rather than aiohttp's 404)
             check_text(request.path, "the path")
     access = access_of(request.match_info.handler) if routed else None
-    takes_credentials = access is None or access.credentials != "ignored"
+    private = request.app[SETTINGS].registry.mode == "private"
+    takes_credentials = access is None or access.credentials != "ignored" or (private and not access.open_when_private)
     # An anonymous read (no credentials, no cookies, nothing to CSRF-check) leaves authenticate() nothing to do.
     if takes_credentials and (request.method not in SAFE_METHODS or "Authorization" in request.headers
                               or "Cookie" in request.headers):
@@ -133,22 +144,29 @@ async def admit_caller(request: web.Request, handler: Handler) -> web.StreamResp
     else:
         request[PRINCIPAL] = None
     if access is not None:
-        admit(request, access)
+        admit(request, access, private)
     return await handler(request)
 
 
 MIDDLEWARES = (observe, translate_errors, admit_caller)
 
 
-def admit(request: web.Request, access: Access) -> None:
-    """The one check of a route's declared Access against the authenticated caller (web/access.py)."""
+def admit(request: web.Request, access: Access, private: bool = False) -> None:
+    """The one check of a route's declared Access against the authenticated caller (web/access.py), and on a
+    private registry of whether an anonymous caller may call it at all."""
     principal = request[PRINCIPAL]
-    refused = refusal(access, principal, request.match_info)
+    refused = refusal(access, principal, request.match_info, request.app[SETTINGS].base_url)
+    if refused is None and private:
+        refused = private_refusal(access, principal, DEVICE_ORG in request)
+        if refused is not None and (access.page or wants_html(request)):
+            raise login_redirect(request)
     if refused is not None:
         if access.page and principal is None:
             raise login_redirect(request)
         raise refused
     request[PRINCIPAL] = effective_principal(access, principal)
+    if principal is None and access.credentials == "optional" and DEVICE_ORG in request:
+        request[PRINCIPAL] = device_principal(request[DEVICE_ORG])  # reads what its org's members may see
 
 
 async def check_routes_declared(app: web.Application) -> None:

@@ -7,20 +7,20 @@ import hmac
 
 from aiohttp import web
 
-from .access import NO_CREDENTIALS, allow
+from .access import OPEN_PROBE, allow
 from .keys import SERVICES
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def healthz(request: web.Request) -> web.StreamResponse:
     return web.Response(text='{"status":"ok"}', content_type="application/json")
 
 
 @routes.get("/readyz")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     checks = {}
@@ -35,7 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@allow(NO_CREDENTIALS)  # its own bearer token (server.metrics_token), unrelated to API tokens
+@allow(OPEN_PROBE)  # its own bearer token (server.metrics_token), unrelated to API tokens
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     token = services.settings.server.metrics_token.get_secret_value()

@@ -21,7 +21,7 @@ from ..ledger import note as notes
 from ..ledger.service import Ledger, LedgerInconsistent, MayOpen
 from ..ledger.tiles import parse_tile_path
 from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
-from .access import ANYONE, NO_CREDENTIALS, allow
+from .access import ANYONE, NO_CREDENTIALS, OPEN_PROBE, allow
 from .auth import principal_of
 from .errors import json_error
 from .openapi import documented
@@ -229,7 +229,7 @@ async def tile(request: web.Request) -> web.Response:
 
 
 @routes.get("/ledger/witness/key")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 @documented("This appliance's witness cosignature verifier key", tags=TAGS)
 async def witness_key(request: web.Request) -> web.Response:
     witness = _ledger(request).witness
@@ -239,7 +239,7 @@ async def witness_key(request: web.Request) -> web.Response:
 
 
 @routes.post("/ledger/witness/add-checkpoint")
-@allow(NO_CREDENTIALS)  # the witness protocol: checked by signatures
+@allow(OPEN_PROBE)  # the witness protocol: checked by signatures
 @documented("C2SP tlog-witness: cosign a followed log's checkpoint after checking its consistency proof",
             tags=TAGS, body={"type": "string"}, body_content_type="text/plain",
             responses={200: "the cosignature line", 400: "malformed request or old > new",

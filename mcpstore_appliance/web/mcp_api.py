@@ -1,14 +1,18 @@
 """The hosted MCP endpoint (Streamable HTTP, MCP 2025-11-25) and the invoke API; thin over gateway/service.py.
 
-- `POST /mcp/{namespace}/{name}`: one JSON-RPC message per POST, answered with JSON (SSE is optional for a
-  server and not used: nothing is pushed). `initialize` starts a session in a fresh sandbox and returns
+- `POST /mcp/{namespace}/{name}`: one JSON-RPC message per POST; a request is answered with JSON, or with a
+  one-event `text/event-stream` when the client accepts it (as MCP SDKs do). The stream carries no event ids:
+  it cannot be resumed (GET is 405), so a client that loses it does not try. `initialize` starts a session in a fresh sandbox and returns
   `Mcp-Session-Id`; every later request must carry it (400 without, 404 unknown or ended, after which MCP
   clients re-initialise). Notifications get 202.
 - `GET` 405 (no server-initiated stream), `DELETE` ends the session.
 - `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding).
 - Unauthenticated calls get 401 with `WWW-Authenticate: Bearer resource_metadata=...` (web/errors.py), and
-  the RFC 9728 document is served below /.well-known. API tokens authenticate for now; the OAuth
-  authorisation server is a later step (its metadata URL goes into `authorization_servers`).
+  the RFC 9728 document is served below /.well-known; it names the appliance itself as the authorisation
+  server (oauth/, web/oauth_api.py). OAuth access tokens for this endpoint, usage tokens (tokens/usage.py,
+  audience = this endpoint), API tokens with the invoke scope and browser sessions are accepted.
+- Per-call packages: each `tools/call` is charged before it runs (gateway/billing.py); without credit the
+  answer is a JSON-RPC error -32402 (invoke API: 402) and nothing runs.
 - `POST /api/invoke/{namespace}/{name}` `{"tool", "arguments"}`: one call for scripts.
 """
 
@@ -20,20 +24,26 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..errors import Forbidden, InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound, PaymentRequired
 from ..gateway.service import GatewayService
+from .org_context import enforce_version
 from ..gateway.stdio import RpcError
-from .access import NO_CREDENTIALS, allow, signed_in
+from .pages import try_it
+from .access import OPEN_PROBE, allow, signed_in
 from .openapi import documented
 from .auth import caller
-from .keys import SERVICES, SETTINGS
+from .keys import OAUTH, SERVICES, SETTINGS
 
 log = logging.getLogger("mcpstore.gateway")
 routes = web.RouteTableDef()
 GATEWAY = web.AppKey("gateway", GatewayService)
 PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 SESSION_HEADER = "Mcp-Session-Id"
-CALLER = signed_in("invoke", org="allowed")  # what the caller reaches is the package's access rule
+PAYMENT_REQUIRED = -32402  # JSON-RPC error of a tools/call refused for want of credit (data.code says why)
+# What the caller reaches is the package's access rule; the endpoint is an OAuth protected resource, so an OAuth
+# access token is good here only at the endpoint it was issued for (its audience).
+CALLER = signed_in("invoke", org="allowed", resource="/mcp/{namespace}/{name}")
+INVOKE_CALLER = signed_in("invoke", org="allowed")  # scripts: API tokens and sessions, not OAuth tokens
 
 
 def _origin(url: str) -> str:
@@ -75,8 +85,20 @@ async def _message(request: web.Request) -> dict:
     return message
 
 
-def _rpc_error(message_id, error: RpcError) -> web.Response:
-    return web.json_response({"jsonrpc": "2.0", "id": message_id, "error": error.as_error()})
+async def _answer(request: web.Request, answer: dict, headers: dict | None = None) -> web.StreamResponse:
+    """A JSON-RPC answer as JSON, or as one SSE `message` event when the client accepts an event stream."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return web.json_response(answer, headers=headers)
+    response = web.StreamResponse(headers={**(headers or {}), "Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    await response.write(b"event: message\ndata: " + json.dumps(answer, separators=(",", ":")).encode() + b"\n\n")
+    await response.write_eof()
+    return response
+
+
+async def _rpc_error(request: web.Request, message_id, error: RpcError) -> web.StreamResponse:
+    return await _answer(request, {"jsonrpc": "2.0", "id": message_id, "error": error.as_error()})
 
 
 @routes.post("/mcp/{namespace}/{name}")
@@ -90,21 +112,30 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
     if message.get("method") == "initialize":
         if "id" not in message:
             raise InvalidInput("initialize is a request: it needs an id", code="invalid_jsonrpc")
-        target = await gateway.target(principal, namespace, name)
+        target = await gateway.target(principal, namespace, name, _policy(request))
         try:
             session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
         except RpcError as error:
-            return _rpc_error(message["id"], error)
-        return web.json_response({**answer, "id": message["id"]}, headers={SESSION_HEADER: session.id})
+            return await _rpc_error(request, message["id"], error)
+        return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: session.id})
     session = _session(request)
     try:
         answer = await gateway.forward(principal, session, message)
+    except PaymentRequired as refused:  # a per-call package and no credit: the call did not run
+        return web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "error": {
+            "code": PAYMENT_REQUIRED, "message": refused.message, "data": {"code": refused.code,
+                                                                           "details": refused.details}}})
     except RpcError as error:  # the server had already stopped
         await gateway.end(session)
-        return _rpc_error(message.get("id"), error) if "id" in message else web.Response(status=202)
+        return await _rpc_error(request, message.get("id"), error) if "id" in message else web.Response(status=202)
     if answer is None:
         return web.Response(status=202)
-    return web.json_response(answer)
+    return await _answer(request, answer)
+
+
+def _policy(request: web.Request):
+    """An org member's installs through the gateway follow the org's policy (web/org_context.py)."""
+    return lambda version_id: enforce_version(request, version_id, "hosted")
 
 
 def _session(request: web.Request):
@@ -118,7 +149,7 @@ def _session(request: web.Request):
 
 
 @routes.get("/mcp/{namespace}/{name}")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def mcp_get(request: web.Request) -> web.StreamResponse:
     """No server-initiated stream: answers are JSON (Streamable HTTP allows a 405 here)."""
     raise web.HTTPMethodNotAllowed("GET", ["POST", "DELETE"])
@@ -137,7 +168,7 @@ INVOKE_BODY = {"type": "object", "required": ["tool"], "additionalProperties": F
 
 
 @routes.post("/api/invoke/{namespace}/{name}")
-@allow(CALLER)
+@allow(INVOKE_CALLER)
 @documented("Call one tool of a hosted bundle in a fresh sandbox (for scripts; MCP hosts use /mcp/{namespace}/{name})",
             tags=["hosted"], body=INVOKE_BODY,
             responses={200: "the tool's result", 400: "invalid body", 401: "credentials needed",
@@ -149,7 +180,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         raise InvalidInput("the body must be a JSON object {\"tool\": ..., \"arguments\": {...}}", code="invalid_body")
     answer = await request.app[GATEWAY].invoke(caller(request), request.match_info["namespace"],
                                                request.match_info["name"], body.get("tool"), body.get("arguments"),
-                                               request.remote)
+                                               request.remote, _policy(request))
     if "error" in answer:
         rpc = answer["error"] if isinstance(answer["error"], dict) else {}
         timeout = rpc.get("code") == -32001
@@ -161,15 +192,15 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
 
 def _resource_metadata(request: web.Request, resource: str) -> web.Response:
-    base = request.app[SETTINGS].base_url
-    return web.json_response({"resource": resource, "authorization_servers": [base],
-                              "bearer_methods_supported": ["header"], "scopes_supported": [],
+    issuer = request.app[OAUTH].issuer
+    return web.json_response({"resource": resource, "authorization_servers": [issuer],
+                              "bearer_methods_supported": ["header"], "scopes_supported": ["invoke"],
                               "resource_name": "mcpstore hosted MCP servers"},
                              headers={"Cache-Control": "public, max-age=3600"})
 
 
 @routes.get("/.well-known/oauth-protected-resource/mcp/{namespace}/{name}")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def protected_resource(request: web.Request) -> web.StreamResponse:
     """RFC 9728 metadata of one hosted endpoint (the path the 401's WWW-Authenticate names)."""
     base = request.app[SETTINGS].base_url
@@ -177,7 +208,7 @@ async def protected_resource(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/.well-known/oauth-protected-resource")
-@allow(NO_CREDENTIALS)
+@allow(OPEN_PROBE)
 async def protected_resource_root(request: web.Request) -> web.StreamResponse:
     return _resource_metadata(request, f"{request.app[SETTINGS].base_url}/mcp/")
 
@@ -193,3 +224,4 @@ def install_gateway(app: web.Application) -> None:
 
     app.cleanup_ctx.append(gateway_lifecycle)
     app.router.add_routes(routes)
+    app.router.add_routes(try_it.routes)  # "try it" on a hosted package's page

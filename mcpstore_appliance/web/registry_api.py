@@ -18,6 +18,7 @@ Errors use the registry's shape, `{"error": "Server not found"}`.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 
 from typing import Literal
@@ -28,11 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..catalog.registry_view import DEFAULT_LIMIT, MAX_LIMIT, OFFICIAL
 from ..errors import InvalidInput
 from .api_packages import parse_bool, single_params, wants_fresh
-from .access import ANYONE, NO_CREDENTIALS, allow, signed_in
+from .access import ANYONE, OPEN_PROBE, allow, signed_in
 from .auth import caller, principal_of
 from .caching import cacheable_json, compact_json
 from .errors import REGISTRY_CORS, registry_error
 from .openapi import documented
+from .org_context import enforcer, filter_entries, org_of
+from ..policy.enforce import refusal
 from .util import client_ip, read_json
 from .keys import SERVICES
 
@@ -94,7 +97,14 @@ async def list_servers(request: web.Request) -> web.Response:
         search=params.get("search") or None, updated_since=params.get("updated_since") or None,
         version=params.get("version") or None, include_deleted=parse_bool(params.get("include_deleted"),
                                                                           "include_deleted"))
+    if await org_of(request) is not None:  # an org's members see what its policy allows (the cursor stays valid)
+        text = compact_json(await _allowed_only(request, json.loads(text)))
     return cacheable_json(request, text)
+
+
+async def _allowed_only(request: web.Request, listing: dict) -> dict:
+    servers = await filter_entries(request, listing["servers"])
+    return {**listing, "servers": servers, "metadata": {**listing.get("metadata", {}), "count": len(servers)}}
 
 
 @registry_handler
@@ -105,7 +115,7 @@ async def server_versions(request: web.Request) -> web.Response:
     params = single_params(request, ONE_PARAMS)
     answer = registry(request).server_versions(principal_of(request), request.match_info["server_name"],
                                                bool(parse_bool(params.get("include_deleted"), "include_deleted")))
-    return cacheable_json(request, compact_json(answer))
+    return cacheable_json(request, compact_json(await _allowed_only(request, answer)))
 
 
 @registry_handler
@@ -117,6 +127,11 @@ async def server_version(request: web.Request) -> web.Response:
     answer = registry(request).server_version(principal_of(request), request.match_info["server_name"],
                                               request.match_info["version"],
                                               bool(parse_bool(params.get("include_deleted"), "include_deleted")))
+    org = await org_of(request)
+    if org is not None:
+        decision = (await enforcer(request).registry_judge(org))(answer)
+        if not decision.allowed:
+            raise refusal(org, answer["server"]["name"], answer["server"]["version"], decision)
     return cacheable_json(request, compact_json(answer))
 
 
@@ -212,7 +227,7 @@ async def _apply_status(request: web.Request, principal, server_name: str, entry
     return True
 
 
-@allow(NO_CREDENTIALS)  # CORS preflights carry no credentials
+@allow(OPEN_PROBE)  # CORS preflights carry no credentials
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS)
 

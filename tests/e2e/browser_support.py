@@ -70,11 +70,11 @@ class Appliance:
             return body
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def ui(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("browser-appliance")
+@contextlib.asynccontextmanager
+async def serve_appliance(data_dir: Path, **overrides: Any):
+    """An appliance on a free loopback port with the given setting overrides, for a module's browser tests."""
     port = free_port()
-    app = create_app(make_settings(data_dir, port=port))
+    app = create_app(make_settings(data_dir, port=port, **overrides))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -85,6 +85,12 @@ async def ui(tmp_path_factory):
     finally:
         await session.close()
         await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ui(tmp_path_factory):
+    async with serve_appliance(tmp_path_factory.mktemp("browser-appliance")) as appliance:
+        yield appliance
 
 
 # ---- the browser ---------------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ async def test_access_follows_the_package(hosted_app):
     from tests.seed import make_org
     await make_org(app, owner, "acme", {"member": "member"})
     await publish_bundle(app, owner, hostile_bundle("inside"), namespace="acme", visibility="org")
-    await publish_bundle(app, owner, hostile_bundle("paid"), namespace="acme", pricing="per_call", amount="0.10",
+    await publish_bundle(app, owner, hostile_bundle("paid"), namespace="acme", pricing="subscription", amount="5.00",
                          currency="usd")
     assert (await app.client.with_token(member).post("/mcp/acme/inside", json=INIT))[0] == 200
     status, body, _ = await app.client.with_token(stranger).post("/mcp/acme/inside", json=INIT)

@@ -13,7 +13,10 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 # is needed (logging out), and they are CSRF-checked for browsers.
 PUBLIC_WRITES = {"/api/signup", "/api/auth/token", "/login", "/logout", "/signup", "/setup",
                  "/ledger/witness/add-checkpoint", "/{unrouted_path}",
-                 "/api/payments/{provider}/webhook"}  # payment providers: a signature, or our HMAC in the URL
+                 "/api/payments/{provider}/webhook",  # payment providers: a signature, or our HMAC in the URL
+                 # OAuth clients: public ones, which prove themselves with a code and its PKCE verifier or a
+                 # refresh token (registration is rate-limited per address)
+                 "/oauth/register", "/oauth/token", "/oauth/revoke"}
 UNSUPPORTED = ("/publish", "/servers/{server_name}/versions/{version}")  # the registry API's 501s, for anyone
 ACCOUNT_PREFIXES = ("/api/tokens", "/api/orgs", "/account", "/orgs/")
 

@@ -9,6 +9,8 @@ never with one of the access codes.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import time
 
@@ -18,13 +20,15 @@ from mcpstore_appliance.accounts.credentials import secret_hash
 from mcpstore_appliance.accounts.models import SCOPES
 from mcpstore_appliance.web.access import ACCESS_CODES, Access, access_of, undeclared_routes
 from mcpstore_appliance.web.api_policy import POLICY
+from mcpstore_appliance.errors import Conflict
 from mcpstore_appliance.web.auth import SESSION_COOKIE
+from mcpstore_appliance.web.keys import OAUTH, USAGE
 from mcpstore_appliance.web.scim_api import SCIM_TOKENS
 from tests.seed import bundle_for, publish
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 KINDS = ("anonymous", *SCOPES, *(f"{scope}@orgb" for scope in SCOPES if scope != "admin"), "revoked", "expired",
-         "disabled", "session", "session-no-csrf", "admin-session", "device", "scim")
+         "disabled", "session", "session-no-csrf", "admin-session", "device", "usage", "oauth", "scim")
 AUTH_FAILURES = {"revoked": "token_revoked", "expired": "token_expired", "disabled": "account_disabled"}
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -59,10 +63,10 @@ async def credential(world, kind: str) -> dict[str, str]:
         secret, _ = await app.app[POLICY].create_device_token(await accounts.principal_for_user(world["owner"].id),
                                                              "orga", "device")
         return {"Authorization": f"Bearer {secret}"}
-    if kind == "scim":  # an org SCIM token (scim/), for orga: it provisions orga and nothing else
-        owner = await accounts.principal_for_user(world["owner"].id)
-        secret, _ = await app.app[SCIM_TOKENS].create(owner, await accounts.get_org("orga"), "idp")
-        return {"Authorization": f"Bearer {secret}"}
+    if kind == "usage":  # a usage token (tokens/) of owner for orga/tool: it calls that hosted package only
+        return {"Authorization": f"Bearer {await usage_token(world)}"}
+    if kind == "oauth":  # an OAuth access token (oauth/) whose audience is the hosted endpoint of orga/tool
+        return {"Authorization": f"Bearer {await oauth_token(app, world['owner'], 'orga/tool')}"}
     if kind.startswith("session") or kind == "admin-session":
         user = world["root"] if kind == "admin-session" else world["owner"]
         session_id, csrf = await accounts.start_session(user)
@@ -82,6 +86,30 @@ async def credential(world, kind: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
+async def usage_token(world) -> str:
+    usage = world["app"].app[USAGE]
+    principal = await world["app"].services.accounts.principal_for_user(world["owner"].id)
+    try:
+        world["licence"] = (await usage.licences.create(principal, "orga", "tool"))["licence_key"]
+    except Conflict:  # the one made before is still active
+        pass
+    return (await usage.exchange(world["licence"]))["token"]
+
+
+async def oauth_token(app, user, ref: str) -> str:
+    """An access token through the authorisation server's own steps (registration, approval, code, token)."""
+    oauth, verifier = app.app[OAUTH], "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    client = await oauth.register({"redirect_uris": ["http://127.0.0.1:9/cb"]}, None)
+    request = await oauth.authorization_request({
+        "response_type": "code", "client_id": client["client_id"], "code_challenge": challenge,
+        "code_challenge_method": "S256", "resource": f"{app.base_url}/mcp/{ref}"})
+    code = await oauth.issue_code(await app.services.accounts.principal_for_user(user.id), request)
+    tokens = await oauth.token({"grant_type": "authorization_code", "code": code, "client_id": client["client_id"],
+                                "redirect_uri": "http://127.0.0.1:9/cb", "code_verifier": verifier})
+    return tokens["access_token"]
+
+
 def expected_refusal(access: Access, kind: str, method: str, path_values: dict[str, str], *,
                      unrouted: bool = False) -> str | None:
     """The access code the front door must answer with, or None when it must admit the call. (What no route took
@@ -92,8 +120,14 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
         return None if kind == "scim" else "invalid_token"
     if access.credentials == "ignored":
         return None
-    if kind in ("device", "scim"):  # not a user's token: refused wherever one is read
+    if kind == "scim":  # not a user's token: refused wherever one is read
         return "invalid_token"
+    if kind == "device":  # a managed device: anonymous as a user (acting for its org), so as anonymous callers
+        kind = "anonymous"
+    if kind == "oauth":  # good only at its audience, the hosted endpoint of orga/tool, with the invoke scope
+        if access.resource is None or access.resource.format_map(path_values) != "/mcp/orga/tool":
+            return "invalid_token"
+        kind = "invoke"
     if kind in AUTH_FAILURES:
         return AUTH_FAILURES[kind]
     if kind == "session-no-csrf" and method not in SAFE and not unrouted:
@@ -105,8 +139,10 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
     session = kind in ("session", "session-no-csrf", "admin-session")
     if access.session_only and not session:
         return "session_required"
+    if kind == "usage" and access.scope != "invoke":
+        return "usage_token_only"
     scope, _, bound_org = kind.partition("@")
-    scopes = set(SCOPES) if session else {scope}
+    scopes = set(SCOPES) if session else {"invoke"} if kind == "usage" else {scope}
     if access.scope is not None and access.scope not in scopes:
         return "insufficient_scope"
     if bound_org and access.org != "allowed" and path_values.get(access.org.removeprefix("path:")) != bound_org:
@@ -120,8 +156,8 @@ def path_values(world, token_id: int) -> dict[str, str]:
     return {"namespace": "orga", "name": "tool", "version": "1.0.0", "slug": "orga", "username": "owner",
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
-            "order_id": "1", "entitlement_id": "1", "provider": "stripe", "fmt": "json", "kind": "Users", "tail": "no/such/thing",
-            "id": "1"}
+            "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json",
+            "suffix": "mcp/orga/tool"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
@@ -178,8 +214,10 @@ async def test_every_route_answers_every_credential_as_declared(world):
             else:
                 admissions += 1
                 # (a service's own 401 or 403, such as a wrong password on the login form, is not the front door's)
-                refused_here = code in ACCESS_CODES or (path.startswith(("/v0", "/scim/")) and status in (401, 403))
-                if refused_here or (status >= 500 and status != 501):  # 501: what the registry API does not do
+                refused_here = code in ACCESS_CODES or (path.startswith("/v0") and status in (401, 403))
+                # 501: what the registry API does not do; 503 hosted_unavailable: hosted execution is off here
+                declined = status == 501 or (status == 503 and code == "hosted_unavailable")
+                if refused_here or (status >= 500 and not declined):
                     problems.append(f"{where}: want it admitted, got {status} {code or body!r:.120}")
     assert problems == [], "\n".join(problems)
     assert refusals > 300 and admissions > 300  # both sides of every declaration were exercised

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from ...resources import resource_dir
 from .. import errors as web_errors
-from ..access import NO_CREDENTIALS, allow
-from . import accounts, admin, catalog, orgs, publish
+from ..access import OPEN_PROBE, allow
+from . import accounts, admin, catalog, orgs, policy, publish
+from .branding import install_branding
 from .render import ENV_KEY, STATIC_KEY, favicon, make_environment, render_error, static_file, static_manifest
 
 
@@ -21,10 +22,11 @@ def install_pages(app: web.Application) -> None:
     app[STATIC_KEY] = manifest
     app[ENV_KEY] = make_environment(manifest)
     app[catalog.HOME_KEPT] = {}
-    app.router.add_get("/static/{name:.+}", allow(NO_CREDENTIALS)(static_file))
-    app.router.add_get("/favicon.ico", allow(NO_CREDENTIALS)(favicon))
-    for module in (catalog, accounts, publish, orgs, admin):
+    app.router.add_get("/static/{name:.+}", allow(OPEN_PROBE)(static_file))
+    app.router.add_get("/favicon.ico", allow(OPEN_PROBE)(favicon))
+    for module in (catalog, accounts, publish, orgs, admin, policy):
         app.router.add_routes(module.routes)
+    install_branding(app)  # the operator's name, logo and colour ([branding]): context, stylesheet, logo
     web_errors.html_error_renderer = render_error
 
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ...accounts.models import SCOPE_DESCRIPTIONS, SCOPES
 from ...errors import DomainError, RateLimited
-from ..access import ANYONE, allow, browser_session
+from ..access import ANYONE, allow, browser_session, open_when_private
 from ..auth import SESSION_COOKIE, caller, principal_of
 from ..errors import status_for
 from ..forms import read_form
@@ -42,7 +42,7 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
@@ -50,7 +50,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/login")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def login_submit(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"password"})  # a password is never shown
     login, target = str(form.get("login", ""))[:320], safe_next(str(form.get("next", "")), "/dashboard")
@@ -67,7 +67,7 @@ async def login_submit(request: web.Request) -> web.Response:
 
 
 @routes.post("/logout")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def logout(request: web.Request) -> web.Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
@@ -85,7 +85,7 @@ def _signup_values(form) -> dict:
 
 
 @routes.get("/signup")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def signup_page(request: web.Request) -> web.Response:
     mode = request.app[SETTINGS].accounts.signup
     return await render(request, "accounts/signup.html", mode=mode, values={},
@@ -93,7 +93,7 @@ async def signup_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/signup")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def signup_submit(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"password"})  # a password is never shown
     values = _signup_values(form)
@@ -109,14 +109,14 @@ async def signup_submit(request: web.Request) -> web.Response:
 
 
 @routes.get("/setup")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def setup_page(request: web.Request) -> web.Response:
     request[NO_STORE] = True  # the page carries a one-time code
     return await render(request, "accounts/setup.html", code=request.query.get("code", "")[:100], values={})
 
 
 @routes.post("/setup")
-@allow(ANYONE)
+@allow(open_when_private(ANYONE))
 async def setup_submit(request: web.Request) -> web.Response:
     request[NO_STORE] = True
     form = await read_form(request, multiline={"password"})  # a password is never shown

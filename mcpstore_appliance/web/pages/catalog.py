@@ -70,12 +70,22 @@ async def home(request: web.Request) -> web.Response:
     response = await render(request, "catalog/home.html",
                             top_rated=[p for p in top.item_dicts() if p.get("rating") is not None],
                             most_used=used.item_dicts(), newest=newest.item_dicts(),
-                            categories=list(used.facets.get("category", {}).items())[:24], total=used.total)
+                            categories=list(used.facets.get("category", {}).items())[:24], total=used.total,
+                            **await _private_storefront(request))
     if not keep or response.cookies or response.status != 200:
         return response
     body, etag = response.body, etag_of(response.body)
     request.app[HOME_KEPT]["anonymous"] = (stamp, body, etag)
     return cacheable(request, body, etag=etag, content_type=HTML)
+
+
+async def _private_storefront(request: web.Request) -> dict[str, Any]:
+    """On a private registry the storefront is the catalog of the visitor's organizations."""
+    principal = principal_of(request)
+    if request.app[SETTINGS].registry.mode != "private" or principal is None:
+        return {"private_registry": False}
+    orgs = await request.app[SERVICES].accounts.orgs_of(principal)
+    return {"private_registry": True, "org_names": ", ".join(org.name for org, _ in orgs) or "none yet"}
 
 
 # ---- search ---------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from __future__ import annotations
 import segno
 from aiohttp import web
 
-from ...catalog.pricing import format_minor_units
 from ...errors import DomainError
+from ...market.dashboard import subscriptions
+from ...market.money import journal_text
 from ..access import browser_session, allow
 from ..auth import caller
 from ..forms import read_form
@@ -21,15 +22,6 @@ from ..keys import SERVICES
 
 routes = web.RouteTableDef()
 BUYER_PAGE = browser_session("account")
-JOURNAL_DISPLAY = {"usd": ("usd", 1), "eur": ("eur", 1), "msat": ("sat", 1000)}
-
-
-def balance_text(currency: str, minor: int) -> str:
-    shown, per_unit = JOURNAL_DISPLAY[currency]
-    if per_unit == 1:
-        return f"{format_minor_units(minor, shown)} {shown}"
-    whole, rest = divmod(minor, per_unit)
-    return f"{whole}{'.%03d' % rest if rest else ''} {shown}"
 
 
 def qr_code(bolt11: str) -> str:
@@ -53,8 +45,9 @@ async def purchases_page(request: web.Request) -> web.Response:
     pending = focus if focus and focus["status"] == "pending" else None
     return await render(request, "market/purchases.html", focus=focus, notice=notice,
                         qr=qr_code(pending["bolt11"]) if pending and pending["bolt11"] else None,
-                        balances=[balance_text(c, v) for c, v in sorted(mine["balances"].items())],
-                        orders=mine["orders"], entitlements=mine["entitlements"], refresh=pending is not None)
+                        balances=[journal_text(c, v) for c, v in sorted(mine["balances"].items())],
+                        orders=mine["orders"], entitlements=mine["entitlements"], refresh=pending is not None,
+                        subscriptions=await subscriptions(market.db, principal.id))
 
 
 @routes.post("/packages/{namespace}/{name}/buy")

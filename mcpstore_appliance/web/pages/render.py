@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ...resources import resource_dir
 from ..auth import ANON_CSRF_COOKIE, principal_of
+from .branding import BRAND
 from .format import FILTERS, icon_url, with_query
 from ..keys import CSRF_TOKEN, NEW_ANON_CSRF, NO_STORE, SETTINGS
 
@@ -119,6 +120,7 @@ def _context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
         "csrf_token": _LazyToken(request),
         "request_path": request.path,
         "search_q": query.get("q", "") if request.path in ("/", "/search") else "",
+        "brand": request.app[BRAND],
         **values,
     }
 

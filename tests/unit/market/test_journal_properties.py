@@ -1,7 +1,8 @@
 """Property test: random workloads of purchases, top-ups, calls, refunds and payouts. After every step each
 currency's journal sums to zero, every balance equals its entries, and only a refund of spent credits can take
-a wallet below zero (a debit never does; a refund
-after a payout can leave a creator owing, which is why payouts are batched later)."""
+a wallet below zero (a debit never does; a refund after a payout can leave a creator owing). Payout batches run
+with a stand-in provider that pays, refuses, is down or loses its answer after paying: no payout is ever paid
+twice, what the provider paid is what the journal says was paid out, and failed payouts are returned."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from mcpstore_appliance.market import journal, orders, settle
 from mcpstore_appliance.market.journal import InsufficientFunds
 
-from .support import Confirming, add_package, add_user, open_market
+from .support import Confirming, StandInPayer, add_package, add_user, open_market, set_method
 
 CURRENCIES = ("usd", "sat")
 step = st.one_of(
@@ -24,12 +25,15 @@ step = st.one_of(
     st.tuples(st.just("refund"), st.integers(0, 50)),
     st.tuples(st.just("payout"), st.integers(0, 1), st.sampled_from(CURRENCIES), st.integers(1, 3000)),
     st.tuples(st.just("replay"), st.integers(0, 50)),
+    st.tuples(st.just("batch"), st.sampled_from(("ok", "refuse", "down", "crash_after_send"))),
+    st.tuples(st.just("subscribe"), st.integers(0, 2), st.just(1)),  # sat earnings, to be paid out
+    st.tuples(st.just("batch"), st.just("ok")),
 )
 
 
 class World:
-    def __init__(self, market):
-        self.market, self.db = market, market.db
+    def __init__(self, market, payer):
+        self.market, self.db, self.payer = market, market.db, payer
         self.users: list[int] = []
         self.creators: list[int] = []
         self.packages: list[int] = []  # per call usd, per call sat, subscription usd, subscription sat
@@ -48,6 +52,8 @@ class World:
                          await add_package(self.db, self.creators[0], "subs", model="subscription", price=500),
                          await add_package(self.db, self.creators[1], "subz", model="subscription", price=5000,
                                            currency="sat")]
+        for creator in self.creators:
+            await set_method(self.market, f"user:{creator}")
 
     async def order(self, **values) -> None:
         n = len(self.paid) + 1
@@ -81,6 +87,10 @@ class World:
                     "duplicate", "refunded")
             elif await settle.refund(self.db, "test", f"pi_{order['id']}") and order["kind"] == "credits":
                 self.refunded_credit_wallets.add(f"user:{order['buyer_user_id']}")
+        elif kind == "batch":
+            self.payer.refuse, self.payer.down, self.payer.crash_after_send = (
+                op[1] == "refuse", op[1] == "down", op[1] == "crash_after_send")
+            await self.market.payouts.run()
         elif kind == "payout":
             creator = f"user:{self.creators[op[1]]}"
             currency = "msat" if op[2] == "sat" else "usd"
@@ -92,6 +102,19 @@ class World:
 
     async def check(self) -> None:
         assert await journal.check(self.db) == []
+        assert len(self.payer.sends) == len(set(self.payer.sends))  # nobody paid twice
+        paid = await self.db.fetch_value("SELECT coalesce(sum(amount), 0) FROM market_payouts WHERE status = 'paid'")
+        sending = await self.db.fetch_value("SELECT coalesce(sum(amount), 0) FROM market_payouts"
+                                            " WHERE status = 'sending'")
+        # what the provider paid: every paid payout, and at most the ones whose answer was lost
+        assert paid <= sum(self.payer.sent.values()) <= paid + sending
+        out = await self.db.fetch_value("SELECT coalesce(sum(e.amount), 0) FROM market_entries e JOIN market_accounts a"
+                                        " ON a.id = e.account_id JOIN market_transactions t ON t.id = e.transaction_id"
+                                        " WHERE a.kind = 'clearing' AND a.owner = 'test'"
+                                        " AND t.kind IN ('payout', 'payout_return') AND t.reference LIKE 'payout%:user:%'")
+        opened = await self.db.fetch_value("SELECT coalesce(sum(amount), 0) FROM market_payouts"
+                                           " WHERE status IN ('reserved', 'sending')")
+        assert out == paid + opened  # failed ones were returned
         for row in await self.db.fetch_all("SELECT kind, owner, balance FROM market_accounts"):
             if row["kind"] == "wallet" and row["owner"] not in self.refunded_credit_wallets:
                 assert row["balance"] >= 0, row
@@ -102,12 +125,14 @@ def test_random_workloads_keep_the_journal_sound(tmp_path):
     counter = iter(range(10**6))
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(st.lists(step, max_size=30))
+    @given(st.lists(step, min_size=4, max_size=30))
     def workload(ops):
         async def scenario():
-            market = await open_market(tmp_path / f"p{next(counter)}.sqlite3")
+            payer = StandInPayer()
+            market = await open_market(tmp_path / f"p{next(counter)}.sqlite3", payer=payer,
+                                       payouts={"minimum": {"sat": "1"}})
             try:
-                world = World(market)
+                world = World(market, payer)
                 await world.setup()
                 for op in ops:
                     await world.run(op)
