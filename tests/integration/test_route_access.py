@@ -67,6 +67,10 @@ async def credential(world, kind: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await usage_token(world)}"}
     if kind == "oauth":  # an OAuth access token (oauth/) whose audience is the hosted endpoint of orga/tool
         return {"Authorization": f"Bearer {await oauth_token(app, world['owner'], 'orga/tool')}"}
+    if kind == "scim":  # an org SCIM token (scim/), for orga: it provisions orga and nothing else
+        owner = await accounts.principal_for_user(world["owner"].id)
+        secret, _ = await app.app[SCIM_TOKENS].create(owner, await accounts.get_org("orga"), "idp")
+        return {"Authorization": f"Bearer {secret}"}
     if kind.startswith("session") or kind == "admin-session":
         user = world["root"] if kind == "admin-session" else world["owner"]
         session_id, csrf = await accounts.start_session(user)
@@ -157,7 +161,7 @@ def path_values(world, token_id: int) -> dict[str, str]:
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
             "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json",
-            "suffix": "mcp/orga/tool"}
+            "suffix": "mcp/orga/tool", "kind": "Users", "tail": "no/such/thing", "id": "u-1"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
