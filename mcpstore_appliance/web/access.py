@@ -16,6 +16,8 @@ The declarations:
 - `browser_session(scope)`: pages and forms of a signed-in user, for browser sessions only.
 - `DEVICE_TOKEN`: managed devices; the handler checks an org device token (policy/) itself, so user
   credentials are not looked at here, as with NO_CREDENTIALS.
+- `SCIM_TOKEN`: an org's identity provider; the handler checks the org's SCIM token (web/scim_api.py) itself,
+  as with DEVICE_TOKEN.
 - `resource=...` on signed_in: the route is an OAuth protected resource (the hosted MCP endpoint, a path
   template such as "/mcp/{namespace}/{name}"); an OAuth access token is good only at its own resource (its
   audience) and refused everywhere else as invalid_token.
@@ -57,6 +59,7 @@ class Access:
     session_only: bool = False
     page: bool = False
     device: bool = False  # an org device token, checked by the handler (DEVICE_TOKEN)
+    scim: bool = False  # an org SCIM token, checked by the handler (SCIM_TOKEN)
     resource: str | None = None  # path template of an OAuth protected resource (the hosted MCP endpoint)
     open_when_private: bool = False  # reachable without signing in on a private registry too
 
@@ -81,6 +84,7 @@ class Access:
 
 NO_CREDENTIALS = Access("ignored")
 DEVICE_TOKEN = Access("ignored", device=True, open_when_private=True)
+SCIM_TOKEN = Access("ignored", scim=True, open_when_private=True)
 ANYONE = Access("optional", scope="read")
 
 

@@ -23,11 +23,12 @@ from mcpstore_appliance.web.api_policy import POLICY
 from mcpstore_appliance.errors import Conflict
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from mcpstore_appliance.web.keys import OAUTH, USAGE
+from mcpstore_appliance.web.scim_api import SCIM_TOKENS
 from tests.seed import bundle_for, publish
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 KINDS = ("anonymous", *SCOPES, *(f"{scope}@orgb" for scope in SCOPES if scope != "admin"), "revoked", "expired",
-         "disabled", "session", "session-no-csrf", "admin-session", "device", "usage", "oauth")
+         "disabled", "session", "session-no-csrf", "admin-session", "device", "usage", "oauth", "scim")
 AUTH_FAILURES = {"revoked": "token_revoked", "expired": "token_expired", "disabled": "account_disabled"}
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -66,6 +67,10 @@ async def credential(world, kind: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await usage_token(world)}"}
     if kind == "oauth":  # an OAuth access token (oauth/) whose audience is the hosted endpoint of orga/tool
         return {"Authorization": f"Bearer {await oauth_token(app, world['owner'], 'orga/tool')}"}
+    if kind == "scim":  # an org SCIM token (scim/), for orga: it provisions orga and nothing else
+        owner = await accounts.principal_for_user(world["owner"].id)
+        secret, _ = await app.app[SCIM_TOKENS].create(owner, await accounts.get_org("orga"), "idp")
+        return {"Authorization": f"Bearer {secret}"}
     if kind.startswith("session") or kind == "admin-session":
         user = world["root"] if kind == "admin-session" else world["owner"]
         session_id, csrf = await accounts.start_session(user)
@@ -115,8 +120,12 @@ def expected_refusal(access: Access, kind: str, method: str, path_values: dict[s
     answers 404/405 without a CSRF check: there is nothing to protect.)"""
     if access.device:  # the handler checks the device token itself: any other credential is not one
         return None if kind == "device" else "invalid_device_token"
+    if access.scim:  # likewise the SCIM token, for the org's identity provider
+        return None if kind == "scim" else "invalid_token"
     if access.credentials == "ignored":
         return None
+    if kind == "scim":  # not a user's token: refused wherever one is read
+        return "invalid_token"
     if kind == "device":  # a managed device: anonymous as a user (acting for its org), so as anonymous callers
         kind = "anonymous"
     if kind == "oauth":  # good only at its audience, the hosted endpoint of orga/tool, with the invoke scope
@@ -152,7 +161,7 @@ def path_values(world, token_id: int) -> dict[str, str]:
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
             "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json",
-            "suffix": "mcp/orga/tool"}
+            "suffix": "mcp/orga/tool", "kind": "Users", "tail": "no/such/thing", "id": "u-1"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
@@ -202,7 +211,8 @@ async def test_every_route_answers_every_credential_as_declared(world):
                 refusals += 1
                 want_status = 401 if want in ("unauthenticated", "invalid_token", "invalid_device_token",
                                               *AUTH_FAILURES.values()) else 403
-                registry = path.startswith("/v0")  # the MCP Registry API's own error shape has no code
+                # the MCP Registry API's and SCIM's own error shapes have no code
+                registry = path.startswith(("/v0", "/scim/"))
                 if status != want_status or (not registry and code != want):
                     problems.append(f"{where}: want {want_status} {want}, got {status} {code or body!r:.120}")
             else:
