@@ -51,19 +51,20 @@ async def test_nothing_is_readable_anonymously_but_the_allowlist(private):
     for route in routes_of(app.app):
         access = access_of(route.handler)
         method = "POST" if route.method == "*" else route.method
-        if access.open_when_private:
+        open_here = access.open_when_private and not access.scim  # SCIM: its handler demands the org's token
+        if open_here:
             opened.add(_key(route).replace("{name:.+}", "{name}").replace(
                 "{provider:stripe|lnbits}", "{provider}"))
         path = concrete(route.resource.canonical, values)
         kwargs = {"json": {}} if method not in ("GET", "HEAD", "OPTIONS") else {}
         status, body, response = await app.client.request(method, path, headers={"Accept": "application/json"},
                                                           allow_redirects=False, **kwargs)
-        if access.open_when_private:
+        if open_here:
             continue
         refused = status == 401 or (status == 303 and response.headers["Location"].startswith("/login?"))
         if not refused:
             problems.append(f"{method} {route.resource.canonical}: {status} {error_code(status, body) or body!r:.100}")
-        elif status == 401 and not path.startswith("/v0"):
+        elif status == 401 and not path.startswith("/v0") and not access.scim:
             assert error_code(status, body) in ("private_registry", "unauthenticated"), (path, body)
     assert problems == [], "\n".join(problems)
     keys = {k.split(":")[0] if "{" not in k else k for k in opened}
