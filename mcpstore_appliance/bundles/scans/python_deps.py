@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -77,9 +78,24 @@ def _declared_python_deps(view: BundleView) -> tuple[dict[str, str], list[Findin
     return declared, problems
 
 
+# CPython 3.11 keeps the AST constructor's recursion depth per interpreter, not per thread: a parse that
+# overlaps another thread's (ours, or any library's) can fail with "SystemError: AST constructor recursion depth
+# mismatch", which made this scanner "crash" and quarantined good bundles under load. Ours run one at a time,
+# and the rare clash with another thread's is parsed again.
+_AST_PARSE = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    with _AST_PARSE:
+        try:
+            return ast.parse(source)
+        except SystemError:
+            return ast.parse(source)
+
+
 def _module_level_imports(source: str) -> set[str]:
     """Top-level names imported unconditionally at module level (imports inside try/if/def may be optional)."""
-    tree = ast.parse(source)
+    tree = _parse(source)
     names = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
