@@ -161,9 +161,10 @@ def run_restore(args: argparse.Namespace) -> int:
     shutil.copy2(src / "mcpstore.sqlite3", paths["db"])
     private_file(paths["db"])  # copy2 copied the backup's mode
     shutil.copytree(src / "keys", paths["keys"])
-    private_dir(paths["keys"])
-    for key_file in paths["keys"].iterdir():
-        os.chmod(key_file, PRIVATE_FILE_MODE)
+    for folder, _, files in os.walk(paths["keys"]):  # key folders (keys/usage/) too: 0700, their files 0600
+        private_dir(Path(folder))
+        for key_file in files:
+            os.chmod(Path(folder) / key_file, PRIVATE_FILE_MODE)
     wanted = [line for line in (src / "blobs.txt").read_text().split() if line]
     if (src / "blobs").is_dir():
         print(f"restoring {len(wanted)} blobs", file=sys.stderr)
