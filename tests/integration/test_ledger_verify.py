@@ -201,10 +201,9 @@ async def test_a_forked_log_is_caught(world, capsys):
     assert await world.verify(str(world.bundle("tool"))) == 0
     # The operator restores yesterday's backup (same key, size 2) and the two copies then diverge.
     restored = world.tmp / "restored"
-    (restored / "keys").mkdir(parents=True)
+    restored.mkdir(parents=True)
     await world.a.services.db.backup_to(restored / "mcpstore.sqlite3")
-    for key in (world.a.data_dir / "keys").iterdir():
-        shutil.copy2(key, restored / "keys" / key.name)
+    shutil.copytree(world.a.data_dir / "keys", restored / "keys")  # with its folders (keys/usage/)
     await world.publish(world.a, "third")
     assert await world.verify(str(world.bundle("tool"))) == 0
     kept = world.trust()
