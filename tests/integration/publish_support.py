@@ -112,7 +112,9 @@ class ServerProcess:
 
     async def start(self) -> "ServerProcess":
         env = {**os.environ, "MCPSTORE_LEDGER__CHECKPOINT_INTERVAL_SECONDS": "0",
-               "MCPSTORE_SERVER__ACCESS_LOG": "false", **self.env}
+               "MCPSTORE_SERVER__ACCESS_LOG": "false",
+               # the test bundles' servers are not real: no publish-time start in a sandbox (as make_settings)
+               "MCPSTORE_HOSTED__BACKEND": "off", **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mcpstore_appliance.cli.main", "serve", "--data", str(self.data_dir),
              "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
