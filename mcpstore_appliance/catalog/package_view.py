@@ -94,6 +94,7 @@ class PackageView(Downloads, UpdateChecks):
         self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
         self._installable = LRU(cache_size)  # entries are small: see package_updates.MAX_KEPT_CHANGELOG_CHARS
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
+        self._anonymous_bundles = LRU(cache_size)  # sha256 -> (stamp, DownloadTarget): package_downloads.py
         # (conn, user id, org ids, package id, major) -> bool: whether an entitlement covers that major version.
         # Set by the market's wiring (market.entitlements.covers); None: nobody has bought anything.
         self.entitled = entitled  # whether a caller holds access to a paid package (market/); None: nobody
