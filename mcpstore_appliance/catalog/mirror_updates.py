@@ -107,7 +107,12 @@ class MirrorUpdates:
         """Import the pending version, verified and scanned like any import; it stays pending if that fails."""
         row = await self._pending_row(pending_id)
         release = f"{row['upstream_namespace']}/{row['upstream_name']}@{row['version']}"
-        return await self.import_release(admin, row["upstream"], release, row["org"], ip=ip, pending_id=pending_id)
+        answer = await self.import_release(admin, row["upstream"], release, row["org"], ip=ip, pending_id=pending_id)
+        if not answer["created"]:  # imported by hand meanwhile: the update is settled all the same
+            async with self.db.write() as tx:
+                await tx.execute("UPDATE mirror_pending SET status = 'approved', decided_by = ?, decided_at = ?"
+                                 " WHERE id = ? AND status = 'pending'", (admin.id, time.time(), pending_id))
+        return answer
 
     async def reject(self, admin: Principal, pending_id: int, reason: str | None = None,
                      ip: str | None = None) -> dict[str, Any]:

@@ -335,3 +335,44 @@ async def test_mirror_cli(start_app, tmp_path):
     pending_id = done.stdout.split("\t")[0]
     done = await mcpstore(data, "admin", "mirror", "approve", pending_id)
     assert done.returncode == 0 and json.loads(done.stdout)["version"] == "1.1.0", done.stderr
+
+
+# --- the admin page --------------------------------------------------------------------------------------
+
+async def test_mirror_admin_page(start_app):
+    from tests.integration.test_pages import Browser
+
+    up, down = await start_app(), await start_app()
+    _, alice = await user(up, "alice")
+    await publish(up.client, bundle("weather", "1.0.0"), alice)
+    root, _ = await down.user("root", admin=True)
+    await make_org(down, "acme", root)
+    await down.user("bob")
+    browser, other = Browser(down.base_url), Browser(down.base_url)
+    try:
+        await other.log_in("bob")
+        status, _, _ = await other.get("/admin/mirror")
+        assert status == 403
+        await browser.log_in("root")
+        status, html, _ = await browser.post("/admin/mirror/upstreams", {"url": "http://169.254.169.254"},
+                                             token_from="/admin/mirror")
+        assert status == 400 and "link-local" in html
+        status, html, response = await browser.post("/admin/mirror/upstreams", {"url": up.base_url, "key": ""},
+                                                    token_from="/admin/mirror")
+        assert status == 200 and response.url.path == "/admin/mirror" and "on first use" in html
+        assert up.services.ledger.verifier_key() in html
+        status, html, _ = await browser.post("/admin/mirror/imports", {
+            "upstream": up.base_url, "release": "alice/weather@1.0.0", "org": "acme"}, token_from="/admin/mirror")
+        assert status == 200 and "The release was imported." in html
+        await publish(up.client, bundle("weather", "1.1.0"), alice)
+        status, html, _ = await browser.post("/admin/mirror/check", {}, token_from="/admin/mirror")
+        assert status == 200 and 'data-update="acme/weather@1.1.0"' in html
+        [pending] = await down.services.mirror.pending()
+        status, html, _ = await browser.post(f"/admin/mirror/pending/{pending['id']}/approve", {},
+                                             token_from="/admin/mirror")
+        assert status == 200 and "The update was imported." in html and "No update waits." in html
+        status, html, _ = await browser.get("/packages/acme/weather")
+        assert status == 200 and 'id="mirrored-from"' in html and up.base_url in html
+    finally:
+        await browser.close()
+        await other.close()
