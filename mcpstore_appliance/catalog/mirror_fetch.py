@@ -116,11 +116,13 @@ class UpstreamClient:
         params = {k: str(v) for k, v in (query or {}).items()}
         try:
             async with self._session.get(self.base_url + path, params=params, allow_redirects=False) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES + 1)
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise UpstreamFailed(f"the upstream's answer to {path} is larger than {MAX_ANSWER_BYTES} bytes",
-                                         code="upstream_answer_too_large")
-                return response.status, body
+                body = bytearray()  # read to the end: one read() returns only what has arrived so far
+                async for chunk in response.content.iter_chunked(BLOCK):
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise UpstreamFailed(f"the upstream's answer to {path} is larger than {MAX_ANSWER_BYTES} "
+                                             "bytes", code="upstream_answer_too_large")
+                return response.status, bytes(body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise self._failed(path, exc) from None
 

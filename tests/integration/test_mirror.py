@@ -6,6 +6,7 @@ provenance record. Refusals change nothing. Where an upstream must misbehave, a 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable
 
 import aiohttp
@@ -204,6 +205,35 @@ async def test_wrong_pinned_key_refused(pair):
     assert status == 409 and body["error"]["code"] == "upstream_key_differs"
 
 
+async def test_forked_upstream_refused(pair, start_app, tmp_path):
+    """The upstream's operator restores an old backup (same key) and the copies diverge: the mirror kept the
+    newer checkpoint, and the fork cannot prove it extends it."""
+    import shutil
+
+    up, down = pair["up"], pair["down"]
+    await publish(up.client, bundle("weather", "1.0.0"), pair["alice"])
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    await up.services.db.backup_to(restored / "mcpstore.sqlite3")
+    shutil.copytree(up.data_dir / "keys", restored / "keys")
+    await publish(up.client, bundle("other", "1.0.0"), pair["alice"])
+    proxy = await pair["proxy"]()  # the upstream's one address, in front of whichever copy serves it
+    await add_upstream(pair, proxy.base_url, upstream_key(pair))
+    status, body = await import_release(pair, proxy.base_url, "alice/other@1.0.0")
+    assert status == 201, body
+
+    fork = await start_app(data_dir=restored, ledger={"origin": up.services.ledger.origin,
+                                                       "checkpoint_interval_seconds": 0})
+    assert fork.services.ledger.verifier_key() == upstream_key(pair)
+    for name in ("evil", "more"):
+        await publish(fork.client, bundle(name, "1.0.0"), pair["alice"])
+    proxy.target = fork.base_url
+    before = await state(down)
+    status, body = await import_release(pair, proxy.base_url, "alice/evil@1.0.0")
+    assert status == 422 and body["error"]["code"] == "upstream_inconsistent_log", body
+    assert await state(down) == before
+
+
 @pytest.mark.parametrize("tamper", ["bytes", "bytes_and_metadata", "proof"])
 async def test_tampering_upstream_refused(pair, tamper):
     up, down = pair["up"], pair["down"]
@@ -232,6 +262,31 @@ async def test_tampering_upstream_refused(pair, tamper):
                 "proof": (422, "upstream_bad_proof")}[tamper]
     assert (status, body["error"]["code"]) == expected, body
     assert await state(down) == before
+
+
+async def test_oversized_upstream_answers_refused(pair, start_app):
+    up = pair["up"]
+    big = bundle("weather", "1.0.0", extra={"server/data.bin": os.urandom(20_000)})
+    await publish(up.client, big, pair["alice"])
+    # A downstream whose bundle limit is below the bundle: the download stops at the limit.
+    small = await start_app(publish={"max_bundle_bytes": 10_000})
+    root, admin = await user(small, "root", admin=True, scopes=("read",))
+    await make_org(small, "acme", root)
+    client = small.client.with_token(admin)
+    await client.post("/api/admin/mirror/upstreams", json={"url": up.base_url, "key": upstream_key(pair)})
+    before = await state(small)
+    status, body, _ = await client.post("/api/admin/mirror/imports", json={
+        "upstream": up.base_url, "release": "alice/weather@1.0.0", "org": "acme"})
+    assert status == 413 and body["error"]["code"] == "bundle_too_large", body
+    assert await state(small) == before
+    # An upstream that answers a metadata read with megabytes is cut off.
+    proxy = await pair["proxy"]()
+    proxy.alter["/api/packages/"] = lambda body: b'{"x": "' + b"a" * 2_000_000 + b'"}'
+    await add_upstream(pair, proxy.base_url, upstream_key(pair))
+    before = await state(pair["down"])
+    status, body = await import_release(pair, proxy.base_url, "alice/weather@1.0.0")
+    assert status == 502 and body["error"]["code"] == "upstream_answer_too_large", body
+    assert await state(pair["down"]) == before
 
 
 async def test_scans_here_quarantine_an_upstream_release(pair):
