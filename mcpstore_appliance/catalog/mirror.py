@@ -165,9 +165,11 @@ class Mirror(MirrorUpdates):
     # --- imports -----------------------------------------------------------------------------------------
 
     async def import_release(self, admin: Principal, url: str, release: str, org: str, *, ip: str | None = None,
-                             pending_id: int | None = None) -> dict[str, Any]:
-        """Import one upstream release into `org`. Importing it again answers what the first import made."""
+                             pending_id: int | None = None, visibility: str | None = None) -> dict[str, Any]:
+        """Import one upstream release into `org` (a new package there is visible to the org's members unless
+        `visibility` says otherwise). Importing it again answers what the first import made."""
         wanted = Release.parse(release)
+        options = PublishOptions.parse({"visibility": visibility} if visibility else {})
         upstream = await self.upstream(url)
         target = await self._target(org)
         done = await self.db.fetch_one(
@@ -189,7 +191,7 @@ class Mirror(MirrorUpdates):
                                         f"says {sha256}; nothing was imported", code="upstream_bytes_mismatch")
                 verified = await self._verify(http, upstream, wanted, got, size)
             also = self._provenance_writer(admin, upstream, wanted, verified, got, ip, pending_id)
-            result = await self.publisher.publish(admin, PublishOptions(), _chunks(path), declared_size=size,
+            result = await self.publisher.publish(admin, options, _chunks(path), declared_size=size,
                                                   ip=ip, target=target, also=also)
         finally:
             path.unlink(missing_ok=True)

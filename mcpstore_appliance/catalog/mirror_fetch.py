@@ -35,6 +35,8 @@ def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     mapped = getattr(ip, "ipv4_mapped", None)
     if mapped is not None:
         ip = mapped
+    if ip.is_loopback:
+        return False  # ::1 lies in a reserved block; loopback upstreams are allowed like private ones
     return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip == AWS_IMDS_V6
 
 

@@ -39,6 +39,8 @@ def add_parsers(admin_commands) -> None:
     release.add_argument("url", help="the upstream's URL (added with `mirror upstream add`)")
     release.add_argument("release", help="namespace/name@version at the upstream")
     release.add_argument("--org", required=True, help="the organization here to publish it under")
+    release.add_argument("--visibility", choices=["public", "org", "private"],
+                         help="of a package new here (default org: the organization's members)")
     release.set_defaults(func=import_release)
 
     check = actions.add_parser("check", help="list newer upstream versions of mirrored packages as pending")
@@ -110,7 +112,7 @@ def import_release(args: argparse.Namespace) -> int:
     """Exit 0 published, 3 quarantined (as `mcpstore publish`)."""
     async def work(services):
         answer = await services.mirror.import_release(await _admin(services, args.as_user), args.url, args.release,
-                                                      args.org)
+                                                      args.org, visibility=args.visibility)
         _print(answer)
         source = answer["mirrored_from"]
         verb = "imported" if answer["created"] else "was imported before as"

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +44,8 @@ class ImportBody(BaseModel):
     upstream: str = Field(max_length=2000)
     release: str = Field(max_length=300, description="namespace/name@version at the upstream")
     org: str = Field(max_length=60, description="the organization here that the release is published under")
+    visibility: Literal["public", "org", "private"] | None = Field(
+        None, description="of a package new here (default org: the organization's members); kept on updates")
 
 
 class RejectBody(BaseModel):
@@ -87,7 +91,7 @@ async def add_upstream(request: web.Request) -> web.Response:
 async def import_release(request: web.Request) -> web.Response:
     body = await read_json(request, ImportBody)
     answer = await _mirror(request).import_release(caller(request), body.upstream, body.release, body.org,
-                                                   ip=client_ip(request))
+                                                   ip=client_ip(request), visibility=body.visibility)
     return web.json_response(answer, status=201 if answer["created"] else 200)
 
 

@@ -155,8 +155,11 @@ async def test_updates_wait_for_approval(pair):
     await add_upstream(pair, up.base_url, None)  # trust on first use: the key served now is pinned
     [row] = await down.services.db.fetch_all("SELECT ledger_key, pinned FROM mirror_upstreams")
     assert row == {"ledger_key": upstream_key(pair), "pinned": "first-use"}
-    status, _ = await import_release(pair, up.base_url, "alice/weather@1.0.0")
-    assert status == 201
+    status, body, _ = await admin.post("/api/admin/mirror/imports", json={
+        "upstream": up.base_url, "release": "alice/weather@1.0.0", "org": "acme", "visibility": "public"})
+    assert status == 201 and body["visibility"] == "public"
+    status, page, _ = await down.client.get("/api/packages/acme/weather")  # public: anyone sees its provenance
+    assert status == 200 and page["mirrored_from"]["release"] == "alice/weather@1.0.0"
 
     status, found, _ = await admin.post("/api/admin/mirror/check")
     assert status == 200 and found == {"found": [], "errors": []}
@@ -431,3 +434,25 @@ async def test_mirror_admin_page(start_app):
     finally:
         await browser.close()
         await other.close()
+
+
+async def test_timer_checks_when_configured(start_app):
+    """`[mirror] check_interval_seconds` finds updates by itself (and still imports nothing)."""
+    import asyncio
+
+    up = await start_app()
+    down = await start_app(mirror={"check_interval_seconds": 0.2})
+    _, alice = await user(up, "alice")
+    root, _ = await user(down, "root", admin=True)
+    await make_org(down, "acme", root)
+    admin = await down.services.accounts.principal_for_user(root.id)
+    await publish(up.client, bundle("weather", "1.0.0"), alice)
+    await down.services.mirror.add_upstream(admin, up.base_url, up.services.ledger.verifier_key())
+    await down.services.mirror.import_release(admin, up.base_url, "alice/weather@1.0.0", "acme")
+    await publish(up.client, bundle("weather", "2.0.0"), alice)
+    for _ in range(100):
+        if pending := await down.services.mirror.pending():
+            break
+        await asyncio.sleep(0.05)
+    assert [(p["version"], p["status"]) for p in pending] == [("2.0.0", "pending")]
+    assert await down.services.db.fetch_value("SELECT count(*) FROM versions") == 1
