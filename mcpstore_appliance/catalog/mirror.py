@@ -175,7 +175,7 @@ class Mirror(MirrorUpdates):
         done = await self.db.fetch_one(
             PROVENANCE_SQL + " WHERE m.upstream_id = ? AND m.upstream_release = ?", (upstream["id"], str(wanted)))
         if done is not None:
-            return await self._existing(done)
+            return await self._existing(done, target)
         path = self.tmp_dir / f"mirror-{secrets.token_hex(8)}.mcpb"
         try:
             async with self.client(upstream["url"]) as http:
@@ -205,10 +205,16 @@ class Mirror(MirrorUpdates):
             raise NotFound(f"no organization {str(org)[:60]!r}", code="no_such_org")
         return Target(row["slug"], row["id"], None)
 
-    async def _existing(self, row: dict[str, Any]) -> dict[str, Any]:
+    async def _existing(self, row: dict[str, Any], target: Target) -> dict[str, Any]:
+        """A release imported before: the same answer again, or a clear refusal to import it a second time
+        elsewhere (one upstream release has one home here)."""
         version = await self.db.fetch_one(
             "SELECT v.id, v.version, v.state, v.sha256, v.size, v.ledger_index, p.namespace, p.name FROM versions v"
             " JOIN packages p ON p.id = v.package_id WHERE v.id = ?", (row["version_id"],))
+        if version["namespace"] != target.namespace:
+            raise Conflict(f"{row['upstream_release']} was imported before as {version['namespace']}/"
+                           f"{version['name']}@{version['version']}", code="already_mirrored",
+                           details={"namespace": version["namespace"], "name": version["name"]})
         return {**version, "mirrored_from": provenance_view(row), "created": False}
 
     async def _verify(self, http: UpstreamClient, upstream: dict[str, Any], wanted: Release, sha256: str,
@@ -264,10 +270,6 @@ class Mirror(MirrorUpdates):
                                         "approved_pending": pending_id})
 
         return write
-
-    async def provenance(self, version_id: int) -> dict[str, Any] | None:
-        row = await self.db.fetch_one(PROVENANCE_SQL + " WHERE m.version_id = ?", (version_id,))
-        return provenance_view(row) if row is not None else None
 
 
 def _upstream_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,11 @@ async def test_mirror_import_verifies_and_keeps_provenance(pair):
     status, twice = await import_release(pair, up.base_url, "alice/weather@1.0.0")
     assert status == 200 and twice["created"] is False and twice["mirrored_from"]["leaf_index"] == source["leaf_index"]
     assert await state(down) == before
+    await make_org(down, "beta", await down.services.accounts.find_user("root"))
+    before = await state(down)
+    status, body = await import_release(pair, up.base_url, "alice/weather@1.0.0", org="beta")
+    assert status == 409 and body["error"]["code"] == "already_mirrored"
+    assert await state(down) == before
     actions = [r["action"] for r in await down.services.db.fetch_all("SELECT action FROM audit_events ORDER BY id")]
     assert "mirror.upstream_add" in actions and "mirror.import" in actions
 
