@@ -16,6 +16,7 @@ from .blobs.base import BlobStore
 from .catalog.cursors import CursorCodec
 from .catalog.discovery import CURSOR_KEY_FILE, Discovery, read_search_generation
 from .catalog.downloads import DownloadCounter
+from .catalog.mirror import Mirror
 from .catalog.orphans import Sweeper
 from .catalog.publish import Publisher
 from .catalog.package_view import PackageView
@@ -36,9 +37,9 @@ from .oauth.service import OAuthService
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
-from .web import (api_accounts, api_audit, api_market, api_packages, api_payouts, api_policy, api_publish,
-                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, scim_api,
-                  sendfile)
+from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages, api_payouts, api_policy,
+                  api_publish, api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api,
+                  scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -75,6 +76,7 @@ class Services:
     policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
     usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
     oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
+    mirror: Mirror  # the curated mirror: imports from upstream registries, updates waiting for approval
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -125,11 +127,13 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes,
                                       rules=hosted_rules(usage, market))
         discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
+        publisher = Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             accounts=accounts,
             ledger=ledger,
-            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check),
+            publisher=publisher,
+            mirror=Mirror(db, publisher, settings),
             package_status=PackageStatusService(db, ledger),
             discovery=discovery,
             gateway=gateway,
@@ -235,5 +239,6 @@ def create_app(settings: Settings) -> web.Application:
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
+    api_mirror.install(app)  # the curated mirror: admin API, admin page, the update-check timer
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

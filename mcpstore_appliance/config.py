@@ -268,6 +268,13 @@ class AuditSettings(Section):
     syslog_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class MirrorSettings(Section):
+    """The curated mirror (catalog/mirror.py): imports from upstream registries, newer versions wait for approval."""
+
+    check_interval_seconds: float = Field(0.0, ge=0)  # look for newer upstream versions; 0: only `admin mirror check`
+    timeout_seconds: float = Field(60.0, gt=0)  # one conversation with an upstream (a bundle download included)
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -281,6 +288,7 @@ class Settings(Section):
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
     branding: BrandingSettings = BrandingSettings()
+    mirror: MirrorSettings = MirrorSettings()
 
     @model_validator(mode="after")
     def _private_signup(self) -> "Settings":

@@ -83,6 +83,21 @@ STATIC_COLUMNS = (
     " v.signer_not_before, v.signer_not_after, v.signer_fingerprint, v.signature_reason, v.findings_json,"
     " v.changelog, v.icon_sha256, v.unsigned_sha256")
 
+# A mirrored version's provenance (catalog/mirror.py), written with the version and never changed: the
+# upstream, its publish leaf, the checkpoint kept verbatim and the inclusion proof, for anyone to re-check.
+MIRRORED_FROM = (
+    "(SELECT json_object('upstream', m.upstream_url, 'release', m.upstream_release, 'leaf_index', m.leaf_index,"
+    " 'leaf', m.leaf, 'tree_size', m.tree_size, 'checkpoint', m.checkpoint, 'inclusion_proof',"
+    " json(m.inclusion_proof), 'mirrored_at', m.mirrored_at) FROM mirror_provenance m WHERE m.version_id = v.id)"
+    " AS mirrored_from")
+
+
+def mirrored_from(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    found = json.loads(raw)
+    return {**found, "mirrored_at": iso(found["mirrored_at"])}
+
 
 class PackageView(Downloads, UpdateChecks):
     def __init__(self, db: Database, cursors: CursorCodec, base_url: str, cache_size: int = 2048,
@@ -222,7 +237,7 @@ class PackageView(Downloads, UpdateChecks):
         cached = self._static.get(version_id)
         if cached is None:
             row = self.db.inline(lambda c: c.execute(
-                f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS} FROM versions v WHERE v.id = ?",
+                f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS}, {MIRRORED_FROM} FROM versions v WHERE v.id = ?",
                 (version_id,)).fetchone())
             cached = dumps(self._static_fields(row, namespace, name))
             self._static.put(version_id, cached)
@@ -266,6 +281,7 @@ class PackageView(Downloads, UpdateChecks):
             "bundle_url": f"{self.base_url}/bundles/{sha256}.mcpb",
             "bundle_hash": f"sha256:{sha256}",
             "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download",
+            "mirrored_from": mirrored_from(row["mirrored_from"]),
         }
 
     # -- versions ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from .. import audit
 from ..accounts.models import ROLES_THAT_PUBLISH, Principal
@@ -52,6 +52,9 @@ from .visibility import can_manage
 log = logging.getLogger("mcpstore.publish")
 
 Inspector = Callable[..., BundleReport]  # (path, BundleLimits, SignatureTrust, *, file_sha256) -> BundleReport
+# Rows another part writes with the version, in its transaction: (tx, version id, state); the curated mirror's
+# provenance record (catalog/mirror.py). Raising there rolls the whole publish back.
+AlsoWrite = Callable[[Transaction, int, str], Awaitable[None]]
 
 
 def default_inspector() -> Inspector:
@@ -85,10 +88,13 @@ class Publisher:
     # --- entry point --------------------------------------------------------------------------------
 
     async def publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes], *,
-                      declared_size: int | None = None, ip: str | None = None) -> PublishResult:
+                      declared_size: int | None = None, ip: str | None = None, target: Target | None = None,
+                      also: AlsoWrite | None = None) -> PublishResult:
+        """`target`: where an operator's import goes (the mirror decides it; otherwise the caller's right to the
+        namespace does); `also`: rows written in the publish's own transaction."""
         outcome = "error"
         try:
-            result = await self._publish(principal, options, chunks, declared_size, ip)
+            result = await self._publish(principal, options, chunks, declared_size, ip, target, also)
             outcome = result.state
             return result
         except Unprocessable as exc:
@@ -103,8 +109,9 @@ class Publisher:
                                help="Publish requests by outcome: published, quarantined, rejected, refused, error")
 
     async def _publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes],
-                       declared_size: int | None, ip: str | None) -> PublishResult:
-        target = await self.target_for(principal, options.namespace)
+                       declared_size: int | None, ip: str | None, target: Target | None,
+                       also: AlsoWrite | None) -> PublishResult:
+        target = target or await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
         if options.pricing is not None:
             check_price_bounds(options.pricing, self.settings.market)
@@ -130,7 +137,8 @@ class Publisher:
                 await stored.put_file(upload.path, upload.sha256)
                 icon = await stored.put_bytes(report.icon_png) if report.icon_png else None
                 clock.lap("blob")
-                result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
+                result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip,
+                                            also)
             clock.lap("commit")
         result.ledger = await ledger_proof(self.ledger, result.ledger_index) if state == "published" else None
         clock.lap("proof")
@@ -206,7 +214,7 @@ class Publisher:
 
     async def _commit(self, principal: Principal, target: Target, options: PublishOptions, upload: Upload,
                       report: BundleReport, state: str, parsed: semver.Version, icon: str | None,
-                      ip: str | None) -> PublishResult:
+                      ip: str | None, also: AlsoWrite | None = None) -> PublishResult:
         meta = report.metadata
         try:
             async with self.db.write() as tx:
@@ -223,6 +231,8 @@ class Publisher:
                         signer_fingerprint=report.signature.fingerprint_sha256)
                     index = await self.ledger.append(tx, event, org_id=seal_org(package))
                     await tx.execute("UPDATE versions SET ledger_index = ? WHERE id = ?", (index, version_id))
+                if also is not None:
+                    await also(tx, version_id, state)
                 await audit.record(tx, actor_of(principal, ip), "package.publish", org_id=package["org_id"],
                                    target=f"{target.namespace}/{meta.name}@{meta.version}",
                                    details={"state": state, "sha256": upload.sha256, "size": upload.size,
