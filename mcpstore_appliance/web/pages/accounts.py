@@ -29,7 +29,7 @@ def form_error(exc: DomainError) -> dict:
     return {"error": exc.message, "error_details": details}
 
 
-async def _start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
+async def start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
     session_id, _csrf = await request.app[SERVICES].accounts.start_session(user)
     response = redirect(location)
     settings = request.app[SETTINGS]
@@ -39,6 +39,12 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
     return response
 
 
+def login_page_values(request: web.Request) -> dict:
+    """What the login page shows besides the password form: the site-wide SSO button, when there is one."""
+    site = request.app[SETTINGS].sso.oidc
+    return {"sso_site": site.label if site.issuer else None}
+
+
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
@@ -46,7 +52,8 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
-    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="")
+    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="",
+                        **login_page_values(request))
 
 
 @routes.post("/login")
@@ -59,11 +66,11 @@ async def login_submit(request: web.Request) -> web.Response:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
         response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                                **form_error(exc))
+                                **login_page_values(request), **form_error(exc))
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    raise await _start_session(request, user, target)
+    raise await start_session(request, user, target)
 
 
 @routes.post("/logout")
@@ -105,7 +112,7 @@ async def signup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/signup.html", status=status_for(exc), values=values,
                             mode=request.app[SETTINGS].accounts.signup, invite_code=invite or "", **form_error(exc))
-    raise await _start_session(request, user, "/account?done=welcome")
+    raise await start_session(request, user, "/account?done=welcome")
 
 
 @routes.get("/setup")
@@ -128,7 +135,7 @@ async def setup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/setup.html", status=status_for(exc), code=code, values=values,
                             **form_error(exc))
-    raise await _start_session(request, user, "/admin?done=welcome")
+    raise await start_session(request, user, "/admin?done=welcome")
 
 
 # ---- the account page: tokens and organizations ------------------------------------------------------
