@@ -2,7 +2,8 @@
 a verified e-mail address; for an org's IdP, a membership whose role follows the IdP's groups at every sign-in.
 
 An existing password account is linked by e-mail only when the org signing it in has proven the address's
-domain: otherwise any IdP that lets users pick their own e-mail could take over another person's account.
+domain: otherwise any IdP that lets users pick their own e-mail could take over another person's account. For
+the same reason the addresses of a proven domain are taken from that org's IdP only.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ class People:
         email = claims.get("email")
         if not isinstance(email, str) or not EMAIL.match(email) or claims.get("email_verified") is not True:
             raise _failed("the identity provider did not send a verified e-mail address", "email_not_verified")
+        owner = await self.domains.verified_org_for(email)
+        if owner is not None and owner.id != config.org_id:
+            # A proven domain's addresses are vouched for by its org's IdP alone: another IdP could otherwise
+            # take (or squat) its people's accounts.
+            raise _failed(f"addresses of this e-mail domain sign in through {owner.name}'s single sign-on",
+                          "domain_owned")
         role = role_for_groups(config, claims.get("groups")) if config.org_id is not None else None
         if config.org_id is not None and role is None:
             raise _failed("your groups at the identity provider give you no role in this organization",

@@ -9,7 +9,8 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import DomainError
+from ..accounts.ratelimit import address_key
+from ..errors import DomainError, RateLimited
 from .access import ANYONE, allow, open_when_private, signed_in
 from .auth import caller
 from .errors import status_for
@@ -63,11 +64,16 @@ async def sso_start(request: web.Request) -> web.Response:
     services, target = request.app[SERVICES], safe_next(str(form.get("next", "")), "/dashboard")
     named = str(form.get("org", ""))[:320]
     try:
+        # Each start writes a pending sign-in: counted with the address's password sign-ins.
+        services.accounts.login_by_ip.check(address_key(client_ip(request)), "sign-in attempts")
         org = None if form.get("provider") == "site" else await services.oidc.org_for_login(named)
         location, binding = await services.oidc.start(org, target)
     except DomainError as exc:
-        return await render(request, "accounts/login.html", status=status_for(exc), next=target, login="",
-                            sso_org=named, **login_page_values(request), **form_error(exc))
+        response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login="",
+                                sso_org=named, **login_page_values(request), **form_error(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     # A page that moves on by itself (meta refresh, and a link) rather than a 303: a redirect answering a form
     # is held to the page's CSP form-action ('self'), which an org's IdP, named only now, is not part of.
     request[NO_STORE] = True

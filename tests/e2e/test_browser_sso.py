@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import free_port
-from tests.e2e.browser_support import artifacts_on_failure, browser, serve_appliance  # noqa: F401  (fixtures)
+from tests.e2e.browser_support import (  # noqa: F401  (fixtures)
+    Watched, artifacts_on_failure, browser, serve_appliance)
 from tests.nanoidp_fixtures import CLIENT_ID, CLIENT_SECRET, nanoidp
 from tests.sso_support import USERS
 
@@ -49,7 +50,7 @@ async def test_sign_in_with_the_org_sso_and_the_site_provider(sso, browser):  # 
     context = await browser.new_context(base_url=sso.base_url)
     page = await context.new_page()
     try:
-        async with artifacts_on_failure(type("W", (), {"page": page})(), "sso-org"):
+        async with artifacts_on_failure(Watched(context, page), "sso-org"):
             await page.goto("/login?next=/account")
             await page.fill("#sso-org", "acme")
             await page.click("#sso-org-submit")
@@ -67,7 +68,7 @@ async def test_sign_in_with_the_org_sso_and_the_site_provider(sso, browser):  # 
     context = await browser.new_context(base_url=sso.base_url)
     page = await context.new_page()
     try:
-        async with artifacts_on_failure(type("W", (), {"page": page})(), "sso-site"):
+        async with artifacts_on_failure(Watched(context, page), "sso-site"):
             await page.goto("/login")
             await page.click("#sso-site")
             await idp_form(page, "carol")

@@ -113,7 +113,7 @@ async def test_a_proven_domain_requires_sso_for_its_people(start_app, peers):
     assert (await login(app, "owner"))[0] == 201  # other domains are not affected
     refusals = await app.services.db.fetch_value(
         "SELECT count(*) FROM audit_events WHERE action = 'user.login' AND reason = 'sso_required'")
-    assert refusals == 3
+    assert refusals == 3  # (the login page's refusal below is the fourth)
 
     # The login page's SSO form finds the org by the address's proven domain: no provider set up yet, said so;
     # then one that does not answer, also said so (the org was found).
@@ -123,6 +123,11 @@ async def test_a_proven_domain_requires_sso_for_its_people(start_app, peers):
         form = {"csrf_token": csrf, "org": "alice@acme.test"}
         async with session.post(app.base_url + "/login/sso", data=form, allow_redirects=False) as answer:
             assert answer.status == 404 and "no single sign-on is set up" in await answer.text()
+        # The password form, refused, fills the SSO form in with the org.
+        async with session.post(app.base_url + "/login", data={"csrf_token": csrf, "login": "alice@acme.test",
+                                                               "password": "correct horse battery"}) as answer:
+            page = await answer.text()
+            assert answer.status == 403 and "single sign-on" in page and 'value="acme"' in page
         await owner.put("/api/orgs/acme/sso", json={"issuer": "http://127.0.0.1:9", "client_id": "x"})
         async with session.post(app.base_url + "/login/sso", data=form, allow_redirects=False) as answer:
             assert answer.status == 401 and "did not answer" in await answer.text()

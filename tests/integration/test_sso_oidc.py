@@ -57,6 +57,13 @@ async def test_org_sign_in_makes_the_account_and_follows_the_groups(start_app, t
         assert await app.services.db.fetch_value("SELECT count(*) FROM users WHERE username = 'bob'") == 0
         assert ("failure", "no_role") in await sso_events(app)
 
+        # A disabled account (deprovisioned by SCIM, say) does not come back through SSO.
+        async with app.services.db.write() as tx:
+            await tx.execute("UPDATE users SET is_disabled = 1 WHERE username = 'alice'")
+        async with browser() as session:
+            status, _, page = await sign_in(session, app.base_url, "alice", org="acme")
+            assert status == 401 and "disabled" in page
+
 
 async def test_the_callback_is_single_use_and_bound_to_its_browser(start_app, tmp_path):
     async with sso_world(start_app, tmp_path / "idp") as world:
@@ -94,4 +101,12 @@ async def test_site_wide_provider_makes_accounts_without_an_org(start_app, tmp_p
             status, _, page = await sign_in(session, app.base_url, "alice", provider="site")
             assert status == 401 and "exists already" in page
         assert ("failure", "email_taken") in await sso_events(app)
+        # Once acme has proven acme.test, its addresses come from acme's IdP only, not the site's.
+        async with app.services.db.write() as tx:
+            await tx.execute("INSERT INTO org_domains (org_id, domain, token, verified_at, method, created_at)"
+                             " SELECT id, 'elsewhere.test', 't', 1, 'dns', 1 FROM orgs WHERE slug = 'acme'")
+        async with browser() as session:
+            status, _, page = await sign_in(session, app.base_url, "carol", provider="site")
+            assert status == 401 and "Acme&#39;s single sign-on" in page
+        assert ("failure", "domain_owned") in await sso_events(app)
         assert ("success", None) in await sso_events(app)

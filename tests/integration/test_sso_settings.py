@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mcpstore_appliance.web.auth import SESSION_COOKIE
+from tests.sso_support import CSRF, browser
 
 GOOD = {"issuer": "https://idp.example", "client_id": "mcpstore", "client_secret": "topsecret-value",
         "group_roles": {"IT admins": "admin"}, "default_role": "member"}
@@ -40,12 +41,18 @@ async def test_the_api_keeps_the_secret_and_refuses_bad_settings(acme):
         status, body, _ = await owner.put("/api/orgs/acme/sso", json={**GOOD, **bad})
         assert status == 400, (bad, body)
     assert (await owner.get("/api/orgs/acme/sso"))[1]["oidc"]["issuer"] == GOOD["issuer"]  # unchanged
+    # An admin who is not an owner cannot hand out ownership through the IdP's groups.
+    assert (await owner.put("/api/orgs/acme/members/mallory", json={"role": "admin"}))[0] == 200
+    status, body, _ = await member.put("/api/orgs/acme/sso", json={**GOOD, "group_roles": {"x": "owner"}})
+    assert status == 403 and "owner" in body["error"]["message"]
+    assert (await member.put("/api/orgs/acme/sso", json=GOOD))[0] == 200  # admins manage SSO otherwise
+    assert (await owner.put("/api/orgs/acme/members/mallory", json={"role": "member"}))[0] == 200
     assert (await member.get("/api/orgs/acme/sso"))[0] == 403
     assert (await member.put("/api/orgs/acme/sso", json=GOOD))[0] == 403
     assert (await outsider.get("/api/orgs/acme/sso"))[0] == 404  # a foreign org answers like a missing one
     assert (await owner.get("/api/orgs/nosuch/sso"))[0] == 404
     events = await app.services.db.fetch_value("SELECT count(*) FROM audit_events WHERE action = 'sso.config.update'")
-    assert events == 1
+    assert events == 2  # the owner's and the admin's saves; no refused one
 
 
 async def test_the_settings_page_saves_and_never_shows_the_secret(acme):
@@ -80,3 +87,15 @@ async def test_the_settings_page_saves_and_never_shows_the_secret(acme):
     session_id, _ = await accounts.start_session(await accounts.find_user("mallory"))
     status, _, _ = await app.client.get("/orgs/acme/sso", headers={"Cookie": f"{SESSION_COOKIE}={session_id}"})
     assert status == 403
+
+
+async def test_sso_starts_are_rate_limited_per_address(start_app):
+    app = await start_app(accounts={"login_attempts_per_ip_per_minute": 2})
+    async with browser() as session:
+        async with session.get(app.base_url + "/login") as page:
+            csrf = CSRF.search(await page.text()).group(1)
+        statuses = []
+        for _ in range(3):
+            async with session.post(app.base_url + "/login/sso", data={"csrf_token": csrf, "org": "nosuch"}) as answer:
+                statuses.append((answer.status, answer.headers.get("Retry-After")))
+    assert [s for s, _ in statuses] == [404, 404, 429] and int(statuses[2][1]) >= 1

@@ -65,8 +65,10 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
+        # An address whose org requires SSO: its SSO form is filled in with that org.
+        sso_org = exc.details.get("org") if exc.code == "sso_required" else ""
         response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                                **login_page_values(request), **form_error(exc))
+                                sso_org=sso_org, **login_page_values(request), **form_error(exc))
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

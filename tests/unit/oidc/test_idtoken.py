@@ -5,6 +5,8 @@ and the key set is fetched again on an unknown `kid`, at most once a minute."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -99,8 +101,6 @@ async def test_hs256_keyed_with_the_public_key_is_refused():
                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
     header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": "k1"}).encode()).rstrip(b"=")
     body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).rstrip(b"=")
-    import hashlib
-    import hmac
     signature = base64.urlsafe_b64encode(hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest())
     forged = (header + b"." + body + b"." + signature.rstrip(b"=")).decode()
     await refused(forged, "algorithm_not_allowed")
@@ -178,3 +178,16 @@ def test_groups_map_to_the_highest_role_or_the_default():
     assert role_for_groups(config, "it") == "member"  # not a list: ignored
     refusing = OidcConfig(1, ISSUER, CLIENT, None, group_roles={"it": "admin"}, default_role=None)
     assert role_for_groups(refusing, []) is None
+
+
+def test_userinfo_completes_the_id_token_only_for_the_same_subject():
+    from mcpstore_appliance.oidc.service import with_userinfo
+
+    id_claims = {"sub": "u-1", "email": "a@x.test"}
+    merged = with_userinfo(id_claims, {"sub": "u-1", "email": "other@x.test", "email_verified": True,
+                                       "groups": ["eng"], "is_admin": True})
+    assert merged == {"sub": "u-1", "email": "a@x.test", "email_verified": True, "groups": ["eng"]}
+    with pytest.raises(IdTokenError) as caught:
+        with_userinfo(id_claims, {"sub": "u-2", "email_verified": True})
+    assert caught.value.reason == "userinfo"
+    assert with_userinfo(id_claims, {}) == id_claims
