@@ -295,6 +295,14 @@ class SsoSettings(Section):
     ca_file: str = ""  # a CA bundle trusted besides the system's (IdPs and domain checks); empty: system only
     timeout_seconds: float = Field(10.0, gt=0, le=60)
 
+    @field_validator("dns_resolver")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError('give "host:port", e.g. "127.0.0.1:53" or "[::1]:53"')
+        return value
+
 
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")

@@ -48,9 +48,10 @@ class Jwks:
     stream of made-up `kid`s must not turn into a stream of requests to it."""
 
     def __init__(self, fetch: Callable[[], Awaitable[dict]], refetch_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_age_seconds: float = 3600.0):
         self.fetch = fetch
         self.refetch_seconds = refetch_seconds
+        self.max_age_seconds = max_age_seconds  # a key the provider withdrew stops working within this time
         self.clock = clock
         self.keys: list[dict] | None = None
         self.fetched_at = float("-inf")
@@ -79,7 +80,7 @@ class Jwks:
         return None
 
     async def key(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        if self.keys is None:
+        if self.keys is None or self.clock() - self.fetched_at >= self.max_age_seconds:
             await self._refresh()
         found = self._find(kid, alg)
         if found is None and self.clock() - self.fetched_at >= self.refetch_seconds:

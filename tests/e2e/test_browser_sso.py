@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from tests.conftest import free_port
 from tests.e2e.browser_support import (  # noqa: F401  (fixtures)
-    Watched, artifacts_on_failure, browser, serve_appliance)
+    Watched, artifacts_on_failure, axe_source, axe_violations, browser, log_in, serve_appliance)
 from tests.nanoidp_fixtures import CLIENT_ID, CLIENT_SECRET, nanoidp
 from tests.sso_support import USERS
 
@@ -75,5 +75,23 @@ async def test_sign_in_with_the_org_sso_and_the_site_provider(sso, browser):  # 
             await page.wait_for_url(re.compile(r".*/dashboard$"))
         carol = await sso.services.accounts.find_user("carol")
         assert (await sso.services.accounts.principal_for_user(carol.id)).memberships == {}
+    finally:
+        await context.close()
+
+
+async def test_sso_pages_pass_the_accessibility_check(sso, browser):  # noqa: F811
+    owner = await sso.services.accounts.principal_for_user((await sso.services.accounts.find_user("owner")).id)
+    await sso.services.domains.claim(owner, "acme", "acme.test")
+    source, context = axe_source(), await browser.new_context(base_url=sso.base_url)
+    watched = Watched(context, await context.new_page())
+    try:
+        async with artifacts_on_failure(watched, "sso-a11y"):
+            await watched.page.goto("/login")  # with the site-wide provider's button
+            assert await axe_violations(watched.page, source) == []
+            await log_in(watched, "owner")
+            await watched.page.goto("/orgs/acme/sso")
+            assert "_mcpstore-challenge.acme.test" in await watched.page.content()
+            assert await axe_violations(watched.page, source) == []
+            assert watched.csp_violations == []
     finally:
         await context.close()

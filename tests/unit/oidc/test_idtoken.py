@@ -191,3 +191,14 @@ def test_userinfo_completes_the_id_token_only_for_the_same_subject():
         with_userinfo(id_claims, {"sub": "u-2", "email_verified": True})
     assert caught.value.reason == "userinfo"
     assert with_userinfo(id_claims, {}) == id_claims
+
+
+async def test_a_withdrawn_key_stops_working_when_the_key_set_ages_out():
+    clock = Clock()
+    keys = key_set([jwk(RSA_KEY, "k1")], [jwk(EC_KEY, "k2")], clock=clock)
+    assert await verify(token(), keys)
+    clock.now += 3000
+    assert await verify(token(), keys) and keys.fetches == 1  # still fresh
+    clock.now += 700
+    await refused(token(), "unknown_key", keys)  # fetched again: k1 is gone
+    assert keys.fetches == 2
