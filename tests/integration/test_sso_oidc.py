@@ -30,6 +30,10 @@ async def test_org_sign_in_makes_the_account_and_follows_the_groups(start_app, t
             assert sent["redirect_uri"] == app.base_url + "/sso/callback" and sent["nonce"] and sent["state"]
             assert sent["client_id"] == "mcpstore" and sent["scope"] == "openid email profile"
         async with browser() as session:
+            async with session.get(app.base_url + "/login?org=acme") as page:  # a link the org hands out
+                assert "Sign in with Acme SSO" in await page.text()
+            async with session.get(app.base_url + "/login?org=nosuch") as page:  # nothing said about others
+                assert "Sign in with your organization&#39;s SSO" in await page.text()
             status, location, _ = await sign_in(session, app.base_url, "alice", org="acme", next="/account")
             assert (status, location) == (303, "/account"), _
             async with session.get(app.base_url + "/account") as page:  # signed in: the account page is shown

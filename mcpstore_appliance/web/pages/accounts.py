@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from ...accounts.models import SCOPE_DESCRIPTIONS, SCOPES
@@ -52,7 +54,13 @@ def login_page_values(request: web.Request) -> dict:
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
+    # /login?org=acme (a link an org hands out): its SSO button, named after it, when it has SSO set up
+    org = None
+    if named := request.query.get("org", "")[:320]:
+        with contextlib.suppress(DomainError):
+            org = await request.app[SERVICES].oidc.org_for_login(named)
     return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="",
+                        sso_org=org.slug if org else "", sso_org_name=org.name if org else "",
                         **login_page_values(request))
 
 
