@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from .accounts.domains import Domains
 from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
@@ -34,12 +35,14 @@ from .ledger.witness import Witness, default_witness_name
 from .market import Market, build_market
 from .market.entitlements import covers
 from .oauth.service import OAuthService
+from .oidc.build import build_domains, build_oidc
+from .oidc.service import OidcService
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
 from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages, api_payouts, api_policy,
-                  api_publish, api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api,
-                  scim_api, sendfile)
+                  api_publish, api_sso, api_usage, api_user_config, health, ledger_api, oauth_api, openapi,
+                  registry_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -77,6 +80,8 @@ class Services:
     usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
     oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
     mirror: Mirror  # the curated mirror: imports from upstream registries, updates waiting for approval
+    domains: Domains  # e-mail domains orgs have proven, and whether they require SSO (accounts/domains.py)
+    oidc: OidcService  # OpenID Connect sign-in through an org's IdP or the site's provider (oidc/)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -128,6 +133,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
                                       rules=hosted_rules(usage, market))
         discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
         publisher = Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check)
+        domains = build_domains(db, accounts, settings)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             accounts=accounts,
@@ -142,6 +148,8 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             oauth=OAuthService(db, accounts.users, settings.oauth, settings.base_url),
             policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
                                        settings.branding.name, settings.branding.operator),
+            domains=domains,
+            oidc=build_oidc(db, accounts, domains, settings, paths["keys"]),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -180,6 +188,7 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
 
 async def close_services(services: Services) -> None:
     await services.market.close()  # its reconciliation timer and payment provider clients
+    await services.oidc.provider.close()  # the HTTP client of the OpenID providers
     await services.discovery.stop()  # folds buffered download counts while the database is open
     await services.ledger.close()
     await services.blobs.close()
@@ -240,5 +249,6 @@ def create_app(settings: Settings) -> web.Application:
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
     api_mirror.install(app)  # the curated mirror: admin API, admin page, the update-check timer
+    app.router.add_routes(api_sso.routes)  # single sign-on: the OIDC sign-in, the org's SSO settings and domains
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

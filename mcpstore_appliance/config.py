@@ -275,6 +275,42 @@ class MirrorSettings(Section):
     timeout_seconds: float = Field(60.0, gt=0)  # one conversation with an upstream (a bundle download included)
 
 
+class SiteOidcSettings(Section):
+    """The one site-wide OpenID provider of a public registry (`[sso.oidc]`); orgs configure their own in the UI."""
+
+    issuer: str = ""  # empty: no site-wide sign-in
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")  # empty: a public client (PKCE alone)
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA"]  # asymmetric only; never none or HS*
+    label: str = Field("single sign-on", min_length=1, max_length=60)  # "Sign in with <label>"
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, value: list[str]) -> list[str]:
+        from .oidc.idtoken import SUPPORTED_ALGORITHMS
+        if not value or any(name not in SUPPORTED_ALGORITHMS for name in value):
+            raise ValueError(f"choose from {list(SUPPORTED_ALGORITHMS)}")
+        return value
+
+
+class SsoSettings(Section):
+    """Single sign-on (oidc/) and the e-mail domain checks (accounts/domains.py)."""
+
+    oidc: SiteOidcSettings = SiteOidcSettings()
+    dns_resolver: str = ""  # "host:port" asked for _mcpstore-challenge TXT records; empty: the system's resolver
+    https_port: int = Field(443, ge=1, le=65535)  # where https://<domain>/.well-known/… is fetched
+    ca_file: str = ""  # a CA bundle trusted besides the system's (IdPs and domain checks); empty: system only
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError('give "host:port", e.g. "127.0.0.1:53" or "[::1]:53"')
+        return value
+
+
 class Settings(Section):
     data_dir: Path = Path("./mcpstore-data")
     server: ServerSettings = ServerSettings()
@@ -287,6 +323,7 @@ class Settings(Section):
     hosted: HostedSettings = HostedSettings()
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
+    sso: SsoSettings = SsoSettings()
     branding: BrandingSettings = BrandingSettings()
     mirror: MirrorSettings = MirrorSettings()
 

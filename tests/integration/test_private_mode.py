@@ -12,11 +12,12 @@ from tests.seed import bundle_for, make_org, publish
 
 PRIVATE = {"registry": {"mode": "private"}}
 # What a private registry answers without signing in: probes, static files, signing in and up, peers'
-# protocols (payment webhooks, the witness), the hosted endpoint's auth metadata, CORS preflights, device policy,
+# protocols (payment webhooks, the witness), single sign-on, the hosted endpoint's auth metadata, CORS preflights, device policy,
 # and the brand (stylesheet, logo) that the login page shows.
 OPEN = {
     "GET /healthz", "GET /readyz", "GET /metrics", "GET /static/{name}", "GET /favicon.ico",
     "GET /login", "POST /login", "POST /logout", "GET /signup", "POST /signup", "GET /setup", "POST /setup",
+    "POST /login/sso", "GET /sso/callback",  # single sign-on: the way in of a private registry
     "POST /api/signup", "POST /api/auth/token", "POST /api/payments/{provider}/webhook",
     "GET /ledger/witness/key", "POST /ledger/witness/add-checkpoint", "GET /mcp/{namespace}/{name}",
     "GET /.well-known/oauth-protected-resource", "GET /.well-known/oauth-protected-resource/mcp/{namespace}/{name}",
