@@ -182,6 +182,14 @@ async def close_services(services: Services) -> None:
     await services.db.close()
 
 
+async def pending_checks(app: web.Application):
+    """Hosted checks that outlived their publish (catalog/pending_checks.py)."""
+    pending = app[SERVICES].publisher.pending
+    await pending.resume()  # those a stop interrupted: started again, or failed clearly
+    yield
+    await pending.stop()  # their rows stay: the next start resumes them
+
+
 def create_app(settings: Settings) -> web.Application:
     log_client_errors_in_one_line()
     # every request, routed or not, goes through the front door's middlewares (web/front_door.py)
@@ -230,6 +238,7 @@ def create_app(settings: Settings) -> web.Application:
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    app.cleanup_ctx.append(pending_checks)  # after the gateway's: stopped before its sandboxes are
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
     oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
     api_policy.install(app)  # group policy: its routes

@@ -240,7 +240,9 @@ class HostedSettings(Section):
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
     publish_check: bool = True  # start each hosted bundle once at publish: tools/list against the manifest
-    publish_check_seconds: float = Field(25.0, gt=0)  # its budget (a publish answers within 30 s); over it: quarantined
+    publish_check_seconds: float = Field(25.0, gt=0)  # how long a publish waits for it (a publish answers within 30 s)
+    # a check still running then goes on in the background, the version pending, up to this in all; over it: quarantined
+    publish_check_pending_seconds: float = Field(300.0, gt=0)
     # pro-tier packages' own endpoints: asked to initialize at publish and every interval (gateway/endpoint_health.py)
     endpoint_check_interval_seconds: float = Field(300.0, ge=10)
     endpoint_check_timeout_seconds: float = Field(5.0, gt=0)

@@ -117,7 +117,8 @@ class GatewayService:
         hosted = self.settings.hosted
         return PublishCheck(self.backend, self.limits, self.bundle_limits, self.work_dir,
                             init_timeout=hosted.init_timeout_seconds, call_timeout=hosted.call_timeout_seconds,
-                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes)
+                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes,
+                            pending_budget=hosted.publish_check_pending_seconds)
 
     @property
     def hosted_types(self) -> frozenset[str]:
