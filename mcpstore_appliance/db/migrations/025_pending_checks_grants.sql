@@ -7,3 +7,6 @@ CREATE TABLE hosted_checks (
     started_at  REAL NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 1  -- restarts resume a check from the stored bundle a few times only
 );
+
+-- When an OAuth grant's tokens were last used (web/pages/grants.py lists them); written at most once a minute.
+ALTER TABLE oauth_grants ADD COLUMN last_used_at REAL;
