@@ -257,6 +257,11 @@ class OAuthSettings(Section):
     access_token_minutes: int = Field(60, gt=0)
     refresh_token_days: int = Field(30, gt=0)
     registrations_per_ip_per_hour: int = Field(20, gt=0)
+    # client ID metadata documents (a client_id that is an https URL, oauth/client_documents.py): fetched with
+    # this budget, from public addresses only unless allowed, trusting the system's CAs plus this file's
+    client_metadata_seconds: float = Field(5.0, gt=0, le=30)
+    client_metadata_private_addresses: bool = False
+    client_metadata_ca_file: str = ""
 
 
 class AuditSettings(Section):

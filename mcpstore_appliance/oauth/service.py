@@ -21,6 +21,7 @@ from ..accounts.models import Principal
 from ..accounts.ratelimit import RateLimiter
 from ..audit import Actor
 from ..errors import Unauthenticated
+from .client_documents import ClientDocuments
 from .clients import Client, Clients
 from .errors import OAuthError
 from .grants import Grants
@@ -42,7 +43,7 @@ class OAuthService:
         self.settings = settings
         self.base_url = base_url
         self.issuer = base_url  # RFC 8414: the metadata is at /.well-known/oauth-authorization-server
-        self.clients = Clients(db)
+        self.clients = Clients(db, ClientDocuments(db, settings))
         self.grants = Grants(db, base_url)  # the user's view of their grants (web/pages/grants.py)
         self.registrations_by_ip = RateLimiter(settings.registrations_per_ip_per_hour, 3600.0)
 
@@ -227,7 +228,7 @@ class OAuthService:
             "revocation_endpoint_auth_methods_supported": ["none"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": False,
+            "client_id_metadata_document_supported": True,
         }
 
 
