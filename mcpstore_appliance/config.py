@@ -239,6 +239,11 @@ class HostedSettings(Section):
     docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+    # warm sandboxes per recently used hosted version (gateway/warm_pool.py): 0 = none; idle ones closed after
+    # the idle time; all of them together within the memory cap (each counts memory_mb)
+    warm_pool: int = Field(0, ge=0, le=16)
+    warm_pool_idle_seconds: float = Field(300.0, gt=0)
+    warm_pool_memory_mb: int = Field(2048, ge=0)
     publish_check: bool = True  # start each hosted bundle once at publish: tools/list against the manifest
     publish_check_seconds: float = Field(25.0, gt=0)  # how long a publish waits for it (a publish answers within 30 s)
     # a check still running then goes on in the background, the version pending, up to this in all; over it: quarantined
