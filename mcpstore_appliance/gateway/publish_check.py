@@ -58,10 +58,6 @@ class PublishCheck:
         self.max_message_bytes = max_message_bytes
         self._running = asyncio.Semaphore(CHECKS_AT_ONCE)
 
-    async def __call__(self, bundle: Path, manifest: dict[str, Any]) -> list[Finding]:
-        """The whole check, waited for (operator tools and tests)."""
-        return await (await self.start(bundle, manifest)).result()
-
     async def start(self, bundle: Path, manifest: dict[str, Any]) -> CheckRun:
         """Begin the check. The bundle is unpacked before this returns, so the caller may delete it at once."""
         if not is_hosted_type(manifest):

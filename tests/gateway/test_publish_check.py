@@ -81,7 +81,7 @@ async def settled(app, token: str, ref: str, seconds: float = 30) -> str:
 
 async def test_a_check_outliving_the_publish_leaves_the_version_pending_then_published(hosted_app):
     app = await hosted_app(publish_check=True, publish_check_seconds=1.5, publish_check_pending_seconds=30)
-    _, token = await app.user("alice")
+    alice, token = await app.user("alice")
     _, other = await app.user("bob")
     _, admin = await app.user("root", admin=True)
     started = time.monotonic()
@@ -90,6 +90,10 @@ async def test_a_check_outliving_the_publish_leaves_the_version_pending_then_pub
     assert time.monotonic() - started < 4  # the publish did not wait for the check
     # pending: its publisher sees it checking; nobody can install or call it; others do not see it at all
     assert await state_of(app, token, "alice/slow") == "pending"
+    session_id, _ = await app.services.accounts.start_session(alice)
+    status, html, _ = await app.client.get("/dashboard/packages/alice/slow", headers={
+        "Cookie": f"mcpstore_session={session_id}", "Accept": "text/html"})
+    assert status == 200 and "checking: the server is being started in the sandbox" in html.decode()
     bob = app.client.with_token(other)
     assert (await bob.get("/api/packages/alice/slow/versions"))[1]["versions"] == []
     assert "alice/slow" not in str((await bob.get("/api/search?q=slow"))[1])
