@@ -102,7 +102,7 @@ class PendingChecks:
     async def _restart(self, row: dict[str, Any]) -> str | None:
         """None when the check runs again; otherwise why it could not."""
         if self.check is None:
-            return "hosted execution is now off, so it could not be resumed"
+            return "could not be resumed: the check is off now (no sandbox backend, or hosted.publish_check false)"
         if row["attempts"] >= MAX_ATTEMPTS:
             return f"was not resumed again after {row['attempts']} attempts"
         async with self.db.write() as tx:

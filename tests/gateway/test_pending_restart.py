@@ -65,4 +65,4 @@ async def test_a_pending_check_that_cannot_resume_quarantines_and_says_why(tmp_p
         _, admin = await app.user("root", admin=True)
         [item] = (await app.client.with_token(admin).get("/api/admin/quarantine"))[1]["items"]
     [finding] = [f for f in item["findings"] if f["check_id"] == "hosted.interrupted"]
-    assert "interrupted by a restart" in finding["message"] and "hosted execution is now off" in finding["message"]
+    assert "interrupted by a restart" in finding["message"] and "the check is off now" in finding["message"]
