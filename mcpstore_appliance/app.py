@@ -41,7 +41,7 @@ from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
 from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages, api_payouts, api_policy,
-                  api_publish, api_sso, api_usage, api_user_config, health, ledger_api, oauth_api, openapi,
+                  api_publish, api_sso, api_usage, api_user_config, cors, health, ledger_api, oauth_api, openapi,
                   registry_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
@@ -195,6 +195,14 @@ async def close_services(services: Services) -> None:
     await services.db.close()
 
 
+async def pending_checks(app: web.Application):
+    """Hosted checks that outlived their publish (catalog/pending_checks.py)."""
+    pending = app[SERVICES].publisher.pending
+    await pending.resume()  # those a stop interrupted: started again, or failed clearly
+    yield
+    await pending.stop()  # their rows stay: the next start resumes them
+
+
 def create_app(settings: Settings) -> web.Application:
     log_client_errors_in_one_line()
     # every request, routed or not, goes through the front door's middlewares (web/front_door.py)
@@ -243,8 +251,10 @@ def create_app(settings: Settings) -> web.Application:
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    app.cleanup_ctx.append(pending_checks)  # after the gateway's: stopped before its sandboxes are
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
     oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
+    cors.install(app)  # CORS and preflights for browser-based MCP clients (OAuth endpoints, /mcp/)
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens

@@ -239,8 +239,15 @@ class HostedSettings(Section):
     docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+    # warm sandboxes per recently used hosted version (gateway/warm_pool.py): 0 = none; idle ones closed after
+    # the idle time; all of them together within the memory cap (each counts memory_mb)
+    warm_pool: int = Field(0, ge=0, le=16)
+    warm_pool_idle_seconds: float = Field(300.0, gt=0)
+    warm_pool_memory_mb: int = Field(2048, ge=0)
     publish_check: bool = True  # start each hosted bundle once at publish: tools/list against the manifest
-    publish_check_seconds: float = Field(25.0, gt=0)  # its budget (a publish answers within 30 s); over it: quarantined
+    publish_check_seconds: float = Field(25.0, gt=0)  # how long a publish waits for it (a publish answers within 30 s)
+    # a check still running then goes on in the background, the version pending, up to this in all; over it: quarantined
+    publish_check_pending_seconds: float = Field(300.0, gt=0)
     # pro-tier packages' own endpoints: asked to initialize at publish and every interval (gateway/endpoint_health.py)
     endpoint_check_interval_seconds: float = Field(300.0, ge=10)
     endpoint_check_timeout_seconds: float = Field(5.0, gt=0)
@@ -255,6 +262,11 @@ class OAuthSettings(Section):
     access_token_minutes: int = Field(60, gt=0)
     refresh_token_days: int = Field(30, gt=0)
     registrations_per_ip_per_hour: int = Field(20, gt=0)
+    # client ID metadata documents (a client_id that is an https URL, oauth/client_documents.py): fetched with
+    # this budget, from public addresses only unless allowed, trusting the system's CAs plus this file's
+    client_metadata_seconds: float = Field(5.0, gt=0, le=30)
+    client_metadata_private_addresses: bool = False
+    client_metadata_ca_file: str = ""
 
 
 class AuditSettings(Section):

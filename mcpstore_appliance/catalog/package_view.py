@@ -70,7 +70,10 @@ PACKAGE_COLUMNS = (
     " p.price_amount, p.currency, p.tier, p.endpoint_url, p.latest_version_id, p.verified, p.downloads,"
     " p.invocations, p.rating_avg, p.rating_count, p.created_at, p.updated_at")
 VERSION_COLUMNS = (
-    "v.id AS v_id, v.version, v.semver_key, v.is_prerelease, v.state, v.yanked_at, v.yank_reason,"
+    "v.id AS v_id, v.version, v.semver_key, v.is_prerelease,"
+    # a version whose hosted check outlived its publish is stored quarantined and shown as pending (025)
+    " CASE WHEN EXISTS (SELECT 1 FROM hosted_checks h WHERE h.version_id = v.id) THEN 'pending' ELSE v.state END"
+    " AS state, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.sha256, v.size, v.ledger_index, v.published_at,"
     " v.platforms")
 # Everything a package page depends on, read to validate a cached page (one indexed lookup).

@@ -162,7 +162,7 @@ def path_values(world, token_id: int) -> dict[str, str]:
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
             "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json",
             "suffix": "mcp/orga/tool", "kind": "Users", "tail": "no/such/thing", "id": "u-1",
-            "pending_id": "1", "domain": "orga.example"}
+            "pending_id": "1", "domain": "orga.example", "grant_id": "1"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:
