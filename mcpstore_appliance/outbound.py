@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -15,17 +16,25 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """aiohttp's resolver, refusing any address that is not globally routable."""
+AnyAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-    def __init__(self):
+
+def not_public(ip: AnyAddress) -> bool:
+    return not ip.is_global
+
+
+class RefusingResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a name that resolves to an address `refuses` names (`what` says which)."""
+
+    def __init__(self, refuses: Callable[[AnyAddress], bool] = not_public, what: str = "a non-public address"):
         self._resolver = DefaultResolver()
+        self.refuses, self.what = refuses, what
 
     async def resolve(self, host: str, port: int = 0, family: int = 0):
         answers = await self._resolver.resolve(host, port, family)
         for answer in answers:
-            if not ipaddress.ip_address(answer["host"]).is_global:
-                raise OSError(f"{host} resolves to a non-public address ({answer['host']})")
+            if self.refuses(ipaddress.ip_address(answer["host"])):
+                raise OSError(f"{host} resolves to {self.what} ({answer['host']})")
         return answers
 
     async def close(self) -> None:
@@ -46,7 +55,7 @@ def refused_address(url: str, public_only: bool) -> bool:
 
 
 def guarded_session(context: ssl.SSLContext, public_only: bool, timeout: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(ssl=context, resolver=PublicOnlyResolver() if public_only else None)
+    connector = aiohttp.TCPConnector(ssl=context, resolver=RefusingResolver() if public_only else None)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 

@@ -10,6 +10,8 @@ import ssl
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from ..streams import read_capped
+
 DNS_PREFIX = "_mcpstore-challenge."
 WELL_KNOWN = "/.well-known/mcpstore-domain-verification.txt"
 
@@ -64,7 +66,7 @@ async def https_lines(domain: str, port: int, ssl_context: ssl.SSLContext | None
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
             url = f"https://{domain}{'' if port == 443 else f':{port}'}{WELL_KNOWN}"
             async with session.get(url, ssl=ssl_context or True, allow_redirects=False) as response:
-                body = await response.content.read(4096)
+                body = await read_capped(response.content, 4096)
                 if response.status != 200:
                     return []
     except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError):

@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 
 from ..errors import InvalidInput, TooLarge, UpstreamFailed
+from ..outbound import RefusingResolver
+from ..streams import read_capped
 from ..text import parse_json
 
 MAX_ANSWER_BYTES = 1024 * 1024  # JSON, checkpoints, keys, proofs
@@ -69,23 +69,6 @@ def upstream_url(raw: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{f':{port}' if port else ''}{parts.path.rstrip('/')}"
 
 
-class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing names that resolve to a link-local, multicast or reserved address."""
-
-    def __init__(self) -> None:
-        self._resolver = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: int = 0):
-        answers = await self._resolver.resolve(host, port, family)
-        for answer in answers:
-            if refused_address(ipaddress.ip_address(answer["host"])):
-                raise OSError(f"{host} resolves to a refused address ({answer['host']})")
-        return answers
-
-    async def close(self) -> None:
-        await self._resolver.close()
-
-
 def path_of(*segments: str) -> str:
     return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
@@ -100,7 +83,8 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "UpstreamClient":
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver())
+        connector = aiohttp.TCPConnector(resolver=RefusingResolver(
+            refused_address, "a link-local, multicast or reserved address"))
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self
 
@@ -118,13 +102,11 @@ class UpstreamClient:
         params = {k: str(v) for k, v in (query or {}).items()}
         try:
             async with self._session.get(self.base_url + path, params=params, allow_redirects=False) as response:
-                body = bytearray()  # read to the end: one read() returns only what has arrived so far
-                async for chunk in response.content.iter_chunked(BLOCK):
-                    body += chunk
-                    if len(body) > MAX_ANSWER_BYTES:
-                        raise UpstreamFailed(f"the upstream's answer to {path} is larger than {MAX_ANSWER_BYTES} "
-                                             "bytes", code="upstream_answer_too_large")
-                return response.status, bytes(body)
+                body = await read_capped(response.content, MAX_ANSWER_BYTES)
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise UpstreamFailed(f"the upstream's answer to {path} is larger than {MAX_ANSWER_BYTES} "
+                                         "bytes", code="upstream_answer_too_large")
+                return response.status, body
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise self._failed(path, exc) from None
 

@@ -19,6 +19,7 @@ import aiohttp
 
 from ..errors import InvalidInput
 from ..outbound import failure, guarded_session, refused_address
+from ..streams import read_capped
 from ..text import parse_json
 
 log = logging.getLogger("mcpstore.gateway.endpoints")
@@ -57,7 +58,7 @@ class EndpointHealth:
                     url, json=INITIALIZE, allow_redirects=False, headers={
                         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}) \
                     as response:
-                body = await response.content.read(MAX_ANSWER_BYTES)
+                body = await read_capped(response.content, MAX_ANSWER_BYTES)
                 detail = _judge(response.status, response.content_type, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             detail = f"no answer: {failure(exc)}"

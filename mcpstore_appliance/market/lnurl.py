@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from ..errors import InvalidInput
+from ..streams import read_capped
 
 MAX_ANSWER = 64 * 1024
 ADDRESS = re.compile(r"^([a-z0-9._+-]{1,64})@([a-z0-9.-]{1,253}(?::[0-9]{1,5})?)$")
@@ -104,7 +105,7 @@ class PayRequest:
 async def _get_json(session: aiohttp.ClientSession, url: str, allow_private: bool) -> dict:
     await check_address(url, allow_private)
     async with session.get(url, allow_redirects=False) as response:
-        raw = await response.content.read(MAX_ANSWER + 1)  # a hostile endpoint may answer without end
+        raw = await read_capped(response.content, MAX_ANSWER)  # a hostile endpoint may answer without end
         if len(raw) > MAX_ANSWER:
             raise LnurlError("the LNURL endpoint's answer is too large")
         try:

@@ -26,6 +26,7 @@ import aiohttp
 from ..errors import InvalidInput
 from ..lru import LRU
 from ..outbound import failure, guarded_session, refused_address
+from ..streams import read_capped
 from ..text import parse_json
 from .clients import MAX_URI_CHARS, Client, registration
 from .errors import ClientRefused, OAuthError
@@ -98,7 +99,7 @@ class ClientDocuments:
         try:
             async with guarded_session(self.ssl, self.public_only, self.timeout) as http, http.get(
                     url, allow_redirects=False, headers={"Accept": "application/json"}) as response:
-                body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+                body = await read_capped(response.content, MAX_DOCUMENT_BYTES)
                 status, cache_control = response.status, response.headers.get("Cache-Control", "")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise _refused(f"it could not be fetched ({failure(exc)})") from None

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from ..streams import read_capped
 from .idtoken import IdTokenError, Jwks
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -72,7 +73,7 @@ class ProviderClient:
         try:
             async with self._session().request(method, url, ssl=self.ssl_context, allow_redirects=False,
                                                **kwargs) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES + 1)
+                body = await read_capped(response.content, MAX_ANSWER_BYTES)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise IdTokenError("provider_unreachable", f"the identity provider did not answer ({type(exc).__name__})")

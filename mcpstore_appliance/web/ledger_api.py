@@ -21,6 +21,7 @@ from ..ledger import note as notes
 from ..ledger.service import Ledger, LedgerInconsistent, MayOpen
 from ..ledger.tiles import parse_tile_path
 from ..ledger.witness import MAX_BODY_BYTES, SIZE_CONTENT_TYPE, WitnessConflict
+from ..streams import read_capped
 from .access import ANYONE, NO_CREDENTIALS, OPEN_PROBE, allow
 from .auth import principal_of
 from .errors import json_error
@@ -252,7 +253,7 @@ async def add_checkpoint(request: web.Request) -> web.Response:
         raise NotFound("this appliance is not a witness", code="not_a_witness")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise TooLarge("add-checkpoint body is too large")
-    body = await request.content.read(MAX_BODY_BYTES + 1)
+    body = await read_capped(request.content, MAX_BODY_BYTES)
     try:
         line = await witness.add_checkpoint(body)
     except WitnessConflict as conflict:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..oauth import OAuthError
 from ..oauth.requests import RESOURCE_PATH
+from ..streams import read_capped
 from .access import OPEN_PROBE, allow
 from .keys import OAUTH, SERVICES, SETTINGS
 from .util import client_ip
@@ -84,7 +85,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     try:
         if request.content_type != "application/json":
             raise OAuthError("invalid_client_metadata", "send the client metadata as application/json")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        raw = await read_capped(request.content, MAX_BODY_BYTES)
         if len(raw) > MAX_BODY_BYTES:
             raise OAuthError("invalid_client_metadata", f"the metadata is larger than {MAX_BODY_BYTES} bytes")
         try:
