@@ -1,0 +1,19 @@
+-- L402 (tokens/l402.py): usage tokens an AI agent without an account paid for with Lightning. A payment hash is
+-- redeemed once (its PRIMARY KEY); `used` of `calls` prepaid calls were reported, each call id once.
+CREATE TABLE l402_tokens (
+    payment_hash   TEXT PRIMARY KEY,
+    jti            TEXT NOT NULL UNIQUE,
+    package_id     INTEGER NOT NULL REFERENCES packages(id),
+    calls          INTEGER NOT NULL CHECK (calls > 0),
+    used           INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= calls),
+    amount         INTEGER NOT NULL,                  -- msat paid
+    transaction_id INTEGER NOT NULL REFERENCES market_transactions(id),
+    redeemed_at    REAL NOT NULL,
+    expires_at     REAL NOT NULL
+);
+
+CREATE TABLE l402_calls (
+    jti     TEXT NOT NULL REFERENCES l402_tokens(jti),
+    call_id TEXT NOT NULL,
+    PRIMARY KEY (jti, call_id)
+);
