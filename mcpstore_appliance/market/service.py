@@ -17,7 +17,7 @@ from .. import audit
 from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
 from ..errors import DomainError, Forbidden, InvalidInput, NotFound, UpstreamFailed
-from . import entitlements, journal, orders, settle
+from . import entitlements, journal, orders, renewals, settle
 from .batch import GroupPoster
 from .journal import PLATFORM, AlreadyPosted, Line
 from .money import split, to_journal
@@ -189,6 +189,9 @@ class Market:
             return "refunded" if await settle.refund(self.db, provider.name, hint.payment_id) else "unknown"
         if hint.kind not in ("payment", "renewal"):
             return "ignored"
+        renewed = await renewals.order_of(self.db, provider.name, hint.reference)
+        if renewed is not None:  # a subscription period's own invoice: credited by its own payment hash
+            return await settle.settle(self.db, provider, renewed, await provider.check(hint.reference))
         payment = await provider.check(hint.reference) if hint.reference else None
         order = await self._order_for(provider.name, hint.reference, hint.order_id or (payment and payment.order_id))
         if order is None:
@@ -347,7 +350,8 @@ class Market:
             " OR e.id IN (SELECT entitlement_id FROM market_seats WHERE user_id = ?) ORDER BY e.id DESC LIMIT 200",
             (principal.id, principal.id, principal.id))
         return {"balances": {row["currency"]: row["balance"] for row in balances},
-                "orders": [order_json(row) for row in rows], "entitlements": access}
+                "orders": [order_json(row) for row in rows], "entitlements": access,
+                "renewals_due": await renewals.due_for(self.db, principal.id)}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -361,8 +365,9 @@ class Market:
             await asyncio.sleep(interval)
             try:
                 await reconcile(self)
+                await renewals.invoice_due(self)
             except Exception:  # a provider that is down now is asked again next time
-                log.exception("reconciliation failed")
+                log.exception("reconciliation or renewal invoices failed")
 
     async def close(self) -> None:
         if self._timer is not None:

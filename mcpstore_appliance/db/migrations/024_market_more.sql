@@ -17,3 +17,18 @@ CREATE TABLE l402_calls (
     call_id TEXT NOT NULL,
     PRIMARY KEY (jti, call_id)
 );
+
+-- Lightning subscriptions (market/renewals.py): one invoice per order and period, made before the period ends;
+-- paid, it is credited once by its own payment hash (market_payments) and extends the subscription by a month.
+CREATE TABLE market_renewals (
+    id         INTEGER PRIMARY KEY,
+    order_id   INTEGER NOT NULL REFERENCES market_orders(id),
+    period_end REAL NOT NULL,          -- the end of the paid period this invoice continues
+    provider   TEXT NOT NULL,
+    reference  TEXT NOT NULL,          -- the invoice's payment hash
+    bolt11     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    UNIQUE (order_id, period_end),
+    UNIQUE (provider, reference)
+);

@@ -47,6 +47,7 @@ async def purchases_page(request: web.Request) -> web.Response:
                         qr=qr_code(pending["bolt11"]) if pending and pending["bolt11"] else None,
                         balances=[journal_text(c, v) for c, v in sorted(mine["balances"].items())],
                         orders=mine["orders"], entitlements=mine["entitlements"], refresh=pending is not None,
+                        renewals=[{**r, "qr": qr_code(r["bolt11"])} for r in mine["renewals_due"]],
                         subscriptions=await subscriptions(market.db, principal.id))
 
 
