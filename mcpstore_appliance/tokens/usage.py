@@ -82,7 +82,8 @@ class UsageTokens:
             reservation = {}
             if tier == "per_call":
                 reservation = await self.calls.reserve(tx, claims["jti"], principal.id, package,
-                                                       DEFAULT_CALLS if calls is None else calls)
+                                                       DEFAULT_CALLS if calls is None else calls,
+                                                       principal.member_org_ids())
                 claims["calls"] = reservation["calls"]
             await tx.insert("usage_tokens", {"jti": claims["jti"], "licence_id": licence["id"],
                                              "user_id": principal.id, "package_id": package["id"],

@@ -32,3 +32,7 @@ CREATE TABLE market_renewals (
     UNIQUE (order_id, period_end),
     UNIQUE (provider, reference)
 );
+
+-- A per-call reservation paid from an org's credits (market/settle.py wallet `org:<id>`): the wallet its unused
+-- calls go back to. NULL: the buyer's own wallet, as before.
+ALTER TABLE usage_tokens ADD COLUMN wallet TEXT;
