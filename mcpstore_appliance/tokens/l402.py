@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pymacaroons import Macaroon, Verifier
 
 from .. import audit
+from ..accounts.ratelimit import RateLimiter, address_key
 from ..errors import InvalidInput, NotFound, PaymentRequired, Unauthenticated
 from ..market import journal
 from ..market.journal import PLATFORM, Line
@@ -31,6 +32,7 @@ from ..market.orders import Product, creator_share_bp
 SCHEMES = ("l402", "lsat")  # LSAT: the scheme's former name, still sent by older clients
 REDEEM_SECONDS = 3600  # how long after the challenge a paid macaroon may be redeemed (past the invoice's expiry)
 MAX_CREDENTIAL = 4096
+CHALLENGES_PER_MINUTE = 60  # per address (IPv6: per /64): each challenge is an invoice in the shop's LNbits
 CAVEATS = ("payment_hash", "package", "calls", "expires")
 
 
@@ -62,14 +64,18 @@ class L402:
         self.provider = provider  # market.providers.lnbits.LnbitsProvider, or None: no L402 here
         self.location = base_url.rstrip("/")
         self.market_settings = market_settings
+        self.challenges_by_ip = RateLimiter(CHALLENGES_PER_MINUTE)
 
     def offered_for(self, package: dict) -> bool:
         return self.provider is not None and package["pricing_model"] == "per_call" and package["currency"] == "sat"
 
     # -- the challenge --------------------------------------------------------------------------------------
 
-    async def challenge(self, package: dict, calls: int) -> L402Required:
-        """A fresh invoice for `calls` calls and the macaroon bound to it, as the error the endpoint raises."""
+    async def challenge(self, package: dict, calls: int, ip: str | None = None) -> L402Required:
+        """A fresh invoice for `calls` calls and the macaroon bound to it, as the error the endpoint raises
+        (anyone may ask: at most CHALLENGES_PER_MINUTE from one address, a 429 past it)."""
+        if ip:
+            self.challenges_by_ip.check(address_key(ip), "Lightning invoices asked for")
         ref = f"{package['namespace']}/{package['name']}"
         sats = package["price_amount"] * calls
         started = await self.provider.invoice(sats, f"mcpstore: {calls} calls of {ref} (L402)")

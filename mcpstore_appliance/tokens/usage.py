@@ -99,7 +99,8 @@ class UsageTokens:
                 "jti": claims["jti"], "mcp": claims["mcp"], "tier": claims["tier"], "aud": claims["aud"],
                 **({"calls": claims["calls"]} if "calls" in claims else {})}
 
-    async def exchange_l402(self, ref: object, credential: str | None, calls: object = None) -> dict:
+    async def exchange_l402(self, ref: object, credential: str | None, calls: object = None,
+                            ip: str | None = None) -> dict:
         """For an agent without an account (tokens/l402.py): without `credential`, the L402 challenge (a 402
         with an invoice for `calls` calls of package `ref`); with `<macaroon>:<preimage>` of a paid invoice, a
         usage token whose calls are prepaid (`sub` l402:<payment hash>, `tier` l402)."""
@@ -107,7 +108,7 @@ class UsageTokens:
             raise InvalidInput(f"calls is a whole number from 1 to {MAX_CALLS}", code="invalid_calls")
         package = await self._l402_package(ref)
         if credential is None:
-            raise await self.l402.challenge(package, DEFAULT_CALLS if calls is None else calls)
+            raise await self.l402.challenge(package, DEFAULT_CALLS if calls is None else calls, ip)
         now = int(time.time())
         jti = secrets.token_urlsafe(16)
         redeemed = await self.l402.redeem(package, credential, jti, now + TOKEN_SECONDS)

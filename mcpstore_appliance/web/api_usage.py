@@ -104,13 +104,14 @@ async def revoke_licence(request: web.Request) -> web.Response:
             responses={200: "The token", 400: "Invalid body",
                        401: "Unknown or revoked licence key; an L402 credential forged, expired, used, unpaid or for "
                             "another package", 402: "No access, credits that cover no call, or the L402 challenge",
-                       404: "L402: no such public package"})
+                       404: "L402: no such public package", 429: "L402: too many invoices asked for"})
 async def exchange(request: web.Request) -> web.Response:
     body = await read_json(request, ExchangeBody)
     if body.licence_key is not None:
         issued = await usage(request).exchange(body.licence_key, body.calls)
     else:
-        issued = await usage(request).exchange_l402(body.package, l402_credential(request), body.calls)
+        issued = await usage(request).exchange_l402(body.package, l402_credential(request), body.calls,
+                                                    client_ip(request))
     return web.json_response(issued, headers={"Cache-Control": "no-store"})
 
 

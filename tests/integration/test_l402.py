@@ -10,6 +10,7 @@ import re
 
 from pymacaroons import Macaroon
 
+from mcpstore_appliance.accounts.ratelimit import RateLimiter
 from mcpstore_appliance.market import journal
 from tests.integration.test_validators import python_validator
 from tests.lnbits_fixtures import lnbits_settings
@@ -149,3 +150,12 @@ async def test_l402_is_offered_only_for_public_per_call_packages_priced_in_sat(s
     answer, _ = await ask(app, "alice/missing", expect=404)
     answer, _ = await ask(app, "alice/zap", expect=400, calls=0)
     assert await app.services.db.fetch_value("SELECT count(*) FROM market_orders") == 0
+
+
+async def test_invoices_asked_for_from_one_address_are_limited(start_app, lnbits):
+    app, _ = await shop(start_app, lnbits)
+    app.services.usage.l402.challenges_by_ip = RateLimiter(2)  # 60 a minute in service: 2 here
+    await challenge(app)
+    await challenge(app)
+    answer, response = await ask(app, "alice/zap", expect=429)
+    assert answer["error"]["code"] == "rate_limited" and int(response.headers["Retry-After"]) >= 1
