@@ -21,7 +21,8 @@ INVOICED_BY_US = ("lnbits",)
 
 DUE_SQL = (
     "SELECT o.*, e.period_end FROM market_orders o JOIN market_entitlements e ON e.order_id = o.id"
-    " WHERE o.kind = 'subscription' AND o.status = 'paid' AND o.provider = ? AND e.revoked_at IS NULL"
+    " WHERE o.kind = 'subscription' AND o.status = 'paid' AND o.cancelled_at IS NULL AND o.provider = ?"
+    " AND e.revoked_at IS NULL"
     " AND e.period_end IS NOT NULL AND e.period_end > ? AND e.period_end <= ?"
     " AND NOT EXISTS (SELECT 1 FROM market_renewals r WHERE r.order_id = o.id AND r.period_end = e.period_end)")
 
@@ -79,6 +80,27 @@ async def due_for(db, user_id: int, now: float | None = None) -> list[dict]:
         "SELECT r.order_id, r.period_end AS due, r.bolt11, r.reference, r.expires_at, o.amount, o.currency,"
         " p.namespace || '/' || p.name AS package FROM market_renewals r JOIN market_orders o ON o.id = r.order_id"
         " JOIN packages p ON p.id = o.package_id WHERE o.buyer_user_id = ? AND o.status = 'paid'"
+        " AND o.cancelled_at IS NULL"
         " AND r.expires_at > ? AND NOT EXISTS (SELECT 1 FROM market_payments m WHERE m.provider = r.provider"
         "  AND m.reference = r.reference) ORDER BY r.period_end", (user_id, time.time() if now is None else now))
     return [{**dict(row), "amount_display": format_minor_units(row["amount"], row["currency"])} for row in rows]
+
+
+async def cancel(db, actor: audit.Actor, order_id: int) -> dict:
+    """The buyer (`actor`) cancels their Lightning subscription: no more renewal invoices (an unpaid one is withdrawn from
+    the reminder); access lasts to the end of the paid period. Cancelling twice changes nothing."""
+    from ..errors import InvalidInput, NotFound
+
+    async with db.write() as tx:
+        order = await tx.fetch_one("SELECT * FROM market_orders WHERE id = ? AND buyer_user_id = ?",
+                                   (order_id, actor.id))
+        if order is None:
+            raise NotFound("no such order", code="order_not_found")
+        if order["kind"] != "subscription" or order["provider"] not in INVOICED_BY_US:
+            raise InvalidInput("only Lightning subscriptions are cancelled here (a card subscription ends in the"
+                               " payment provider's portal)", code="not_cancellable")
+        if order["cancelled_at"] is None:
+            await tx.execute("UPDATE market_orders SET cancelled_at = ? WHERE id = ?", (time.time(), order_id))
+            await audit.record(tx, actor, "market.cancel", target=f"order:{order_id}", org_id=order["buyer_org_id"])
+        until = await tx.fetch_value("SELECT period_end FROM market_entitlements WHERE order_id = ?", (order_id,))
+    return {"order": order_id, "cancelled": True, "access_until": until}

@@ -215,6 +215,10 @@ class Market:
                                            (provider, order_id))
         return None
 
+    async def cancel(self, principal: Principal, order_id: int) -> dict:
+        """The caller's Lightning subscription ends with its paid period (market/renewals.py)."""
+        return await renewals.cancel(self.db, actor(principal), order_id)
+
     # -- manual provider ----------------------------------------------------------------------------------
 
     async def grant(self, principal: Principal, namespace: str, name: str, body: Mapping) -> dict:

@@ -6,6 +6,7 @@
     POST   /api/market/credits                              top up the credit wallet of one currency (or an org's)
     GET    /api/market/purchases                            balances, orders, entitlements of the caller
     GET    /api/market/orders/{id}?refresh=true             one order (refresh: ask the provider first)
+    POST   /api/market/orders/{id}/cancel                   cancel a Lightning subscription (access to the period end)
     POST   /api/payments/{stripe,lnbits}/webhook            provider webhooks (hints, re-checked)
     POST   /api/admin/market/reconcile                      journal against providers, now
 """
@@ -109,6 +110,17 @@ async def order(request: web.Request) -> web.Response:
     refresh = request.query.get("refresh", "false").lower() in ("1", "true", "yes")
     found = await market(request).order(caller(request), int(request.match_info["order_id"]), refresh=refresh)
     return web.json_response(found, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/api/market/orders/{order_id:\\d{1,18}}/cancel")
+@allow(BUYER)
+@documented("Cancel one of the caller's Lightning subscriptions: no more renewal invoices; access lasts to the end "
+            "of the paid period", tags=["market"],
+            responses={200: "Cancelled, with access_until", 400: "Not a Lightning subscription",
+                       404: "No such order of yours"})
+async def cancel(request: web.Request) -> web.Response:
+    done = await market(request).cancel(caller(request), int(request.match_info["order_id"]))
+    return web.json_response(done, headers={"Cache-Control": "no-store"})
 
 
 @routes.post(PACKAGE_PATH + "/grants")

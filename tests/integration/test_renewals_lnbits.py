@@ -57,6 +57,10 @@ async def test_a_renewal_invoice_paid_extends_the_subscription_once(start_app, l
     status, html, _ = await app.client.with_token(None).get("/account/purchases",
                                                             headers={"Cookie": f"{SESSION_COOKIE}={session_id}"})
     assert status == 200 and b'id="renewal-due"' in html and made[0]["bolt11"].encode() in html
+    assert f'action="/account/subscriptions/{order["id"]}/cancel"'.encode() in html  # the cancel form
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session_id}"}
+    assert (await app.client.with_token(None).post(f"/account/subscriptions/{order['id']}/cancel", headers=cookie,
+                                                   data={}))[0] == 403  # without its CSRF token: nothing changes
     await asyncio.to_thread(lnbits.pay, made[0]["bolt11"])
     await eventually(lambda: _extended(app, order["id"], add_month(end)))
     await asyncio.sleep(1.5)  # LNbits' second delivery of each webhook
@@ -89,7 +93,7 @@ async def test_a_renewal_invoice_paid_extends_the_subscription_once(start_app, l
 
 async def test_reconciliation_credits_a_renewal_whose_webhook_was_lost(start_app, lnbits):
     # webhooks go to a port where nobody listens: only reconciliation sees the payments
-    app, _, order = await subscribed(start_app, lnbits, server={"public_url": "http://127.0.0.1:9"})
+    app, token, order = await subscribed(start_app, lnbits, server={"public_url": "http://127.0.0.1:9"})
     _, root = await app.user("root", admin=True)
     assert [c["order"] for c in (await post(app, "/api/admin/market/reconcile", root))["credited"]] == [order["id"]]
     end = await period_end(app, order["id"])
@@ -100,6 +104,20 @@ async def test_reconciliation_credits_a_renewal_whose_webhook_was_lost(start_app
     assert await period_end(app, order["id"]) == add_month(end)
     assert (await post(app, "/api/admin/market/reconcile", root))["credited"] == []
     assert await period_end(app, order["id"]) == add_month(end)
+    # the next invoice is out; bob cancels: it leaves the reminder, no other comes, access lasts the paid month
+    assert len(await renewals.invoice_due(app.services.market, now=add_month(end) - DAY)) == 1
+    _, mallory = await app.user("mallory")
+    answer = await post(app, f"/api/market/orders/{order['id']}/cancel", mallory, 404)
+    assert answer["error"]["code"] == "order_not_found"
+    for _ in range(2):  # twice: the same answer
+        answer = await post(app, f"/api/market/orders/{order['id']}/cancel", token)
+        assert answer == {"order": order["id"], "cancelled": True, "access_until": add_month(end)}
+    status, mine, _ = await app.client.with_token(token).get("/api/market/purchases")
+    assert mine["renewals_due"] == []
+    async with app.services.db.write() as tx:  # as if the month's invoice had never been made
+        await tx.execute("DELETE FROM market_renewals WHERE period_end = ?", (add_month(end),))
+    assert await renewals.invoice_due(app.services.market, now=add_month(end) - DAY) == []
+    assert (await app.client.with_token(token).get("/api/packages/alice/sub/versions/1.0.0/download"))[0] == 200
 
 
 async def _extended(app, order_id: int, expected: float) -> bool:

@@ -36,3 +36,6 @@ CREATE TABLE market_renewals (
 -- A per-call reservation paid from an org's credits (market/settle.py wallet `org:<id>`): the wallet its unused
 -- calls go back to. NULL: the buyer's own wallet, as before.
 ALTER TABLE usage_tokens ADD COLUMN wallet TEXT;
+
+-- A Lightning subscription its buyer cancelled: no more renewal invoices; access lasts to the paid period's end.
+ALTER TABLE market_orders ADD COLUMN cancelled_at REAL;

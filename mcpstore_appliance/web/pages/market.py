@@ -81,6 +81,17 @@ async def revoke_licence_key(request: web.Request) -> web.Response:
     raise redirect("/account/purchases")
 
 
+@routes.post("/account/subscriptions/{order_id:\\d{1,18}}/cancel")
+@allow(BUYER_PAGE)
+async def cancel_subscription(request: web.Request) -> web.Response:
+    await read_form(request)
+    try:
+        await request.app[SERVICES].market.cancel(caller(request), int(request.match_info["order_id"]))
+    except DomainError as exc:
+        return await purchases_page(request, notice=exc.message)
+    raise redirect("/account/purchases")
+
+
 @routes.post("/packages/{namespace}/{name}/buy")
 @allow(BUYER_PAGE)
 async def buy_form(request: web.Request) -> web.Response:
