@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from ...accounts.models import SCOPE_DESCRIPTIONS, SCOPES
@@ -29,7 +31,7 @@ def form_error(exc: DomainError) -> dict:
     return {"error": exc.message, "error_details": details}
 
 
-async def _start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
+async def start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
     session_id, _csrf = await request.app[SERVICES].accounts.start_session(user)
     response = redirect(location)
     settings = request.app[SETTINGS]
@@ -39,6 +41,12 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
     return response
 
 
+def login_page_values(request: web.Request) -> dict:
+    """What the login page shows besides the password form: the site-wide SSO button, when there is one."""
+    site = request.app[SETTINGS].sso.oidc
+    return {"sso_site": site.label if site.issuer else None}
+
+
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
@@ -46,7 +54,14 @@ async def _start_session(request: web.Request, user, location: str) -> web.HTTPS
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
-    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="")
+    # /login?org=acme (a link an org hands out): its SSO button, named after it, when it has SSO set up
+    org = None
+    if named := request.query.get("org", "")[:320]:
+        with contextlib.suppress(DomainError):
+            org = await request.app[SERVICES].oidc.org_for_login(named)
+    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="",
+                        sso_org=org.slug if org else "", sso_org_name=org.name if org else "",
+                        **login_page_values(request))
 
 
 @routes.post("/login")
@@ -58,12 +73,14 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
+        # An address whose org requires SSO: its SSO form is filled in with that org.
+        sso_org = exc.details.get("org") if exc.code == "sso_required" else ""
         response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                                **form_error(exc))
+                                sso_org=sso_org, **login_page_values(request), **form_error(exc))
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    raise await _start_session(request, user, target)
+    raise await start_session(request, user, target)
 
 
 @routes.post("/logout")
@@ -105,7 +122,7 @@ async def signup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/signup.html", status=status_for(exc), values=values,
                             mode=request.app[SETTINGS].accounts.signup, invite_code=invite or "", **form_error(exc))
-    raise await _start_session(request, user, "/account?done=welcome")
+    raise await start_session(request, user, "/account?done=welcome")
 
 
 @routes.get("/setup")
@@ -128,7 +145,7 @@ async def setup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/setup.html", status=status_for(exc), code=code, values=values,
                             **form_error(exc))
-    raise await _start_session(request, user, "/admin?done=welcome")
+    raise await start_session(request, user, "/admin?done=welcome")
 
 
 # ---- the account page: tokens and organizations ------------------------------------------------------
