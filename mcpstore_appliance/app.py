@@ -127,7 +127,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         # Signed-in callers are cached while nothing is committed, by the database's commit stamp.
         accounts = AccountService(db, settings.accounts, change_stamp=db.stamp)
         market = build_market(settings, db, paths["keys"])
-        usage = build_usage(settings, db, accounts)
+        usage = build_usage(settings, db, accounts, market)
         # Hosted calls follow the market: access by entitlement, per-call packages charged per tools/call.
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes,
                                       rules=hosted_rules(usage, market))

@@ -209,6 +209,8 @@ class MarketSettings(Section):
     card_minimum: dict[str, str] = {"usd": "10.00", "eur": "10.00"}
     reconcile_interval_seconds: float = Field(600.0, ge=0)  # 0: only `mcpstore admin reconcile`
     reconcile_window_seconds: float = Field(7 * 86400.0, gt=0)
+    # Lightning subscriptions: the next period's invoice (the reminder) is made this long before the period ends.
+    renewal_notice_days: float = Field(3.0, gt=0, le=27)
     stripe: StripeSettings = StripeSettings()
     lnbits: LnbitsSettings = LnbitsSettings()
     payouts: PayoutSettings = PayoutSettings()

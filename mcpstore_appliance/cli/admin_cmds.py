@@ -50,7 +50,8 @@ def add_parsers(subparsers) -> None:
     users.set_defaults(func=list_users)
 
     reconcile = commands.add_parser("reconcile", help="compare the market's journal with the payment providers: "
-                                    "credit missed payments, report credits a provider does not know")
+                                    "credit missed payments, report credits a provider does not know; and make "
+                                    "the renewal invoices of Lightning subscriptions that are due")
     reconcile.set_defaults(func=reconcile_market)
 
     rotate = commands.add_parser("rotate-usage-key", help="sign new usage tokens with a new Ed25519 key; the old "
@@ -154,7 +155,11 @@ def reconcile_market(args: argparse.Namespace) -> int:
     async def work(services):
         from ..market.reconcile import reconcile
 
+        from ..market.renewals import invoice_due
+
         report = await reconcile(services.market)
+        report["renewal_invoices"] = [{"order": r["order_id"], "due": r["period_end"]}
+                                      for r in await invoice_due(services.market)]
         print(json.dumps(report, indent=2))
         return 1 if report["unknown_to_provider"] or report["journal"] or report["failed"] else 0
 

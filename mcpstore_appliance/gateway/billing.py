@@ -50,7 +50,7 @@ class MarketBilling:
         if grant is not None and grant.calls > 0:
             await self.calls.bill(grant.jti, call_id)
             return f"{grant.jti}:{call_id}"
-        await self.market.debit_call(principal.id, session.package_id, call_id)
+        await self.market.debit_call(principal.id, session.package_id, call_id, principal.member_org_ids())
         return call_id
 
     async def on_call(self, invocation: Invocation) -> None:

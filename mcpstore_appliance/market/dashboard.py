@@ -106,12 +106,13 @@ async def subscriptions(db, user_id: int, now: float | None = None) -> list[dict
     """The caller's own subscriptions (bought for themselves), active or lapsed, with the next renewal."""
     now = time.time() if now is None else now
     rows = await db.fetch_all(
-        "SELECT e.id, p.namespace || '/' || p.name AS package, e.major, e.period_end, e.revoked_at, o.provider,"
-        " o.amount, o.currency FROM market_entitlements e JOIN packages p ON p.id = e.package_id"
+        "SELECT e.id, o.id AS order_id, p.namespace || '/' || p.name AS package, e.major, e.period_end,"
+        " e.revoked_at, o.provider, o.cancelled_at, o.amount, o.currency FROM market_entitlements e JOIN packages p ON p.id = e.package_id"
         " JOIN market_orders o ON o.id = e.order_id WHERE e.kind = 'subscription' AND o.buyer_user_id = ?"
         " ORDER BY e.period_end DESC", (user_id,))
     return [{**dict(row), "active": row["revoked_at"] is None and (row["period_end"] or 0) > now,
-             "next_renewal": row["period_end"] if row["revoked_at"] is None else None,
+             "next_renewal": row["period_end"] if row["revoked_at"] is None and row["cancelled_at"] is None
+             else None,
              "amount_display": format_minor_units(row["amount"], row["currency"])} for row in rows]
 
 

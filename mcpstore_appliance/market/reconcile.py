@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import journal, settle
+from . import journal, renewals, settle
 
 log = logging.getLogger("mcpstore.market")
 
@@ -45,12 +45,14 @@ async def _credit_missing(market, provider, since: float, report: dict) -> None:
             report["credited"].append({"provider": provider.name, "order": order["id"],
                                        "reference": order["provider_ref"]})
     for payment in await provider.recent(since):
-        order = await db.fetch_one("SELECT * FROM market_orders WHERE provider = ? AND (provider_ref = ? OR id = ?)",
-                                   (provider.name, payment.reference, payment.order_id or -1))
-        if order is None or order["id"] in checked:
-            continue
-        if order["provider_ref"] != payment.reference:
-            payment = await provider.check(order["provider_ref"])  # a checkout's intent: settle by the session
+        order = await renewals.order_of(db, provider.name, payment.reference)  # a subscription period's invoice
+        if order is None:
+            order = await db.fetch_one("SELECT * FROM market_orders WHERE provider = ? AND (provider_ref = ?"
+                                       " OR id = ?)", (provider.name, payment.reference, payment.order_id or -1))
+            if order is None or order["id"] in checked:
+                continue
+            if order["provider_ref"] != payment.reference:
+                payment = await provider.check(order["provider_ref"])  # a checkout's intent: settle by the session
         if await settle.settle(db, provider, order, payment) == "credited":
             report["credited"].append({"provider": provider.name, "order": order["id"],
                                        "reference": order["provider_ref"]})

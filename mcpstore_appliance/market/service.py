@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from .. import audit
 from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
 from ..errors import DomainError, Forbidden, InvalidInput, NotFound, UpstreamFailed
-from . import entitlements, journal, orders, settle
+from . import entitlements, journal, orders, renewals, settle
 from .batch import GroupPoster
-from .journal import PLATFORM, AlreadyPosted, Line
+from .journal import PLATFORM, AlreadyPosted, InsufficientFunds, Line
 from .money import split, to_journal
 from .orders import Product, order_json
 from .providers.base import Charge, Provider
@@ -92,9 +92,9 @@ class Market:
             raise InvalidInput(f"{item.ref} has no published version to buy", code="nothing_to_buy")
         kind = "subscription" if item.pricing_model == "subscription" else "credits"
         org_id, scope, seats = await orders.buyer_scope(self.db, principal, body.get("org"), body.get("seats"))
-        if kind == "credits" and scope != "user":
-            raise InvalidInput("per-call packages are paid from each caller's credits; org credits come later",
-                               code="org_credits_unsupported")
+        if kind == "credits" and scope == "seats":
+            raise InvalidInput("per-call packages are paid from credits: buy them for yourself or for the whole org"
+                               " (its members' calls use them)", code="org_credits_unsupported")
         provider = self.provider_for(item.currency, body.get("provider"))
         if kind == "credits":
             amount = await self._credit_amount(body.get("amount"), item, provider)
@@ -104,10 +104,14 @@ class Market:
                                  org_id=org_id, scope=scope, seats=seats)
 
     async def top_up(self, principal: Principal, body: Mapping) -> dict:
+        """Credits for the caller, or with `org` for an org (by its owner or admin): the org's wallet pays its
+        members' per-call calls when their own credits do not cover them."""
         currency = body.get("currency")
         amount = orders.amount_of(body.get("amount"), currency if isinstance(currency, str) else "")
+        org_id, scope, _ = await orders.buyer_scope(self.db, principal, body.get("org"), None)
         provider = self.provider_for(currency, body.get("provider"))
-        return await self._order(principal, provider, "credits", amount, currency, body.get("flow"))
+        return await self._order(principal, provider, "credits", amount, currency, body.get("flow"), org_id=org_id,
+                                 scope=scope)
 
     async def _credit_amount(self, given: object, item: Product, provider: Provider) -> int:
         if given is not None:
@@ -189,6 +193,9 @@ class Market:
             return "refunded" if await settle.refund(self.db, provider.name, hint.payment_id) else "unknown"
         if hint.kind not in ("payment", "renewal"):
             return "ignored"
+        renewed = await renewals.order_of(self.db, provider.name, hint.reference)
+        if renewed is not None:  # a subscription period's own invoice: credited by its own payment hash
+            return await settle.settle(self.db, provider, renewed, await provider.check(hint.reference))
         payment = await provider.check(hint.reference) if hint.reference else None
         order = await self._order_for(provider.name, hint.reference, hint.order_id or (payment and payment.order_id))
         if order is None:
@@ -207,6 +214,10 @@ class Market:
             return await self.db.fetch_one("SELECT * FROM market_orders WHERE provider = ? AND id = ?",
                                            (provider, order_id))
         return None
+
+    async def cancel(self, principal: Principal, order_id: int) -> dict:
+        """The caller's Lightning subscription ends with its paid period (market/renewals.py)."""
+        return await renewals.cancel(self.db, actor(principal), order_id)
 
     # -- manual provider ----------------------------------------------------------------------------------
 
@@ -286,10 +297,12 @@ class Market:
 
     # -- per-call debits ----------------------------------------------------------------------------------
 
-    async def debit_call(self, user_id: int, package_id: int, reservation_id: str) -> Debit:
-        """Take one call's price from the caller's credits, split between creator and platform, atomically and
-        never below zero (InsufficientFunds, a 402, otherwise). `reservation_id` makes it idempotent: the
-        gateway (and later the usage-token reservations) pass the id of the call they bill."""
+    async def debit_call(self, user_id: int, package_id: int, reservation_id: str,
+                         org_ids: Collection[int] = ()) -> Debit:
+        """Take one call's price from the caller's credits, or when they do not cover it from the credits of one
+        of `org_ids` (the caller's orgs), split between creator and platform, atomically and never below zero
+        (InsufficientFunds, a 402, otherwise). `reservation_id` makes it idempotent: the gateway (and the
+        usage-token reservations) pass the id of the call they bill."""
         row = await self._priced(package_id)
         if row is None or row["pricing_model"] != "per_call":
             raise InvalidInput("only per-call packages are debited per call", code="not_per_call")
@@ -297,15 +310,19 @@ class Market:
                        row["visibility"], row["org_id"], row["owner_user_id"], None)
         amount, currency = to_journal(item.price, item.currency)
         creator, platform = split(amount, orders.creator_share_bp(self.settings, item))
-        wallet = f"user:{user_id}"
-        try:  # grouped with the calls debited at the same moment: one write transaction for all (market/batch.py)
-            balance = await self.grouped.post("debit", f"call:{reservation_id}", currency, [
-                Line("wallet", wallet, -amount, guard=True), Line("creator", item.creator, creator),
-                Line("revenue", PLATFORM, platform)])
-            return Debit(reservation_id, amount, currency, balance)
-        except AlreadyPosted:
-            return Debit(reservation_id, amount, currency, await journal.balance(self.db, "wallet", wallet, currency),
-                         repeated=True)
+        wallets = [f"user:{user_id}", *(f"org:{org}" for org in sorted(org_ids))]
+        for n, wallet in enumerate(wallets):
+            try:  # grouped with the calls debited at the same moment: one write transaction (market/batch.py)
+                balance = await self.grouped.post("debit", f"call:{reservation_id}", currency, [
+                    Line("wallet", wallet, -amount, guard=True), Line("creator", item.creator, creator),
+                    Line("revenue", PLATFORM, platform)])
+                return Debit(reservation_id, amount, currency, balance)
+            except AlreadyPosted:
+                return Debit(reservation_id, amount, currency,
+                             await journal.balance(self.db, "wallet", wallet, currency), repeated=True)
+            except InsufficientFunds:
+                if n == len(wallets) - 1:
+                    raise
 
     async def _priced(self, package_id: int) -> dict | None:
         """A package's price terms, read at most once a second per package (a busy per-call package would
@@ -336,8 +353,6 @@ class Market:
     # -- a buyer's view -----------------------------------------------------------------------------------
 
     async def purchases(self, principal: Principal) -> dict:
-        balances = await self.db.fetch_all("SELECT currency, balance FROM market_accounts WHERE kind = 'wallet'"
-                                           " AND owner = ?", (f"user:{principal.id}",))
         rows = await self.db.fetch_all("SELECT * FROM market_orders WHERE buyer_user_id = ?"
                                        " ORDER BY created_at DESC LIMIT 200", (principal.id,))
         access = await self.db.fetch_all(
@@ -346,8 +361,15 @@ class Market:
             " WHERE e.user_id = ? OR e.org_id IN (SELECT org_id FROM memberships WHERE user_id = ?)"
             " OR e.id IN (SELECT entitlement_id FROM market_seats WHERE user_id = ?) ORDER BY e.id DESC LIMIT 200",
             (principal.id, principal.id, principal.id))
-        return {"balances": {row["currency"]: row["balance"] for row in balances},
-                "orders": [order_json(row) for row in rows], "entitlements": access}
+        return {"balances": await self.wallet_balances(f"user:{principal.id}"),
+                "orders": [order_json(row) for row in rows], "entitlements": access,
+                "renewals_due": await renewals.due_for(self.db, principal.id)}
+
+    async def wallet_balances(self, owner: str) -> dict[str, int]:
+        """A credit wallet's balances by journal currency (`org:<id>` for an org's credits)."""
+        rows = await self.db.fetch_all("SELECT currency, balance FROM market_accounts WHERE kind = 'wallet'"
+                                       " AND owner = ?", (owner,))
+        return {row["currency"]: row["balance"] for row in rows}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -361,8 +383,9 @@ class Market:
             await asyncio.sleep(interval)
             try:
                 await reconcile(self)
+                await renewals.invoice_due(self)
             except Exception:  # a provider that is down now is asked again next time
-                log.exception("reconciliation failed")
+                log.exception("reconciliation or renewal invoices failed")
 
     async def close(self) -> None:
         if self._timer is not None:

@@ -63,7 +63,7 @@ async def post_payment(tx, provider: str, key: str, order: dict, fee: int = 0) -
     split between creator and platform fixed on the order; the provider's fee as the platform's expense."""
     amount, currency = to_journal(order["amount"], order["currency"])
     if order["kind"] == "credits":
-        lines = [Line("clearing", provider, -amount), Line("wallet", f"user:{order['buyer_user_id']}", amount)]
+        lines = [Line("clearing", provider, -amount), Line("wallet", wallet_of(order), amount)]
     else:
         creator, platform = split(amount, order["creator_share_bp"])
         lines = [Line("clearing", provider, -amount), Line("creator", order["creator"], creator),
@@ -75,6 +75,11 @@ async def post_payment(tx, provider: str, key: str, order: dict, fee: int = 0) -
                            [Line("clearing", provider, fee_amount), Line("fees", PLATFORM, -fee_amount)],
                            order_id=order["id"])
     return txn
+
+
+def wallet_of(order: dict) -> str:
+    """The credit wallet a credits order fills: the org's for an org's top-up, else the buyer's own."""
+    return f"org:{order['buyer_org_id']}" if order["scope"] == "org" else f"user:{order['buyer_user_id']}"
 
 
 async def refund(db, provider_name: str, payment_id: str) -> list[str]:

@@ -18,9 +18,17 @@ def usage_keys_dir(settings) -> Path:
     return Path(settings.data_dir) / "keys" / "usage"
 
 
-def build_usage(settings, db, accounts) -> UsageTokens:
+def build_usage(settings, db, accounts, market) -> UsageTokens:
+    """Usage tokens; with LNbits configured, also L402 for agents without an account (root key keys/l402.key)."""
+    l402 = None
+    if "lnbits" in market.providers:
+        from ..keys import load_or_create_secret
+        from .l402 import L402
+
+        l402 = L402(db, load_or_create_secret(Path(settings.data_dir) / "keys" / "l402.key"),
+                    market.providers["lnbits"], settings.base_url, settings.market)
     return UsageTokens(db, KeyRing(usage_keys_dir(settings)), settings.base_url, accounts.principal_for_user,
-                       settings.market)
+                       settings.market, l402)
 
 
 def hosted_rules(usage: UsageTokens, market):

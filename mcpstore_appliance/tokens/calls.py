@@ -1,17 +1,18 @@
 """Per-call billing against usage tokens: reservations at issue, calls reported against a `jti`, releases.
 
 A usage token of a per-call package carries `calls`: that many calls' price moves at issue from the buyer's
-wallet (journal account wallet `user:<id>`) to their hold (wallet `hold:user:<id>`), so a publisher is never owed
-money the buyer does not have. Each call reported against the token (by the publisher's server with its API
-token, or billed by the gateway) moves one price from the hold to the creator and the platform, split as fixed
-at issue; a call id is billed once however often it is reported (the journal reference call:<jti>:<call id>),
-and never beyond the reservation. What is left
-when the token has expired (plus REPORT_GRACE for late reports) goes back to the wallet.
+wallet (journal account wallet `user:<id>`, or when it covers no call an org's `org:<id>` of theirs) to its hold
+(wallet `hold:user:<id>` or `hold:org:<id>`), so a publisher is never owed money the buyer does not have. Each
+call reported against the token (by the publisher's server with its API token, or billed by the gateway) moves one
+price from the hold to the creator and the platform, split as fixed at issue; a call id is billed once however
+often it is reported (the journal reference call:<jti>:<call id>), and never beyond the reservation. What is
+left when the token has expired (plus REPORT_GRACE for late reports) goes back to the wallet it came from.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from ..accounts.models import Principal
 from ..catalog.visibility import can_manage
@@ -28,6 +29,11 @@ REPORT_GRACE = 120  # seconds after a token's expiry during which its calls may 
 
 def hold_of(user_id: int) -> str:
     return f"hold:user:{user_id}"
+
+
+def funded_by(token: dict) -> str:
+    """The wallet a token's reservation came from: the buyer's own, or an org's (usage_tokens.wallet)."""
+    return token["wallet"] or f"user:{token['user_id']}"
 
 
 class Reservations:
@@ -61,23 +67,28 @@ class Calls:
         self.reservations = Reservations()
         self._tokens = LRU(8192)
 
-    async def reserve(self, tx, jti: str, user_id: int, package: dict, wanted: int) -> dict:
+    async def reserve(self, tx, jti: str, user_id: int, package: dict, wanted: int,
+                      org_ids: Collection[int] = ()) -> dict:
         """Move up to `wanted` calls' price from the wallet to the hold (as many as the balance covers; 402 with
-        none). Returns the usage_tokens columns of the reservation."""
+        none): the buyer's own wallet, or when it covers no call the first of their orgs' (`org_ids`) that does.
+        Returns the usage_tokens columns of the reservation."""
         price, currency = to_journal(package["price_amount"], package["currency"])
-        wallet = f"user:{user_id}"
-        balance = await tx.fetch_value("SELECT balance FROM market_accounts WHERE kind = 'wallet' AND owner = ?"
-                                       " AND currency = ?", (wallet, currency), 0)
-        calls = min(wanted, balance // price)
-        if calls < 1:
+        for wallet in (f"user:{user_id}", *(f"org:{org}" for org in sorted(org_ids))):
+            balance = await tx.fetch_value("SELECT balance FROM market_accounts WHERE kind = 'wallet' AND owner = ?"
+                                           " AND currency = ?", (wallet, currency), 0)
+            calls = min(wanted, balance // price)
+            if calls >= 1:
+                break
+        else:
             raise InsufficientFunds(f"your {currency} credits do not cover one call of this package; top up first",
                                     details={"currency": currency, "price": price, "balance": balance})
         await journal.post(tx, "reserve", f"reserve:{jti}", currency, [
-            Line("wallet", wallet, -calls * price, guard=True), Line("wallet", hold_of(user_id), calls * price)])
+            Line("wallet", wallet, -calls * price, guard=True), Line("wallet", f"hold:{wallet}", calls * price)])
         item = Product(package["id"], "", "per_call", package["price_amount"], package["currency"], package["tier"],
                        package["visibility"], package["org_id"], package["owner_user_id"], None)
         return {"calls": calls, "price": price, "currency": currency, "creator": item.creator,
-                "creator_share_bp": creator_share_bp(self.market_settings, item)}
+                "creator_share_bp": creator_share_bp(self.market_settings, item),
+                "wallet": None if wallet == f"user:{user_id}" else wallet}
 
     async def report(self, principal: Principal, jti: object, call_id: object) -> dict:
         """A publisher's server reports one call against a token of its package (with its API token)."""
@@ -103,7 +114,7 @@ class Calls:
         creator, platform = split(token["price"], token["creator_share_bp"])
         try:
             await self.grouped.post("debit", f"call:{jti}:{call_id}", token["currency"], [
-                Line("wallet", hold_of(token["user_id"]), -token["price"], guard=True),
+                Line("wallet", f"hold:{funded_by(token)}", -token["price"], guard=True),
                 Line("creator", token["creator"], creator), Line("revenue", PLATFORM, platform)],
                 quota=(self.reservations, jti))
             return {"billed": True, "calls": token["calls"]}
@@ -114,8 +125,8 @@ class Calls:
         """What never changes of a token (its reservation's terms), kept by jti."""
         token = self._tokens.get(jti)
         if token is None:
-            token = await self.db.fetch_one("SELECT user_id, calls, price, currency, creator, creator_share_bp"
-                                            " FROM usage_tokens WHERE jti = ?", (jti,))
+            token = await self.db.fetch_one("SELECT user_id, wallet, calls, price, currency, creator,"
+                                            " creator_share_bp FROM usage_tokens WHERE jti = ?", (jti,))
             if token is None:
                 raise NotFound("no such usage token", code="usage_token_not_found")
             self._tokens.put(jti, token)
@@ -143,8 +154,8 @@ class Calls:
                 unused = (row["calls"] - row["used"]) * row["price"]
                 if unused:
                     await journal.post(tx, "release", f"release:{row['jti']}", row["currency"], [
-                        Line("wallet", hold_of(row["user_id"]), -unused, guard=True),
-                        Line("wallet", f"user:{row['user_id']}", unused)])
+                        Line("wallet", f"hold:{funded_by(row)}", -unused, guard=True),
+                        Line("wallet", funded_by(row), unused)])
                 await tx.execute("UPDATE usage_tokens SET released_at = ? WHERE jti = ?", (now, row["jti"]))
         return len(rows)
 

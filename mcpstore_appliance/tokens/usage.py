@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 import jwt
 
 from ..accounts.models import Principal
-from ..errors import InvalidInput, PaymentRequired, Unauthenticated
+from ..catalog.visibility import can_manage
+from ..errors import InvalidInput, NotFound, PaymentRequired, Unauthenticated
 from ..lru import LRU
 from .calls import Calls
 from .keyring import SKEW_SECONDS, TOKEN_SECONDS, KeyRing
@@ -45,8 +46,9 @@ class UsageGrant:
 
 
 class UsageTokens:
-    def __init__(self, db, ring: KeyRing, base_url: str, principal_for_user, market_settings=None):
+    def __init__(self, db, ring: KeyRing, base_url: str, principal_for_user, market_settings=None, l402=None):
         self.db = db
+        self.l402 = l402  # tokens/l402.py: agents without an account pay with Lightning (None: no LNbits)
         self.ring = ring
         self.base_url = base_url.rstrip("/")
         self.principal_for_user = principal_for_user  # accounts' (user_id, scopes, org, via, expires) -> Principal
@@ -80,18 +82,61 @@ class UsageTokens:
             reservation = {}
             if tier == "per_call":
                 reservation = await self.calls.reserve(tx, claims["jti"], principal.id, package,
-                                                       DEFAULT_CALLS if calls is None else calls)
+                                                       DEFAULT_CALLS if calls is None else calls,
+                                                       principal.member_org_ids())
                 claims["calls"] = reservation["calls"]
             await tx.insert("usage_tokens", {"jti": claims["jti"], "licence_id": licence["id"],
                                              "user_id": principal.id, "package_id": package["id"],
                                              "issued_at": now, "expires_at": claims["exp"], **reservation})
             if licence["last_used_at"] is None or now - licence["last_used_at"] > 60:
                 await tx.execute("UPDATE licence_keys SET last_used_at = ? WHERE id = ?", (now, licence["id"]))
+        return self._signed(claims)
+
+    def _signed(self, claims: dict) -> dict:
         kid, key = self.ring.signing_key()
         token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": "JWT"})
         return {"token": token, "token_type": "Bearer", "expires_in": TOKEN_SECONDS, "expires_at": claims["exp"],
-                "jti": claims["jti"], "mcp": ref, "tier": tier, "aud": claims["aud"],
-                **({"calls": claims["calls"]} if tier == "per_call" else {})}
+                "jti": claims["jti"], "mcp": claims["mcp"], "tier": claims["tier"], "aud": claims["aud"],
+                **({"calls": claims["calls"]} if "calls" in claims else {})}
+
+    async def exchange_l402(self, ref: object, credential: str | None, calls: object = None,
+                            ip: str | None = None) -> dict:
+        """For an agent without an account (tokens/l402.py): without `credential`, the L402 challenge (a 402
+        with an invoice for `calls` calls of package `ref`); with `<macaroon>:<preimage>` of a paid invoice, a
+        usage token whose calls are prepaid (`sub` l402:<payment hash>, `tier` l402)."""
+        if calls is not None and (type(calls) is not int or not 1 <= calls <= MAX_CALLS):
+            raise InvalidInput(f"calls is a whole number from 1 to {MAX_CALLS}", code="invalid_calls")
+        package = await self._l402_package(ref)
+        if credential is None:
+            raise await self.l402.challenge(package, DEFAULT_CALLS if calls is None else calls, ip)
+        now = int(time.time())
+        jti = secrets.token_urlsafe(16)
+        redeemed = await self.l402.redeem(package, credential, jti, now + TOKEN_SECONDS)
+        ref = f"{package['namespace']}/{package['name']}"
+        return self._signed({"iss": self.base_url, "sub": f"l402:{redeemed.payment_hash}", "mcp": ref,
+                             "tier": "l402", "aud": self.audience(ref), "iat": now, "exp": now + TOKEN_SECONDS,
+                             "jti": jti, "calls": redeemed.calls})
+
+    async def _l402_package(self, ref: object) -> dict:
+        namespace, _, name = ref.partition("/") if isinstance(ref, str) else ("", "", "")
+        if not namespace or not name or len(ref) > 200:
+            raise Unauthenticated("send a licence key (licence_key), or name the package (`package`: namespace/name)"
+                                  " to pay per call with Lightning (L402)", code="credentials_required")
+        package = await self.licences.package(None, namespace, name)
+        if self.l402 is None or not self.l402.offered_for(package):
+            raise Unauthenticated(f"{ref} is paid with a licence key here (L402 takes per-call packages priced in"
+                                  " sat on an appliance with LNbits)", code="credentials_required")
+        return package
+
+    async def report(self, principal: Principal, jti: object, call_id: object) -> dict:
+        """A publisher's server reports one call against a token of its package: an L402 token's prepaid calls,
+        or a licence holder's reservation (tokens/calls.py)."""
+        if self.l402 is not None and isinstance(jti, str) and len(jti) <= 100 and \
+                await self.db.fetch_value("SELECT 1 FROM l402_tokens WHERE jti = ?", (jti,)):
+            if not can_manage(principal, await self.l402.package_of(jti)):
+                raise NotFound("no usage token with this jti for a package you publish", code="usage_token_not_found")
+            return await self.l402.report(jti, call_id)
+        return await self.calls.report(principal, jti, call_id)
 
     # -- checking -------------------------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
     POST   /api/packages/{namespace}/{name}/purchase        a Checkout link, a BOLT11 invoice or a client secret
     POST   /api/packages/{namespace}/{name}/grants          manual provider: grant, or record an offline payment
     DELETE /api/packages/{namespace}/{name}/grants/{id}     manual provider: revoke
-    POST   /api/market/credits                              top up the credit wallet of one currency
+    POST   /api/market/credits                              top up the credit wallet of one currency (or an org's)
     GET    /api/market/purchases                            balances, orders, entitlements of the caller
     GET    /api/market/orders/{id}?refresh=true             one order (refresh: ask the provider first)
+    POST   /api/market/orders/{id}/cancel                   cancel a Lightning subscription (access to the period end)
     POST   /api/payments/{stripe,lnbits}/webhook            provider webhooks (hints, re-checked)
     POST   /api/admin/market/reconcile                      journal against providers, now
 """
@@ -48,6 +49,8 @@ class CreditsBody(Body):
     amount: str = Field(max_length=20)
     provider: Literal["stripe", "lnbits"] | None = None
     flow: Literal["checkout", "intent"] = "checkout"
+    org: OneLine | None = Field(None, max_length=100, description="an org's slug: its credits, which its members' "
+                                "per-call calls use when their own do not cover them (by its owner or admin)")
 
 
 class GrantBody(Body):
@@ -81,7 +84,8 @@ async def purchase(request: web.Request) -> web.Response:
 
 @routes.post("/api/market/credits")
 @allow(BUYER)
-@documented("Top up the caller's credit wallet in one currency (per-call packages are paid from it)",
+@documented("Top up the caller's credit wallet in one currency (per-call packages are paid from it), or with "
+            "`org` the org's, which pays its members' calls when their own credits do not cover them",
             tags=["market"], body=CreditsBody.model_json_schema(), responses=ORDER_RESPONSES)
 async def top_up(request: web.Request) -> web.Response:
     body = await read_json(request, CreditsBody)
@@ -106,6 +110,17 @@ async def order(request: web.Request) -> web.Response:
     refresh = request.query.get("refresh", "false").lower() in ("1", "true", "yes")
     found = await market(request).order(caller(request), int(request.match_info["order_id"]), refresh=refresh)
     return web.json_response(found, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/api/market/orders/{order_id:\\d{1,18}}/cancel")
+@allow(BUYER)
+@documented("Cancel one of the caller's Lightning subscriptions: no more renewal invoices; access lasts to the end "
+            "of the paid period", tags=["market"],
+            responses={200: "Cancelled, with access_until", 400: "Not a Lightning subscription",
+                       404: "No such order of yours"})
+async def cancel(request: web.Request) -> web.Response:
+    done = await market(request).cancel(caller(request), int(request.match_info["order_id"]))
+    return web.json_response(done, headers={"Cache-Control": "no-store"})
 
 
 @routes.post(PACKAGE_PATH + "/grants")

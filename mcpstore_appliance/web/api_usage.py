@@ -3,7 +3,8 @@
     POST   /api/packages/{namespace}/{name}/licence-keys   a licence key for the caller (shown once)
     GET    /api/account/licence-keys                       the caller's licence keys
     DELETE /api/account/licence-keys/{id}                  revoke one (and the usage tokens issued for it)
-    POST   /api/usage/tokens                               licence key in, usage token (EdDSA JWT, 15 min) out
+    POST   /api/usage/tokens                               licence key in, usage token (EdDSA JWT, 15 min) out;
+                                                           or L402: Lightning invoice, paid, usage token out
     POST   /api/usage/reports                              a publisher's server reports a call against a jti
     GET    /.well-known/jwks.json                          the keys usage tokens are signed with
     GET    /.well-known/mcpstore-revocations.json          revoked jtis and subjects, for validators
@@ -15,9 +16,10 @@ import asyncio
 import logging
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..tokens import UsageTokens
+from ..tokens.l402 import SCHEMES as L402_SCHEMES
 from ..tokens.revocations import MAX_AGE_SECONDS
 from .access import OPEN_PROBE, allow, signed_in
 from .auth import caller
@@ -36,10 +38,21 @@ class Body(BaseModel):
 
 
 class ExchangeBody(Body):
-    licence_key: str = Field(max_length=100, description="the licence key (mcpl_…) from the buyer's user_config")
+    licence_key: str | None = Field(None, max_length=100,
+                                    description="the licence key (mcpl_…) from the buyer's user_config")
+    package: str | None = Field(None, max_length=200,
+                                description="without a licence key: the per-call package (namespace/name) an agent"
+                                            " pays with Lightning (L402: a 402 challenge, then "
+                                            "'Authorization: L402 <macaroon>:<preimage>')")
     calls: int | None = Field(None, ge=1, le=10_000,
                               description="per-call packages: calls to pre-authorise (default 100; fewer if the "
                                           "buyer's credits cover fewer)")
+
+    @model_validator(mode="after")
+    def one_way(self) -> "ExchangeBody":
+        if (self.licence_key is None) == (self.package is None):
+            raise ValueError("send either licence_key, or package (L402: paid with Lightning)")
+        return self
 
 
 class ReportBody(Body):
@@ -83,14 +96,29 @@ async def revoke_licence(request: web.Request) -> web.Response:
 @routes.post("/api/usage/tokens")
 @allow(OPEN_PROBE)  # the licence key in the body is the credential
 @documented("Exchange a licence key for a usage token: an EdDSA JWT (15 minutes) with sub, mcp, tier, aud, iat, "
-            "exp, jti (and calls for per-call packages), verifiable offline with /.well-known/jwks.json",
+            "exp, jti (and calls for per-call packages), verifiable offline with /.well-known/jwks.json. Without a "
+            "licence key, an agent names a per-call package priced in sat and pays with L402: a 402 with "
+            "'WWW-Authenticate: L402 macaroon=\"…\", invoice=\"…\"', then the same request with "
+            "'Authorization: L402 <macaroon>:<hex preimage>' gets a token for the calls paid (each payment once)",
             tags=["usage"], body=ExchangeBody.model_json_schema(),
-            responses={200: "The token", 400: "Invalid body", 401: "Unknown or revoked licence key",
-                       402: "No access, or credits that cover no call"})
+            responses={200: "The token", 400: "Invalid body",
+                       401: "Unknown or revoked licence key; an L402 credential forged, expired, used, unpaid or for "
+                            "another package", 402: "No access, credits that cover no call, or the L402 challenge",
+                       404: "L402: no such public package", 429: "L402: too many invoices asked for"})
 async def exchange(request: web.Request) -> web.Response:
     body = await read_json(request, ExchangeBody)
-    issued = await usage(request).exchange(body.licence_key, body.calls)
+    if body.licence_key is not None:
+        issued = await usage(request).exchange(body.licence_key, body.calls)
+    else:
+        issued = await usage(request).exchange_l402(body.package, l402_credential(request), body.calls,
+                                                    client_ip(request))
     return web.json_response(issued, headers={"Cache-Control": "no-store"})
+
+
+def l402_credential(request: web.Request) -> str | None:
+    """`<macaroon>:<preimage>` of an `Authorization: L402 …` (or LSAT) header; None without one."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() in L402_SCHEMES else None
 
 
 @routes.post("/api/usage/reports")
@@ -102,7 +130,7 @@ async def exchange(request: web.Request) -> web.Response:
                        404: "No such token of a package you publish", 409: "The reservation closed (expired)"})
 async def report(request: web.Request) -> web.Response:
     body = await read_json(request, ReportBody)
-    return web.json_response(await usage(request).calls.report(caller(request), body.jti, body.call_id))
+    return web.json_response(await usage(request).report(caller(request), body.jti, body.call_id))
 
 
 @routes.get("/.well-known/jwks.json")

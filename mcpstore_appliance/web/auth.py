@@ -15,6 +15,7 @@ from ..accounts.models import Principal
 from ..errors import Forbidden, Unauthenticated
 from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
 from ..policy.service import DEVICE_TOKEN_PREFIX
+from ..tokens.l402 import SCHEMES as L402_SCHEMES
 from .keys import CSRF_PENDING, CSRF_TOKEN, DEVICE_ORG, OAUTH, PRINCIPAL, SERVICES, USAGE
 
 SESSION_COOKIE = "mcpstore_session"
@@ -58,6 +59,8 @@ async def authenticate(request: web.Request, *, check_csrf: bool = True) -> None
     request[PRINCIPAL] = None
     if authorization:
         scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() in L402_SCHEMES:
+            return  # an agent's L402 payment, anonymous: the usage-token endpoint reads it (web/api_usage.py)
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'", code="invalid_token")
         credential = credential.strip()

@@ -122,6 +122,8 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         step_up = exc.code == "insufficient_scope" and request.path.startswith("/mcp/")  # MCP asks for a challenge
         if isinstance(exc, errors.Unauthenticated) or step_up:
             headers = {"WWW-Authenticate": www_authenticate(request, exc.code)}
+        if getattr(exc, "www_authenticate", None):  # a challenge of its own (an L402 payment: tokens/l402.py)
+            headers = {"WWW-Authenticate": exc.www_authenticate}
         return _render(request, status_for(exc), exc.code, exc.message, exc.details, headers)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:

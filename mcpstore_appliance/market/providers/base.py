@@ -25,6 +25,7 @@ class Charge:
     success_url: str
     cancel_url: str
     flow: str = "checkout"  # stripe: checkout (a hosted page) or intent (a PaymentIntent's client secret)
+    expiry_seconds: int | None = None  # an invoice's life where the provider's default does not fit (renewals)
 
 
 @dataclass(frozen=True)

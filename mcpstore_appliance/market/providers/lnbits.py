@@ -50,14 +50,21 @@ class LnbitsProvider:
 
     async def start(self, charge: Charge, webhook_url: str) -> Started:
         hook = webhook_url + "?" + urlencode({"order": charge.order_id, "sig": self.signature(charge.order_id)})
-        body = {"out": False, "amount": charge.amount, "memo": charge.description[:200], "webhook": hook,
-                "expiry": self.expiry_seconds, "extra": {"order_id": charge.order_id}}
+        return await self._invoice({"out": False, "amount": charge.amount, "memo": charge.description[:200],
+                                    "webhook": hook, "expiry": charge.expiry_seconds or self.expiry_seconds,
+                                    "extra": {"order_id": charge.order_id}})
+
+    async def invoice(self, sats: int, memo: str) -> Started:
+        """An invoice that belongs to no order (L402, tokens/l402.py): no webhook, the payer redeems it."""
+        return await self._invoice({"out": False, "amount": sats, "memo": memo[:200],
+                                    "expiry": self.expiry_seconds, "extra": {"l402": True}})
+
+    async def _invoice(self, body: dict) -> Started:
         async with self._http().post(f"{self.url}/api/v1/payments", json=body) as response:
             data = await response.json(content_type=None)
             if response.status not in (200, 201) or not isinstance(data, dict) or "payment_hash" not in data:
                 raise LnbitsError(f"LNbits refused the invoice ({response.status})")
-        return Started(reference=data["payment_hash"], bolt11=data["bolt11"],
-                       expires_at=time.time() + self.expiry_seconds)
+        return Started(reference=data["payment_hash"], bolt11=data["bolt11"], expires_at=time.time() + body["expiry"])
 
     async def check(self, reference: str) -> Payment | None:
         async with self._http().get(f"{self.url}/api/v1/payments/{reference}") as response:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ...accounts.models import ROLES, ROLES_THAT_MANAGE_MEMBERS
 from ...errors import DomainError
+from ...market.money import journal_text
 from ..access import ANYONE, allow, browser_session
 from ..auth import caller, principal_of
 from ..errors import status_for
@@ -32,7 +33,10 @@ async def _org_page(request: web.Request, status: int = 200, **values) -> web.Re
     is_member = role is not None or bool(principal and principal.is_admin)
     members = await services.accounts.members(principal, slug) if is_member else []
     packages = await org_packages(request, slug)
-    return await render(request, "orgs/org.html", status=status, org=org, role=role, members=members,
+    # the org's credits, which its members' per-call calls use when their own do not cover them
+    credits = [journal_text(c, v) for c, v in sorted((await services.market.wallet_balances(
+        f"org:{org.id}")).items())] if is_member else []
+    return await render(request, "orgs/org.html", status=status, org=org, role=role, members=members, credits=credits,
                         packages=packages, is_member=is_member, roles=ROLES,
                         can_manage=bool(principal and (principal.is_admin or role in ROLES_THAT_MANAGE_MEMBERS)),
                         notice=NOTICES.get(request.query.get("done", "")),

@@ -1,4 +1,5 @@
-"""Property test: random workloads of purchases, top-ups, calls, refunds and payouts. After every step each
+"""Property test: random workloads of purchases, top-ups (a user's and an org's), calls (paid by the caller's own
+credits or their org's), refunds and payouts. After every step each
 currency's journal sums to zero, every balance equals its entries, and only a refund of spent credits can take
 a wallet below zero (a debit never does; a refund after a payout can leave a creator owing). Payout batches run
 with a stand-in provider that pays, refuses, is down or loses its answer after paying: no payout is ever paid
@@ -28,6 +29,8 @@ step = st.one_of(
     st.tuples(st.just("batch"), st.sampled_from(("ok", "refuse", "down", "crash_after_send"))),
     st.tuples(st.just("subscribe"), st.integers(0, 2), st.just(1)),  # sat earnings, to be paid out
     st.tuples(st.just("batch"), st.just("ok")),
+    st.tuples(st.just("org_top_up"), st.sampled_from(CURRENCIES), st.integers(1, 3000)),  # the org's credits
+    st.tuples(st.just("member_call"), st.integers(0, 2), st.integers(0, 3)),  # own credits, else the org's
 )
 
 
@@ -54,6 +57,8 @@ class World:
                                            currency="sat")]
         for creator in self.creators:
             await set_method(self.market, f"user:{creator}")
+        async with self.db.write() as tx:
+            self.org = await tx.insert("orgs", {"slug": "acme", "name": "acme", "created_at": 0.0})
 
     async def order(self, **values) -> None:
         n = len(self.paid) + 1
@@ -80,13 +85,23 @@ class World:
                 await self.market.debit_call(self.users[op[1]], self.packages[op[2] % 2], f"call{self.calls}")
             except InsufficientFunds:
                 pass
+        elif kind == "org_top_up":
+            await self.order(kind="credits", buyer_user_id=self.users[0], buyer_org_id=self.org, scope="org",
+                             amount=op[2], currency=op[1], creator_share_bp=0)
+        elif kind == "member_call":
+            self.calls += 1
+            try:
+                await self.market.debit_call(self.users[op[1]], self.packages[op[2] % 2], f"call{self.calls}",
+                                             {self.org})
+            except InsufficientFunds:
+                pass
         elif kind in ("refund", "replay") and self.paid:
             order = self.paid[op[1] % len(self.paid)]
             if kind == "replay":
                 assert await settle.settle(self.db, Confirming, order, Confirming.paid(order)) in (
                     "duplicate", "refunded")
             elif await settle.refund(self.db, "test", f"pi_{order['id']}") and order["kind"] == "credits":
-                self.refunded_credit_wallets.add(f"user:{order['buyer_user_id']}")
+                self.refunded_credit_wallets.add(settle.wallet_of(order))
         elif kind == "batch":
             self.payer.refuse, self.payer.down, self.payer.crash_after_send = (
                 op[1] == "refuse", op[1] == "down", op[1] == "crash_after_send")
