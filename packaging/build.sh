@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Build the `mcpstore` binary with PyInstaller: one executable holding Python, the appliance, its dependencies,
-# the templates, static files, SQL migrations and manifest schemas, the ledger audit's C module when it is built,
-# and the version and git revision it was built from (`mcpstore --version`).
+# Build the `mcpstore` binary with PyInstaller: Python, the appliance, its dependencies, the templates, static
+# files, SQL migrations and manifest schemas, the ledger audit's C module when it is built, and the version and
+# git revision it was built from (`mcpstore --version`), stripped.
 #
 #   pip install -e '.[packaging]'        # once: PyInstaller into the Python that has the appliance installed
-#   packaging/build.sh                   # -> dist/mcpstore (one file, stripped)
-#   packaging/build.sh --onedir          # -> dist/mcpstore/ (a folder, shipped as dist/mcpstore.tar.gz)
+#   packaging/build.sh                   # -> dist/mcpstore.tar.gz, one file to ship, holding the folder
+#                                        #    mcpstore/ (run mcpstore/mcpstore); also unpacked in dist/mcpstore/
+#   packaging/build.sh --onefile         # -> dist/mcpstore, one self-unpacking executable (slower to start)
 #   packaging/build.sh --out DIR         # somewhere else than dist/
 #
 # PYTHON picks the interpreter (default: the active venv's python, else .venv/bin/python, else python3). The
 # binary runs on Linux machines of this architecture with this glibc or a newer one: build on the oldest you
-# deploy to. Why one stripped file by default: benchmarks/README.md ("The binary").
+# deploy to. Why the folder in an archive by default: the one-file build unpacks ~60 MB into $TMPDIR at every
+# start (twice the start time; benchmarks/README.md, "The binary").
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-layout=onefile
+layout=onedir
 out="$root/dist"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -75,6 +77,7 @@ done
 
 mkdir -p "$out"
 if [ $layout = onefile ]; then
+  rm -rf "$out/mcpstore"
   install -m 0755 "$work/dist/mcpstore" "$out/mcpstore"
   artifact="$out/mcpstore"
 else

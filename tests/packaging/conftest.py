@@ -1,5 +1,5 @@
-"""The `mcpstore` binary, built once by packaging/build.sh and cached by a hash of what goes into it, and a
-clean environment to run it in: no Python on PATH, no PYTHON* variables, an empty HOME.
+"""The `mcpstore` binary (packaging/build.sh's mcpstore.tar.gz), built once and cached by a hash of what goes
+into it, and a clean environment to run it in: no Python on PATH, no PYTHON* variables, an empty HOME.
 
 The cache lives in $MCPSTORE_TEST_CACHE (default ~/.cache/mcpstore-tests)/binary/<hash>/: a build takes 1-4
 minutes on a 2-core machine, and reruns with unchanged sources reuse it. A file lock keeps parallel sessions
@@ -38,11 +38,11 @@ def sources_hash() -> str:
 
 @pytest.fixture(scope="session")
 def binary() -> Path:
-    """The one-file binary (built here when the cache has none for these sources)."""
+    """The binary as shipped, mcpstore.tar.gz (built here when the cache has none for these sources)."""
     cache = mcpb_cache_dir() / "binary"
     cache.mkdir(parents=True, exist_ok=True)
     key = sources_hash()
-    built = cache / key / "mcpstore"
+    built = cache / key / "mcpstore.tar.gz"
     with open(cache / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not built.exists():
@@ -58,10 +58,13 @@ def binary() -> Path:
 
 
 def clean_environment(tmp_path: Path, binary: Path) -> dict[str, str]:
-    """PATH holds only a folder with `mcpstore` and a shell's basics: no python, no venv; HOME is empty."""
+    """The archive unpacked as a user would (opt/mcpstore/, linked from bin/); PATH holds only bin/ with
+    `mcpstore` and a shell's basics: no python, no venv; HOME is empty."""
+    (tmp_path / "opt").mkdir()
+    subprocess.run(["tar", "-C", str(tmp_path / "opt"), "-xzf", str(binary)], check=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    shutil.copy2(binary, bin_dir / "mcpstore")
+    (bin_dir / "mcpstore").symlink_to(tmp_path / "opt" / "mcpstore" / "mcpstore")
     for tool in ("sh", "cat", "ls"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     home = tmp_path / "home"

@@ -67,7 +67,7 @@ def test_the_image_serves_as_a_non_root_user_from_its_volume(binary, docker_engi
     build_image(docker_engine, binary)
     config = json.loads(docker(docker_engine, "image", "inspect", TAG))[0]["Config"]
     assert config["User"] == f"{UID}:{UID}" and "/var/lib/mcpstore" in config["Volumes"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/mcpstore", "health"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "/opt/mcpstore/mcpstore", "health"]
 
     port = free_port()  # the private engine has no bridge: the container shares the host's network
     name = f"mcpstore-test-{os.getpid()}"
