@@ -49,7 +49,9 @@ def binary() -> Path:
             result = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--out", str(cache / f"{key}.tmp")],
                                     env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
                                     timeout=900, stdin=subprocess.DEVNULL)
-            assert result.returncode == 0, f"packaging/build.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            assert result.returncode == 0, \
+                f"packaging/build.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            shutil.rmtree(cache / key, ignore_errors=True)  # what a crashed build may have left
             (cache / f"{key}.tmp").rename(cache / key)
             for old in cache.iterdir():
                 if old.is_dir() and old.name != key:

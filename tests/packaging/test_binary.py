@@ -36,7 +36,8 @@ class Binary:
         result = subprocess.run(["mcpstore", *args], env=self.env, cwd=self.cwd, input=input, capture_output=True,
                                 text=True, timeout=180)
         if check and result.returncode != 0:
-            raise AssertionError(f"mcpstore {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"mcpstore {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
 
     def serve(self, *args: str) -> "Serving":
