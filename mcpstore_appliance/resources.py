@@ -1,4 +1,5 @@
-"""One place that finds the files shipped beside the code: templates, static assets, SQL migrations.
+"""One place that finds the files shipped beside the code: templates, static assets, SQL migrations, and the
+build facts a binary carries (packaging/build.sh writes `_build_info.json` into it).
 
 The same code runs from a checkout, an installed wheel and a PyInstaller binary; each lays the files out
 differently, so every lookup goes through `resource_dir`.
@@ -6,6 +7,7 @@ differently, so every lookup goes through `resource_dir`.
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import cache
 from pathlib import Path
@@ -37,3 +39,17 @@ def resource_dir(name: str) -> Path:
 
 def migrations_dir() -> Path:
     return PACKAGE_DIR / "db" / "migrations"
+
+
+BUILD_INFO = PACKAGE_DIR / "_build_info.json"
+
+
+def version_line() -> str:
+    """`mcpstore --version`: the version, and for a built binary the git revision it was built from."""
+    from . import __version__
+
+    try:
+        info = json.loads(BUILD_INFO.read_text())
+    except (OSError, ValueError):  # a checkout or a wheel: no build facts
+        return f"mcpstore {__version__}"
+    return f"mcpstore {__version__} (git {info.get('revision', 'unknown')}, built {info.get('built', 'unknown')})"

@@ -18,6 +18,7 @@ from mcpstore_appliance.web.connections import GuardedSite, start_site
 
 pytest_plugins = ["tests.s3_fixtures"] if (Path(__file__).parent / "s3_fixtures.py").exists() else []
 pytest_plugins += ["tests.stripe_fixtures", "tests.lnbits_fixtures"]  # market: localstripe, a real LNbits
+pytest_plugins += ["tests.docker_fixtures"]  # a private dockerd (gateway Docker backend, container image)
 pytest_plugins += ["tests.exit_guard"]  # the run ends at its summary, whatever a test left behind
 
 

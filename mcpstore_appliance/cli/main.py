@@ -4,40 +4,26 @@ registry's HTTP API. Each command family lives in its own module exposing `add_p
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from .. import __version__
 from ..audit import context as audit_context
 from ..config import ConfigError
+from ..resources import version_line
+from . import (account_cmds, admin_cmds, audit_cmds, discover_cmds, health_cmds, ledger_cmds, market_cmds,
+               package_cmds, policy_cmds, server_cmds, stats_cmds)
 from .client import CliError
 
-# Modules that contribute subcommands; each has add_parsers(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = (
-    "mcpstore_appliance.cli.server_cmds",
-    "mcpstore_appliance.cli.admin_cmds",
-    "mcpstore_appliance.cli.account_cmds",
-    "mcpstore_appliance.cli.package_cmds",
-    "mcpstore_appliance.cli.discover_cmds",
-    "mcpstore_appliance.cli.ledger_cmds",
-    "mcpstore_appliance.cli.market_cmds",
-    "mcpstore_appliance.cli.stats_cmds",
-    "mcpstore_appliance.cli.policy_cmds",
-    "mcpstore_appliance.cli.audit_cmds",
-)
+# The modules that contribute subcommands, imported by name (not discovered by scanning the package, which
+# finds nothing inside a PyInstaller binary): each has add_parsers(subparsers) and sets `func` on its parsers.
+COMMAND_MODULES = (server_cmds, admin_cmds, account_cmds, package_cmds, discover_cmds, ledger_cmds, market_cmds,
+                   stats_cmds, policy_cmds, audit_cmds, health_cmds)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcpstore", description="MCP bundle registry appliance and client")
-    parser.add_argument("--version", action="version", version=f"mcpstore {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import error inside the module must not be hidden
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.add_parsers(subparsers)
     return parser
 

@@ -71,7 +71,7 @@ def test_the_readme_blocks_are_found():
     blocks = shell_blocks((ROOT / "README.md").read_text())
     modes = [block.mode for block in blocks]
     assert modes.count("background") == 1 and modes.index("background") == 0
-    assert [block.code for block in blocks if block.mode == "skip"] == ["bash .ci/run\n"]
+    assert "bash .ci/run\n" in [block.code for block in blocks if block.mode == "skip"]
     commands = "".join(block.code for block in blocks if block.mode == "run")
     for step in ("mcpstore admin create-user", "--password-stdin", "mcpstore login", "mcpstore publish",
                  "mcpstore search", "mcpstore download", "mcpstore verify"):

@@ -143,13 +143,9 @@ def test_bad_config_stops_startup_with_one_line_and_starts_nothing(tmp_path):
     assert result.returncode == 1 and "'accounts.signup'" in result.stderr and not (tmp_path / "d").exists()
 
 
-def test_an_older_version_refuses_a_database_a_newer_one_migrated(tmp_path):
-    """A downgrade (an older binary on a newer schema) stops with one line and leaves the database as it was."""
-    data = tmp_path / "d"
-    assert run("admin", "create-user", "--email", "a@example.com", "--username", "alice", "--password-stdin",
-               "--data", str(data), input=PASSWORD + "\n").returncode == 0
-    database = data / "mcpstore.sqlite3"
-    with sqlite3.connect(database) as conn:  # what a later version's migration would have recorded
+def migrated_by_a_newer_version(database: Path):
+    """Record migration 999 as a later version would; returns a snapshot of the schema to compare."""
+    with sqlite3.connect(database) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from_the_future', 0)")
 
     def schema() -> list:
@@ -157,12 +153,35 @@ def test_an_older_version_refuses_a_database_a_newer_one_migrated(tmp_path):
             return [*conn.execute("SELECT * FROM schema_migrations ORDER BY 1"),
                     *conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY 2")]
 
+    return schema
+
+
+def test_an_older_version_refuses_a_database_a_newer_one_migrated(tmp_path):
+    """A downgrade (an older binary on a newer schema) stops with one line and leaves the database as it was."""
+    data = tmp_path / "d"
+    assert run("admin", "create-user", "--email", "a@example.com", "--username", "alice", "--password-stdin",
+               "--data", str(data), input=PASSWORD + "\n").returncode == 0
+    schema = migrated_by_a_newer_version(data / "mcpstore.sqlite3")
     before = schema()
     result = run("serve", "--data", str(data), "--port", str(free_port()))
     assert result.returncode == 1
     assert result.stderr.startswith("error: the database was migrated by a newer mcpstore (schema 999;"), result.stderr
     assert "restore a backup" in result.stderr and "Traceback" not in result.stderr
     assert schema() == before
+
+
+def test_health_probes_readyz_at_the_port_serve_uses(tmp_path):
+    """`mcpstore health` (the container's HEALTHCHECK) finds the port from the same MCPSTORE_* variables."""
+    server = Server(tmp_path / "h")
+    server.wait_ready()
+    try:
+        probe = run("health", env={"MCPSTORE_SERVER__PORT": str(server.port), "MCPSTORE_SERVER__HOST": "0.0.0.0"})
+        assert probe.returncode == 0 and probe.stdout.startswith("200 "), probe
+        assert run("health", "--url", server.url).returncode == 0
+    finally:
+        assert server.stop() == 0
+    refused = run("health", "--url", server.url)
+    assert refused.returncode == 1 and refused.stderr.startswith(f"unhealthy: {server.url}/readyz:"), refused
 
 
 def test_sigterm_finishes_requests_in_flight(tmp_path):
