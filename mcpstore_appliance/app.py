@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from .accounts.saml import SamlSignIn
 from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
@@ -37,8 +38,8 @@ from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
 from .web import (api_accounts, api_audit, api_market, api_packages, api_payouts, api_policy, api_publish,
-                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, scim_api,
-                  sendfile)
+                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, saml_api,
+                  scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -75,6 +76,7 @@ class Services:
     policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
     usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
     oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
+    saml: SamlSignIn  # SAML 2.0 sign-in per org (accounts/saml.py)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -136,6 +138,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             market=market,
             usage=usage,
             oauth=OAuthService(db, accounts.users, settings.oauth, settings.base_url),
+            saml=SamlSignIn(db, settings.base_url, accounts.login_by_ip),
             policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
                                        settings.branding.name, settings.branding.operator),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
@@ -235,5 +238,6 @@ def create_app(settings: Settings) -> web.Application:
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
+    app.router.add_routes(saml_api.routes)  # SAML sign-in per org, its configuration, group-to-role mappings
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

@@ -1,0 +1,137 @@
+"""SAML 2.0 sign-in over HTTP (accounts/saml.py has the rules), and the org's group-to-role mapping.
+
+- `/saml/{org}/metadata`, `/saml/{org}/login`, `/saml/{org}/acs`: what browsers and the IdP reach, open on a
+  private registry too (signing in is how one gets in). They take no credentials of ours: the ACS is
+  authenticated by the signed assertion itself, and a cross-site POST carries no session cookie anyway.
+- `/api/orgs/{org}/saml` and `/api/orgs/{org}/group-roles`: the org's owners and admins configure them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..accounts.orgs import require_manager
+from ..audit import Actor
+from ..errors import InvalidInput
+from ..text import OneLine
+from .access import NO_CREDENTIALS, allow, open_when_private, signed_in
+from .auth import caller
+from .keys import SERVICES
+from .openapi import documented
+from .pages.accounts import start_session_redirect
+from .pages.render import safe_next
+from .util import client_ip, read_json
+
+routes = web.RouteTableDef()
+SAML_PATH = "/saml/{slug:[a-z0-9][a-z0-9-]{0,38}}"
+ORG_RESPONSES = {403: "Not an owner or admin of the organization", 404: "No such organization"}
+OPEN = open_when_private(NO_CREDENTIALS)
+
+
+class SamlConfigBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metadata_xml: str | None = Field(None, max_length=512 * 1024)
+    entity_id: OneLine | None = Field(None, max_length=1024)
+    sso_url: OneLine | None = Field(None, max_length=1024)
+    certificate: str | None = Field(None, max_length=64 * 1024)
+    group_attribute: OneLine | None = Field(None, max_length=1024)
+    email_attribute: OneLine | None = Field(None, max_length=1024)
+    enabled: bool = True
+
+
+class GroupRolesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mappings: dict[str, str]
+
+
+async def managed_org(request: web.Request):
+    """The path's org, for its owners and admins (and site admins); the acting principal's audit actor."""
+    principal = caller(request)
+    org = await request.app[SERVICES].accounts.visible_org(principal, request.match_info["slug"])
+    require_manager(principal, org)
+    return Actor(principal.id, principal.user.username, client_ip(request)), org
+
+
+# ---- browsers and the IdP ---------------------------------------------------------------------------
+
+@routes.get(f"{SAML_PATH}/metadata")
+@allow(OPEN)
+async def sp_metadata(request: web.Request) -> web.Response:
+    xml = await request.app[SERVICES].saml.sp_metadata(request.match_info["slug"])
+    return web.Response(text=xml, content_type="application/samlmetadata+xml")
+
+
+@routes.get(f"{SAML_PATH}/login")
+@allow(OPEN)
+async def start_login(request: web.Request) -> web.Response:
+    target = safe_next(request.query.get("next", "")[:2000], "/dashboard")
+    location = await request.app[SERVICES].saml.start_login(request.match_info["slug"], target, client_ip(request))
+    raise web.HTTPSeeOther(location, headers={"Cache-Control": "no-store"})
+
+
+@routes.post(f"{SAML_PATH}/acs")
+@allow(OPEN)
+async def assertion_consumer(request: web.Request) -> web.Response:
+    """The IdP's HTTP-POST binding: a form with SAMLResponse (and RelayState, not used: the request we sent
+    says where the user goes)."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise InvalidInput("the IdP posts a form with SAMLResponse", code="saml_malformed")
+    form = await request.post()
+    user, target = await request.app[SERVICES].saml.finish_login(request.match_info["slug"],
+                                                                 form.get("SAMLResponse"), client_ip(request))
+    raise await start_session_redirect(request, user, safe_next(target, "/dashboard"))
+
+
+# ---- the org admin's configuration ------------------------------------------------------------------
+
+@routes.get("/api/orgs/{slug}/saml")
+@allow(signed_in("account", org="path:slug"))
+@documented("The organization's SAML sign-in: this service provider's URLs (for the IdP) and the IdP configured",
+            tags=["sso"], responses={200: "OK", **ORG_RESPONSES})
+async def get_saml(request: web.Request) -> web.Response:
+    _, org = await managed_org(request)
+    return web.json_response(await request.app[SERVICES].saml.describe(org))
+
+
+@routes.put("/api/orgs/{slug}/saml")
+@allow(signed_in("account", org="path:slug"))
+@documented("Configure SAML sign-in: the IdP's metadata XML, or its entity id, SSO URL (https) and signing "
+            "certificate; the attribute holding group names (default `groups`) and, optionally, the e-mail",
+            tags=["sso"], body=SamlConfigBody.model_json_schema(),
+            responses={200: "Saved", 400: "Invalid", 413: "Metadata too large", **ORG_RESPONSES})
+async def put_saml(request: web.Request) -> web.Response:
+    body = await read_json(request, SamlConfigBody)
+    actor, org = await managed_org(request)
+    return web.json_response(await request.app[SERVICES].saml.configure(actor, org, body.model_dump()))
+
+
+@routes.delete("/api/orgs/{slug}/saml")
+@allow(signed_in("account", org="path:slug"))
+@documented("Remove the organization's SAML sign-in", tags=["sso"],
+            responses={204: "Removed", 403: "Not an owner or admin", 404: "None configured, or no such organization"})
+async def delete_saml(request: web.Request) -> web.Response:
+    actor, org = await managed_org(request)
+    await request.app[SERVICES].saml.remove(actor, org)
+    return web.Response(status=204)
+
+
+@routes.get("/api/orgs/{slug}/group-roles")
+@allow(signed_in("account", org="path:slug"))
+@documented("The organization's mapping of identity-provider group names to org roles (SCIM groups, SAML)",
+            tags=["sso"], responses={200: "OK", **ORG_RESPONSES})
+async def get_group_roles(request: web.Request) -> web.Response:
+    _, org = await managed_org(request)
+    return web.json_response({"mappings": await request.app[SERVICES].accounts.group_roles.get(org)})
+
+
+@routes.put("/api/orgs/{slug}/group-roles")
+@allow(signed_in("account", org="path:slug"))
+@documented("Replace the mapping of group names to roles (admin, publisher, auditor, member; never owner)",
+            tags=["sso"], body=GroupRolesBody.model_json_schema(), responses={200: "Saved", 400: "Invalid",
+                                                                              **ORG_RESPONSES})
+async def put_group_roles(request: web.Request) -> web.Response:
+    body = await read_json(request, GroupRolesBody)
+    actor, org = await managed_org(request)
+    mappings = await request.app[SERVICES].accounts.group_roles.replace(actor, org, body.mappings)
+    return web.json_response({"mappings": mappings})
