@@ -24,7 +24,7 @@ from .pages.render import safe_next
 from .util import client_ip, read_json
 
 routes = web.RouteTableDef()
-SAML_PATH = "/saml/{slug:[a-z0-9][a-z0-9-]{0,38}}"
+SAML_PATH = "/saml/{slug}"
 ORG_RESPONSES = {403: "Not an owner or admin of the organization", 404: "No such organization"}
 OPEN = open_when_private(NO_CREDENTIALS)
 

@@ -13,7 +13,7 @@ from tests.seed import bundle_for, make_org, publish
 PRIVATE = {"registry": {"mode": "private"}}
 # What a private registry answers without signing in: probes, static files, signing in and up, peers'
 # protocols (payment webhooks, the witness), the hosted endpoint's auth metadata, CORS preflights, device policy,
-# and the brand (stylesheet, logo) that the login page shows.
+# the brand (stylesheet, logo) that the login page shows, and SAML sign-in.
 OPEN = {
     "GET /healthz", "GET /readyz", "GET /metrics", "GET /static/{name}", "GET /favicon.ico",
     "GET /login", "POST /login", "POST /logout", "GET /signup", "POST /signup", "GET /setup", "POST /setup",
@@ -26,6 +26,8 @@ OPEN = {
     "POST /oauth/register", "POST /oauth/token", "POST /oauth/revoke",
     # usage tokens: a licence key is the credential; publishers' validators read the keys and revocations
     "POST /api/usage/tokens", "GET /.well-known/jwks.json", "GET /.well-known/mcpstore-revocations.json",
+    # SAML sign-in: the IdP reads the SP's metadata, the browser starts there and posts the assertion back
+    "GET /saml/{slug}/metadata", "GET /saml/{slug}/login", "POST /saml/{slug}/acs",
 }
 
 

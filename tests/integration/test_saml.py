@@ -70,3 +70,91 @@ async def test_a_signed_assertion_signs_in_a_new_member_with_the_mapped_role(sam
     assert me.status == 200 and body["email"] == ALICE and body["username"] == "alice"
     members = {m["username"]: m["role"] for m in (await saml["boss"].get("/api/orgs/acme/members"))[1]["members"]}
     assert members["alice"] == "publisher"
+
+
+async def refused(saml, action: str, fields: dict[str, str], status: int, code: str, words: str):
+    """The ACS refuses the form with `code` and a message containing `words`, signs no one in, changes nothing
+    but the audit log (a failed sso.login)."""
+    before = await counts(saml)
+    got, text, response = await post_back(saml, action, fields)
+    assert got == status and code in text and words in text, (got, text)
+    assert SESSION_COOKIE not in response.cookies
+    assert await counts(saml) == before
+    failures = await saml["app"].services.db.fetch_all(
+        "SELECT reason, details FROM audit_events WHERE action = 'sso.login' AND outcome = 'failure'"
+        " ORDER BY id DESC LIMIT 1")
+    assert failures and failures[0]["reason"] == code
+
+
+def tamper(fields: dict[str, str], old: str, new: str) -> dict[str, str]:
+    xml = base64.b64decode(fields["SAMLResponse"]).decode()
+    assert old in xml
+    return {**fields, "SAMLResponse": base64.b64encode(xml.replace(old, new).encode()).decode()}
+
+
+async def test_a_tampered_assertion_is_refused(saml):
+    action, fields = saml["idp"].respond(await begin(saml), ALICE, ["admin"])
+    # the signed NameID changed to someone else's address: the signature no longer holds
+    await refused(saml, action, tamper(fields, ALICE, "boss@example.com"), 401, "saml_invalid",
+                  "Signature validation failed")
+    # and a group added to the signed attributes
+    await refused(saml, action, tamper(fields, ">admin<", ">owner<"), 401, "saml_invalid", "Signature validation")
+
+
+async def test_a_replayed_assertion_is_refused(saml):
+    action, fields = saml["idp"].respond(await begin(saml), ALICE, [])
+    assert (await post_back(saml, action, fields))[0] == 303
+    await refused(saml, action, fields, 401, "saml_replayed", "already used")
+    # from another browser too: the assertion is remembered, not the browser
+    saml["browser"].cookie_jar.clear()
+    await refused(saml, action, fields, 401, "saml_replayed", "already used")
+
+
+async def test_an_assertion_for_another_audience_is_refused(saml):
+    other_sp = f"{saml['app'].base_url}/saml/other/metadata"
+    action, fields = saml["idp"].respond(await begin(saml), ALICE, [], audience=other_sp)
+    await refused(saml, action, fields, 401, "saml_invalid", "is not a valid audience")
+
+
+async def test_a_wrong_in_response_to_is_refused(saml):
+    request = await begin(saml)
+    action, fields = saml["idp"].respond(request, ALICE, [], in_response_to="id-forged0123456789")
+    await refused(saml, action, fields, 401, "saml_wrong_in_response_to", "does not match a sign-in request")
+    # a request of another org's sign-in, answered to acme's ACS: not acme's
+    foreign = await begin(saml, "other")
+    action, fields = saml["idp"].respond(request, ALICE, [], in_response_to=foreign.id)
+    await refused(saml, action, fields, 401, "saml_wrong_in_response_to", "does not match a sign-in request")
+
+
+async def test_an_account_the_idp_did_not_create_is_never_taken_over(saml):
+    """boss@example.com has a password account: acme's IdP asserting that address signs no one in."""
+    action, fields = saml["idp"].respond(await begin(saml), "boss@example.com", ["admin"])
+    await refused(saml, action, fields, 403, "sso_account_exists", "was not created by this organization")
+
+
+async def test_malformed_posts_are_clear_errors(saml):
+    app = saml["app"]
+    for data, code in (({}, "saml_malformed"), ({"SAMLResponse": "%%%not-base64"}, "saml_malformed"),
+                       ({"SAMLResponse": base64.b64encode(b"<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>"
+                                                          b"<x>&e;</x>").decode()}, "saml_malformed"),
+                       ({"SAMLResponse": "A" * 300_000}, "saml_malformed")):
+        before = await counts(saml)
+        async with saml["browser"].post(f"{app.base_url}/saml/acme/acs", data=data) as response:
+            text = await response.text()
+        assert response.status in (400, 401, 413) and (code in text or response.status == 413), text[:300]
+        assert "root:" not in text and await counts(saml) == before
+    async with saml["browser"].post(f"{app.base_url}/saml/nosuchorg/acs", data={"SAMLResponse": "x"}) as response:
+        assert response.status == 404 and "saml_not_configured" in await response.text()
+
+
+async def test_sign_in_is_audited_and_roles_follow_the_groups_at_each_sign_in(saml):
+    for groups, role in ((["Engineering"], "publisher"), (["Everyone"], "member"), (["admin", "owner"], "admin")):
+        request = await begin(saml)
+        saml["browser"].cookie_jar.clear()
+        assert (await post_back(saml, *saml["idp"].respond(request, ALICE, groups)))[0] == 303
+        members = (await saml["boss"].get("/api/orgs/acme/members"))[1]["members"]
+        assert {m["username"]: m["role"] for m in members}["alice"] == role
+    assert (await counts(saml))["users"] == 2  # boss and alice: one account, signed in three times
+    rows = await saml["app"].services.db.fetch_all(
+        "SELECT actor, target, ip, details FROM audit_events WHERE action = 'sso.login' AND outcome = 'success'")
+    assert len(rows) == 3 and rows[0]["actor"] == "alice" and rows[0]["ip"] == "127.0.0.1"
