@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..accounts.orgs import require_manager
-from ..audit import Actor
 from ..errors import InvalidInput
 from ..text import OneLine
 from .access import NO_CREDENTIALS, allow, open_when_private, signed_in
-from .auth import caller
+from .auth import managed_org
 from .keys import SERVICES
 from .openapi import documented
 from .pages.accounts import start_session_redirect
@@ -45,14 +45,6 @@ class GroupRolesBody(BaseModel):
     mappings: dict[str, str]
 
 
-async def managed_org(request: web.Request):
-    """The path's org, for its owners and admins (and site admins); the acting principal's audit actor."""
-    principal = caller(request)
-    org = await request.app[SERVICES].accounts.visible_org(principal, request.match_info["slug"])
-    require_manager(principal, org)
-    return Actor(principal.id, principal.user.username, client_ip(request)), org
-
-
 # ---- browsers and the IdP ---------------------------------------------------------------------------
 
 @routes.get(f"{SAML_PATH}/metadata")
@@ -68,6 +60,17 @@ async def start_login(request: web.Request) -> web.Response:
     target = safe_next(request.query.get("next", "")[:2000], "/dashboard")
     location = await request.app[SERVICES].saml.start_login(request.match_info["slug"], target, client_ip(request))
     raise web.HTTPSeeOther(location, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/login/sso")
+@allow(OPEN)
+async def login_with_org(request: web.Request) -> web.Response:
+    """The login page's "sign in with your organization" form: to that org's SAML sign-in."""
+    org = request.query.get("org", "").strip().lower()[:64]
+    if not org:
+        raise InvalidInput("name your organization", code="invalid_org", details={"field": "org"})
+    target = safe_next(request.query.get("next", "")[:2000], "/dashboard")
+    raise web.HTTPSeeOther(f"/saml/{quote(org, safe='')}/login?{urlencode({'next': target})}")
 
 
 @routes.post(f"{SAML_PATH}/acs")

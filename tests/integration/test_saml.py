@@ -10,6 +10,8 @@ import base64
 import aiohttp
 import pytest
 
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from tests.saml_idp import ENTITY_ID, SSO_URL, TestIdP
 
@@ -158,3 +160,25 @@ async def test_sign_in_is_audited_and_roles_follow_the_groups_at_each_sign_in(sa
     rows = await saml["app"].services.db.fetch_all(
         "SELECT actor, target, ip, details FROM audit_events WHERE action = 'sso.login' AND outcome = 'success'")
     assert len(rows) == 3 and rows[0]["actor"] == "alice" and rows[0]["ip"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("shift, words", [(3600, "expired"), (-3600, "not yet valid")])
+async def test_an_assertion_outside_its_validity_window_is_refused(saml, monkeypatch, shift, words):
+    """NotOnOrAfter and NotBefore, checked against the SP's clock (moved here, the same process)."""
+    action, fields = saml["idp"].respond(await begin(saml), ALICE, [])
+    real_now = OneLogin_Saml2_Utils.now
+    monkeypatch.setattr(OneLogin_Saml2_Utils, "now", staticmethod(lambda: real_now() + shift))
+    await refused(saml, action, fields, 401, "saml_invalid", "")
+    status, text, _ = await post_back(saml, action, fields)
+    assert words in text.lower() or "subjectconfirmation" in text.lower(), text
+
+
+async def test_an_unsolicited_response_is_refused(saml):
+    """IdP-initiated sign-in (a Response answering no request of ours) is refused."""
+    request = await begin(saml)
+    action, fields = saml["idp"].respond(request, ALICE, [])
+    xml = base64.b64decode(fields["SAMLResponse"]).decode()
+    unsolicited = xml.replace(f' InResponseTo="{request.id}"', "", 1)  # the Response's own attribute
+    assert unsolicited != xml
+    await refused(saml, action, {**fields, "SAMLResponse": base64.b64encode(unsolicited.encode()).decode()}, 401,
+                  "saml_unsolicited", "unsolicited responses are refused")
