@@ -2,7 +2,9 @@
 
 SP-initiated only: `start_login` sends an AuthnRequest (HTTP-Redirect) and remembers its ID; the IdP posts its
 Response to the org's ACS, and `finish_login` accepts it only when it answers a request of ours for that org that
-has not expired (InResponseTo), and python3-saml's strict checks pass: the schema, a signed assertion (SHA-1
+has not expired (InResponseTo), posted by the browser that started it (a cookie, checked behind TLS, where it
+can be SameSite=None: a sign-in someone else started cannot be planted in a victim's browser), and python3-saml's
+strict checks pass: the schema, a signed assertion (SHA-1
 refused) by the configured certificate, the issuer, Destination and Recipient (our ACS URL), the audience (our
 entity id), NotBefore/NotOnOrAfter. An accepted assertion's ID is remembered until it expires, so the same
 assertion is never accepted twice. Then the account is provisioned (accounts/sso_provision.py) in the same
@@ -12,6 +14,8 @@ transaction, and every outcome is audited as `sso.login`.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
 import time
 from urllib.parse import urlencode, urlsplit
 
@@ -25,6 +29,7 @@ from .. import audit
 from ..audit import Actor
 from ..db import Database
 from ..errors import DomainError, InvalidInput, NotFound, RateLimited, Unauthenticated
+from .credentials import secret_hash
 from .models import Org, User
 from .ratelimit import RateLimiter, address_key
 from .saml_config import IdpConfig, check_config, from_metadata, saml_settings, sp_urls
@@ -43,10 +48,14 @@ class SamlRefused(Unauthenticated):
 
 
 class SamlSignIn:
-    def __init__(self, db: Database, base_url: str, attempts_by_ip: RateLimiter):
+    def __init__(self, db: Database, base_url: str, attempts_by_ip: RateLimiter, *, bind_browser: bool):
+        """`bind_browser`: require the response to come back with the cookie of the browser that started the
+        sign-in (only behind TLS: the cookie must be SameSite=None, hence Secure, to come along on the IdP's
+        cross-site POST)."""
         self.db = db
         self.base_url = base_url
         self.attempts_by_ip = attempts_by_ip
+        self.bind_browser = bind_browser
 
     # ---- the org admin's configuration --------------------------------------------------------------
 
@@ -88,8 +97,9 @@ class SamlSignIn:
 
     # ---- signing in ---------------------------------------------------------------------------------
 
-    async def start_login(self, slug: str, next_url: str, ip: str) -> str:
-        """The IdP URL to send the browser to, with a new AuthnRequest whose ID is remembered."""
+    async def start_login(self, slug: str, next_url: str, ip: str) -> tuple[str, str]:
+        """The IdP URL to send the browser to, with a new AuthnRequest whose ID is remembered, and the secret
+        to give that browser as a cookie."""
         self.attempts_by_ip.check(address_key(ip), "sign-in attempts")
         org, idp = await self._configured(slug)
         request = OneLogin_Saml2_Authn_Request(OneLogin_Saml2_Settings(saml_settings(self.base_url, slug, idp)))
@@ -98,17 +108,20 @@ class SamlSignIn:
             await tx.execute("DELETE FROM saml_requests WHERE expires_at < ?", (now,))
             if await tx.fetch_value("SELECT count(*) FROM saml_requests WHERE org_id = ?", (org.id,)) >= MAX_PENDING:
                 raise RateLimited("too many sign-ins in progress for this organization", retry_after=60)
+            browser = secrets.token_urlsafe(32)
             await tx.insert("saml_requests", {"request_id": request.get_id(), "org_id": org.id, "next": next_url,
-                                              "created_at": now, "expires_at": now + REQUEST_TTL})
+                                              "browser_hash": secret_hash(browser), "created_at": now,
+                                              "expires_at": now + REQUEST_TTL})
         separator = "&" if urlsplit(idp.sso_url).query else "?"
-        return idp.sso_url + separator + urlencode({"SAMLRequest": request.get_request()})
+        return idp.sso_url + separator + urlencode({"SAMLRequest": request.get_request()}), browser
 
-    async def finish_login(self, slug: str, encoded: object, ip: str) -> tuple[User, str]:
-        """The user a posted SAMLResponse signs in, and where to send them; SamlRefused (audited) otherwise."""
+    async def finish_login(self, slug: str, encoded: object, ip: str, browser: str | None) -> tuple[User, str]:
+        """The user a posted SAMLResponse signs in, and where to send them; SamlRefused (audited) otherwise.
+        `browser`: the cookie start_login gave (None when the browser sent none)."""
         self.attempts_by_ip.check(address_key(ip), "sign-in attempts")
         org, idp = await self._configured(slug)
         try:
-            return await self._finish(org, idp, encoded, ip)
+            return await self._finish(org, idp, encoded, ip, browser)
         except DomainError as exc:
             async with self.db.write() as tx:
                 await audit.record(tx, Actor(None, "anonymous", ip), "sso.login", org_id=org.id, target=org.slug,
@@ -116,7 +129,8 @@ class SamlSignIn:
                                    details={"protocol": "saml", "error": exc.message[:300]})
             raise
 
-    async def _finish(self, org: Org, idp: IdpConfig, encoded: object, ip: str) -> tuple[User, str]:
+    async def _finish(self, org: Org, idp: IdpConfig, encoded: object, ip: str,
+                      browser: str | None) -> tuple[User, str]:
         if not isinstance(encoded, str) or not encoded.strip() or len(encoded) > MAX_RESPONSE:
             raise InvalidInput(f"SAMLResponse is required (at most {MAX_RESPONSE} characters)", code="saml_malformed")
         settings = OneLogin_Saml2_Settings(saml_settings(self.base_url, org.slug, idp))
@@ -130,6 +144,9 @@ class SamlSignIn:
         if request is None or request["expires_at"] < time.time():
             raise SamlRefused(f"InResponseTo {in_response_to[:80]!r} does not match a sign-in request of this "
                               "organization that is still open", code="saml_wrong_in_response_to")
+        if self.bind_browser and not hmac.compare_digest(request["browser_hash"], secret_hash(browser or "")):
+            raise SamlRefused("this sign-in was started in another browser: start again here",
+                              code="saml_other_browser")
         await asyncio.to_thread(_validate, response, self._request_data(org.slug), in_response_to)
         return await self._accept(org, idp, response, request, ip)
 

@@ -13,11 +13,12 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..accounts.saml import REQUEST_TTL
 from ..errors import InvalidInput
 from ..text import OneLine
 from .access import NO_CREDENTIALS, allow, open_when_private, signed_in
 from .auth import managed_org
-from .keys import SERVICES
+from .keys import SERVICES, SETTINGS
 from .openapi import documented
 from .pages.accounts import start_session_redirect
 from .pages.render import safe_next
@@ -27,6 +28,7 @@ routes = web.RouteTableDef()
 SAML_PATH = "/saml/{slug}"
 ORG_RESPONSES = {403: "Not an owner or admin of the organization", 404: "No such organization"}
 OPEN = open_when_private(NO_CREDENTIALS)
+BROWSER_COOKIE = "mcpstore_saml"  # ties a sign-in to the browser that started it (accounts/saml.py)
 
 
 class SamlConfigBody(BaseModel):
@@ -58,8 +60,14 @@ async def sp_metadata(request: web.Request) -> web.Response:
 @allow(OPEN)
 async def start_login(request: web.Request) -> web.Response:
     target = safe_next(request.query.get("next", "")[:2000], "/dashboard")
-    location = await request.app[SERVICES].saml.start_login(request.match_info["slug"], target, client_ip(request))
-    raise web.HTTPSeeOther(location, headers={"Cache-Control": "no-store"})
+    slug = request.match_info["slug"]
+    location, browser = await request.app[SERVICES].saml.start_login(slug, target, client_ip(request))
+    response = web.HTTPSeeOther(location, headers={"Cache-Control": "no-store"})
+    # Comes back on the IdP's cross-site POST only as SameSite=None, which browsers take only with Secure (TLS).
+    tls = request.app[SETTINGS].server.behind_tls
+    response.set_cookie(BROWSER_COOKIE, browser, path=f"/saml/{slug}/", httponly=True, secure=tls,
+                        samesite="None" if tls else "Lax", max_age=REQUEST_TTL)
+    raise response
 
 
 @routes.get("/login/sso")
@@ -81,9 +89,11 @@ async def assertion_consumer(request: web.Request) -> web.Response:
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise InvalidInput("the IdP posts a form with SAMLResponse", code="saml_malformed")
     form = await request.post()
-    user, target = await request.app[SERVICES].saml.finish_login(request.match_info["slug"],
-                                                                 form.get("SAMLResponse"), client_ip(request))
-    raise await start_session_redirect(request, user, safe_next(target, "/dashboard"))
+    user, target = await request.app[SERVICES].saml.finish_login(
+        request.match_info["slug"], form.get("SAMLResponse"), client_ip(request), request.cookies.get(BROWSER_COOKIE))
+    response = await start_session_redirect(request, user, safe_next(target, "/dashboard"))
+    response.del_cookie(BROWSER_COOKIE, path=f"/saml/{request.match_info['slug']}/")
+    raise response
 
 
 # ---- the org admin's configuration ------------------------------------------------------------------

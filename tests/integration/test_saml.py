@@ -18,13 +18,13 @@ from tests.saml_idp import ENTITY_ID, SSO_URL, TestIdP
 ALICE = "alice@acme.example"
 
 
-@pytest.fixture
-async def saml(start_app, tmp_path):
+async def make_world(start_app, folder, **settings) -> dict:
     """acme (owner boss) signs in with the test IdP, which also trusts other's SP (for the wrong audience)."""
-    app = await start_app()
+    app = await start_app(**settings)
     _, boss_token = await app.user("boss")
     boss = app.client.with_token(boss_token)
-    idp = TestIdP(tmp_path)
+    folder.mkdir(exist_ok=True)
+    idp = TestIdP(folder)
     for slug in ("acme", "other"):
         assert (await boss.post("/api/orgs", json={"slug": slug}))[0] == 201
         status, body, _ = await boss.put(f"/api/orgs/{slug}/saml", json={"metadata_xml": idp.metadata_xml()})
@@ -34,9 +34,20 @@ async def saml(start_app, tmp_path):
             idp.trust_sp(await response.text())
     assert body["idp"]["entity_id"] == ENTITY_ID and body["idp"]["sso_url"] == SSO_URL
     assert (await boss.put("/api/orgs/acme/group-roles", json={"mappings": {"Engineering": "publisher"}}))[0] == 200
-    browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # keeps cookies of 127.0.0.1
-    yield {"app": app, "boss": boss, "idp": idp, "browser": browser}
-    await browser.close()
+    return {"app": app, "boss": boss, "idp": idp, "browser": new_browser(app)}
+
+
+def new_browser(app) -> aiohttp.ClientSession:
+    """A client that keeps cookies as a browser does (also of 127.0.0.1, and Secure ones: the appliance is taken
+    to be behind TLS where the test says so)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[app.base_url]))
+
+
+@pytest.fixture
+async def saml(start_app, tmp_path):
+    world = await make_world(start_app, tmp_path)
+    yield world
+    await world["browser"].close()
 
 
 async def begin(saml, org: str = "acme", next_path: str = "/account"):
@@ -182,3 +193,38 @@ async def test_an_unsolicited_response_is_refused(saml):
     assert unsolicited != xml
     await refused(saml, action, {**fields, "SAMLResponse": base64.b64encode(unsolicited.encode()).decode()}, 401,
                   "saml_unsolicited", "unsolicited responses are refused")
+
+
+async def test_behind_tls_only_the_browser_that_started_a_sign_in_finishes_it(start_app, tmp_path):
+    """A response someone else obtained (their own sign-in) planted in a victim's browser signs no one in: the
+    sign-in is tied to the starting browser by a Secure, SameSite=None cookie that the IdP's POST brings back."""
+    saml = await make_world(start_app, tmp_path / "tls", server={"behind_tls": True})
+    victim = new_browser(saml["app"])
+    try:
+        request = await begin(saml)
+        cookie = next(c for c in saml["browser"].cookie_jar if c.key == "mcpstore_saml")
+        assert cookie["secure"] and cookie["samesite"] == "None" and cookie["httponly"]
+        action, fields = saml["idp"].respond(request, ALICE, [])
+        await refused({**saml, "browser": victim}, action, fields, 401, "saml_other_browser", "another browser")
+        status, _, response = await post_back(saml, action, fields)
+        assert status == 303 and SESSION_COOKIE in response.cookies
+    finally:
+        await victim.close()
+        await saml["browser"].close()
+
+
+async def test_a_user_the_orgs_scim_created_signs_in_to_the_same_account(saml):
+    boss = saml["boss"]
+    token = (await boss.post("/api/orgs/acme/scim-tokens", json={"name": "idp"}))[1]["token"]
+    status, _, _ = await saml["app"].client.with_token(token).post("/scim/v2/acme/Users", json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": ALICE,
+        "emails": [{"value": ALICE, "primary": True}]})
+    assert status == 201
+    users = (await counts(saml))["users"]
+    assert (await post_back(saml, *saml["idp"].respond(await begin(saml), ALICE, [])))[0] == 303
+    async with saml["browser"].get(f"{saml['app'].base_url}/api/me") as me:
+        assert (await me.json())["username"] == "alice"
+    assert (await counts(saml))["users"] == users
+    # acme's SSO account is not other's to sign in as: other's IdP asserting the same address is refused
+    await refused(saml, *saml["idp"].respond(await begin(saml, "other"), ALICE, []), 403, "sso_account_exists",
+                  "was not created by this organization")

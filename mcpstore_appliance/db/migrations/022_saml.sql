@@ -31,12 +31,13 @@ CREATE TABLE saml_idps (
 
 -- AuthnRequests sent, so that a Response must answer one of ours (InResponseTo); kept until they expire.
 CREATE TABLE saml_requests (
-    request_id TEXT PRIMARY KEY,
-    org_id     INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
-    next       TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    used_at    REAL
+    request_id   TEXT PRIMARY KEY,
+    org_id       INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    browser_hash TEXT NOT NULL,               -- sha256 of the cookie given to the browser that started it
+    next         TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    used_at      REAL
 );
 CREATE INDEX saml_requests_by_expiry ON saml_requests(expires_at);
 
