@@ -238,6 +238,6 @@ def create_app(settings: Settings) -> web.Application:
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
-    app.router.add_routes(saml_api.routes)  # SAML sign-in per org, its configuration, group-to-role mappings
+    saml_api.install(app)  # SAML sign-in per org, its settings (API and page), group-to-role mappings
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

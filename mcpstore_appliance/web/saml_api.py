@@ -3,12 +3,11 @@
 - `/saml/{org}/metadata`, `/saml/{org}/login`, `/saml/{org}/acs`: what browsers and the IdP reach, open on a
   private registry too (signing in is how one gets in). They take no credentials of ours: the ACS is
   authenticated by the signed assertion itself, and a cross-site POST carries no session cookie anyway.
-- `/api/orgs/{org}/saml` and `/api/orgs/{org}/group-roles`: the org's owners and admins configure them.
+- `/api/orgs/{org}/saml` and `/api/orgs/{org}/group-roles`: the org's owners and admins configure them (or on the
+  page /orgs/{org}/saml, web/pages/saml.py).
 """
 
 from __future__ import annotations
-
-from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,11 +19,18 @@ from .access import NO_CREDENTIALS, allow, open_when_private, signed_in
 from .auth import managed_org
 from .keys import SERVICES, SETTINGS
 from .openapi import documented
-from .pages.accounts import start_session_redirect
+from .pages import saml as saml_page
+from .pages.accounts import start_session
 from .pages.render import safe_next
 from .util import client_ip, read_json
 
 routes = web.RouteTableDef()
+
+
+def install(app: web.Application) -> None:
+    """The one hook in create_app: these routes and the org's SAML settings page (web/pages/saml.py)."""
+    app.router.add_routes(routes)
+    app.router.add_routes(saml_page.routes)
 SAML_PATH = "/saml/{slug}"
 ORG_RESPONSES = {403: "Not an owner or admin of the organization", 404: "No such organization"}
 OPEN = open_when_private(NO_CREDENTIALS)
@@ -70,17 +76,6 @@ async def start_login(request: web.Request) -> web.Response:
     raise response
 
 
-@routes.get("/login/sso")
-@allow(OPEN)
-async def login_with_org(request: web.Request) -> web.Response:
-    """The login page's "sign in with your organization" form: to that org's SAML sign-in."""
-    org = request.query.get("org", "").strip().lower()[:64]
-    if not org:
-        raise InvalidInput("name your organization", code="invalid_org", details={"field": "org"})
-    target = safe_next(request.query.get("next", "")[:2000], "/dashboard")
-    raise web.HTTPSeeOther(f"/saml/{quote(org, safe='')}/login?{urlencode({'next': target})}")
-
-
 @routes.post(f"{SAML_PATH}/acs")
 @allow(OPEN)
 async def assertion_consumer(request: web.Request) -> web.Response:
@@ -91,7 +86,7 @@ async def assertion_consumer(request: web.Request) -> web.Response:
     form = await request.post()
     user, target = await request.app[SERVICES].saml.finish_login(
         request.match_info["slug"], form.get("SAMLResponse"), client_ip(request), request.cookies.get(BROWSER_COOKIE))
-    response = await start_session_redirect(request, user, safe_next(target, "/dashboard"))
+    response = await start_session(request, user, safe_next(target, "/dashboard"))
     response.del_cookie(BROWSER_COOKIE, path=f"/saml/{request.match_info['slug']}/")
     raise response
 

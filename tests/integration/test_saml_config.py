@@ -4,8 +4,6 @@ broken input (external entities, a DTD, a plain-http SSO URL, a bad certificate,
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 import pytest
 
 from mcpstore_appliance.web.auth import SESSION_COOKIE
@@ -96,41 +94,37 @@ async def test_only_the_orgs_owners_and_admins_configure_it(org):
     assert (await boss.get("/api/orgs/acme/saml"))[1]["idp"] is None
 
 
-async def test_the_single_sign_on_page_saves_saml_and_the_group_mapping(org):
+async def test_the_saml_page_saves_the_idp_and_the_group_mapping(org):
     app, boss = org["app"], org["boss"]
     user = await app.services.accounts.find_user("boss")
     session_id, csrf = await app.services.accounts.start_session(user)
     page = {"Cookie": f"{SESSION_COOKIE}={session_id}", "Accept": "text/html"}
-    status, html, _ = await app.client.get("/orgs/acme/sso", headers=page)
+    status, html, _ = await app.client.get("/orgs/acme", headers=page)
+    assert status == 200 and b'href="/orgs/acme/saml"' in html
+    status, html, _ = await app.client.get("/orgs/acme/saml", headers=page)
     assert status == 200 and f"{app.base_url}/saml/acme/acs".encode() in html
-    status, _, response = await app.client.post("/orgs/acme/sso/group-roles", headers=page, allow_redirects=False,
+    status, _, response = await app.client.post("/orgs/acme/saml/group-roles", headers=page, allow_redirects=False,
                                                 data={"csrf_token": csrf, "mappings": "Engineering Team = publisher\r\n"
                                                                                       "ops=admin\r\n"})
-    assert status == 303 and response.headers["Location"] == "/orgs/acme/sso?done=roles_saved"
+    assert status == 303 and response.headers["Location"] == "/orgs/acme/saml?done=roles_saved"
     expected = {"Engineering Team": "publisher", "ops": "admin"}
     assert (await boss.get("/api/orgs/acme/group-roles"))[1]["mappings"] == expected
     for bad in ("no equals sign", "x = owner"):
-        status, html, _ = await app.client.post("/orgs/acme/sso/group-roles", headers=page,
+        status, html, _ = await app.client.post("/orgs/acme/saml/group-roles", headers=page,
                                                 data={"csrf_token": csrf, "mappings": bad})
         assert status == 400 and bad.encode() in html
     assert (await boss.get("/api/orgs/acme/group-roles"))[1]["mappings"] == expected
-    assert (await app.client.post("/orgs/acme/sso/group-roles", headers=page,
+    assert (await app.client.post("/orgs/acme/saml/group-roles", headers=page,
                                   data={"mappings": "a = admin"}))[0] == 403  # no CSRF token
-    status, _, response = await app.client.post("/orgs/acme/sso/saml", headers=page, allow_redirects=False, data={
+    status, _, response = await app.client.post("/orgs/acme/saml/idp", headers=page, allow_redirects=False, data={
         "csrf_token": csrf, "metadata_xml": org["idp"].metadata_xml(), "enabled": "on"})
     assert status == 303 and (await boss.get("/api/orgs/acme/saml"))[1]["idp"]["entity_id"] == ENTITY_ID
-    status, html, _ = await app.client.post("/orgs/acme/sso/saml", headers=page, data={
+    status, html, _ = await app.client.post("/orgs/acme/saml/idp", headers=page, data={
         "csrf_token": csrf, "metadata_xml": XXE})
     assert status == 400 and b"could not be read" in html and b"root:" not in html
-    # the login page leads to an org's SAML sign-in
-    status, html, _ = await app.client.get("/login", headers={"Accept": "text/html"})
-    assert b'action="/login/sso"' in html
-    status, _, response = await app.client.get("/login/sso", params={"org": "Acme", "next": "/account"},
-                                               allow_redirects=False)
-    assert status == 303 and unquote(response.headers["Location"]) == "/saml/acme/login?next=/account"
     # another org's owner does not get the page
     eve = await app.services.accounts.find_user("eve")
     eve_session, _ = await app.services.accounts.start_session(eve)
-    status, _, _ = await app.client.get("/orgs/acme/sso", headers={"Cookie": f"{SESSION_COOKIE}={eve_session}",
+    status, _, _ = await app.client.get("/orgs/acme/saml", headers={"Cookie": f"{SESSION_COOKIE}={eve_session}",
                                                                    "Accept": "text/html"})
     assert status == 404

@@ -29,7 +29,7 @@ def form_error(exc: DomainError) -> dict:
     return {"error": exc.message, "error_details": details}
 
 
-async def start_session_redirect(request: web.Request, user, location: str) -> web.HTTPSeeOther:
+async def start_session(request: web.Request, user, location: str) -> web.HTTPSeeOther:
     session_id, _csrf = await request.app[SERVICES].accounts.start_session(user)
     response = redirect(location)
     settings = request.app[SETTINGS]
@@ -63,7 +63,7 @@ async def login_submit(request: web.Request) -> web.Response:
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    raise await start_session_redirect(request, user, target)
+    raise await start_session(request, user, target)
 
 
 @routes.post("/logout")
@@ -105,7 +105,7 @@ async def signup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/signup.html", status=status_for(exc), values=values,
                             mode=request.app[SETTINGS].accounts.signup, invite_code=invite or "", **form_error(exc))
-    raise await start_session_redirect(request, user, "/account?done=welcome")
+    raise await start_session(request, user, "/account?done=welcome")
 
 
 @routes.get("/setup")
@@ -128,7 +128,7 @@ async def setup_submit(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await render(request, "accounts/setup.html", status=status_for(exc), code=code, values=values,
                             **form_error(exc))
-    raise await start_session_redirect(request, user, "/admin?done=welcome")
+    raise await start_session(request, user, "/admin?done=welcome")
 
 
 # ---- the account page: tokens and organizations ------------------------------------------------------

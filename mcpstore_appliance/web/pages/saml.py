@@ -1,6 +1,7 @@
-"""The single sign-on settings of an org's owners and admins (/orgs/{slug}/sso): SAML sign-in (this service
-provider's URLs for the IdP, the IdP's metadata or fields) and the mapping of IdP group names to org roles that
-SAML and SCIM share. Browser-session forms: the front door checks their CSRF tokens; the services audit."""
+"""The SAML settings page of an org's owners and admins (/orgs/{slug}/saml): this service provider's URLs for the
+IdP, the IdP's metadata or fields, and the mapping of IdP group names to org roles that SAML and SCIM share.
+Browser-session forms: the front door checks their CSRF tokens; the services audit. Its routes are added with
+web/saml_api.py's."""
 
 from __future__ import annotations
 
@@ -39,17 +40,17 @@ async def _page(request: web.Request, status: int = 200, **values: Any) -> web.R
     saml = await services.saml.describe(org)
     values.setdefault("saml_form", {**(saml["idp"] or {}), "metadata_xml": ""})
     values.setdefault("roles_text", mapping_text(await services.accounts.group_roles.get(org)))
-    return await render(request, "orgs/sso.html", status=status, org=org, saml=saml,
+    return await render(request, "orgs/saml.html", status=status, org=org, saml=saml,
                         notice=NOTICES.get(request.query.get("done", "")), **values)
 
 
-@routes.get("/orgs/{slug}/sso")
+@routes.get("/orgs/{slug}/saml")
 @allow(browser_session("account"))
-async def sso_page(request: web.Request) -> web.Response:
+async def saml_page(request: web.Request) -> web.Response:
     return await _page(request)
 
 
-@routes.post("/orgs/{slug}/sso/saml")
+@routes.post("/orgs/{slug}/saml/idp")
 @allow(browser_session("account"))
 async def save_saml(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"certificate", "metadata_xml"})
@@ -61,10 +62,10 @@ async def save_saml(request: web.Request) -> web.Response:
         await request.app[SERVICES].saml.configure(actor, org, values)
     except DomainError as exc:
         return await _page(request, status_for(exc), saml_form=values, saml_error=exc.message)
-    raise redirect(f"/orgs/{org.slug}/sso", done="saml_saved")
+    raise redirect(f"/orgs/{org.slug}/saml", done="saml_saved")
 
 
-@routes.post("/orgs/{slug}/sso/group-roles")
+@routes.post("/orgs/{slug}/saml/group-roles")
 @allow(browser_session("account"))
 async def save_group_roles(request: web.Request) -> web.Response:
     form = await read_form(request, multiline={"mappings"})
@@ -74,4 +75,4 @@ async def save_group_roles(request: web.Request) -> web.Response:
         await request.app[SERVICES].accounts.group_roles.replace(actor, org, read_mapping(text))
     except DomainError as exc:
         return await _page(request, status_for(exc), roles_text=text, roles_error=exc.message)
-    raise redirect(f"/orgs/{org.slug}/sso", done="roles_saved")
+    raise redirect(f"/orgs/{org.slug}/saml", done="roles_saved")
