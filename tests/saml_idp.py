@@ -86,7 +86,8 @@ class TestIdP:
         return self.server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT).message
 
     def respond(self, request, email: str, groups: list[str], *, in_response_to: str | None = None,
-                audience: str | None = None, display_name: str = "Alice Doe") -> tuple[str, dict[str, str]]:
+                audience: str | None = None, display_name: str = "Alice Doe", sign_alg: str = SIG_RSA_SHA256,
+                digest_alg: str = DIGEST_SHA256) -> tuple[str, dict[str, str]]:
         """A signed Response to `request` as the POST binding's form: (action URL, form fields). `in_response_to`
         and `audience` (another SP's entity id) make it answer something else."""
         response = self.server.create_authn_response(
@@ -95,7 +96,7 @@ class TestIdP:
             sp_entity_id=audience or request.issuer.text,
             name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=email),
             authn={"class_ref": PASSWORD, "authn_auth": ENTITY_ID}, sign_assertion=True, sign_response=False,
-            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+            sign_alg=sign_alg, digest_alg=digest_alg)
         form = self.server.apply_binding(BINDING_HTTP_POST, str(response), request.assertion_consumer_service_url,
                                          relay_state="", response=True)["data"]
         return read_post_form(form)

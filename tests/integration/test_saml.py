@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 
 from mcpstore_appliance.web.auth import SESSION_COOKIE
 from tests.saml_idp import ENTITY_ID, SSO_URL, TestIdP
@@ -112,6 +113,11 @@ async def test_a_tampered_assertion_is_refused(saml):
                   "Signature validation failed")
     # and a group added to the signed attributes
     await refused(saml, action, tamper(fields, ">admin<", ">owner<"), 401, "saml_invalid", "Signature validation")
+
+
+async def test_an_assertion_signed_with_sha1_is_refused(saml):
+    action, fields = saml["idp"].respond(await begin(saml), ALICE, [], sign_alg=SIG_RSA_SHA1, digest_alg=DIGEST_SHA1)
+    await refused(saml, action, fields, 401, "saml_invalid", "Deprecated signature algorithm")
 
 
 async def test_a_replayed_assertion_is_refused(saml):
