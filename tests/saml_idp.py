@@ -5,6 +5,7 @@ Responses in the HTTP-POST binding's auto-submitting form, as a real IdP's login
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import re
 import shutil
@@ -27,17 +28,24 @@ SSO_URL = "https://idp.example.test/sso"
 PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 
 
-def make_key_pair(folder: Path, name: str = "idp") -> tuple[Path, Path]:
+@functools.cache
+def _key_pair(name: str) -> tuple[bytes, bytes]:
+    """One RSA key and self-signed certificate per process (PEM), generated once: tests each write them anew."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_key_pair(folder: Path, name: str = "idp") -> tuple[Path, Path]:
     key_file, cert_file = folder / f"{name}.key", folder / f"{name}.crt"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem, cert_pem = _key_pair(name)
+    key_file.write_bytes(key_pem)
+    cert_file.write_bytes(cert_pem)
     return key_file, cert_file
 
 
