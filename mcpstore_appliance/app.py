@@ -11,12 +11,14 @@ from aiohttp import web
 from nacl.signing import SigningKey
 
 from .accounts.saml import SamlSignIn
+from .accounts.domains import Domains
 from .accounts.service import AccountService
 from .blobs import open_blob_store
 from .blobs.base import BlobStore
 from .catalog.cursors import CursorCodec
 from .catalog.discovery import CURSOR_KEY_FILE, Discovery, read_search_generation
 from .catalog.downloads import DownloadCounter
+from .catalog.mirror import Mirror
 from .catalog.orphans import Sweeper
 from .catalog.publish import Publisher
 from .catalog.package_view import PackageView
@@ -34,12 +36,14 @@ from .ledger.witness import Witness, default_witness_name
 from .market import Market, build_market
 from .market.entitlements import covers
 from .oauth.service import OAuthService
+from .oidc.build import build_domains, build_oidc
+from .oidc.service import OidcService
 from .policy.service import PolicyService, open_policy_service
 from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
-from .web import (api_accounts, api_audit, api_market, api_packages, api_payouts, api_policy, api_publish,
-                  api_usage, api_user_config, health, ledger_api, oauth_api, openapi, registry_api, saml_api,
-                  scim_api, sendfile)
+from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages, api_payouts, api_policy,
+                  api_publish, api_sso, api_usage, api_user_config, cors, health, ledger_api, oauth_api, openapi,
+                  registry_api, saml_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -77,6 +81,9 @@ class Services:
     usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
     oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
     saml: SamlSignIn  # SAML 2.0 sign-in per org (accounts/saml.py)
+    mirror: Mirror  # the curated mirror: imports from upstream registries, updates waiting for approval
+    domains: Domains  # e-mail domains orgs have proven, and whether they require SSO (accounts/domains.py)
+    oidc: OidcService  # OpenID Connect sign-in through an org's IdP or the site's provider (oidc/)
 
 
 def data_paths(settings: Settings) -> dict[str, Path]:
@@ -127,11 +134,14 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
         gateway = await build_gateway(db, blobs, settings, paths["root"] / "hosted", paths["keys"], probe=sandboxes,
                                       rules=hosted_rules(usage, market))
         discovery = build_discovery(db, settings, paths["keys"], gateway.hosted_types)
+        publisher = Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check)
+        domains = build_domains(db, accounts, settings)
         services = Services(
             settings=settings, db=db, blobs=blobs, keys=keys, metrics=metrics,
             accounts=accounts,
             ledger=ledger,
-            publisher=Publisher(db, blobs, ledger, settings, metrics=metrics, hosted_check=gateway.publish_check),
+            publisher=publisher,
+            mirror=Mirror(db, publisher, settings),
             package_status=PackageStatusService(db, ledger),
             discovery=discovery,
             gateway=gateway,
@@ -141,6 +151,8 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             saml=SamlSignIn(db, settings.base_url, accounts.login_by_ip, bind_browser=settings.server.behind_tls),
             policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
                                        settings.branding.name, settings.branding.operator),
+            domains=domains,
+            oidc=build_oidc(db, accounts, domains, settings, paths["keys"]),
             sweeper=Sweeper(db, blobs, paths["tmp"], interval=storage.sweep_interval_seconds,
                             grace=storage.sweep_grace_seconds))
         opened.pop_all()
@@ -179,10 +191,19 @@ def build_discovery(db: Database, settings: Settings, keys_dir: Path, hosted_typ
 
 async def close_services(services: Services) -> None:
     await services.market.close()  # its reconciliation timer and payment provider clients
+    await services.oidc.provider.close()  # the HTTP client of the OpenID providers
     await services.discovery.stop()  # folds buffered download counts while the database is open
     await services.ledger.close()
     await services.blobs.close()
     await services.db.close()
+
+
+async def pending_checks(app: web.Application):
+    """Hosted checks that outlived their publish (catalog/pending_checks.py)."""
+    pending = app[SERVICES].publisher.pending
+    await pending.resume()  # those a stop interrupted: started again, or failed clearly
+    yield
+    await pending.stop()  # their rows stay: the next start resumes them
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -233,11 +254,15 @@ def create_app(settings: Settings) -> web.Application:
     api_market.install_market(app)  # buying, webhooks, the market service and its timer
     api_payouts.install(app)  # creator payouts and their timer; creator, buyer and admin dashboards
     install_gateway(app)  # hosted execution (gateway/): its service, start-up log line and routes
+    app.cleanup_ctx.append(pending_checks)  # after the gateway's: stopped before its sandboxes are
     api_usage.install_usage(app)  # licence keys, usage tokens, JWKS, revocations, per-call billing of the gateway
     oauth_api.install_oauth(app)  # the OAuth authorisation server of the hosted endpoints (oauth/)
+    cors.install(app)  # CORS and preflights for browser-based MCP clients (OAuth endpoints, /mcp/)
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
     saml_api.install(app)  # SAML sign-in per org, its settings (API and page), group-to-role mappings
+    api_mirror.install(app)  # the curated mirror: admin API, admin page, the update-check timer
+    app.router.add_routes(api_sso.routes)  # single sign-on: the OIDC sign-in, the org's SSO settings and domains
     install_pages(app)  # HTML pages, /static and friendly HTML error pages
     return app

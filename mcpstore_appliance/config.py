@@ -239,8 +239,15 @@ class HostedSettings(Section):
     docker_image: str = "mcpstore-runtime:bookworm"  # built by packaging/build-runtime-image.sh
     docker_mount_host_usr: bool = False  # for the --skeleton image: the host's /usr mounted read-only
     allowed_origins: list[str] = []  # browser origins allowed to call /mcp/ besides the public URL's own
+    # warm sandboxes per recently used hosted version (gateway/warm_pool.py): 0 = none; idle ones closed after
+    # the idle time; all of them together within the memory cap (each counts memory_mb)
+    warm_pool: int = Field(0, ge=0, le=16)
+    warm_pool_idle_seconds: float = Field(300.0, gt=0)
+    warm_pool_memory_mb: int = Field(2048, ge=0)
     publish_check: bool = True  # start each hosted bundle once at publish: tools/list against the manifest
-    publish_check_seconds: float = Field(25.0, gt=0)  # its budget (a publish answers within 30 s); over it: quarantined
+    publish_check_seconds: float = Field(25.0, gt=0)  # how long a publish waits for it (a publish answers within 30 s)
+    # a check still running then goes on in the background, the version pending, up to this in all; over it: quarantined
+    publish_check_pending_seconds: float = Field(300.0, gt=0)
     # pro-tier packages' own endpoints: asked to initialize at publish and every interval (gateway/endpoint_health.py)
     endpoint_check_interval_seconds: float = Field(300.0, ge=10)
     endpoint_check_timeout_seconds: float = Field(5.0, gt=0)
@@ -255,6 +262,11 @@ class OAuthSettings(Section):
     access_token_minutes: int = Field(60, gt=0)
     refresh_token_days: int = Field(30, gt=0)
     registrations_per_ip_per_hour: int = Field(20, gt=0)
+    # client ID metadata documents (a client_id that is an https URL, oauth/client_documents.py): fetched with
+    # this budget, from public addresses only unless allowed, trusting the system's CAs plus this file's
+    client_metadata_seconds: float = Field(5.0, gt=0, le=30)
+    client_metadata_private_addresses: bool = False
+    client_metadata_ca_file: str = ""
 
 
 class AuditSettings(Section):
@@ -266,6 +278,49 @@ class AuditSettings(Section):
     syslog_host: str = ""  # empty: no syslog pushes
     syslog_port: int = Field(514, ge=1, le=65535)  # plain TCP (RFC 6587); put TLS in front for RFC 5425
     syslog_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class MirrorSettings(Section):
+    """The curated mirror (catalog/mirror.py): imports from upstream registries, newer versions wait for approval."""
+
+    check_interval_seconds: float = Field(0.0, ge=0)  # look for newer upstream versions; 0: only `admin mirror check`
+    timeout_seconds: float = Field(60.0, gt=0)  # one conversation with an upstream (a bundle download included)
+
+
+class SiteOidcSettings(Section):
+    """The one site-wide OpenID provider of a public registry (`[sso.oidc]`); orgs configure their own in the UI."""
+
+    issuer: str = ""  # empty: no site-wide sign-in
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")  # empty: a public client (PKCE alone)
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA"]  # asymmetric only; never none or HS*
+    label: str = Field("single sign-on", min_length=1, max_length=60)  # "Sign in with <label>"
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, value: list[str]) -> list[str]:
+        from .oidc.idtoken import SUPPORTED_ALGORITHMS
+        if not value or any(name not in SUPPORTED_ALGORITHMS for name in value):
+            raise ValueError(f"choose from {list(SUPPORTED_ALGORITHMS)}")
+        return value
+
+
+class SsoSettings(Section):
+    """Single sign-on (oidc/) and the e-mail domain checks (accounts/domains.py)."""
+
+    oidc: SiteOidcSettings = SiteOidcSettings()
+    dns_resolver: str = ""  # "host:port" asked for _mcpstore-challenge TXT records; empty: the system's resolver
+    https_port: int = Field(443, ge=1, le=65535)  # where https://<domain>/.well-known/… is fetched
+    ca_file: str = ""  # a CA bundle trusted besides the system's (IdPs and domain checks); empty: system only
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError('give "host:port", e.g. "127.0.0.1:53" or "[::1]:53"')
+        return value
 
 
 class Settings(Section):
@@ -280,7 +335,9 @@ class Settings(Section):
     hosted: HostedSettings = HostedSettings()
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
+    sso: SsoSettings = SsoSettings()
     branding: BrandingSettings = BrandingSettings()
+    mirror: MirrorSettings = MirrorSettings()
 
     @model_validator(mode="after")
     def _private_signup(self) -> "Settings":

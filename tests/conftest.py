@@ -27,6 +27,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def tls_server(aiohttp_server, tmp_path: Path, app: web.Application) -> tuple[str, str]:
+    """Serve `app` over https on 127.0.0.1 with a certificate from a fresh test CA (trustme), for the appliance's
+    outbound requests: (its base URL, the CA file to trust)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = await aiohttp_server(app, host="127.0.0.1", ssl=context)
+    return f"https://127.0.0.1:{server.port}", str(ca_file)
+
+
 def make_settings(data_dir: Path, **overrides: Any):
     port = overrides.pop("port", None) or free_port()
     server = {"host": "127.0.0.1", "port": port, "access_log": False, **overrides.pop("server", {})}

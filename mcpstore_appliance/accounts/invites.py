@@ -16,6 +16,7 @@ from ..errors import Forbidden
 from .credentials import secret_hash
 from .models import Principal, User
 from .orgs import Orgs, check_role, require_manager
+from .sso_required import refuse_passwords_for
 from .users import Users
 
 
@@ -31,6 +32,7 @@ class Invites:
         if self.settings.signup == "closed":
             raise Forbidden("sign-up is closed on this registry; ask an administrator for an account",
                             code="signup_closed")
+        await refuse_passwords_for(self.db, email or "")  # the domain's org wants its people to use its SSO
         invite = None
         if self.settings.signup == "invite":
             invite = await self._valid_invite(invite_code)

@@ -16,6 +16,7 @@ from ..errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from .models import SESSION_SCOPES, Principal, User
 from .passwords import CONCURRENT_HASHES, hash_password, password_problem, verify_password
 from .ratelimit import FailureDelays, RateLimiter, address_key
+from .sso_required import sso_org_for, sso_required
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,37}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
@@ -107,6 +108,9 @@ class Users:
         login = (login or "").strip()
         failures_key = (login.lower(), address)
         self.login_failures.check(failures_key, "failed sign-ins to this account from your address")
+        # An address of an SSO-only domain is turned away before its password is looked at; one typed as a user
+        # name only after the password was right (so the refusal tells a guesser nothing about the account).
+        await self._refuse_sso_only(login, ip)
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE (email = ? OR username = ?) AND is_disabled = 0", (login, login.lower()))
         if not await self._hashing(verify_password, row["password_hash"] if row else None, password or ""):
@@ -116,9 +120,17 @@ class Users:
                                    "user.login", target=login[:200], outcome="failure", reason="bad_credentials")
             raise Unauthenticated("wrong email or password", code="bad_credentials")
         self.login_failures.succeeded(failures_key)
+        await self._refuse_sso_only(row["email"], ip)
         async with self.db.write() as tx:
             await audit.record(tx, Actor(row["id"], row["username"], ip), "user.login", target=row["username"])
         return user_from_row(row)
+
+    async def _refuse_sso_only(self, email: str, ip: str) -> None:
+        if (org := await sso_org_for(self.db, email)) is not None:
+            async with self.db.write() as tx:
+                await audit.record(tx, Actor(None, "anonymous", ip), "user.login", target=email[:200],
+                                   org_id=org.id, outcome="failure", reason="sso_required")
+            raise sso_required(org)
 
     async def principal_for_user(self, user_id: int, scopes: frozenset[str] = SESSION_SCOPES,
                                  token_org_id: int | None = None, via: str = "password",

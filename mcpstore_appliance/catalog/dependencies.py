@@ -32,8 +32,21 @@ class Counters(Protocol):
     def inc(self, name: str, amount: float = 1, help: str = "", **labels: str) -> None: ...
 
 
+class HostedRun(Protocol):
+    """One hosted check under way."""
+
+    async def wait(self, seconds: float) -> list[Finding] | None: ...  # None: still running after `seconds`
+
+    async def result(self) -> list[Finding]: ...
+
+    def cancel(self) -> None: ...
+
+
 class HostedCheck(Protocol):
     """Hosted execution's check at publish (gateway/publish_check.py): the bundle started once in the sandbox,
-    findings for what went wrong. Absent where no sandbox works."""
+    findings for what went wrong. Absent where no sandbox works. `budget`: how long a publish waits for it;
+    `start` returns once the bundle file is no longer needed."""
 
-    async def __call__(self, bundle: Path, manifest: dict[str, Any]) -> list[Finding]: ...
+    budget: float
+
+    async def start(self, bundle: Path, manifest: dict[str, Any]) -> HostedRun: ...

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -26,9 +28,13 @@ MAX_DAYS = 366
 
 
 def utc_day(timestamp: float | None = None) -> str:
-    moment = dt.datetime.now(dt.timezone.utc) if timestamp is None else dt.datetime.fromtimestamp(
-        timestamp, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d")
+    return _day_name(int((time.time() if timestamp is None else timestamp) // 86400))
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(days_since_epoch: int) -> str:
+    """Named once per day: every download asks."""
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=days_since_epoch)).strftime("%Y-%m-%d")
 
 
 class DownloadCounter:

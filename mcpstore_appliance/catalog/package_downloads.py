@@ -54,9 +54,22 @@ class Downloads:
         return target
 
     def bundle_target(self, principal: Principal | None, sha256: str) -> DownloadTarget:
-        """A bundle by its content hash, if some version the caller may download has exactly these bytes."""
+        """A bundle by its content hash, if some version the caller may download has exactly these bytes.
+        Anonymous callers' targets are kept until the next commit (`Database.stamp`): the most requested read of
+        a registry then skips SQLite."""
         if not _SHA256.match(sha256):
             raise NotFound("no such bundle", code="no_such_bundle")
+        if principal is not None:
+            return self._bundle_target(principal, sha256)
+        stamp = self.db.stamp()  # before the read: an entry never carries a stamp newer than its data
+        kept = self._anonymous_bundles.get(sha256)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        target = self._bundle_target(None, sha256)
+        self._anonymous_bundles.put(sha256, (stamp, target))
+        return target
+
+    def _bundle_target(self, principal: Principal | None, sha256: str) -> DownloadTarget:
         clause, params = visible_clause(principal)
         rows = self.db.inline(lambda c: c.execute(
             "SELECT p.id AS package_id, p.namespace, p.name, p.visibility, p.org_id, p.owner_user_id,"

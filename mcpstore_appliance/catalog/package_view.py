@@ -70,7 +70,10 @@ PACKAGE_COLUMNS = (
     " p.price_amount, p.currency, p.tier, p.endpoint_url, p.latest_version_id, p.verified, p.downloads,"
     " p.invocations, p.rating_avg, p.rating_count, p.created_at, p.updated_at")
 VERSION_COLUMNS = (
-    "v.id AS v_id, v.version, v.semver_key, v.is_prerelease, v.state, v.yanked_at, v.yank_reason,"
+    "v.id AS v_id, v.version, v.semver_key, v.is_prerelease,"
+    # a version whose hosted check outlived its publish is stored quarantined and shown as pending (025)
+    " CASE WHEN EXISTS (SELECT 1 FROM hosted_checks h WHERE h.version_id = v.id) THEN 'pending' ELSE v.state END"
+    " AS state, v.yanked_at, v.yank_reason,"
     " v.deprecated_at, v.deprecation_reason, v.sha256, v.size, v.ledger_index, v.published_at,"
     " v.platforms")
 # Everything a package page depends on, read to validate a cached page (one indexed lookup).
@@ -83,6 +86,21 @@ STATIC_COLUMNS = (
     " v.signer_not_before, v.signer_not_after, v.signer_fingerprint, v.signature_reason, v.findings_json,"
     " v.changelog, v.icon_sha256, v.unsigned_sha256")
 
+# A mirrored version's provenance (catalog/mirror.py), written with the version and never changed: the
+# upstream, its publish leaf, the checkpoint kept verbatim and the inclusion proof, for anyone to re-check.
+MIRRORED_FROM = (
+    "(SELECT json_object('upstream', m.upstream_url, 'release', m.upstream_release, 'leaf_index', m.leaf_index,"
+    " 'leaf', m.leaf, 'tree_size', m.tree_size, 'checkpoint', m.checkpoint, 'inclusion_proof',"
+    " json(m.inclusion_proof), 'mirrored_at', m.mirrored_at) FROM mirror_provenance m WHERE m.version_id = v.id)"
+    " AS mirrored_from")
+
+
+def mirrored_from(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    found = json.loads(raw)
+    return {**found, "mirrored_at": iso(found["mirrored_at"])}
+
 
 class PackageView(Downloads, UpdateChecks):
     def __init__(self, db: Database, cursors: CursorCodec, base_url: str, cache_size: int = 2048,
@@ -94,6 +112,7 @@ class PackageView(Downloads, UpdateChecks):
         self._pages = LRU(cache_size, CACHE_BYTES, lambda page: len(page.body))
         self._installable = LRU(cache_size)  # entries are small: see package_updates.MAX_KEPT_CHANGELOG_CHARS
         self._version_lists = LRU(cache_size, CACHE_BYTES, lambda kept: len(kept.body))
+        self._anonymous_bundles = LRU(cache_size)  # sha256 -> (stamp, DownloadTarget): package_downloads.py
         # (conn, user id, org ids, package id, major) -> bool: whether an entitlement covers that major version.
         # Set by the market's wiring (market.entitlements.covers); None: nobody has bought anything.
         self.entitled = entitled  # whether a caller holds access to a paid package (market/); None: nobody
@@ -221,7 +240,7 @@ class PackageView(Downloads, UpdateChecks):
         cached = self._static.get(version_id)
         if cached is None:
             row = self.db.inline(lambda c: c.execute(
-                f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS} FROM versions v WHERE v.id = ?",
+                f"SELECT v.version, v.sha256, v.size, {STATIC_COLUMNS}, {MIRRORED_FROM} FROM versions v WHERE v.id = ?",
                 (version_id,)).fetchone())
             cached = dumps(self._static_fields(row, namespace, name))
             self._static.put(version_id, cached)
@@ -265,6 +284,7 @@ class PackageView(Downloads, UpdateChecks):
             "bundle_url": f"{self.base_url}/bundles/{sha256}.mcpb",
             "bundle_hash": f"sha256:{sha256}",
             "download_url": version_path(self.base_url, namespace, name, row["version"]) + "/download",
+            "mirrored_from": mirrored_from(row["mirrored_from"]),
         }
 
     # -- versions ---------------------------------------------------------------------------------------

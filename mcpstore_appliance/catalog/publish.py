@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from .. import audit
 from ..accounts.models import ROLES_THAT_PUBLISH, Principal
@@ -40,8 +40,9 @@ from ..db import Database, Transaction
 from ..errors import Conflict, DomainError, Forbidden, Unprocessable
 from ..ledger import events as ledger_events
 from . import semver
-from .dependencies import Counters, HostedCheck, ReleaseLedger
+from .dependencies import Counters, HostedCheck, HostedRun, ReleaseLedger
 from .orphans import StoredForPublish
+from .pending_checks import PendingChecks
 from .pricing import Pricing, check_price_bounds, parse_pricing
 from .publish_options import PublishOptions, Target, check_visibility
 from .publish_result import PublishResult, check_name_and_version, decide, rejection
@@ -52,6 +53,9 @@ from .visibility import can_manage
 log = logging.getLogger("mcpstore.publish")
 
 Inspector = Callable[..., BundleReport]  # (path, BundleLimits, SignatureTrust, *, file_sha256) -> BundleReport
+# Rows another part writes with the version, in its transaction: (tx, version id, state); the curated mirror's
+# provenance record (catalog/mirror.py). Raising there rolls the whole publish back.
+AlsoWrite = Callable[[Transaction, int, str], Awaitable[None]]
 
 
 def default_inspector() -> Inspector:
@@ -78,6 +82,7 @@ class Publisher:
             raise ConfigError(f"config: cannot read publish.trusted_ca_file: {exc.strerror or exc}") from None
         self._inspector = inspector
         self.hosted_check = hosted_check
+        self.pending = PendingChecks(db, blobs, ledger, hosted_check, self.tmp_dir)  # checks outliving a publish
         # Inspection is CPU- and memory-heavy; bound how many run at once so a burst of uploads queues
         # instead of exhausting the worker threads everything else shares.
         self._inspections = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 2)))
@@ -85,10 +90,13 @@ class Publisher:
     # --- entry point --------------------------------------------------------------------------------
 
     async def publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes], *,
-                      declared_size: int | None = None, ip: str | None = None) -> PublishResult:
+                      declared_size: int | None = None, ip: str | None = None, target: Target | None = None,
+                      also: AlsoWrite | None = None) -> PublishResult:
+        """`target`: where an operator's import goes (the mirror decides it; otherwise the caller's right to the
+        namespace does); `also`: rows written in the publish's own transaction."""
         outcome = "error"
         try:
-            result = await self._publish(principal, options, chunks, declared_size, ip)
+            result = await self._publish(principal, options, chunks, declared_size, ip, target, also)
             outcome = result.state
             return result
         except Unprocessable as exc:
@@ -103,8 +111,9 @@ class Publisher:
                                help="Publish requests by outcome: published, quarantined, rejected, refused, error")
 
     async def _publish(self, principal: Principal, options: PublishOptions, chunks: AsyncIterable[bytes],
-                       declared_size: int | None, ip: str | None) -> PublishResult:
-        target = await self.target_for(principal, options.namespace)
+                       declared_size: int | None, ip: str | None, target: Target | None,
+                       also: AlsoWrite | None) -> PublishResult:
+        target = target or await self.target_for(principal, options.namespace)
         check_visibility(target, options.visibility)
         if options.pricing is not None:
             check_price_bounds(options.pricing, self.settings.market)
@@ -119,18 +128,27 @@ class Publisher:
             finally:
                 await flushing
             clock.lap("inspect")
-            report = await self._checked_as_hosted(target, options, report, upload)
-            state = decide(report, self.settings.publish.require_signature)
-            if state == "rejected":
-                raise rejection(report)
-            name, version = report.metadata.name, report.metadata.version
-            parsed = check_name_and_version(name, version)
-            await self._precheck_free(target, name, version, parsed)
-            async with StoredForPublish(self.db, self.blobs) as stored:
-                await stored.put_file(upload.path, upload.sha256)
-                icon = await stored.put_bytes(report.icon_png) if report.icon_png else None
-                clock.lap("blob")
-                result = await self._commit(principal, target, options, upload, report, state, parsed, icon, ip)
+            report, running = await self._checked_as_hosted(target, options, report, upload)
+            try:
+                state = decide(report, self.settings.publish.require_signature)
+                if state == "rejected":
+                    raise rejection(report)
+                name, version = report.metadata.name, report.metadata.version
+                parsed = check_name_and_version(name, version)
+                await self._precheck_free(target, name, version, parsed)
+                async with StoredForPublish(self.db, self.blobs) as stored:
+                    await stored.put_file(upload.path, upload.sha256)
+                    icon = await stored.put_bytes(report.icon_png) if report.icon_png else None
+                    clock.lap("blob")
+                    result = await self._commit(principal, target, options, upload, report, state, parsed, icon,
+                                                ip, also, pending=running is not None)
+            except BaseException:
+                if running is not None:
+                    running.cancel()
+                raise
+            if running is not None:
+                self.pending.follow(result.version_id, running)
+                state = result.state
             clock.lap("commit")
         result.ledger = await ledger_proof(self.ledger, result.ledger_index) if state == "published" else None
         clock.lap("proof")
@@ -180,22 +198,31 @@ class Publisher:
                                     "operator); nothing was stored", code="inspection_failed") from None
 
     async def _checked_as_hosted(self, target: Target, options: PublishOptions, report: BundleReport,
-                                 upload: Upload) -> BundleReport:
+                                 upload: Upload) -> tuple[BundleReport, HostedRun | None]:
         """A bundle this registry hosts (hobbyist tier) is started once in the sandbox; what goes wrong joins the
-        scans' findings under the same policy."""
+        scans' findings under the same policy. A check still running after its budget is returned to go on in
+        the background (the version pending)."""
         if self.hosted_check is None or report.outcome == "rejected":
-            return report
+            return report, None
         tier = options.pricing.tier if options.pricing is not None else await self.db.fetch_value(
             "SELECT tier FROM packages WHERE namespace = ? AND name = ?",
             (target.namespace, report.metadata.name), default="hobbyist")
         if tier != "hobbyist":
-            return report
-        found = await self.hosted_check(upload.path, report.manifest)
+            return report, None
+        run = await self.hosted_check.start(upload.path, report.manifest)
+        try:
+            found = await run.wait(self.hosted_check.budget)
+        except BaseException:
+            run.cancel()
+            raise
+        if found is None:
+            return report, run
         if not found:
-            return report
+            return report, None
         from ..bundles.inspector import decide_outcome  # late, as default_inspector: the bundles part is large
         findings = report.findings + tuple(found)
-        return dataclasses.replace(report, findings=findings, outcome=decide_outcome(findings, report.scanner_errors))
+        return dataclasses.replace(report, findings=findings,
+                                   outcome=decide_outcome(findings, report.scanner_errors)), None
 
     # --- storing -------------------------------------------------------------------------------------
 
@@ -206,15 +233,23 @@ class Publisher:
 
     async def _commit(self, principal: Principal, target: Target, options: PublishOptions, upload: Upload,
                       report: BundleReport, state: str, parsed: semver.Version, icon: str | None,
-                      ip: str | None) -> PublishResult:
+                      ip: str | None, also: AlsoWrite | None = None, pending: bool = False
+                      ) -> PublishResult:
+        """`pending`: the hosted check goes on; stored quarantined (fail closed) and shown as pending until it
+        ends (pending_checks.py), then published if `state` (what the scans decided) allows."""
         meta = report.metadata
+        then_state, state = state, ("pending" if pending else state)
         try:
             async with self.db.write() as tx:
                 await _ensure_free(tx, target.namespace, meta.name, meta.version, parsed)
                 package, created = await self._package(tx, principal, target, meta.name, options)
                 pricing = options.pricing or package_pricing(package)
                 version_id = await tx.insert("versions", version_row(
-                    package["id"], report, state, parsed, upload, options.changelog, pricing, principal.id, icon))
+                    package["id"], report, "quarantined" if pending else state, parsed, upload, options.changelog,
+                    pricing, principal.id, icon))
+                if pending:
+                    await tx.insert("hosted_checks", {"version_id": version_id, "then_state": then_state,
+                                                      "started_at": time.time()})
                 index = None
                 if state == "published":
                     event = ledger_events.publish_event(
@@ -223,6 +258,8 @@ class Publisher:
                         signer_fingerprint=report.signature.fingerprint_sha256)
                     index = await self.ledger.append(tx, event, org_id=seal_org(package))
                     await tx.execute("UPDATE versions SET ledger_index = ? WHERE id = ?", (index, version_id))
+                if also is not None:
+                    await also(tx, version_id, state)
                 await audit.record(tx, actor_of(principal, ip), "package.publish", org_id=package["org_id"],
                                    target=f"{target.namespace}/{meta.name}@{meta.version}",
                                    details={"state": state, "sha256": upload.sha256, "size": upload.size,

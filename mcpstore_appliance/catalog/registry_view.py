@@ -46,6 +46,10 @@ DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 MAX_SEARCH = 200
 TRIGRAM_CHARS = 3  # FTS5's trigram index finds substrings of at least 3 characters
+# Matching packages under which the trigram index answers a search sooner than the scan in name order (at
+# 100,000 packages both cost about 8 ms of CPU at 400 matches: benchmarks/README.md, Discovery).
+FEW_MATCHES = 400
+PROBE_SQL = "SELECT count(*) FROM (SELECT rowid FROM registry_text WHERE registry_text MATCH ? LIMIT ?)"
 _PREFIX = re.compile(r"^[a-zA-Z0-9.-]+$")
 
 ENTRY_COLUMNS = (
@@ -76,6 +80,7 @@ class RegistryView:
         self.fold_epoch = fold_epoch
         self.result_ttl = result_ttl
         self._pages = LRU(size=128)  # listing pages are up to ~100 KB
+        self.few_matches = FEW_MATCHES  # see _page
         self.db = db
         self.cursors = cursors
         self.base_url = base_url.rstrip("/")
@@ -161,19 +166,21 @@ class RegistryView:
             metadata["nextCursor"] = self.cursors.encode("registry", scope, [last["server_key"], last["version"]])
         return {"servers": [self.entry(row) for row in rows], "metadata": metadata}
 
-    async def _page(self, scan: tuple[str, list], indexed: tuple[str, list] | None) -> list:
+    async def _page(self, scan: tuple[str, list], indexed: tuple[str, list] | None, phrase: str | None) -> list:
         """One listing page. With a search, two plans give the same rows: the scan in name order fills a page
         of a common substring within a few rows but reads the whole catalog for a rare one; the trigram index
-        finds a rare one's few packages at once but must fetch and sort every one of a common one's. So the
-        scan runs first, on the event loop within the database's budget of SQLite steps (a listing page without
-        a search fits in it too), and what the budget cuts off goes to a reader thread: the index answers a
-        search, the scan runs on for a listing. Nothing on the thread counts steps: each count is a call back
-        into Python that must take the GIL back from the event loop, which holds it for milliseconds at a time
-        when busy."""
+        finds a rare one's few packages at once but must fetch and sort every one of a common one's. A probe
+        of the index (a capped count, well under a millisecond) tells which: under FEW_MATCHES matches the
+        index, else the scan. The chosen plan runs on the event loop within the database's budget of SQLite
+        steps, and on a reader thread past it."""
+        plan = scan
+        if indexed is not None and self.db.inline(
+                lambda c: c.execute(PROBE_SQL, (phrase, self.few_matches)).fetchone()[0]) < self.few_matches:
+            plan = indexed
         try:
-            return self.db.bounded(lambda c: c.execute(*scan).fetchall())
+            return self.db.bounded(lambda c: c.execute(*plan).fetchall())
         except TooBigForTheLoop:
-            return await self.db.threaded(lambda c: c.execute(*(indexed or scan)).fetchall())
+            return await self.db.threaded(lambda c: c.execute(*plan).fetchall())
 
     def server_versions(self, principal: Principal | None, server_name: str,
                         include_deleted: bool = False) -> dict[str, Any]:
@@ -294,22 +301,23 @@ class RegistryView:
         return {OFFICIAL: official, self.extras_key: extras}
 
 
-def _page_queries(where: list[str], params: list[Any], needle: str | None,
-                  limit: int) -> tuple[tuple[str, list], tuple[str, list] | None]:
-    """The listing page's query, and for a search of TRIGRAM_CHARS or more the same query narrowed by the
-    trigram index (see RegistryView._page), as (sql, parameters). The index is asked for the lower-cased needle
-    that the substring condition looks for: it folds case itself, so it then finds every row the condition
-    can accept (a text that lower-cases to hold the needle also folds to hold it)."""
+def _page_queries(where: list[str], params: list[Any], needle: str | None, limit: int
+                  ) -> tuple[tuple[str, list], tuple[str, list] | None, str | None]:
+    """The listing page's query as (sql, parameters); for a search of TRIGRAM_CHARS or more, also the same
+    query narrowed by the trigram index, and the FTS5 phrase it asks the index for (see RegistryView._page).
+    The index is asked for the lower-cased needle that the substring condition looks for: it folds case itself,
+    so it then finds every row the condition can accept (a text that lower-cases to hold the needle also folds
+    to hold it)."""
     def page_sql(conditions: list[str]) -> str:
         return (f"SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE {' AND '.join(conditions)}"
                 " ORDER BY s.server_key, v.version LIMIT ?")
 
     scan = (page_sql(where), [*params, limit])
     if not needle or len(needle) < TRIGRAM_CHARS:
-        return scan, None
+        return scan, None, None
     phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 string: never query syntax
     narrowed = ["s.package_id IN (SELECT rowid FROM registry_text WHERE registry_text MATCH ?)", *where]
-    return scan, (page_sql(narrowed), [phrase, *params, limit])
+    return scan, (page_sql(narrowed), [phrase, *params, limit]), phrase
 
 
 def parse_rfc3339(text: str) -> float:

@@ -237,7 +237,8 @@ class PackageStatusService:
         """Quarantined versions, oldest first, keyset-paginated by version id (admins only: the web layer
         checks)."""
         rows = await self.db.fetch_all(
-            VERSION_SQL + " WHERE v.state = 'quarantined' AND v.id > ? ORDER BY v.id LIMIT ?", (after_id, limit + 1))
+            VERSION_SQL + " WHERE v.state = 'quarantined' AND v.id > ? AND v.id NOT IN (SELECT version_id FROM"
+            " hosted_checks) ORDER BY v.id LIMIT ?", (after_id, limit + 1))  # pending ones are not for review yet
         more = len(rows) > limit
         rows = rows[:limit]
         return {"items": [quarantine_item(row) for row in rows],
@@ -294,6 +295,9 @@ class PackageStatusService:
                                  (namespace, name, version))
         if row is None:
             raise NotFound(f"no version {namespace}/{name}@{version[:100]}", code="no_such_version")
+        if await tx.fetch_value("SELECT 1 FROM hosted_checks WHERE version_id = ?", (row["id"],)):
+            raise Conflict(f"{namespace}/{name}@{version} is pending: its hosted start-up check is still running",
+                           code="not_quarantined", details={"state": "pending"})
         if row["state"] != "quarantined":
             raise Conflict(f"{namespace}/{name}@{version} is {row['state']}, not quarantined",
                            code="not_quarantined", details={"state": row["state"]})

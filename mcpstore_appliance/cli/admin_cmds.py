@@ -9,6 +9,7 @@ import os
 import sys
 
 from ..errors import DomainError
+from . import mirror_cmds
 from .client import CliError
 from .common import add_settings_flags, settings_from, with_services
 
@@ -65,6 +66,7 @@ def add_parsers(subparsers) -> None:
 
     for parser in (user, org, member, token, users, reconcile, rotate, run):
         add_settings_flags(parser)
+    mirror_cmds.add_parsers(commands)  # admin mirror …
 
 
 def _run(args: argparse.Namespace, work) -> int:

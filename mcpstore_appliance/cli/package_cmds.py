@@ -103,6 +103,9 @@ def print_result(result: dict, registry_url: str) -> None:
     ref = f"{result['namespace']}/{result['name']}@{result['version']}"
     if result["state"] == "published":
         print(f"published {ref} on {registry_url}")
+    elif result["state"] == "pending":
+        print(f"pending {ref} on {registry_url}: its server is still being checked in the sandbox; it becomes "
+              "available, or is quarantined with the finding, when the check ends")
     else:
         print(f"quarantined {ref} on {registry_url}: not public until an administrator releases it")
     print(f"  sha256     {result['digest']}")

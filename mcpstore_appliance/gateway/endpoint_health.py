@@ -3,25 +3,22 @@ minutes; the last answer is kept in `endpoint_checks`. The package page shows it
 an endpoint as a remote while its last check failed.
 
 The URLs come from publishers, so the appliance must not become their way into the operator's network: the
-connection goes only to public addresses (a resolver that refuses loopback, private, link-local and reserved
-ones), no redirects are followed, and at most 64 KiB of an answer is read.
+connection goes only to public addresses (outbound.py), no redirects are followed, and at most 64 KiB of an
+answer is read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 
 from ..errors import InvalidInput
+from ..outbound import failure, guarded_session, refused_address
 from ..text import parse_json
 
 log = logging.getLogger("mcpstore.gateway.endpoints")
@@ -42,23 +39,6 @@ class Check:
     detail: str  # what answered, or why it failed (shown on the package page)
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """aiohttp's resolver, refusing any address that is not globally routable."""
-
-    def __init__(self):
-        self._resolver = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: int = 0):
-        answers = await self._resolver.resolve(host, port, family)
-        for answer in answers:
-            if not ipaddress.ip_address(answer["host"]).is_global:
-                raise OSError(f"{host} resolves to a non-public address ({answer['host']})")
-        return answers
-
-    async def close(self) -> None:
-        await self._resolver.close()
-
-
 class EndpointHealth:
     def __init__(self, db, hosted_settings):
         self.db = db
@@ -70,19 +50,17 @@ class EndpointHealth:
 
     async def check(self, url: str) -> Check:
         started = time.monotonic()
-        if self.public_only and not _public_literal(urlsplit(url).hostname or ""):
+        if refused_address(url, self.public_only):
             return Check(False, 0.0, "refused: the endpoint is a non-public address")
-        connector = aiohttp.TCPConnector(ssl=self.ssl, resolver=PublicOnlyResolver() if self.public_only else None)
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)) \
-                    as http, http.post(url, json=INITIALIZE, allow_redirects=False, headers={
+            async with guarded_session(self.ssl, self.public_only, self.timeout) as http, http.post(
+                    url, json=INITIALIZE, allow_redirects=False, headers={
                         "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}) \
                     as response:
                 body = await response.content.read(MAX_ANSWER_BYTES)
                 detail = _judge(response.status, response.content_type, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            cause = getattr(exc, "os_error", None) or exc  # aiohttp wraps the resolver's refusal
-            detail = f"no answer: {cause.__class__.__name__}: {str(cause.args[0] if cause.args else cause)[:200]}"
+            detail = f"no answer: {failure(exc)}"
         latency = (time.monotonic() - started) * 1000
         return Check(detail.startswith("answered"), round(latency, 1), detail)
 
@@ -129,14 +107,6 @@ class EndpointHealth:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-
-def _public_literal(host: str) -> bool:
-    """False for an IP address that is not globally routable (aiohttp resolves only names, not addresses)."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_global
-    except ValueError:
-        return True  # a name: the resolver checks what it resolves to
 
 
 def _judge(status: int, content_type: str, body: bytes) -> str:

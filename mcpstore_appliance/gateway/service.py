@@ -34,6 +34,7 @@ from .sessions import HostedSession, SessionLimits, SessionManager
 from .stdio import RpcError, StdioClient
 from .unpack import unpacked_dir
 from .user_config import SealedUserConfig
+from .warm_pool import WarmPool
 
 log = logging.getLogger("mcpstore.gateway")
 CLIENT_INFO = {"name": "mcpstore-invoke", "version": "1"}
@@ -99,6 +100,9 @@ class GatewayService:
         self.limits = SandboxLimits.from_settings(settings.hosted)
         self.bundle_limits = BundleLimits.from_settings(settings.publish)
         self.sessions = SessionManager(SessionLimits.from_settings(settings.hosted))
+        hosted = settings.hosted
+        self.warm = WarmPool(hosted.warm_pool if backend is not None else 0, hosted.warm_pool_idle_seconds,
+                             hosted.warm_pool_memory_mb // max(1, hosted.memory_mb))
         self.meter = Meter(db, on_call=rules.billing.on_call)  # a failed call's charge is given back
         self.endpoints = EndpointHealth(db, settings.hosted)  # pro-tier endpoints: checked, not hosted
         self.user_config = user_config
@@ -117,7 +121,8 @@ class GatewayService:
         hosted = self.settings.hosted
         return PublishCheck(self.backend, self.limits, self.bundle_limits, self.work_dir,
                             init_timeout=hosted.init_timeout_seconds, call_timeout=hosted.call_timeout_seconds,
-                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes)
+                            budget=hosted.publish_check_seconds, max_message_bytes=hosted.max_message_bytes,
+                            pending_budget=hosted.publish_check_pending_seconds)
 
     @property
     def hosted_types(self) -> frozenset[str]:
@@ -126,11 +131,13 @@ class GatewayService:
 
     def start(self) -> None:
         self.sessions.start()
+        self.warm.start()
         self.meter.start()
         self.endpoints.start()
 
     async def stop(self) -> None:
         await self.sessions.stop()
+        await self.warm.stop()
         await self.meter.stop()
         await self.endpoints.stop()
         if self.backend is not None:
@@ -213,6 +220,13 @@ class GatewayService:
 
     async def _start(self, principal: Principal, target: HostedTarget) -> StdioClient:
         values = await self.user_config.values(principal.id, target.package["package_id"])
+        if not values and self.warm.enabled:  # a warm sandbox runs without settings: only for callers without
+            warm = self.warm.take(target.package["version_id"], lambda: self._cold(target, {}))
+            if warm is not None:
+                return warm
+        return await self._cold(target, values)
+
+    async def _cold(self, target: HostedTarget, values: dict[str, Any]) -> StdioClient:
         launch = launch_for(target.manifest, values)
         bundle_dir = await self._unpacked(target.package["sha256"])
         sandbox = await self.backend.start(bundle_dir, launch, self.limits)

@@ -82,6 +82,7 @@ class BundleVerifier:
         self.quorum = len(self.witnesses) if quorum is None else quorum
         self.messages: list[str] = []
         self.trusted = False  # True once the served checkpoint verified and is consistent with the stored one
+        self.proofs: dict[int, list[str]] = {}  # the verified inclusion proofs, by index (a mirror keeps them)
 
     # --- transport helpers ----------------------------------------------------------------------------
 
@@ -211,6 +212,7 @@ class BundleVerifier:
         except (KeyError, TypeError, notes.NoteError, ProofError) as exc:
             raise VerifyFailure("bad_proof", f"the inclusion proof of entry {index} does not verify against the "
                                              f"signed checkpoint: {exc}") from None
+        self.proofs[index] = [notes.b64(h) for h in proof]
 
     def find_indices(self, sha256: str, release: str | None) -> list[int]:
         if release:

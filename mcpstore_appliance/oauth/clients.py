@@ -106,8 +106,10 @@ def registration(body: Any) -> dict[str, Any]:
 
 
 class Clients:
-    def __init__(self, db):
+    def __init__(self, db, documents=None):
+        """`documents`: client_documents.ClientDocuments, for a client_id that is an https URL."""
         self.db = db
+        self.documents = documents
 
     async def register(self, body: Any) -> dict[str, Any]:
         metadata = registration(body)
@@ -122,6 +124,9 @@ class Clients:
         return answer
 
     async def get(self, client_id: Any) -> Client | None:
+        """A registered client, or the one a client ID metadata document describes (fetched or kept)."""
+        if self.documents is not None and isinstance(client_id, str) and client_id.startswith("https://"):
+            return await self.documents.get(client_id)
         if not isinstance(client_id, str) or not client_id.startswith("mcpc_") or len(client_id) > 64:
             return None
         row = await self.db.fetch_one("SELECT * FROM oauth_clients WHERE client_id = ?", (client_id,))

@@ -21,8 +21,10 @@ from ..accounts.models import Principal
 from ..accounts.ratelimit import RateLimiter
 from ..audit import Actor
 from ..errors import Unauthenticated
+from .client_documents import ClientDocuments
 from .clients import Client, Clients
 from .errors import OAuthError
+from .grants import Grants
 from .requests import AuthorizationRequest, check_request, pkce_matches, resource_of
 
 ACCESS_PREFIX = "mcpo_"  # told apart from API tokens (mcps_) by web/auth.py
@@ -41,7 +43,8 @@ class OAuthService:
         self.settings = settings
         self.base_url = base_url
         self.issuer = base_url  # RFC 8414: the metadata is at /.well-known/oauth-authorization-server
-        self.clients = Clients(db)
+        self.clients = Clients(db, ClientDocuments(db, settings))
+        self.grants = Grants(db, base_url)  # the user's view of their grants (web/pages/grants.py)
         self.registrations_by_ip = RateLimiter(settings.registrations_per_ip_per_hour, 3600.0)
 
     # -- registration and the authorisation endpoint ------------------------------------------------------
@@ -158,6 +161,7 @@ class OAuthService:
     async def _issue(self, tx, grant_id: int, scope: str, now: float) -> dict[str, Any]:
         access, refresh = ACCESS_PREFIX + secrets.token_urlsafe(32), REFRESH_PREFIX + secrets.token_urlsafe(32)
         lifetime = self.settings.access_token_minutes * 60
+        await tx.execute("UPDATE oauth_grants SET last_used_at = ? WHERE id = ?", (now, grant_id))
         await tx.execute_many(
             "INSERT INTO oauth_tokens (token_hash, grant_id, kind, expires_at) VALUES (?, ?, ?, ?)",
             [(secret_hash(access), grant_id, "access", now + lifetime),
@@ -189,7 +193,8 @@ class OAuthService:
         if len(secret) > 200:
             raise Unauthenticated("malformed access token", code="invalid_token")
         row = await self.db.fetch_one(
-            "SELECT t.token_hash, t.expires_at, g.user_id, g.scope, g.resource, g.revoked_at, u.is_disabled"
+            "SELECT t.token_hash, t.expires_at, t.grant_id, g.user_id, g.scope, g.resource, g.revoked_at,"
+            " g.last_used_at, u.is_disabled"
             " FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id JOIN users u ON u.id = g.user_id"
             " WHERE t.token_hash = ? AND t.kind = 'access'", (secret_hash(secret),))
         if row is None:
@@ -202,6 +207,7 @@ class OAuthService:
             raise Unauthenticated("this account is disabled", code="account_disabled")
         principal = await self.users.principal_for_user(row["user_id"], frozenset(row["scope"].split()), None,
                                                         "oauth", row["expires_at"])
+        await self.grants.touch(row["grant_id"], row["last_used_at"])
         return dataclasses.replace(principal, audience=row["resource"])
 
     # -- metadata -------------------------------------------------------------------------------------------
@@ -222,7 +228,7 @@ class OAuthService:
             "revocation_endpoint_auth_methods_supported": ["none"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": False,
+            "client_id_metadata_document_supported": True,
         }
 
 

@@ -61,7 +61,7 @@ PUBLISH_RESPONSE = {
     "properties": {
         "id": {"type": "integer"}, "package_id": {"type": "integer"},
         "namespace": STRING, "name": STRING, "version": STRING,
-        "state": {"type": "string", "enum": ["published", "quarantined"]},
+        "state": {"type": "string", "enum": ["published", "quarantined", "pending"]},
         "sha256": {**STRING, "description": "hex sha256 of the whole file"},
         "digest": {**STRING, "description": "sha256:<hex>"},
         "size": {"type": "integer"},
@@ -136,12 +136,13 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     "Publish a bundle: the .mcpb file is the raw body (application/octet-stream) and the options are query "
     "parameters; or multipart/form-data with the options as fields followed by a last 'file' part. The body "
     "streams to disk while it is hashed, capped at publish.max_bundle_bytes. The answer says published (with "
-    "its ledger leaf, inclusion proof and checkpoint) or quarantined (an admin must release it); a rejected "
-    "bundle is a 422 listing its findings and stores nothing.",
+    "its ledger leaf, inclusion proof and checkpoint), quarantined (an admin must release it) or pending (a "
+    "hosted bundle's start-up check goes on in the background; the version becomes published or quarantined "
+    "when it ends); a rejected bundle is a 422 listing its findings and stores nothing.",
     tags=["publish"], query=PUBLISH_QUERY,
     body={"type": "string", "format": "binary", "description": "the .mcpb file"},
     body_content_type="application/octet-stream", response_schema=PUBLISH_RESPONSE,
-    responses={201: "Published or quarantined", 400: "Bad option or empty body", 401: "Not signed in",
+    responses={201: "Published, quarantined or pending", 400: "Bad option or empty body", 401: "Not signed in",
                403: "Missing publish scope, or not your namespace", 409: "This version already exists",
                413: "Bundle larger than the limit", 415: "Not a bundle body",
                422: "Bundle rejected (invalid zip or manifest, bad signature, findings)"})

@@ -6,7 +6,8 @@
   `Mcp-Session-Id`; every later request must carry it (400 without, 404 unknown or ended, after which MCP
   clients re-initialise). Notifications get 202.
 - `GET` 405 (no server-initiated stream), `DELETE` ends the session.
-- `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding).
+- `Origin`, when sent, must be the appliance's own or one of `hosted.allowed_origins` (DNS rebinding); CORS
+  for browser-based clients, and no session cookie as a cross-origin credential, are in web/cors.py.
 - Unauthenticated calls get 401 with `WWW-Authenticate: Bearer resource_metadata=...` (web/errors.py), and
   the RFC 9728 document is served below /.well-known; it names the appliance itself as the authorisation
   server (oauth/, web/oauth_api.py). OAuth access tokens for this endpoint, usage tokens (tokens/usage.py,
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..errors import Forbidden, InvalidInput, NotFound, PaymentRequired
+from ..errors import InvalidInput, NotFound, PaymentRequired
 from ..gateway.service import GatewayService
 from .org_context import enforce_version
 from ..gateway.stdio import RpcError
@@ -32,6 +32,7 @@ from .pages import try_it
 from .access import OPEN_PROBE, allow, signed_in
 from .openapi import documented
 from .auth import caller
+from .cors import check_mcp_origin
 from .keys import OAUTH, SERVICES, SETTINGS
 
 log = logging.getLogger("mcpstore.gateway")
@@ -44,21 +45,6 @@ PAYMENT_REQUIRED = -32402  # JSON-RPC error of a tools/call refused for want of 
 # access token is good here only at the endpoint it was issued for (its audience).
 CALLER = signed_in("invoke", org="allowed", resource="/mcp/{namespace}/{name}")
 INVOKE_CALLER = signed_in("invoke", org="allowed")  # scripts: API tokens and sessions, not OAuth tokens
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _check_origin(request: web.Request) -> None:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return
-    settings = request.app[SETTINGS]
-    allowed = {_origin(settings.base_url), *(_origin(o) for o in settings.hosted.allowed_origins)}
-    if origin.lower() not in allowed:
-        raise Forbidden("this Origin may not call the hosted MCP endpoint", code="origin_refused")
 
 
 def _check_version(request: web.Request) -> None:
@@ -104,7 +90,7 @@ async def _rpc_error(request: web.Request, message_id, error: RpcError) -> web.S
 @routes.post("/mcp/{namespace}/{name}")
 @allow(CALLER)
 async def mcp_post(request: web.Request) -> web.StreamResponse:
-    _check_origin(request)
+    check_mcp_origin(request)
     _check_version(request)
     gateway, principal = request.app[GATEWAY], caller(request)
     namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -158,7 +144,7 @@ async def mcp_get(request: web.Request) -> web.StreamResponse:
 @routes.delete("/mcp/{namespace}/{name}")
 @allow(CALLER)
 async def mcp_delete(request: web.Request) -> web.StreamResponse:
-    _check_origin(request)
+    check_mcp_origin(request)
     await request.app[GATEWAY].end(_session(request))
     return web.Response(status=204)
 

@@ -122,6 +122,7 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 def install_oauth(app: web.Application) -> None:
     """The one hook in create_app: the authorisation server (built from the accounts' users once the services
     are open), its endpoints and its pages."""
+    from .pages import grants as pages_grants  # noqa: PLC0415 (as pages_oauth)
     from .pages import oauth as pages_oauth  # noqa: PLC0415 (the page imports this module's helpers)
 
     async def oauth_lifecycle(app: web.Application):
@@ -131,3 +132,4 @@ def install_oauth(app: web.Application) -> None:
     app.cleanup_ctx.append(oauth_lifecycle)
     app.router.add_routes(routes)
     app.router.add_routes(pages_oauth.routes)
+    app.router.add_routes(pages_grants.routes)  # the user's list of applications, with revoke

@@ -34,6 +34,16 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 PASSWORD = "correct horse battery staple"
 
 
+async def local_site(port: int, path: str, handler) -> web.AppRunner:
+    """A small second web server on loopback (another origin than the appliance's): one GET route."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 # ---- the appliance -----------------------------------------------------------------------------------------
 
 @dataclass

@@ -287,7 +287,7 @@ async def test_pages_pass_the_accessibility_check(ui, new_page):
                 assert await axe_violations(page, source) == [], path
             await log_in(watched, "ally")
             for path in ("/dashboard", "/dashboard/publish", "/dashboard/packages/ally/a11y-demo", "/account",
-                         "/admin", "/admin/users"):
+                         "/account/applications", "/admin", "/admin/users"):
                 await page.goto(path)
                 assert await axe_violations(page, source) == [], path
             if width == 390:

@@ -20,7 +20,7 @@ from mcp.shared.auth import OAuthClientMetadata
 from pydantic import AnyUrl
 
 from tests.conftest import free_port
-from tests.e2e.browser_support import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser_support import CHROMIUM, CHROMIUM_ARGS, local_site
 from tests.gateway.conftest import bubblewrap_missing
 from tests.gateway.servers import hostile_bundle, publish_bundle
 
@@ -54,12 +54,7 @@ async def callback_server(port: int, answers: asyncio.Queue):
         await answers.put(dict(request.query))
         return web.Response(text="You can close this window.")
 
-    app = web.Application()
-    app.router.add_get("/callback", callback)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await local_site(port, "/callback", callback)
 
 
 async def test_sdk_oauth_flow_with_chromium_consent(start_app):

@@ -97,6 +97,8 @@ for line in sys.stdin:
     if method == "initialize":
         if MODE == "silent":
             continue
+        if MODE.startswith("slow:"):  # a slow start (the publish-time check outlives the publish)
+            time.sleep(float(MODE[5:]))
         version = (message.get("params") or {}).get("protocolVersion", "2025-11-25")
         reply(message_id, {"protocolVersion": version, "capabilities": {"tools": {}},
                            "serverInfo": {"name": "hostile", "version": "1.0.0"}})

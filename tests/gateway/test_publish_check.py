@@ -4,6 +4,9 @@ quarantined with the reason in its findings; tools without arguments that fail a
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from tests.data.bundles import bundle_bytes, python_manifest
 from tests.gateway.servers import SERVER, publish_bundle
 
@@ -56,17 +59,81 @@ async def test_tools_that_differ_from_the_manifest_quarantine_the_version(hosted
     assert status == 404
 
 
-async def test_a_server_that_never_answers_is_quarantined_within_the_budget(hosted_app):
-    app = await hosted_app(publish_check=True, publish_check_seconds=3, init_timeout_seconds=10)
+def slow_bundle(name: str, mode: str, declared: tuple[str, ...] = CALM) -> bytes:
+    manifest = python_manifest(tools=[{"name": t, "description": t} for t in declared])
+    manifest["name"] = name
+    manifest["server"]["mcp_config"]["env"] = {"HOSTILE_MODE": mode}
+    return bundle_bytes(manifest, {"server/main.py": calm_server()})
+
+
+async def state_of(app, token: str, ref: str) -> str:
+    status, body, _ = await app.client.with_token(token).get(f"/api/packages/{ref}/versions")
+    assert status == 200, body
+    return body["versions"][0]["state"]
+
+
+async def settled(app, token: str, ref: str, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while (state := await state_of(app, token, ref)) == "pending" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return state
+
+
+async def test_a_check_outliving_the_publish_leaves_the_version_pending_then_published(hosted_app):
+    app = await hosted_app(publish_check=True, publish_check_seconds=1.5, publish_check_pending_seconds=30)
+    alice, token = await app.user("alice")
+    _, other = await app.user("bob")
+    _, admin = await app.user("root", admin=True)
+    started = time.monotonic()
+    result = await publish_bundle(app, token, slow_bundle("slow", "slow:4"))
+    assert result["state"] == "pending" and result["ledger"] is None
+    assert time.monotonic() - started < 4  # the publish did not wait for the check
+    # pending: its publisher sees it checking; nobody can install or call it; others do not see it at all
+    assert await state_of(app, token, "alice/slow") == "pending"
+    session_id, _ = await app.services.accounts.start_session(alice)
+    status, html, _ = await app.client.get("/dashboard/packages/alice/slow", headers={
+        "Cookie": f"mcpstore_session={session_id}", "Accept": "text/html"})
+    assert status == 200 and "checking: the server is being started in the sandbox" in html.decode()
+    bob = app.client.with_token(other)
+    assert (await bob.get("/api/packages/alice/slow/versions"))[1]["versions"] == []
+    assert "alice/slow" not in str((await bob.get("/api/search?q=slow"))[1])
+    assert (await bob.get("/api/packages/alice/slow/versions/1.0.0/download"))[0] == 404
+    assert "alice/slow" not in str((await app.client.get("/v0.1/servers?search=slow"))[1])
+    assert (await bob.post("/api/invoke/alice/slow", json={"tool": "echo", "arguments": {"text": "x"}}))[0] == 404
+    queue = (await app.client.with_token(admin).get("/api/admin/quarantine"))[1]
+    assert queue["items"] == []  # not for review while it is being checked
+    status, body, _ = await app.client.with_token(admin).post("/api/admin/quarantine/alice/slow/1.0.0/release")
+    assert status == 409 and "still running" in body["error"]["message"]
+    # the check ends in the background: published, with its ledger leaf, and callable
+    assert await settled(app, token, "alice/slow") == "published"
+    status, version, _ = await bob.get("/api/packages/alice/slow/versions/1.0.0")
+    assert status == 200 and version["ledger_index"] is not None
+    status, body, _ = await bob.post("/api/invoke/alice/slow", json={"tool": "echo", "arguments": {"text": "hi"}})
+    assert status == 200 and body["result"]["content"][0]["text"] == "hi"
+
+
+async def test_a_pending_check_that_finds_a_mismatch_quarantines_with_its_finding(hosted_app):
+    app = await hosted_app(publish_check=True, publish_check_seconds=1, publish_check_pending_seconds=30)
     _, token = await app.user("alice")
-    manifest_env = {"HOSTILE_MODE": "silent"}
-    manifest = python_manifest(tools=[{"name": t, "description": t} for t in CALM])
-    manifest["name"] = "silent"
-    manifest["server"]["mcp_config"]["env"] = manifest_env
-    silent = bundle_bytes(manifest, {"server/main.py": calm_server()})
-    result = await publish_bundle(app, token, silent)
-    assert result["state"] == "quarantined"
-    assert "over 3 s" in findings(result)["hosted.timeout"]
+    _, admin = await app.user("root", admin=True)
+    result = await publish_bundle(app, token, slow_bundle("odd", "slow:2", ("echo", "whoami", "invented")))
+    assert result["state"] == "pending"
+    assert await settled(app, token, "alice/odd") == "quarantined"
+    queue = (await app.client.with_token(admin).get("/api/admin/quarantine"))[1]
+    [item] = queue["items"]
+    assert any(f["check_id"] == "hosted.tools_mismatch" and "invented" in f["message"] for f in item["findings"])
+
+
+async def test_a_server_that_never_answers_is_quarantined_after_the_longer_limit(hosted_app):
+    app = await hosted_app(publish_check=True, publish_check_seconds=1, publish_check_pending_seconds=3,
+                           init_timeout_seconds=10)
+    _, token = await app.user("alice")
+    _, admin = await app.user("root", admin=True)
+    result = await publish_bundle(app, token, slow_bundle("silent", "silent"))
+    assert result["state"] == "pending"
+    assert await settled(app, token, "alice/silent") == "quarantined"
+    [item] = (await app.client.with_token(admin).get("/api/admin/quarantine"))[1]["items"]
+    assert any(f["check_id"] == "hosted.timeout" and "over 3 s" in f["message"] for f in item["findings"])
 
 
 async def test_a_server_that_crashes_at_start_is_quarantined(hosted_app):

@@ -14,7 +14,7 @@ from mcpstore_appliance.catalog.downloads import DownloadCounter
 from mcpstore_appliance.cli.main import main
 from mcpstore_appliance.lru import LRU
 from mcpstore_appliance.web import bundle_files, sendfile
-from tests.seed import FAST_LEDGER, bundle_for, counted, publish, yank
+from tests.seed import FAST_LEDGER, bundle_for, counted, publish, set_package, yank
 
 
 @pytest.fixture
@@ -52,6 +52,22 @@ async def test_versioned_and_content_addressed_urls(appliance):
         status, body, response = await appliance.client.request("HEAD", path)
         assert status == 200 and not body and int(response.headers["Content-Length"]) == len(data)
 
+
+async def test_anonymous_bundle_by_hash_follows_changes_at_once(appliance):
+    """Anonymous answers by hash are kept between commits: a yank and a package made private show at once."""
+    token, data, sha256 = await published(appliance)
+    path = f"/bundles/{sha256}.mcpb"
+    for _ in range(2):  # the second answer comes from what the first one kept
+        status, body, response = await appliance.client.get(path)
+        assert status == 200 and body == data and "X-Mcpstore-Yanked" not in response.headers
+    await yank(appliance, token, "alice", "tool", "1.0.0")
+    status, body, response = await appliance.client.get(path)
+    assert status == 200 and body == data and response.headers["X-Mcpstore-Yanked"] == "true"
+    await set_package(appliance, "alice", "tool", visibility="private")
+    status, body, _ = await appliance.client.get(path)
+    assert status == 404 and body["error"]["code"] == "no_such_bundle"
+    status, body, _ = await appliance.client.with_token(token).get(path)
+    assert status == 200 and body == data  # its owner still gets it
 
 async def test_ranges(appliance):
     _, data, sha256 = await published(appliance)

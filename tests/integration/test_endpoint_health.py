@@ -6,12 +6,11 @@ allows more, no redirect is followed, and an oversized answer is cut."""
 from __future__ import annotations
 
 import json
-import ssl
 
 import pytest
-import trustme
 from aiohttp import web
 
+from tests.conftest import tls_server
 from tests.data.bundles import bundle_bytes, node_manifest
 from tests.gateway.servers import publish_bundle
 
@@ -40,17 +39,11 @@ class Endpoint:
 
 @pytest.fixture
 async def endpoint(aiohttp_server, tmp_path):
-    ca = trustme.CA()
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
     peer = Endpoint()
     app = web.Application()
     app.router.add_post("/mcp", peer.handle)
-    server = await aiohttp_server(app, host="127.0.0.1", ssl=context)
-    peer.url = f"https://127.0.0.1:{server.port}/mcp"
-    peer.ca_file = str(ca_file)
+    base, peer.ca_file = await tls_server(aiohttp_server, tmp_path, app)
+    peer.url = f"{base}/mcp"
     return peer
 
 

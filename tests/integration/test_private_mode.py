@@ -7,16 +7,18 @@ from __future__ import annotations
 import pytest
 
 from mcpstore_appliance.web.access import access_of
+from mcpstore_appliance.web.cors import PREFLIGHT_PATHS
 from tests.integration.test_route_access import concrete, error_code, path_values, routes_of
 from tests.seed import bundle_for, make_org, publish
 
 PRIVATE = {"registry": {"mode": "private"}}
 # What a private registry answers without signing in: probes, static files, signing in and up, peers'
-# protocols (payment webhooks, the witness), the hosted endpoint's auth metadata, CORS preflights, device policy,
-# the brand (stylesheet, logo) that the login page shows, and SAML sign-in.
+# protocols (payment webhooks, the witness), single sign-on, the hosted endpoint's auth metadata, CORS preflights, device policy,
+# and the brand (stylesheet, logo) that the login page shows.
 OPEN = {
     "GET /healthz", "GET /readyz", "GET /metrics", "GET /static/{name}", "GET /favicon.ico",
     "GET /login", "POST /login", "POST /logout", "GET /signup", "POST /signup", "GET /setup", "POST /setup",
+    "POST /login/sso", "GET /sso/callback",  # single sign-on: the way in of a private registry
     "POST /api/signup", "POST /api/auth/token", "POST /api/payments/{provider}/webhook",
     "GET /ledger/witness/key", "POST /ledger/witness/add-checkpoint", "GET /mcp/{namespace}/{name}",
     "GET /.well-known/oauth-protected-resource", "GET /.well-known/oauth-protected-resource/mcp/{namespace}/{name}",
@@ -73,7 +75,8 @@ async def test_nothing_is_readable_anonymously_but_the_allowlist(private):
     normalized = {k.replace("{slug:[a-z0-9][a-z0-9-]{0,38}}.{fmt:json|mobileconfig|reg|admx|adml|vscode\\.json}",
                             "{slug}.{fmt}") for k in keys}
     assert {k for k in normalized if not k.startswith("OPTIONS ")} == OPEN
-    assert all(k.startswith("OPTIONS /v0") for k in normalized if k.startswith("OPTIONS "))
+    preflights = {f"OPTIONS {path}".replace(":.+}", "}") for path in PREFLIGHT_PATHS}  # web/cors.py
+    assert all(k.startswith("OPTIONS /v0") or k in preflights for k in normalized if k.startswith("OPTIONS "))
 
 
 async def test_browsers_go_to_the_login_page_and_members_read(private):

@@ -191,22 +191,31 @@ async def walk_search(app, needle: str | None, limit: int = 2) -> list[tuple[str
             return walked
 
 
-SCAN_ONLY, INDEX_FIRST = 10**9, 0  # loop steps: the scan always finishes / is cut at once and the index answers
+SCAN_ONLY, INDEX_FIRST = 10**9, 0  # loop steps: the plan always finishes on the loop / is cut at once
+BY_SCAN, BY_INDEX = 0, 10**9  # few_matches: the probe of the trigram index always chooses the scan / the index
+
+
+def choose(appliance, monkeypatch, few_matches: int, loop_steps: int) -> None:
+    monkeypatch.setattr(appliance.services.discovery.registry, "few_matches", few_matches)
+    monkeypatch.setattr(appliance.services.db, "loop_steps", loop_steps)
 
 
 async def test_substring_search_lists_the_same_pages_by_scan_and_by_trigram_index(appliance, monkeypatch):
-    """A search runs as a scan in name order within a budget of SQLite steps, then through the trigram index
-    (migration 008): both must list exactly the same entries, page by page, whatever the text holds."""
+    """A search runs as a scan in name order or through the trigram index (migration 008), as a probe of the
+    index chooses, on the event loop or past its budget of steps on a thread: every way must list exactly the
+    same entries, page by page, whatever the text holds."""
     tokens = await build(appliance)
     await publish(appliance, tokens["bob"], "ecole", description='Une petite école "quoted" NEAR(a b) 50% *star* '
                   + "İSTANBUL".lower())  # lower() turns İ into two characters: i and a combining dot
     needles = ["EATH", "eat", "postgres", "ÉCOLE", "petite éc", 'quoted"', '"quoted"', "NEAR(a", "50%", "*star",
                "xxx", "zzzz", "ea", "s", "bob/", "-", "weather, next", "İSTANBUL", "İs"]
     for needle in needles:
-        monkeypatch.setattr(appliance.services.db, "loop_steps", SCAN_ONLY)
+        choose(appliance, monkeypatch, BY_SCAN, SCAN_ONLY)
         scanned = await walk_search(appliance, needle)
-        monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
-        assert await walk_search(appliance, needle) == scanned, needle
+        for few_matches, loop_steps in ((BY_SCAN, INDEX_FIRST), (BY_INDEX, SCAN_ONLY), (BY_INDEX, INDEX_FIRST)):
+            choose(appliance, monkeypatch, few_matches, loop_steps)
+            assert await walk_search(appliance, needle) == scanned, (needle, few_matches, loop_steps)
+    choose(appliance, monkeypatch, 400, SCAN_ONLY)  # as configured: this small catalog is searched by index
     assert {name for name, _ in await walk_search(appliance, '"quoted"')} == {"com.example.mcp.bob/ecole"}
     assert await walk_search(appliance, "ÉCOLE") == [("com.example.mcp.bob/ecole", "1.0.0")]
     assert await walk_search(appliance, "İSTANBUL") == [("com.example.mcp.bob/ecole", "1.0.0")]
@@ -225,7 +234,7 @@ async def test_a_listing_cut_off_on_the_event_loop_is_finished_on_a_reader_threa
 async def test_the_trigram_index_follows_every_change_of_the_searched_text(appliance, monkeypatch):
     tokens = await build(appliance)
     # every search of 3+ characters uses the index
-    monkeypatch.setattr(appliance.services.db, "loop_steps", INDEX_FIRST)
+    choose(appliance, monkeypatch, BY_INDEX, INDEX_FIRST)
     bob = tokens["bob"]
 
     async def found(needle: str) -> set[str]:

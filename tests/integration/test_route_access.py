@@ -161,7 +161,8 @@ def path_values(world, token_id: int) -> dict[str, str]:
             "token_id": str(token_id), "sha256": world["sha256"], "index": "0", "path": "0/000",
             "server_name": "orga/tool", "action": "release", "unrouted_path": "no/such/thing",
             "order_id": "1", "entitlement_id": "1", "licence_id": "1", "provider": "stripe", "fmt": "json",
-            "suffix": "mcp/orga/tool", "kind": "Users", "tail": "no/such/thing", "id": "u-1"}
+            "suffix": "mcp/orga/tool", "kind": "Users", "tail": "no/such/thing", "id": "u-1",
+            "pending_id": "1", "domain": "orga.example", "grant_id": "1"}
 
 
 def concrete(canonical: str, values: dict[str, str]) -> str:

@@ -88,3 +88,13 @@ def test_registry_name_prefix_setting_wins():
     settings = load_settings(environ={"MCPSTORE_REGISTRY__NAME_PREFIX": "org.acme.tools"},
                              server={"public_url": "https://mcp.example.com"})
     assert settings.registry_name_prefix == "org.acme.tools"
+
+
+def test_sso_settings_refuse_symmetric_algorithms_and_bad_resolvers():
+    with pytest.raises(ConfigError, match="'sso.oidc.algorithms'"):
+        load_settings(environ={"MCPSTORE_SSO__OIDC__ALGORITHMS": '["HS256"]'})
+    with pytest.raises(ConfigError, match="'sso.oidc.algorithms'"):
+        load_settings(environ={"MCPSTORE_SSO__OIDC__ALGORITHMS": '["none"]'})
+    with pytest.raises(ConfigError, match="'sso.dns_resolver'"):
+        load_settings(environ={"MCPSTORE_SSO__DNS_RESOLVER": "127.0.0.1"})
+    assert load_settings(environ={"MCPSTORE_SSO__DNS_RESOLVER": "[::1]:5353"}).sso.dns_resolver == "[::1]:5353"

@@ -12,7 +12,7 @@ from aiohttp import web
 from ...resources import resource_dir
 from .. import errors as web_errors
 from ..access import OPEN_PROBE, allow
-from . import accounts, admin, catalog, orgs, policy, publish
+from . import accounts, admin, catalog, orgs, policy, publish, sso
 from .branding import install_branding
 from .render import ENV_KEY, STATIC_KEY, favicon, make_environment, render_error, static_file, static_manifest
 
@@ -24,7 +24,7 @@ def install_pages(app: web.Application) -> None:
     app[catalog.HOME_KEPT] = {}
     app.router.add_get("/static/{name:.+}", allow(OPEN_PROBE)(static_file))
     app.router.add_get("/favicon.ico", allow(OPEN_PROBE)(favicon))
-    for module in (catalog, accounts, publish, orgs, admin, policy):
+    for module in (catalog, accounts, publish, orgs, admin, policy, sso):
         app.router.add_routes(module.routes)
     install_branding(app)  # the operator's name, logo and colour ([branding]): context, stylesheet, logo
     web_errors.html_error_renderer = render_error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from ...accounts.models import SCOPE_DESCRIPTIONS, SCOPES
@@ -39,6 +41,12 @@ async def start_session(request: web.Request, user, location: str) -> web.HTTPSe
     return response
 
 
+def login_page_values(request: web.Request) -> dict:
+    """What the login page shows besides the password form: the site-wide SSO button, when there is one."""
+    site = request.app[SETTINGS].sso.oidc
+    return {"sso_site": site.label if site.issuer else None}
+
+
 # ---- log in and out ----------------------------------------------------------------------------------
 
 @routes.get("/login")
@@ -46,7 +54,14 @@ async def start_session(request: web.Request, user, location: str) -> web.HTTPSe
 async def login_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise redirect(safe_next(request.query.get("next"), "/dashboard"))
-    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="")
+    # /login?org=acme (a link an org hands out): its SSO button, named after it, when it has SSO set up
+    org = None
+    if named := request.query.get("org", "")[:320]:
+        with contextlib.suppress(DomainError):
+            org = await request.app[SERVICES].oidc.org_for_login(named)
+    return await render(request, "accounts/login.html", next=safe_next(request.query.get("next"), ""), login="",
+                        sso_org=org.slug if org else "", sso_org_name=org.name if org else "",
+                        **login_page_values(request))
 
 
 @routes.post("/login")
@@ -58,8 +73,10 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await accounts.login(login, str(form.get("password", ""))[:1024], client_ip(request))
     except DomainError as exc:
+        # An address whose org requires SSO: its SSO form is filled in with that org.
+        sso_org = exc.details.get("org") if exc.code == "sso_required" else ""
         response = await render(request, "accounts/login.html", status=status_for(exc), next=target, login=login,
-                                **form_error(exc))
+                                sso_org=sso_org, **login_page_values(request), **form_error(exc))
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
