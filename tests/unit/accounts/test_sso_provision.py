@@ -51,3 +51,18 @@ async def test_a_new_account_then_the_same_one_and_never_someone_elses(accounts,
         async with db.write() as tx:
             await provision_sso_user(tx, org, "not-an-address", "", [], protocol="saml")
     assert await db.fetch_value("SELECT count(*) FROM memberships WHERE org_id = ?", (other.id,)) == 1  # boss
+
+
+async def test_a_proven_domain_signs_in_through_its_own_orgs_idp_only(accounts, db, acme, person):
+    org, other = acme
+    await person("dave")  # dave@example.com, a password account
+    async with db.write() as tx:
+        await tx.insert("org_domains", {"org_id": org.id, "domain": "example.com", "token": "t", "verified_at": 1.0,
+                                        "method": "dns", "require_sso": 1, "created_at": 1.0})
+    with pytest.raises(Forbidden) as refused:
+        async with db.write() as tx:
+            await provision_sso_user(tx, other, "dave@example.com", "", [], protocol="saml")
+    assert refused.value.code == "domain_owned"
+    async with db.write() as tx:  # the org that proved the domain vouches for its addresses: the account is linked
+        user = await provision_sso_user(tx, org, "dave@example.com", "", [], protocol="saml")
+    assert user.username == "dave"
