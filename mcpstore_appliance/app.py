@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from .accounts.saml import SamlSignIn
 from .accounts.domains import Domains
 from .accounts.service import AccountService
 from .blobs import open_blob_store
@@ -42,7 +43,7 @@ from .private_files import private_dir
 from .tokens import UsageTokens, build_usage, hosted_rules
 from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages, api_payouts, api_policy,
                   api_publish, api_sso, api_usage, api_user_config, cors, health, ledger_api, oauth_api, openapi,
-                  registry_api, scim_api, sendfile)
+                  registry_api, saml_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
 from .web.keys import METRICS, SERVICES, SETTINGS
@@ -79,6 +80,7 @@ class Services:
     policy: PolicyService  # organizations' group policy, device tokens, the signed and MDM forms
     usage: UsageTokens  # licence keys, usage tokens and their keys, per-call reservations (tokens/)
     oauth: OAuthService  # the authorisation server of the hosted endpoints (oauth/)
+    saml: SamlSignIn  # SAML 2.0 sign-in per org (accounts/saml.py)
     mirror: Mirror  # the curated mirror: imports from upstream registries, updates waiting for approval
     domains: Domains  # e-mail domains orgs have proven, and whether they require SSO (accounts/domains.py)
     oidc: OidcService  # OpenID Connect sign-in through an org's IdP or the site's provider (oidc/)
@@ -146,6 +148,7 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, *, 
             market=market,
             usage=usage,
             oauth=OAuthService(db, accounts.users, settings.oauth, settings.base_url),
+            saml=SamlSignIn(db, settings.base_url, accounts.login_by_ip, bind_browser=settings.server.behind_tls),
             policy=open_policy_service(db, accounts, paths["keys"], settings.base_url, settings.registry_name_prefix,
                                        settings.branding.name, settings.branding.operator),
             domains=domains,
@@ -258,6 +261,7 @@ def create_app(settings: Settings) -> web.Application:
     api_policy.install(app)  # group policy: its routes
     api_audit.install(app)  # the audit log: its service (seals, retention), routes and pages
     scim_api.install(app)  # SCIM provisioning at /scim/v2/{org}/ and the org's SCIM tokens
+    saml_api.install(app)  # SAML sign-in per org, its settings (API and page), group-to-role mappings
     api_mirror.install(app)  # the curated mirror: admin API, admin page, the update-check timer
     app.router.add_routes(api_sso.routes)  # single sign-on: the OIDC sign-in, the org's SSO settings and domains
     install_pages(app)  # HTML pages, /static and friendly HTML error pages

@@ -2,7 +2,7 @@
 
 The work is done by its parts, one module each: users.py (users, password sign-in and its throttling),
 invites.py (sign-up, invitations, the first-admin setup link), tokens.py (API tokens), sessions.py (web
-sessions) and orgs.py (organizations, members, roles). The facade only builds them and names their methods,
+sessions), orgs.py (organizations, members, roles) and group_roles.py (IdP groups to org roles). The facade only builds them and names their methods,
 so a caller needs one object and a reader finds each method in the module of its subject.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable
 from ..config import AccountSettings
 from ..db import Database
 from .credentials import CallerCache
+from .group_roles import GroupRoles
 from .invites import Invites
 from .orgs import Orgs
 from .sessions import Sessions
@@ -32,6 +33,7 @@ class AccountService:
         self.invites = Invites(db, settings, self.users, self.orgs)
         self.tokens = Tokens(db, settings, self.users, self.orgs, self.callers)
         self.sessions = Sessions(db, settings, self.users, self.callers)
+        self.group_roles = GroupRoles(db)  # IdP group names -> org roles (SCIM, SSO)
         self.login_by_ip = self.users.login_by_ip
         self.login_failures = self.users.login_failures
         self.token_by_ip = self.tokens.token_by_ip

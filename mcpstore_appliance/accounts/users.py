@@ -144,3 +144,15 @@ class Users:
         orgs = [r for r in rows if r["org_id"] is not None]
         return Principal(user_from_row(rows[0]), scopes, {r["org_id"]: r["role"] for r in orgs},
                          {r["org_id"]: r["slug"] for r in orgs}, token_org_id, via, expires_at)
+
+
+async def free_username(tx: Transaction, user_name: str) -> str:
+    """An appliance username (a namespace slug) for an identity provider's user name or e-mail: its local part,
+    made a slug, with a number added while it is taken."""
+    stem = re.sub(r"[^a-z0-9]+", "-", user_name.split("@")[0].lower()).strip("-")[:32].strip("-") or "user"
+    candidate, n = stem, 1
+    while candidate in RESERVED_NAMES or await tx.fetch_value("SELECT 1 FROM namespaces WHERE name = ?",
+                                                              (candidate,)):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate

@@ -6,21 +6,21 @@
   in the same transaction, so a token stops working on its next request. The user is still returned, inactive.
   DELETE does the same, ends the membership and forgets the SCIM record (the account stays, disabled, so its
   name and packages are never handed to someone else).
-- A SCIM Group is a named group of the org's SCIM users. A group named after an org role (admin, publisher,
-  auditor, member; case-insensitive) grants that role to its members; a user in several gets the highest, and
-  one in none is a `member`. `owner` is never granted by SCIM: owners stay a decision of the org's owners.
+- A SCIM Group is a named group of the org's SCIM users. Its members' org roles follow the org's group-to-role
+  mapping (accounts/group_roles.py: groups named after a role, and any names the org's admin maps); a user in
+  several gets the highest, one in none is a `member`, and `owner` is never granted by SCIM.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 
 from .. import audit
 from ..accounts.models import Org
-from ..accounts.users import RESERVED_NAMES
+from ..accounts.group_roles import role_for_groups, write_role
+from ..accounts.users import free_username
 from ..db import Database, Transaction
 from .errors import ScimError
 from .filters import to_sql
@@ -28,7 +28,6 @@ from .patch import apply_patch
 from .resources import (EMAIL, GROUP_ID, GROUP_NAMES, USER_ID, USER_NAMES, GroupFields, UserFields, group_json,
                         read_group, read_user, user_json)
 
-ROLE_RANK = ("member", "auditor", "publisher", "admin")  # lowest first; a group named after one grants it
 MAX_COUNT = 200
 ACTOR = audit.Actor(None, "scim")
 USER_COLUMNS = {"username": ("s.user_name", True), "externalid": ("s.external_id", False),
@@ -91,7 +90,7 @@ class ScimService:
         async with self.db.write() as tx:
             await _user_name_free(tx, org, fields.user_name)
             email = await _free_email(tx, fields)
-            username = await _free_username(tx, fields.user_name)
+            username = await free_username(tx, fields.user_name)
             now = time.time()
             user_id = await tx.insert("users", {
                 "email": email, "username": username, "display_name": (fields.display_name or username)[:100],
@@ -263,18 +262,6 @@ async def _free_email(tx: Transaction, fields: UserFields, user_id: int | None =
     return email
 
 
-async def _free_username(tx: Transaction, user_name: str) -> str:
-    """An appliance username (a namespace slug) from the IdP's userName: its local part, made a slug, with a
-    number added while it is taken."""
-    stem = re.sub(r"[^a-z0-9]+", "-", user_name.split("@")[0].lower()).strip("-")[:32].strip("-") or "user"
-    candidate, n = stem, 1
-    while candidate in RESERVED_NAMES or await tx.fetch_value("SELECT 1 FROM namespaces WHERE name = ?",
-                                                              (candidate,)):
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate
-
-
 async def _set_active(tx: Transaction, org: Org, row: dict, active: bool) -> None:
     """Enable or deprovision the account. Deprovisioning ends its sessions and revokes its tokens in the same
     transaction; the callers' cache is keyed by the commit stamp, so nothing cached outlives it."""
@@ -302,12 +289,12 @@ async def _set_members(tx: Transaction, org: Org, group_id: int, fields: GroupFi
 
 
 async def _sync_roles(tx: Transaction, org: Org, scim_ids: list[int]) -> None:
-    """Each user's org role from the role-named groups they are in (owners are left alone)."""
+    """Each user's org role from the groups they are in, through the org's group-to-role mapping
+    (accounts/group_roles.py; owners are left alone)."""
     for scim_id in scim_ids:
         names = await tx.fetch_all(
-            "SELECT lower(g.display_name) AS name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id"
+            "SELECT g.display_name AS name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id"
             " WHERE m.scim_user_id = ?", (scim_id,))
-        role = max((n["name"] for n in names if n["name"] in ROLE_RANK), key=ROLE_RANK.index, default="member")
-        await tx.execute(
-            "UPDATE memberships SET role = ? WHERE org_id = ? AND role != 'owner'"
-            " AND user_id = (SELECT user_id FROM scim_users WHERE id = ?)", (role, org.id, scim_id))
+        user_id = await tx.fetch_value("SELECT user_id FROM scim_users WHERE id = ?", (scim_id,))
+        if user_id is not None:
+            await write_role(tx, org.id, user_id, await role_for_groups(tx, org.id, [n["name"] for n in names]))

@@ -11,12 +11,15 @@ import hmac
 
 from aiohttp import web
 
-from ..accounts.models import Principal
+from ..accounts.models import Org, Principal
+from ..accounts.orgs import require_manager
+from ..audit import Actor
 from ..errors import Forbidden, Unauthenticated
 from ..oauth.service import ACCESS_PREFIX as OAUTH_ACCESS_PREFIX
 from ..policy.service import DEVICE_TOKEN_PREFIX
 from ..tokens.l402 import SCHEMES as L402_SCHEMES
 from .keys import CSRF_PENDING, CSRF_TOKEN, DEVICE_ORG, OAUTH, PRINCIPAL, SERVICES, USAGE
+from .util import client_ip
 
 SESSION_COOKIE = "mcpstore_session"
 ANON_CSRF_COOKIE = "mcpstore_csrf"  # double-submit token for forms shown before login (login, signup)
@@ -100,3 +103,11 @@ def check_csrf_value(request: web.Request, value: str) -> None:
     """For multipart forms: compare the form's csrf_token part with the session's token."""
     if CSRF_PENDING in request and not _same(value, request[CSRF_PENDING]):
         raise Forbidden("missing or wrong CSRF token; reload the page and try again", code="csrf_failed")
+
+
+async def managed_org(request: web.Request) -> tuple[Actor, Org]:
+    """The path's org, for its owners and admins (and site admins); the acting principal's audit actor."""
+    principal = caller(request)
+    org = await request.app[SERVICES].accounts.visible_org(principal, request.match_info["slug"])
+    require_manager(principal, org)
+    return Actor(principal.id, principal.user.username, client_ip(request)), org

@@ -8,7 +8,8 @@
   `public`: a shared cache must not keep what a token or an org membership unlocked.
 
 Every such answer carries `Vary: Authorization, Cookie` (a credential may change it) and an ETag, and a matching
-`If-None-Match` gets 304 without the body.
+`If-None-Match` gets 304 without the body. An answer that an org's policy may change (org_context.py) also varies
+on `X-Mcpstore-Org` (`vary_on_org`, applied by the front door to every answer, refusals too).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MUTABLE_MAX_AGE = 2  # seconds a cache may answer without asking
 MUTABLE_STALE = 3  # seconds more it may answer while it asks again in the background (2 + 3 <= 5)
 YEAR = 31536000
 VARY = "Authorization, Cookie"
+ORG_HEADER = "X-Mcpstore-Org"  # the org context (web/org_context.py): an org's policy may change the answer
 JSON = "application/json"
 
 
@@ -47,6 +49,14 @@ def cache_headers(request: web.Request, etag: str, *, public: bool = True, mutab
     only ever sees public data, so routes without a flag pass the default)."""
     return {"ETag": etag, "Vary": VARY,
             "Cache-Control": cache_control(public=public, credentialed=credentialed(request), mutable=mutable)}
+
+
+def vary_on_org(headers) -> None:
+    """Add the org context header (and the credential ones) to an answer's Vary, keeping what it names."""
+    present = [name.strip() for name in headers.get("Vary", "").split(",") if name.strip()]
+    known = {name.lower() for name in present}
+    headers["Vary"] = ", ".join(present + [name for name in (*VARY.split(", "), ORG_HEADER)
+                                           if name.lower() not in known])
 
 
 def etag_of(body: bytes) -> str:

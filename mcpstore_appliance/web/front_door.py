@@ -28,9 +28,10 @@ from .access import (Access, access_of, effective_principal, login_redirect, pri
                      undeclared_routes)
 from ..policy.service import device_principal
 from .auth import SAFE_METHODS, authenticate
+from .caching import vary_on_org
 from .connections import follow_body
 from .errors import error_response, wants_html
-from .keys import DEVICE_ORG, METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
+from .keys import DEVICE_ORG, METRICS, ORG_VARIES, PRINCIPAL, REQUEST_ID, SETTINGS
 from ..text import check_text
 from .util import check_url_text, client_ip
 from ..audit import context as audit_context
@@ -117,6 +118,8 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     streams itself (bundles) and on redirects raised as exceptions."""
     response.headers["X-Request-Id"] = request.get(REQUEST_ID) or new_request_id()
     secure(response, request.app[SETTINGS].server.behind_tls)
+    if request.get(ORG_VARIES):  # the org context header chose this answer (web/org_context.py)
+        vary_on_org(response.headers)
 
 
 @web.middleware

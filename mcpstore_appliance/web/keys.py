@@ -27,4 +27,5 @@ CSRF_TOKEN = web.RequestKey("csrf_token", str)  # the session's
 CSRF_PENDING = web.RequestKey("csrf_pending", str)  # a multipart form's token, checked by its handler
 NEW_ANON_CSRF = web.RequestKey("new_anon_csrf", str)  # a double-submit token to set as a cookie
 NO_STORE = web.RequestKey("no_store", bool)  # a personal page: no cache may keep it
+ORG_VARIES = web.RequestKey("org_varies", bool)  # the answer depends on X-Mcpstore-Org (web/org_context.py)
 DEVICE_ORG = web.RequestKey("device_org", object)  # the accounts.models.Org of a managed device's token

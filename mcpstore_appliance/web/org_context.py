@@ -4,6 +4,9 @@ A request is in an org's context when its credential is an org-bound API token, 
 (Authorization: Bearer mcpd_…), or when a member names the org in the `X-Mcpstore-Org` header. Naming an org
 the caller does not belong to answers like a missing org (404); naming one without signing in is a 401; an
 org-bound token naming another org is a 403. Without any of these, no policy applies (public use).
+
+An answer that asked `org_of` depends on that header: the front door then adds it to `Vary` (with the credential
+headers), so that no cache, the browser's or a shared one, hands one org's answer to a request for another.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from ..accounts.models import Org
 from ..errors import Forbidden, Unauthenticated
 from ..policy.decide import ServerKind
 from ..policy.enforce import Enforcer, VersionFilter
-from .keys import DEVICE_ORG, PRINCIPAL, SERVICES
+from .caching import ORG_HEADER
+from .keys import DEVICE_ORG, ORG_VARIES, PRINCIPAL, SERVICES
 
-ORG_HEADER = "X-Mcpstore-Org"
 ORG_HEADER_DOC = {"name": ORG_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
                   "description": "act for this organization (you must be a member): its group policy applies"}
 _CONTEXT = web.RequestKey("org_context", object)
@@ -24,6 +27,7 @@ _CONTEXT = web.RequestKey("org_context", object)
 
 async def org_of(request: web.Request) -> Org | None:
     """The org this request acts for, or None (found once per request)."""
+    request[ORG_VARIES] = True  # set before resolving: a refusal depends on the header as much as an answer
     if _CONTEXT not in request:
         request[_CONTEXT] = await _resolve(request)
     return request[_CONTEXT]

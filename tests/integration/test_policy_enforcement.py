@@ -156,3 +156,33 @@ async def test_device_tokens_are_checked_like_other_credentials(world):
     # a device token is not a user: routes that need one refuse it
     status, body, _ = await world["device"].get("/api/me")
     assert status == 401
+
+
+def shared_cache_key(path: str, request_headers: dict[str, str], response) -> tuple:
+    """What a shared cache keys a stored answer by (RFC 9111 4.1): the URL and the request's values of the
+    headers the answer's Vary names."""
+    sent = {name.lower(): value for name, value in request_headers.items()}
+    named = sorted(n.strip().lower() for n in response.headers.get("Vary", "").split(",") if n.strip())
+    return path, tuple((name, sent.get(name)) for name in named)
+
+
+async def test_answers_the_org_header_chose_vary_on_it(world):
+    """The same URL and credential with and without X-Mcpstore-Org are answered differently (policy), so every
+    such answer, refusals included, names the header in Vary: a cache keys them apart."""
+    await _set_policy(world, allowed={"acme/tool": "^1.0.0"}, blocked_publishers=["shady"])
+    token = {"Authorization": f"Bearer {world['bob'].token}"}
+    _, info, _ = await world["anon"].get("/api/packages/shady/grab/versions/1.0.0")
+    for path in ("/api/packages/acme/tool/latest?current=1.0.0", "/api/packages/shady/grab/versions/1.0.0/download",
+                 f"/bundles/{info['sha256']}.mcpb", "/v0.1/servers", "/api/packages/shady/grab/latest"):
+        answers = []
+        for headers in (token, {**token, **ORG}):
+            status, body, response = await world["anon"].get(path, headers=headers)
+            vary = [name.strip() for name in response.headers.get("Vary", "").split(",")]
+            assert {"Authorization", "Cookie", "X-Mcpstore-Org"} <= set(vary) and len(vary) == len(set(vary)), (
+                path, response.headers.get("Vary"))
+            answers.append(((status, body), shared_cache_key(path, headers, response)))
+        (plain, plain_key), (org, org_key) = answers
+        assert plain != org and plain_key != org_key, path
+    # an answer no org's policy touches does not vary on the header
+    _, _, response = await world["bob"].get("/api/packages/acme/plain", headers=ORG)
+    assert "X-Mcpstore-Org" not in response.headers.get("Vary", "")

@@ -28,6 +28,8 @@ OPEN = {
     "POST /oauth/register", "POST /oauth/token", "POST /oauth/revoke",
     # usage tokens: a licence key is the credential; publishers' validators read the keys and revocations
     "POST /api/usage/tokens", "GET /.well-known/jwks.json", "GET /.well-known/mcpstore-revocations.json",
+    # SAML sign-in: the IdP reads the SP's metadata, the browser starts there and posts the assertion back
+    "GET /saml/{slug}/metadata", "GET /saml/{slug}/login", "POST /saml/{slug}/acs",
 }
 
 

@@ -144,6 +144,43 @@ async def test_groups_named_after_roles_grant_them(org):
     assert (await roles())["bob"] == "member" and (await roles())["boss"] == "owner"
 
 
+async def test_the_orgs_group_mapping_gives_roles_to_any_group_name(org):
+    """An org admin maps IdP group names to roles (the setting SAML shares); SCIM membership follows it, and a
+    changed mapping applies to SCIM users at once. Bad mappings change nothing."""
+    alice = await create_user(org)
+    boss = org["boss"]
+    assert (await boss.put("/api/orgs/acme/group-roles", json={"mappings": {"Engineering": "publisher"}}))[0] == 200
+    status, group, _ = await scim(org).post("/scim/v2/acme/Groups", json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "engineering",
+        "members": [{"value": alice["id"]}]})
+    assert status == 201
+
+    async def role():
+        members = (await boss.get("/api/orgs/acme/members"))[1]["members"]
+        return {m["username"]: m["role"] for m in members}["alice"]
+
+    assert await role() == "publisher"  # names match regardless of case
+    status, body, _ = await boss.put("/api/orgs/acme/group-roles", json={"mappings": {"ENGINEERING": "admin",
+                                                                                      "publisher": "member"}})
+    assert status == 200 and body["mappings"] == {"ENGINEERING": "admin", "publisher": "member"}
+    assert await role() == "admin"
+    for bad in ({"Engineering": "owner"}, {"Engineering": "root"}, {"a": "admin", "A": "member"}, {"": "admin"},
+                {f"g{n}": "member" for n in range(201)}):
+        status, body, _ = await boss.put("/api/orgs/acme/group-roles", json={"mappings": bad})
+        assert status == 400 and body["error"]["code"] == "invalid_mapping", body
+    assert (await boss.get("/api/orgs/acme/group-roles"))[1]["mappings"] == {"ENGINEERING": "admin",
+                                                                             "publisher": "member"}
+    assert await role() == "admin"
+    # a member who is not an admin, and another org's owner, cannot read or change it
+    assert (await org["eve"].put("/api/orgs/acme/group-roles", json={"mappings": {}}))[0] == 404
+    await boss.put("/api/orgs/acme/members/eve", json={"role": "publisher"})
+    assert (await org["eve"].put("/api/orgs/acme/group-roles", json={"mappings": {}}))[0] == 403
+    assert (await org["eve"].get("/api/orgs/acme/group-roles"))[0] == 403
+    changes = await org["app"].services.db.fetch_value(
+        "SELECT count(*) FROM audit_events WHERE action = 'org.group_roles.set'")
+    assert changes == 2
+
+
 async def test_pagination(org):
     for n in range(5):
         await create_user(org, f"user{n}@acme.example")
