@@ -17,13 +17,8 @@ import asyncio
 import hmac
 import secrets
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
-
-from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
-from onelogin.saml2.constants import OneLogin_Saml2_Constants as SAML
-from onelogin.saml2.response import OneLogin_Saml2_Response
-from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from .. import audit
 from ..audit import Actor
@@ -33,7 +28,12 @@ from .credentials import secret_hash
 from .models import Org, User
 from .ratelimit import RateLimiter, address_key
 from .saml_config import IdpConfig, check_config, from_metadata, saml_settings, sp_urls
+from .saml_library import onelogin
 from .sso_provision import provision_sso_user
+
+if TYPE_CHECKING:
+    from onelogin.saml2.response import OneLogin_Saml2_Response
+    from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 REQUEST_TTL = 600  # seconds a user has at the IdP
 MAX_PENDING = 10_000  # outstanding AuthnRequests per org (each anonymous visit to the login URL adds one)
@@ -91,7 +91,7 @@ class SamlSignIn:
     async def sp_metadata(self, slug: str) -> str:
         """This SP's metadata for an org that has SAML configured (enabled or not)."""
         org, _ = await self._configured(slug, enabled_only=False)
-        settings = OneLogin_Saml2_Settings(saml_settings(self.base_url, org.slug, None), sp_validation_only=True)
+        settings = onelogin().Settings(saml_settings(self.base_url, org.slug, None), sp_validation_only=True)
         metadata = settings.get_sp_metadata()
         return metadata.decode() if isinstance(metadata, bytes) else metadata
 
@@ -102,7 +102,8 @@ class SamlSignIn:
         to give that browser as a cookie."""
         self.attempts_by_ip.check(address_key(ip), "sign-in attempts")
         org, idp = await self._configured(slug)
-        request = OneLogin_Saml2_Authn_Request(OneLogin_Saml2_Settings(saml_settings(self.base_url, slug, idp)))
+        library = onelogin()
+        request = library.AuthnRequest(library.Settings(saml_settings(self.base_url, slug, idp)))
         now = time.time()
         async with self.db.write() as tx:
             await tx.execute("DELETE FROM saml_requests WHERE expires_at < ?", (now,))
@@ -133,7 +134,7 @@ class SamlSignIn:
                       browser: str | None) -> tuple[User, str]:
         if not isinstance(encoded, str) or not encoded.strip() or len(encoded) > MAX_RESPONSE:
             raise InvalidInput(f"SAMLResponse is required (at most {MAX_RESPONSE} characters)", code="saml_malformed")
-        settings = OneLogin_Saml2_Settings(saml_settings(self.base_url, org.slug, idp))
+        settings = onelogin().Settings(saml_settings(self.base_url, org.slug, idp))
         response = await asyncio.to_thread(_parse, settings, encoded)
         in_response_to = response.get_in_response_to()
         if not in_response_to:
@@ -192,7 +193,7 @@ class SamlSignIn:
 
 def _parse(settings: OneLogin_Saml2_Settings, encoded: str) -> OneLogin_Saml2_Response:
     try:
-        return OneLogin_Saml2_Response(settings, encoded.strip())
+        return onelogin().Response(settings, encoded.strip())
     except Exception as exc:  # base64, XML (DTDs and entities are refused), or a broken encrypted assertion
         raise SamlRefused(f"SAMLResponse is not a readable SAML response: {str(exc)[:200]}",
                           code="saml_malformed") from None
@@ -209,12 +210,12 @@ def _expiry(response: OneLogin_Saml2_Response) -> float:
     """Until when the assertion could be accepted (the later of its NotOnOrAfter times, plus the clock drift
     python3-saml allows); one without any expiry could be replayed forever and is refused."""
     times = [response.valid_scd_not_on_or_after]
-    times += [OneLogin_Saml2_Utils.parse_SAML_to_time(node.get("NotOnOrAfter"))
+    times += [onelogin().Utils.parse_SAML_to_time(node.get("NotOnOrAfter"))
               for node in response._query_assertion("/saml:Conditions") if node.get("NotOnOrAfter")]
     known = [t for t in times if t]
     if not known:
         raise SamlRefused("the assertion has no NotOnOrAfter", code="saml_invalid")
-    return max(known) + SAML.ALLOWED_CLOCK_DRIFT
+    return max(known) + onelogin().SAML.ALLOWED_CLOCK_DRIFT
 
 
 def _identity(response: OneLogin_Saml2_Response, idp: IdpConfig) -> tuple[str, str, list[str]]:

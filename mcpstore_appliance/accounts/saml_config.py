@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from onelogin.saml2.constants import OneLogin_Saml2_Constants as SAML
-from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
 from ..errors import InvalidInput, TooLarge
+from .saml_library import onelogin
 
 MAX_METADATA = 512 * 1024
 MAX_TEXT = 1024
@@ -48,7 +47,8 @@ def from_metadata(xml: str) -> dict[str, str]:
     if len(xml.encode()) > MAX_METADATA:
         raise TooLarge(f"the metadata is larger than {MAX_METADATA // 1024} KiB", code="metadata_too_large")
     try:
-        parsed = OneLogin_Saml2_IdPMetadataParser.parse(xml, required_sso_binding=SAML.BINDING_HTTP_REDIRECT)
+        library = onelogin()
+        parsed = library.MetadataParser.parse(xml, required_sso_binding=library.SAML.BINDING_HTTP_REDIRECT)
     except Exception as exc:  # lxml's and the parser's own errors (a DTD or entity is refused here)
         raise InvalidInput(f"the metadata could not be read: {str(exc)[:200]}", code="invalid_metadata") from None
     idp = parsed.get("idp") or {}
@@ -101,12 +101,12 @@ def certificate_b64(text: object) -> str:
 def saml_settings(base_url: str, slug: str, idp: IdpConfig | None) -> dict:
     """python3-saml's settings for one org: strict, the assertion must be signed (SHA-1 refused), one SP per
     org. Without `idp`, enough for the SP's own metadata."""
-    urls = sp_urls(base_url, slug)
+    urls, saml = sp_urls(base_url, slug), onelogin().SAML
     settings = {
         "strict": True, "debug": False,
         "sp": {"entityId": urls["entity_id"],
-               "assertionConsumerService": {"url": urls["acs_url"], "binding": SAML.BINDING_HTTP_POST},
-               "NameIDFormat": SAML.NAMEID_UNSPECIFIED, "x509cert": "", "privateKey": ""},
+               "assertionConsumerService": {"url": urls["acs_url"], "binding": saml.BINDING_HTTP_POST},
+               "NameIDFormat": saml.NAMEID_UNSPECIFIED, "x509cert": "", "privateKey": ""},
         "security": {"authnRequestsSigned": False, "wantAssertionsSigned": True, "wantMessagesSigned": False,
                      "wantAssertionsEncrypted": False, "wantNameIdEncrypted": False, "wantNameId": True,
                      "wantAttributeStatement": False, "requestedAuthnContext": False,
@@ -114,5 +114,5 @@ def saml_settings(base_url: str, slug: str, idp: IdpConfig | None) -> dict:
     }
     if idp is not None:
         settings["idp"] = {"entityId": idp.entity_id, "x509cert": idp.certificate,
-                           "singleSignOnService": {"url": idp.sso_url, "binding": SAML.BINDING_HTTP_REDIRECT}}
+                           "singleSignOnService": {"url": idp.sso_url, "binding": saml.BINDING_HTTP_REDIRECT}}
     return settings

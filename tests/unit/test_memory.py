@@ -36,3 +36,14 @@ def test_freed_buffers_are_reused_without_page_faults():
     default, kept = faults("default"), faults("keep")
     assert default > 4 * ROUND_PAGES  # glibc's defaults: freed blocks go back to the kernel, fault in again
     assert kept < ROUND_PAGES  # kept: 100 rounds fault in fewer pages than one round of fresh memory
+
+
+def test_the_saml_library_is_loaded_at_the_first_saml_use_only():
+    """python3-saml with xmlsec and lxml costs ~15 MB resident: an appliance without SAML does not load it."""
+    probe = ("import sys, mcpstore_appliance.app, mcpstore_appliance.cli.main\n"
+             "print(sorted(m for m in ('onelogin', 'xmlsec', 'lxml') if m in sys.modules))\n"
+             "from mcpstore_appliance.accounts.saml_config import sp_urls, saml_settings\n"
+             "saml_settings('https://r.example', 'acme', None)\n"
+             "print(sorted(m for m in ('onelogin', 'xmlsec', 'lxml') if m in sys.modules))\n")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert lines[0] == "[]" and "'onelogin'" in lines[1]
