@@ -78,7 +78,8 @@ TOOLS = {
     "echo": lambda a: str(a.get("text", "")),
     "env": lambda a: os.environ.get(a["name"], "(unset)"),
     "whoami": lambda a: f"uid={os.getuid()}",
-    "loop": lambda a: [None for _ in iter(int, 1)],
+    "loop": lambda a: any(False for _ in iter(int, 1)),  # runs for ever in constant memory (a list would
+    # grow until the memory limit stops it first on a fast machine)
     "alloc": lambda a: str(len(b"x" * (1 << 30))),
     "forks": forks,
     "network": network,

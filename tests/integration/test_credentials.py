@@ -12,12 +12,14 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 # Writes anyone may make: they carry their own proof (a password, an invitation, a signed checkpoint) or none
 # is needed (logging out), and they are CSRF-checked for browsers.
 PUBLIC_WRITES = {"/api/signup", "/api/auth/token", "/login", "/logout", "/signup", "/setup",
+                 "/login/sso",  # starts a sign-in at the org's identity provider, as /login does with a password
                  "/ledger/witness/add-checkpoint", "/{unrouted_path}",
                  "/api/payments/{provider}/webhook",  # payment providers: a signature, or our HMAC in the URL
                  # OAuth clients: public ones, which prove themselves with a code and its PKCE verifier or a
                  # refresh token (registration is rate-limited per address)
                  "/oauth/register", "/oauth/token", "/oauth/revoke",
-                 "/api/usage/tokens"}  # a licence key in the body is the proof
+                 "/api/usage/tokens",  # a licence key in the body is the proof (or L402's macaroon and preimage)
+                 "/saml/{slug}/acs"}  # the IdP's POST binding: its signed assertion, for a request of ours
 UNSUPPORTED = ("/publish", "/servers/{server_name}/versions/{version}")  # the registry API's 501s, for anyone
 ACCOUNT_PREFIXES = ("/api/tokens", "/api/orgs", "/account", "/orgs/")
 
