@@ -68,7 +68,9 @@ class Hosted:
 
     def __init__(self, http: aiohttp.ClientSession, url: str, token: str):
         self.http, self.url = http, url
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+        # JSON answers: the endpoint answers with a one-event stream to clients that also accept
+        # text/event-stream (as the SDKs do), which this client does not parse.
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                         "MCP-Protocol-Version": "2025-11-25"}
         self.ids = iter(range(1, 1 << 30))
 
