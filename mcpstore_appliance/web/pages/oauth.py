@@ -21,6 +21,7 @@ from ...oauth.errors import ClientRefused
 from ...oauth.requests import AuthorizationRequest
 from ..access import allow, browser_session
 from ..auth import caller
+from ..cors import origin_of
 from ..forms import read_form
 from ..keys import OAUTH, SERVICES
 from ..oauth_api import single_values
@@ -40,11 +41,6 @@ def redirect_to_client(redirect_uri: str, **params: str | None) -> web.HTTPSeeOt
 
 def _error_redirect(exc: OAuthError) -> web.HTTPSeeOther:
     return redirect_to_client(exc.redirect_uri, error=exc.error, error_description=exc.description, state=exc.state)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _checked(request: web.Request, params) -> AuthorizationRequest:
@@ -74,7 +70,7 @@ async def _consent_page(request: web.Request, auth: AuthorizationRequest, refusa
     # The approval's answer redirects to the application: the page's CSP must let the form go there.
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-        f"base-uri 'none'; frame-ancestors 'none'; form-action 'self' {_origin(auth.redirect_uri)}")
+        f"base-uri 'none'; frame-ancestors 'none'; form-action 'self' {origin_of(auth.redirect_uri)}")
     return response
 
 
