@@ -29,7 +29,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import BENCH_DIR, machine_summary, print_table, start_appliance  # noqa: E402
+from benchmarks.harness import BENCH_DIR, start_appliance  # noqa: E402
+from benchmarks.report import machine_summary, print_table  # noqa: E402
 from benchmarks.search_load_bench import Client, node_bundle, run_async  # noqa: E402
 
 

@@ -26,7 +26,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import free_port, machine_summary, print_table, read_memory_kb  # noqa: E402
+from benchmarks.harness import free_port, read_memory_kb  # noqa: E402
+from benchmarks.report import machine_summary, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8",

@@ -57,8 +57,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.discovery_seed import CATEGORIES, NOUNS, SERVICES, seed
-from benchmarks.harness import (LoadResult, find_wrk, machine_summary, parse_wrk_output, print_table,
-                                start_appliance, start_bare_server)
+from benchmarks.harness import LoadResult, find_wrk, parse_wrk_output, start_appliance, start_bare_server
+from benchmarks.report import machine_summary, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = [ROOT / "mcpstore_appliance" / "db" / "migrations" / name for name in ("005_search.sql", "006_stats.sql")]

@@ -29,7 +29,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import find_debian_tool, format_table, free_port, run_load, start_appliance, start_bare_server
+from benchmarks.harness import find_debian_tool, free_port, run_load, start_appliance, start_bare_server
+from benchmarks.report import format_table
 from tests.data.bundles import bundle_bytes, node_manifest
 
 RECIPE = Path(__file__).resolve().parent.parent / "packaging" / "nginx.conf"

@@ -26,8 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import (LoadResult, machine_summary, print_table, run_load, start_appliance,
-                                start_bare_server)
+from benchmarks.harness import LoadResult, run_load, start_appliance, start_bare_server
+from benchmarks.report import machine_summary, print_table
 
 TARGET_READY_S = 1.0
 TARGET_IDLE_RSS_MB = 60.0

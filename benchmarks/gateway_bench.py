@@ -27,7 +27,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import machine_summary, print_table, start_appliance  # noqa: E402
+from benchmarks.harness import start_appliance  # noqa: E402
+from benchmarks.report import machine_summary, print_table  # noqa: E402
 from mcpstore_appliance.gateway.runtime import BASE_ENV, RUNTIMES  # noqa: E402
 from tests.gateway.servers import SERVER, hostile_bundle  # noqa: E402
 

@@ -2,7 +2,8 @@
 
 Every benchmark script in this folder builds on these pieces:
 
-    from benchmarks.harness import start_appliance, start_bare_server, run_load, print_table
+    from benchmarks.harness import start_appliance, start_bare_server, run_load
+    from benchmarks.report import print_table
 
     with start_appliance() as app, start_bare_server() as bare:      # each on its own free port
         token = app.create_token()                                    # admin user + API token via the CLI
@@ -10,14 +11,13 @@ Every benchmark script in this folder builds on these pieces:
         mine = run_load(app.url("/api/me"), seconds=5, headers={"Authorization": f"Bearer {token}"})
         print_table(["target", "req/s"], [["bare", base.rps], ["/api/me", mine.rps]])
 
-The load always comes from a separate process (Debian's `wrk`, or `python -m benchmarks.harness load ...` when
+The load always comes from a separate process (Debian's `wrk`, or `benchmarks/python_load.py` when
 wrk is missing), so the load generator never shares an event loop with the server it measures. Absolute
 numbers drift on shared machines: report the appliance as a ratio to the bare server measured in the same run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 ADMIN_PASSWORD = "benchmark password 1234"
@@ -357,109 +357,9 @@ def _generate_load(wrk: str | None, url: str, seconds: float, threads: int, conn
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
         return parse_wrk_output(done.stdout)
-    argv = [sys.executable, str(Path(__file__).resolve()), "load", url, "--seconds", str(seconds),
+    argv = [sys.executable, str(Path(__file__).resolve().parent / "python_load.py"), url, "--seconds", str(seconds),
             "--connections", str(connections), *header_args]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"python load generator failed: {done.stderr}")
     return LoadResult(**json.loads(done.stdout), tool="python", raw=done.stdout)
-
-
-async def _python_load(url: str, seconds: float, connections: int, headers: dict[str, str]) -> dict:
-    """Fallback load generator (only when wrk is absent): keep-alive GETs from `connections` workers."""
-    import asyncio
-
-    import aiohttp
-
-    latencies: list[float] = []
-    counts = {"errors": 0, "non_2xx": 0}
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            while (started := time.perf_counter()) < deadline:
-                try:
-                    async with session.get(url) as response:
-                        await response.read()
-                        counts["non_2xx"] += response.status >= 400
-                except aiohttp.ClientError:
-                    counts["errors"] += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-
-    def pick(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
-
-    return {"rps": len(latencies) / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-            "requests": len(latencies), **counts}
-
-
-# ------------------------------------------------------------------------------------------------------ output
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
-    return str(value)
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A Markdown table (readable in a terminal, pasteable into README.md); numbers right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    numeric = [bool(cells) and all(re.fullmatch(r"[-\d.,%x×]+", r[i] or "0") for r in cells)
-               for i in range(len(headers))]
-
-    def line(values: Sequence[str]) -> str:
-        return "| " + " | ".join(v.rjust(w) if num else v.ljust(w)
-                                 for v, w, num in zip(values, widths, numeric)) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
-    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
-
-
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    print(format_table(headers, rows), flush=True)
-
-
-def machine_summary() -> str:
-    """One line for the README's "Machine" paragraph: cores, CPU model, memory, Python, date."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
-    return (f"{os.cpu_count()} cores ({model}), {mem_kb / 2**20:.1f} GiB RAM, Python {sys.version.split()[0]}, "
-            f"{time.strftime('%Y-%m-%d')}")
-
-
-# ------------------------------------------------------------------------------------------------------ CLI
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.harness load URL ...`: the fallback load generator, as a separate process."""
-    parser = argparse.ArgumentParser(prog="benchmarks.harness")
-    sub = parser.add_subparsers(dest="command", required=True)
-    load = sub.add_parser("load", help="Python load generator (used only when wrk is absent); prints JSON")
-    load.add_argument("url")
-    load.add_argument("--seconds", type=float, default=5.0)
-    load.add_argument("--connections", type=int, default=32)
-    load.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
-    sub.add_parser("machine", help="print the machine summary line")
-    args = parser.parse_args(argv)
-    if args.command == "machine":
-        print(machine_summary())
-        return 0
-    import asyncio
-
-    headers = dict(h.split(":", 1) for h in args.header)
-    headers = {k.strip(): v.strip() for k, v in headers.items()}
-    print(json.dumps(asyncio.run(_python_load(args.url, args.seconds, args.connections, headers))))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.discovery_bench import prepare, sample_packages
-from benchmarks.harness import find_debian_tool, machine_summary, print_table, start_appliance, start_bare_server
+from benchmarks.harness import find_debian_tool, start_appliance, start_bare_server
+from benchmarks.report import machine_summary, print_table
 
 # Valgrind runs the servers 5-50x slower: start-up and the first requests need far longer than usual.
 START_TIMEOUT = 600.0

@@ -24,7 +24,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.discovery_seed import seed  # noqa: E402
-from benchmarks.harness import format_table, run_load, start_appliance, start_bare_server  # noqa: E402
+from benchmarks.harness import run_load, start_appliance, start_bare_server  # noqa: E402
+from benchmarks.report import format_table  # noqa: E402
 
 SEARCH_WORD = "github"
 

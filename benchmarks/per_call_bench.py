@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import print_table  # noqa: E402
+from benchmarks.report import print_table  # noqa: E402
 from mcpstore_appliance.app import build_services, close_services  # noqa: E402
 from mcpstore_appliance.config import load_settings  # noqa: E402
 from mcpstore_appliance.gateway.billing import MarketBilling  # noqa: E402

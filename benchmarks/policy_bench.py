@@ -22,7 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import format_table, machine_summary, run_load, start_appliance, start_bare_server  # noqa: E402
+from benchmarks.harness import run_load, start_appliance, start_bare_server  # noqa: E402
+from benchmarks.report import format_table, machine_summary  # noqa: E402
 
 POLICY = {"allow_only_listed": True, "allowed": {"acme/tools": ">=1.0.0", "acme/search": ">=2.1.0"},
           "blocked_publishers": ["mallory"], "minimum_versions": {"acme/tools": "1.4.2"},

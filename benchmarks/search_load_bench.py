@@ -38,7 +38,8 @@ if __package__ in (None, ""):
 
 from benchmarks.discovery_bench import prepare  # noqa: E402  (after the path set-up above)
 from benchmarks.discovery_seed import CATEGORIES, NOUNS, SERVICES  # noqa: E402
-from benchmarks.harness import machine_summary, print_table, start_appliance  # noqa: E402
+from benchmarks.harness import start_appliance  # noqa: E402
+from benchmarks.report import machine_summary, print_table  # noqa: E402
 
 TARGET_P99_MS = 150.0
 

@@ -6,13 +6,12 @@ Every key is documented in config.example.toml. Unknown keys, wrong types and un
 Environment names: `MCPSTORE_<KEY>` for top-level keys and `MCPSTORE_<SECTION>__<KEY>` for keys in a
 section (for example `MCPSTORE_SERVER__PORT=9000`, `MCPSTORE_STORAGE__S3__BUCKET=bundles`). List values are
 given as JSON (`MCPSTORE_PUBLISH__PINNED_CERT_FINGERPRINTS='["ab12…"]'`). The client's own variables
-(`NOT_SETTINGS`: MCPSTORE_TOKEN, MCPSTORE_REGISTRY, MCPSTORE_CONFIG_DIR, …) are not settings and are ignored.
+(`config_environment.NOT_SETTINGS`: MCPSTORE_TOKEN, MCPSTORE_REGISTRY, MCPSTORE_CONFIG_DIR, …) are not settings and are ignored.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import tomllib
@@ -22,14 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-ENV_PREFIX = "MCPSTORE_"
-# MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
-# appliance's settings: a user with `MCPSTORE_TOKEN` exported must still be able to run `mcpstore serve`.
-NOT_SETTINGS = frozenset({
-    "MCPSTORE_CONFIG_DIR", "MCPSTORE_REGISTRY", "MCPSTORE_TOKEN", "MCPSTORE_PASSWORD",
-    "MCPSTORE_ADMIN_PASSWORD", "MCPSTORE_LOG_LEVEL", "MCPSTORE_TEST_CACHE",
-})
-
+from .config_environment import env_overrides, merge
 
 _LOGO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}(\.[A-Za-z0-9_-]{1,20})*\.(svg|png|jpg|jpeg|webp)")
 _HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -386,39 +378,6 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-        node = overrides
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = _parse_env_value(raw)
-    return overrides
-
-
-def _parse_env_value(raw: str) -> Any:
-    # Lists and tables come as JSON; everything else stays a string and pydantic converts it.
-    if raw[:1] in "[{":
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            pass
-    return raw
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _describe(error: ValidationError, file_label: str) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
@@ -435,8 +394,8 @@ def load_settings(
     """Build settings from defaults, the TOML file, the environment and explicit overrides (CLI flags)."""
     environ = dict(os.environ if environ is None else environ)
     data: dict[str, Any] = _read_file(config_file) if config_file else {}
-    data = _merge(data, _env_overrides(environ))
-    data = _merge(data, overrides)
+    data = merge(data, env_overrides(environ))
+    data = merge(data, overrides)
     label = f"{config_file} or MCPSTORE_* environment" if config_file else "MCPSTORE_* environment"
     try:
         return Settings.model_validate(data)

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 
 from benchmarks import discovery_bench
-from benchmarks.harness import (find_wrk, format_table, parse_wrk_output, run_load, start_appliance,
-                                start_bare_server)
+from benchmarks.harness import find_wrk, parse_wrk_output, run_load, start_appliance, start_bare_server
+from benchmarks.report import format_table
 
 # Recorded from `wrk -t2 -c32 -d2s --latency` against benchmarks/bare_server.py (Debian wrk 4.1.0).
 WRK_OK = """\
