@@ -46,7 +46,8 @@ from .web import (api_accounts, api_audit, api_market, api_mirror, api_packages,
                   registry_api, saml_api, scim_api, sendfile)
 from .web.errors import log_client_errors_in_one_line
 from .web.front_door import MIDDLEWARES, add_headers, check_routes_declared
-from .web.keys import METRICS, SERVICES, SETTINGS
+from .web.keys import METRICS, SERVICES, SETTINGS, WORKER
+from .worker_role import WorkerRole
 from .web.metrics import Metrics
 from .web.mcp_api import install_gateway
 from .web.pages import install_pages
@@ -201,16 +202,19 @@ async def close_services(services: Services) -> None:
 async def pending_checks(app: web.Application):
     """Hosted checks that outlived their publish (catalog/pending_checks.py)."""
     pending = app[SERVICES].publisher.pending
-    await pending.resume()  # those a stop interrupted: started again, or failed clearly
+    if app[WORKER].resumes_interrupted_work:
+        await pending.resume()  # those a stop interrupted: started again, or failed clearly
     yield
     await pending.stop()  # their rows stay: the next start resumes them
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, worker: WorkerRole | None = None) -> web.Application:
+    """`worker`: which of `mcpstore serve --workers N`'s processes this is (worker_role.py); default the one."""
     log_client_errors_in_one_line()
     # every request, routed or not, goes through the front door's middlewares (web/front_door.py)
     app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=MIDDLEWARES)
     app[SETTINGS] = settings
+    app[WORKER] = worker or WorkerRole()
     app[METRICS] = metrics = Metrics()
     app.on_response_prepare.append(add_headers)
 
@@ -235,7 +239,8 @@ def create_app(settings: Settings) -> web.Application:
 
     async def sweep_tasks(app: web.Application):
         sweeper = app[SERVICES].sweeper
-        sweeper.start()  # crash leftovers: now, then every interval
+        if app[WORKER].leader:
+            sweeper.start()  # crash leftovers: now, then every interval
         yield
         await sweeper.stop()
 

@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -40,6 +40,7 @@ class Section(BaseModel):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = 1  # cli/supervisor.py
     public_url: str = ""
     behind_tls: bool = False
     trusted_proxies: list[str] = []

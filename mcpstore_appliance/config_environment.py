@@ -12,6 +12,7 @@ ENV_PREFIX = "MCPSTORE_"
 NOT_SETTINGS = frozenset({
     "MCPSTORE_CONFIG_DIR", "MCPSTORE_REGISTRY", "MCPSTORE_TOKEN", "MCPSTORE_PASSWORD",
     "MCPSTORE_ADMIN_PASSWORD", "MCPSTORE_LOG_LEVEL", "MCPSTORE_TEST_CACHE",
+    "MCPSTORE_WORKER",  # which worker process this is (worker_role.py), set by `serve --workers N`
 })
 
 

@@ -89,6 +89,7 @@ class AuditLog:
         self._last_seal = time.monotonic()
         self._pending: list[Event] = []
         self._task: asyncio.Task | None = None
+        self._seals = True  # False in a worker process that is not the leader (worker_role.py)
 
     @property
     def key_id(self) -> str:
@@ -191,7 +192,9 @@ class AuditLog:
         cutoff_ms = int(((now or time.time()) - days * 86400) * 1000)
         return await prune(self.db, self.key, cutoff_ms)
 
-    def start(self) -> None:
+    def start(self, *, seal: bool = True) -> None:
+        """Write buffered events every FLUSH_SECONDS; with `seal`, also seal and prune on their intervals."""
+        self._seals = seal
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="audit-seals")
 
@@ -205,7 +208,8 @@ class AuditLog:
             self._task = None
         try:
             await self.flush()
-            await self.seal_pending()  # what arrived since the last run
+            if self._seals:
+                await self.seal_pending()  # what arrived since the last run
         except Exception:
             log.exception("sealing the audit log on shutdown failed")
 
@@ -214,6 +218,8 @@ class AuditLog:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await self.flush()
+                if not self._seals:
+                    continue
                 if time.monotonic() - self._last_seal >= self.settings.seal_interval_seconds:
                     self._last_seal = time.monotonic()
                     await self.seal_pending()

@@ -23,6 +23,8 @@ def add_parsers(subparsers) -> None:
     add_settings_flags(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free port)")
+    serve.add_argument("--workers", metavar="N", help="processes serving the port from one data folder: a number or"
+                       " 'auto' for one per core (default 1, or server.workers in config)")
     serve.add_argument("--log-level", default=os.environ.get("MCPSTORE_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=run_serve)
 
@@ -47,21 +49,28 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     from ..eventloop import EventLoopUnavailable, run
     from ..memory import keep_freed_memory
+    from ..worker_role import WorkerRole
+    from .supervisor import run_workers, worker_count
 
+    role = WorkerRole.from_environment()
+    count = worker_count(args.workers or settings.server.workers)
+    if count > 1 and role.count == 1:
+        return run_workers(settings, count, args.log_level, args.config)
     keep_freed_memory()  # publishing reuses ~1 MiB buffers; see memory.py
     try:
-        run(lambda: _serve(settings), settings.server.event_loop)
+        run(lambda: _serve(settings, role), settings.server.event_loop)
     except EventLoopUnavailable as exc:
         raise CliError(str(exc)) from None
     return 0
 
 
-async def _serve(settings) -> None:
+async def _serve(settings, role) -> None:
     from aiohttp import web
 
     from ..app import create_app
     from ..eventloop import running_loop_name
     from ..web.connections import raise_descriptor_limit, start_site
+    from ..web.session_routing import session_handover_site
 
     # Signals are taken over first: a SIGTERM while starting (the port may already answer /readyz while the
     # setup link is written) then shuts down cleanly once start-up is done, instead of killing the process.
@@ -70,18 +79,23 @@ async def _serve(settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     raise_descriptor_limit()  # the connection cap is set below it (web/connections.py)
-    app = create_app(settings)
+    app = create_app(settings, role)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds,
                            keepalive_timeout=settings.server.keepalive_timeout_seconds)
     await runner.setup()  # runs start-up: data folder, keys, database migrations
-    site = await start_site(runner, settings.server, app[SERVICES].metrics)
+    site = await start_site(runner, settings.server, app[SERVICES].metrics, reuse_port=role.count > 1)
+    handover = await session_handover_site(runner, role, settings.data_dir)
     port = site.port
-    print(f"mcpstore listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
+    who = "mcpstore" if role.count == 1 else f"mcpstore {role.name}"
+    print(f"{who} listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
           f"event loop: {running_loop_name()})", flush=True)
-    await _announce_setup(app, settings, port)
+    if role.leader:
+        await _announce_setup(app, settings, port)
     await stop.wait()
-    print("mcpstore shutting down: finishing requests in flight", flush=True)
+    print(f"{who} shutting down: finishing requests in flight", flush=True)
     await site.close()  # stops accepting
+    if handover is not None:
+        await handover.stop()
     await runner.cleanup()  # closes idle connections, waits for in-flight requests up to shutdown_timeout
 
 

@@ -43,7 +43,7 @@ class Ledger:
         self._signing_key = signing_key
         self._verifier = notes.verifier_for(origin, signing_key)
         self._checkpoint_lock = asyncio.Lock()
-        self._latest: Checkpoint | None = None
+        self._latest: tuple[object, Checkpoint | None] | None = None  # (commit stamp, newest checkpoint)
         self._last_signed = float("-inf")  # monotonic time of our last signature
         self.hashes = StoredHashes(db)
         self.collector = WitnessCollector(self, settings.witnesses, settings.witness_retry_seconds)
@@ -138,15 +138,19 @@ class Ledger:
     # --- checkpoints ------------------------------------------------------------------------------------
 
     async def latest_checkpoint(self) -> Checkpoint | None:
-        if self._latest is None:
+        """The newest stored checkpoint, read again when the commit stamp moves (another worker process may have
+        signed one)."""
+        stamp = self.db.stamp()
+        if self._latest is None or self._latest[0] != stamp:
             row = await self.db.fetch_one("SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
-            if row is not None:
-                try:
-                    self._latest = open_checkpoint(row["note"], [self._verifier], self.origin)
-                except ValueError:
-                    # Signed by an earlier key or origin: the next ensure_checkpoint signs a fresh one.
-                    return None
-        return self._latest
+            self._latest = (stamp, None if row is None else self._open(row["note"]))
+        return self._latest[1]
+
+    def _open(self, note: str) -> Checkpoint | None:
+        try:
+            return open_checkpoint(note, [self._verifier], self.origin)
+        except ValueError:
+            return None  # signed by an earlier key or origin: the next ensure_checkpoint signs a fresh one
 
     async def ensure_checkpoint(self, min_size: int) -> Checkpoint:
         """A signed checkpoint covering at least `min_size` leaves; concurrent callers share one signature and
@@ -161,34 +165,37 @@ class Ledger:
             wait = self._last_signed + self.settings.checkpoint_interval_seconds - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # let more appends land; they share the next checkpoint
-            size = await self.tree_size()
-            if size < min_size:
-                raise NotFound(f"the ledger has {size} entries, fewer than {min_size}", code="out_of_range")
-            if latest is not None and latest.size == size:
-                return latest
-            checkpoint = await self._sign(size)
+            checkpoint = await self._sign(min_size)
         self.collector.schedule(checkpoint)
         return checkpoint
 
-    async def _sign(self, size: int) -> Checkpoint:
-        await self._check_history(size)
-        checkpoint = sign_checkpoint(self.origin, size, await self.root(size), self._signing_key)
+    async def _sign(self, min_size: int) -> Checkpoint:
+        """Sign the current tree inside a write transaction: BEGIN IMMEDIATE makes signers take turns across
+        worker processes, so each tree size is signed once and the tree cannot grow while its root is read."""
         async with self.db.write() as tx:
+            size = await tx.fetch_value("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
+            if size < min_size:
+                raise NotFound(f"the ledger has {size} entries, fewer than {min_size}", code="out_of_range")
+            last = await tx.fetch_one("SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
+            signed = None if last is None or last["size"] != size else self._open(last["note"])
+            if signed is not None:  # another process signed this size a moment ago
+                return signed
+            await self._check_history(last, size)
+            checkpoint = sign_checkpoint(self.origin, size, await self.root(size), self._signing_key)
             await tx.execute(
                 "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (size) DO UPDATE SET root = excluded.root, note = excluded.note,"
                 " created_at = excluded.created_at",
                 (size, checkpoint.root, checkpoint.note, time.time()))
         self._last_signed = time.monotonic()
-        self._latest = checkpoint
+        self._latest = (self.db.stamp(), checkpoint)  # the stamp after our commit
         return checkpoint
 
-    async def _check_history(self, size: int) -> None:
+    async def _check_history(self, last: dict | None, size: int) -> None:
         """Refuse to sign a tree that does not extend the last signed one.
 
         Two signed checkpoints that are not consistent are proof of a forked log; if the stored tree no longer
         reproduces the last checkpoint's root (a bad restore, a tampered row), stop instead of signing."""
-        last = await self.db.fetch_one("SELECT size, root FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
         if last is None:
             return
         if last["size"] > size or await self.root(last["size"]) != bytes(last["root"]):

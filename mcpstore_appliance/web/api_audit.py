@@ -23,7 +23,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, UpstreamFailed
 from ..text import check_text
 from .access import allow, signed_in, site_admin
 from .auth import caller
-from .keys import PRINCIPAL, SERVICES
+from .keys import PRINCIPAL, SERVICES, WORKER
 from .openapi import documented
 
 routes = web.RouteTableDef()
@@ -47,7 +47,7 @@ def install(app: web.Application) -> None:
         services = app[SERVICES]
         log = app[AUDIT] = open_audit_log(services.db, services.ledger, services.settings.data_dir / "keys",
                                           services.settings.audit)
-        log.start()
+        log.start(seal=app[WORKER].leader)  # every worker writes its buffered events; one seals and prunes
         yield
         await log.stop()
 

@@ -24,7 +24,7 @@ from .access import OPEN_PROBE, allow, signed_in, site_admin
 from .auth import caller
 from .openapi import documented
 from .util import read_json
-from .keys import SERVICES
+from .keys import SERVICES, WORKER
 
 routes = web.RouteTableDef()
 PACKAGE_PATH = "/api/packages/{namespace}/{name}"
@@ -175,7 +175,8 @@ def install_market(app: web.Application) -> None:
     app.router.add_routes(market_pages.routes)
 
     async def market_lifecycle(app: web.Application):
-        app[SERVICES].market.start(run_reconcile)
+        if app[WORKER].leader:
+            app[SERVICES].market.start(run_reconcile)
         yield  # the timer is stopped with the services (app.close_services)
 
     app.cleanup_ctx.append(market_lifecycle)

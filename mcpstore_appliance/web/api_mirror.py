@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import InvalidInput
 from .access import allow, site_admin
 from .auth import caller
-from .keys import SERVICES
+from .keys import SERVICES, WORKER
 from .openapi import documented
 from .util import client_ip, read_json
 
@@ -144,7 +144,8 @@ def install(app: web.Application) -> None:
 
     async def check_timer(app: web.Application):
         services = app[SERVICES]
-        services.mirror.start(services.settings.mirror.check_interval_seconds)
+        if app[WORKER].leader:
+            services.mirror.start(services.settings.mirror.check_interval_seconds)
         yield
         await services.mirror.stop()
 

@@ -19,7 +19,7 @@ from ..text import OneLine
 from .access import allow, signed_in, site_admin
 from .api_market import Body
 from .auth import caller
-from .keys import SERVICES
+from .keys import SERVICES, WORKER
 from .openapi import documented
 from .util import read_json
 
@@ -94,8 +94,8 @@ def install(app: web.Application) -> None:
     async def payout_timer(app: web.Application):
         market = app[SERVICES].market
         interval = market.settings.payouts.interval_seconds
-        task = asyncio.create_task(_every(market.payouts, interval)) if interval > 0 and market.payouts.payers \
-            else None
+        task = asyncio.create_task(_every(market.payouts, interval)) \
+            if interval > 0 and market.payouts.payers and app[WORKER].leader else None
         yield
         if task is not None:
             task.cancel()

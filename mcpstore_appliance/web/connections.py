@@ -325,9 +325,9 @@ class GuardedSite:
         self._listener: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self.gate, host, port, backlog=BACKLOG)
+        self._listener = await loop.create_server(self.gate, host, port, backlog=BACKLOG, reuse_port=reuse_port)
         self._sweeper = loop.create_task(self.gate.sweep())
 
     @property
@@ -343,12 +343,14 @@ class GuardedSite:
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
 
-async def start_site(runner: web.AppRunner, settings: ServerSettings, metrics: Metrics | None = None) -> GuardedSite:
+async def start_site(runner: web.AppRunner, settings: ServerSettings, metrics: Metrics | None = None, *,
+                     reuse_port: bool = False) -> GuardedSite:
     """Serve `runner`'s app (after `runner.setup()`) on settings.host and port with the connection limits of
-    `settings`; the AppRunner takes `keepalive_timeout=settings.keepalive_timeout_seconds` itself."""
+    `settings`; the AppRunner takes `keepalive_timeout=settings.keepalive_timeout_seconds` itself. `reuse_port`:
+    one of several worker processes on the port (cli/supervisor.py)."""
     limits = Limits.of(settings)
     site = GuardedSite(runner, limits, metrics)
-    await site.start(settings.host, settings.port)
+    await site.start(settings.host, settings.port, reuse_port=reuse_port)
     log.info("connections: at most %d, %d per client address; a head must arrive within %g s, a body must not "
              "stall for %g s, idle connections close after %g s", limits.total, limits.per_address,
              limits.header_seconds, limits.body_stall_seconds, settings.keepalive_timeout_seconds)

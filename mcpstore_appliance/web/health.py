@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 
 from aiohttp import web
 
 from .access import OPEN_PROBE, allow
-from .keys import SERVICES
+from .keys import SERVICES, WORKER
 
 routes = web.RouteTableDef()
 
@@ -30,8 +31,11 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception:  # any failure of a dependency means "not ready", not a 500
             checks[name] = False
     ready = all(checks.values())
-    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
-                             status=200 if ready else 503)
+    answer = {"status": "ready" if ready else "unavailable", "checks": checks}
+    role = request.app[WORKER]
+    if role.count > 1:  # which process answered (`serve --workers N`): for operators and their probes
+        answer["worker"] = {"number": role.index + 1, "of": role.count, "pid": os.getpid()}
+    return web.json_response(answer, status=200 if ready else 503)
 
 
 @routes.get("/metrics")

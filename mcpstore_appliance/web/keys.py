@@ -9,6 +9,7 @@ from aiohttp import web
 from ..accounts.models import Principal
 from ..config import Settings
 from ..oauth import OAuthService
+from ..worker_role import WorkerRole
 from .metrics import Metrics
 
 if TYPE_CHECKING:  # app.py imports the web modules: the type only, for checkers
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # app.py imports the web modules: the type only, for checkers
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")  # set in the application's start-up
 SETTINGS = web.AppKey("settings", Settings)
+WORKER = web.AppKey("worker", WorkerRole)  # which worker process this is; the leader runs the once-per-appliance timers
 METRICS = web.AppKey("metrics", Metrics)  # the one the front door counts into, also services.metrics
 USAGE: web.AppKey[Any] = web.AppKey("usage")  # tokens.UsageTokens, set by web/api_usage.install_usage
 OAUTH = web.AppKey("oauth", OAuthService)  # the authorisation server of /mcp/ (web/oauth_api.py installs it)

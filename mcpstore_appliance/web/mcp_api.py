@@ -34,6 +34,7 @@ from .openapi import documented
 from .auth import caller
 from .cors import check_mcp_origin
 from .keys import OAUTH, SERVICES, SETTINGS
+from .session_routing import SESSION_GONE, gateway_id, hand_over, public_id
 
 log = logging.getLogger("mcpstore.gateway")
 routes = web.RouteTableDef()
@@ -92,6 +93,8 @@ async def _rpc_error(request: web.Request, message_id, error: RpcError) -> web.S
 async def mcp_post(request: web.Request) -> web.StreamResponse:
     check_mcp_origin(request)
     _check_version(request)
+    if (answer_elsewhere := await _held_elsewhere(request)) is not None:
+        return answer_elsewhere
     gateway, principal = request.app[GATEWAY], caller(request)
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     message = await _message(request)
@@ -103,7 +106,7 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
             session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
         except RpcError as error:
             return await _rpc_error(request, message["id"], error)
-        return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: session.id})
+        return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: public_id(request, session.id)})
     session = _session(request)
     try:
         answer = await gateway.forward(principal, session, message)
@@ -124,13 +127,21 @@ def _policy(request: web.Request):
     return lambda version_id: enforce_version(request, version_id, "hosted")
 
 
+async def _held_elsewhere(request: web.Request) -> web.StreamResponse | None:
+    """The answer of the worker process that holds the request's session, if another one does
+    (web/session_routing.py)."""
+    session_id = request.headers.get(SESSION_HEADER)
+    return None if not session_id else await hand_over(request, session_id)
+
+
 def _session(request: web.Request):
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id:
         raise InvalidInput(f"send the {SESSION_HEADER} header from the initialize answer", code="mcp_session_required")
-    session = request.app[GATEWAY].session(caller(request), session_id)
+    held = gateway_id(request, session_id)
+    session = None if held is None else request.app[GATEWAY].session(caller(request), held)
     if session is None or session.ref != f"{request.match_info['namespace']}/{request.match_info['name']}":
-        raise NotFound("no such session (it ended or expired): initialize again", code="mcp_session_not_found")
+        raise NotFound(SESSION_GONE, code="mcp_session_not_found")
     return session
 
 
@@ -145,6 +156,8 @@ async def mcp_get(request: web.Request) -> web.StreamResponse:
 @allow(CALLER)
 async def mcp_delete(request: web.Request) -> web.StreamResponse:
     check_mcp_origin(request)
+    if (answer_elsewhere := await _held_elsewhere(request)) is not None:
+        return answer_elsewhere
     await request.app[GATEWAY].end(_session(request))
     return web.Response(status=204)
 

@@ -1,0 +1,51 @@
+"""Which worker process this is when `mcpstore serve --workers N` runs several (cli/supervisor.py).
+
+Every worker serves every route from the shared data folder; SQLite's locking keeps their writes correct. Work
+that must happen once per appliance, not once per process, runs in the leader (worker 0) only: the sweep of
+crash leftovers, the payment reconciliation and payout timers, audit sealing and pruning, the mirror's update
+checks, the first-start setup link, and resuming hosted checks a stop interrupted (only when the whole appliance
+starts: a restarted worker would otherwise re-run a check another worker is still running).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVIRONMENT = "MCPSTORE_WORKER"  # "index/count/start" set by the supervisor; absent: the one process
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    index: int = 0
+    count: int = 1
+    restarted: bool = False  # started again by the supervisor after this worker died
+
+    @property
+    def leader(self) -> bool:
+        return self.index == 0
+
+    @property
+    def resumes_interrupted_work(self) -> bool:
+        return self.leader and not self.restarted
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.index + 1} of {self.count}" if self.count > 1 else "single process"
+
+    def environment(self) -> str:
+        return f"{self.index}/{self.count}/{'restart' if self.restarted else 'start'}"
+
+    @classmethod
+    def from_environment(cls) -> "WorkerRole":
+        value = os.environ.get(ENVIRONMENT)
+        if not value:
+            return cls()
+        index, count, start = value.split("/")
+        return cls(int(index), int(count), start == "restart")
+
+    def socket_path(self, data_dir: Path, index: int | None = None) -> Path:
+        """The Unix socket a worker also listens on, so another worker can hand it a request for a hosted session
+        it holds (web/session_routing.py). In the data folder's private run/ folder."""
+        return Path(data_dir) / "run" / f"worker-{self.index if index is None else index}.sock"
