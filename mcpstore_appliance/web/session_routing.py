@@ -9,6 +9,7 @@ client had reached it directly. With one process, ids carry no prefix and nothin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +24,9 @@ from .keys import SETTINGS, WORKER
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                         "proxy-authorization", "proxy-authenticate", "content-length", "host"})
 SESSION_GONE = "no such session (it ended or expired): initialize again"
+# `w<index>.<id>` exactly as public_id writes it: ASCII digits, no leading zero, so that a header of other
+# characters str.isdigit() accepts ("²") or of thousands of digits is simply no session, not an error.
+PUBLIC_ID = re.compile(r"w(0|[1-9][0-9]{0,2})\.(.+)")
 
 
 async def session_handover_site(runner: web.AppRunner, role: WorkerRole, data_dir: Path) -> web.UnixSite | None:
@@ -47,10 +51,10 @@ def _owner(role: WorkerRole, public: str) -> tuple[int, str] | None:
     """(worker index, the gateway's id) of a session id; None when it cannot be one of ours."""
     if role.count == 1:
         return role.index, public
-    prefix, _, session_id = public.partition(".")
-    if not (prefix[:1] == "w" and prefix[1:].isdigit() and 0 <= int(prefix[1:]) < role.count and session_id):
+    match = PUBLIC_ID.fullmatch(public)
+    if match is None or int(match[1]) >= role.count:
         return None
-    return int(prefix[1:]), session_id
+    return int(match[1]), match[2]
 
 
 def gateway_id(request: web.Request, public: str) -> str | None:
