@@ -93,20 +93,12 @@ async def _rpc_error(request: web.Request, message_id, error: RpcError) -> web.S
 async def mcp_post(request: web.Request) -> web.StreamResponse:
     check_mcp_origin(request)
     _check_version(request)
+    message = await _message(request)
+    if message.get("method") == "initialize":  # a new session here, whatever stale session id it carries
+        return await _initialize(request, message)
     if (answer_elsewhere := await _held_elsewhere(request)) is not None:
         return answer_elsewhere
     gateway, principal = request.app[GATEWAY], caller(request)
-    namespace, name = request.match_info["namespace"], request.match_info["name"]
-    message = await _message(request)
-    if message.get("method") == "initialize":
-        if "id" not in message:
-            raise InvalidInput("initialize is a request: it needs an id", code="invalid_jsonrpc")
-        target = await gateway.target(principal, namespace, name, _policy(request))
-        try:
-            session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
-        except RpcError as error:
-            return await _rpc_error(request, message["id"], error)
-        return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: public_id(request, session.id)})
     session = _session(request)
     try:
         answer = await gateway.forward(principal, session, message)
@@ -120,6 +112,21 @@ async def mcp_post(request: web.Request) -> web.StreamResponse:
     if answer is None:
         return web.Response(status=202)
     return await _answer(request, answer)
+
+
+async def _initialize(request: web.Request, message: dict) -> web.StreamResponse:
+    """A session in a fresh sandbox of this worker. An SDK that re-initialises after a 404 may still send the old
+    session's id: it is ignored, as with one process, and never passed to the (perhaps dead) worker it names."""
+    if "id" not in message:
+        raise InvalidInput("initialize is a request: it needs an id", code="invalid_jsonrpc")
+    gateway, principal = request.app[GATEWAY], caller(request)
+    target = await gateway.target(principal, request.match_info["namespace"], request.match_info["name"],
+                                  _policy(request))
+    try:
+        session, answer = await gateway.open(principal, target, message.get("params"), request.remote)
+    except RpcError as error:
+        return await _rpc_error(request, message["id"], error)
+    return await _answer(request, {**answer, "id": message["id"]}, {SESSION_HEADER: public_id(request, session.id)})
 
 
 def _policy(request: web.Request):
