@@ -86,12 +86,15 @@ class Supervisor:
         process = subprocess.Popen(_command(self.argv), env=environment)
         self.workers[index] = (process, time.monotonic())
         print(f"mcpstore supervisor: {role.name} started (pid {process.pid})", flush=True)
+        if self.stopping:  # SIGTERM came while it was being started: _stop did not see it, and _drain waits for it
+            process.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         for index in range(self.count):
-            self.start(index, restarted=False)
+            if not self.stopping:
+                self.start(index, restarted=False)
         while not self.stopping:
             time.sleep(POLL_SECONDS)
             for index, (process, started) in list(self.workers.items()):
