@@ -48,11 +48,17 @@ def build_seccomp(path: Path) -> Path | None:
     """The BPF deny list, built once by the system Python's libseccomp binding (Debian python3-seccomp)."""
     if path.exists():
         return path
+    # Written under a name of its own and renamed into place: workers of `serve --workers N` starting together
+    # on a fresh data folder build it at once, and none may read the file while another truncates and rewrites it.
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        subprocess.run([SYSTEM_PYTHON, "-c", SECCOMP_SCRIPT, str(path)], check=True, capture_output=True, timeout=30)
+        subprocess.run([SYSTEM_PYTHON, "-c", SECCOMP_SCRIPT, str(staging)], check=True, capture_output=True,
+                       timeout=30)
+        os.replace(staging, path)
     except (OSError, subprocess.SubprocessError):
+        staging.unlink(missing_ok=True)
         return None
-    return path if path.exists() else None
+    return path
 
 
 class BubblewrapBackend:
