@@ -83,8 +83,10 @@ async def _serve(settings, role) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout_seconds,
                            keepalive_timeout=settings.server.keepalive_timeout_seconds)
     await runner.setup()  # runs start-up: data folder, keys, database migrations
-    site = await start_site(runner, settings.server, app[SERVICES].metrics, reuse_port=role.count > 1)
+    # The handover socket first: a session this worker starts may be asked for through it at once (by a client
+    # whose next connection reaches another worker).
     handover = await session_handover_site(runner, role, settings.data_dir)
+    site = await start_site(runner, settings.server, app[SERVICES].metrics, reuse_port=role.count > 1)
     port = site.port
     who = "mcpstore" if role.count == 1 else f"mcpstore {role.name}"
     print(f"{who} listening on http://{settings.server.host}:{port} (data: {Path(settings.data_dir).resolve()}, "
