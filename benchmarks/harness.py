@@ -62,6 +62,31 @@ def read_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """Every live process below `pid` (its children, theirs, ...), from /proc/<pid>/task/*/children: the workers
+    of `mcpstore serve --workers N` under their supervisor."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            direct = [int(child) for child in children.read_text().split()]
+        except OSError:  # the thread or process ended while we looked
+            continue
+        for child in direct:
+            found += [child, *descendant_pids(child)]
+    return found
+
+
+def read_tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and every live process below it (a process that ended meanwhile counts as 0)."""
+    total = 0.0
+    for each in (pid, *descendant_pids(pid)):
+        try:
+            total += read_cpu_seconds(each)
+        except OSError:
+            pass
+    return total
+
+
 def _http_status(url: str, timeout: float = 1.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:

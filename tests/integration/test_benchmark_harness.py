@@ -154,3 +154,42 @@ def test_instruction_benchmark_drives_exact_counts_and_stops_on_a_wrong_answer(t
                     "fl=(1) x.c\nfn=(1) f\n1 10 2 1\n\ntotals: 4000 1200 300\n")
     counted = instructions.Counted("x", 2000, instructions.read_totals(dump))
     assert (counted.per_request("Ir"), counted.per_request("I1mr"), counted.per_request("DLmr")) == (2.0, 0.15, 0)
+
+
+def test_workers_benchmark_runs_one_and_two_workers_and_checks_the_ledger(tmp_path, capsys):
+    """benchmarks/workers_bench.py end to end, briefly: `--workers 1` and `--workers 2` each answer the read
+    rounds and take concurrent publishes, and the ledger check finds one leaf per 201 (exit code 0). No figure
+    is checked."""
+    from benchmarks import workers_bench
+
+    assert find_wrk() is not None, "the workers benchmark needs wrk (.ci/run installs it; as root, find_wrk does)"
+    code = workers_bench.main(["--packages", "300", "--data", str(tmp_path / "catalog"), "--seconds", "1",
+                               "--rounds", "1", "--publishes", "4", "--publishers", "4", "--sizes", "",
+                               "--intervals", ""])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    for workers in (1, 2):
+        assert re.search(rf"\| search \(no-cache\) +\| +{workers} \| +[\d,]+ \|", printed), printed
+        assert re.search(rf"\| default \(1 s\) +\| +{workers} \| +\d+ \| +4 \| +0 \| .* \| ok +\|", printed), printed
+
+
+def test_workers_benchmark_ledger_check_names_gaps_and_unmatched_publishes(tmp_path):
+    """The check reads real SQLite: a missing index, a 201 without its leaf, and a bundle with two leaves."""
+    import json
+    import sqlite3
+
+    from benchmarks.workers_publish import ledger_check
+
+    db = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE ledger_leaves (idx INTEGER PRIMARY KEY, data TEXT)")
+        conn.execute("CREATE TABLE ledger_checkpoints (size INTEGER PRIMARY KEY)")
+        leaves = {0: "a", 1: "b", 2: "b", 4: "c"}  # 3 is missing; "b" has two leaves
+        conn.executemany("INSERT INTO ledger_leaves VALUES (?, ?)",
+                         [(i, json.dumps({"kind": "publish", "sha256": sha})) for i, sha in leaves.items()])
+        conn.execute("INSERT INTO ledger_checkpoints VALUES (5)")
+    problems, checkpoints = ledger_check(db, 0, ["a", "b", "c", "d"])
+    assert checkpoints == 1
+    assert problems == ["1 leaves missing below 5",
+                        "1 publishes without a leaf, 1 leaves without a publish, 1 bundles with two leaves or more"]
+    assert ledger_check(db, 0, ["a", "b", "b", "c"]) == (["1 leaves missing below 5"], 1)
