@@ -121,7 +121,7 @@ class WitnessPeer(Section):
 
 class LedgerSettings(Section):
     origin: str = ""
-    checkpoint_interval_seconds: float = Field(1.0, ge=0)
+    checkpoint_interval_seconds: float = Field(0.1, ge=0)
     witness_name: str = ""  # our name when cosigning other logs; default "<public host>/witness"
     witnesses: list[WitnessPeer] = []
     witness_retry_seconds: float = Field(10.0, gt=0)  # first wait before asking an unreachable witness again

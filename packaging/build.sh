@@ -56,6 +56,16 @@ if [ "$revision" != unknown ] && [ -n "$(git -C "$root" status --porcelain --unt
 fi
 printf '{"revision": "%s", "built": "%s"}\n' "$revision" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$work/_build_info.json"
 
+# The sandbox's seccomp filter, built now for hosts that have no Python to build it (the container image).
+seccomp=()
+if /usr/bin/python3 -c 'import seccomp' 2>/dev/null; then
+  "$PYTHON" -c 'from mcpstore_appliance.gateway.bwrap import SECCOMP_SCRIPT; print(SECCOMP_SCRIPT)' \
+    | /usr/bin/python3 - "$work/seccomp.bpf"
+  seccomp=(--add-data "$work/seccomp.bpf:mcpstore_appliance/gateway")
+else
+  echo "note: no python3-seccomp here; the binary builds no seccomp filter where the host has no Python" >&2
+fi
+
 mode=(--onefile); [ $layout = onedir ] && mode=(--onedir)
 # Optional imports of dependencies that the appliance never takes (pydantic's e-mail check, the Stripe SDK's
 # httpx client, hypothesis' and rich's plugins...): left out, they would add about 5 MB to every start.
@@ -71,7 +81,7 @@ done
   --add-data "$root/templates:templates" --add-data "$root/static:static" \
   --add-data "$root/mcpstore_appliance/db/migrations:mcpstore_appliance/db/migrations" \
   --add-data "$root/mcpstore_appliance/bundles/schemas:mcpstore_appliance/bundles/schemas" \
-  --add-data "$work/_build_info.json:mcpstore_appliance" \
+  --add-data "$work/_build_info.json:mcpstore_appliance" "${seccomp[@]}" \
   "${excludes[@]}" \
   "$root/packaging/mcpstore_entry.py"
 

@@ -11,6 +11,7 @@ every worker, which finish their requests in flight, and the supervisor exits wh
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..worker_role import ENVIRONMENT, WorkerRole
 from .client import CliError
 
+PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.1  # how often exits are looked for: a dead worker is replaced within about this
 QUICK_FAILURE_SECONDS = 5.0  # a worker that fails sooner than this after starting probably cannot start
 MAX_QUICK_FAILURES = 3
@@ -73,6 +75,12 @@ def _command(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "mcpstore_appliance.cli.main", *argv]
 
 
+def _stop_with_parent() -> None:
+    """In the worker before it runs: the kernel sends it SIGTERM if the supervisor dies (killed, crashed), so no
+    worker is left serving the port on its own (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Supervisor:
     def __init__(self, count: int, argv: list[str]):
         self.count, self.argv = count, argv
@@ -83,7 +91,7 @@ class Supervisor:
     def start(self, index: int, restarted: bool) -> None:
         role = WorkerRole(index, self.count, restarted)
         environment = {**os.environ, ENVIRONMENT: role.environment()}
-        process = subprocess.Popen(_command(self.argv), env=environment)
+        process = subprocess.Popen(_command(self.argv), env=environment, preexec_fn=_stop_with_parent)
         self.workers[index] = (process, time.monotonic())
         print(f"mcpstore supervisor: {role.name} started (pid {process.pid})", flush=True)
         if self.stopping:  # SIGTERM came while it was being started: _stop did not see it, and _drain waits for it

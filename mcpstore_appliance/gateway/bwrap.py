@@ -17,12 +17,14 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from ..resources import PACKAGE_DIR
 from .cgroups import Cgroups, SandboxCgroup
 from .runtime import APP_DIR, Launch
 from .sandbox import SandboxLimits, StderrTail
 
 log = logging.getLogger("mcpstore.gateway")
 SYSTEM_PYTHON = "/usr/bin/python3"
+BUILT_SECCOMP = PACKAGE_DIR / "gateway" / "seccomp.bpf"  # only in a binary (packaging/build.sh)
 # The deny list of sandbox.md §4: kernel attack surface no MCP server needs; clone3 -> ENOSYS so that libc
 # falls back to clone, whose CLONE_NEWUSER flag can then be refused.
 SECCOMP_SCRIPT = r"""
@@ -45,8 +47,15 @@ with open(sys.argv[1], "wb") as out:
 
 
 def build_seccomp(path: Path) -> Path | None:
-    """The BPF deny list, built once by the system Python's libseccomp binding (Debian python3-seccomp)."""
+    """The BPF deny list, built once by the system Python's libseccomp binding (Debian python3-seccomp), or the
+    one a binary carries (packaging/build.sh built it on the machine kind it was built for), for hosts with no
+    Python (the container image)."""
     if path.exists():
+        return path
+    if not Path(SYSTEM_PYTHON).exists() and BUILT_SECCOMP.exists():
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        shutil.copyfile(BUILT_SECCOMP, staging)
+        os.replace(staging, path)
         return path
     # Written under a name of its own and renamed into place: workers of `serve --workers N` starting together
     # on a fresh data folder build it at once, and none may read the file while another truncates and rewrites it.

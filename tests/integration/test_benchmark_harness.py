@@ -170,7 +170,7 @@ def test_workers_benchmark_runs_one_and_two_workers_and_checks_the_ledger(tmp_pa
     assert code == 0, printed
     for workers in (1, 2):
         assert re.search(rf"\| search \(no-cache\) +\| +{workers} \| +[\d,]+ \|", printed), printed
-        assert re.search(rf"\| default \(1 s\) +\| +{workers} \| +\d+ \| +4 \| +0 \| .* \| ok +\|", printed), printed
+        assert re.search(rf"\| default \(0\.1 s\) +\| +{workers} \| +\d+ \| +4 \| +0 \| .* \| ok +\|", printed), printed
 
 
 def test_workers_benchmark_ledger_check_names_gaps_and_unmatched_publishes(tmp_path):

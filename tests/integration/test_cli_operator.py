@@ -35,18 +35,24 @@ class Server:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, **(env or {})})
         self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        self.errors: list[str] = []  # stderr, read as it comes: a full pipe would block the server's logging
+        self.readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
+                        for stream, into in ((self.process.stdout, self.lines), (self.process.stderr, self.errors))]
+        for reader in self.readers:
+            reader.start()
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
+    @staticmethod
+    def _read(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"serve exited: {self.process.stderr.read()}")
+                for reader in self.readers:  # they take the last lines
+                    reader.join(timeout=5)
+                raise AssertionError(f"serve exited: {''.join(self.errors)}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
                     if response.status == 200:
@@ -306,5 +312,5 @@ def test_a_stop_signal_as_soon_as_the_port_answers_still_shuts_down_cleanly(tmp_
         assert server.process.poll() is None and time.monotonic() < deadline, "serve did not start"
         time.sleep(0.001)
     assert server.stop() == 0
-    server.reader.join(timeout=5)  # the last lines are read after the exit
+    server.readers[0].join(timeout=5)  # the last lines are read after the exit
     assert "mcpstore shutting down" in "".join(server.lines)

@@ -5,6 +5,7 @@ database that a newer version migrated. The binary is built by packaging/build.s
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -138,3 +139,21 @@ def test_the_binary_refuses_a_database_a_newer_version_migrated(binary, tmp_path
     assert result.returncode == 1
     assert result.stderr.startswith("error: the database was migrated by a newer mcpstore (schema 999;"), result.stderr
     assert "Traceback" not in result.stderr and schema() == before
+
+
+def test_the_binary_serves_with_two_workers_and_carries_the_sandbox_filter(binary, tmp_path):
+    """`serve --workers 2` from the binary (the supervisor starts the binary itself as its workers), and the
+    seccomp filter built at packaging time, for hosts with no Python to build one (the container image)."""
+    bundled = [path for path in Path(binary).resolve().parent.rglob("seccomp.bpf")]
+    assert bundled and bundled[0].stat().st_size > 0 and bundled[0].stat().st_size % 8 == 0  # BPF instructions
+    mcpstore = Binary(clean_environment(tmp_path, binary), tmp_path)
+    server = mcpstore.serve("--workers", "2")
+    try:
+        seen, deadline = set(), time.monotonic() + 60
+        while seen != {1, 2}:
+            assert time.monotonic() < deadline, f"answered: {seen}\n{''.join(server.output)}"
+            with urllib.request.urlopen(server.url + "/readyz", timeout=5) as response:  # a new connection each
+                seen.add(json.loads(response.read())["worker"]["number"])
+    finally:
+        assert server.stop() == 0, "".join(server.output)
+    assert "mcpstore supervisor: all workers stopped" in "".join(server.output)
