@@ -39,7 +39,9 @@ def test_a_different_origin_in_the_config_stops_the_start(tmp_path):
     origin = ledger_of(data)["origin"]
     server = Server(data, env={"MCPSTORE_LEDGER__ORIGIN": "elsewhere.example/ledger"})
     assert server.process.wait(timeout=60) != 0
-    message = server.process.stderr.read()
+    for reader in server.readers:  # they take the last lines
+        reader.join(timeout=5)
+    message = "".join(server.errors)
     assert "elsewhere.example/ledger" in message and "mcpstore ledger set-origin" in message, message
     assert ledger_of(data, env={"MCPSTORE_LEDGER__ORIGIN": origin})["origin"] == origin  # the same one is fine
 
