@@ -45,7 +45,8 @@ def run_login(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
     answer = registry.json("POST", "/api/auth/token", json_body={
         "login": login, "password": password, "name": f"cli@{socket.gethostname()}"[:100],
-        "scopes": ["read", "publish", "invoke"]})
+        # `account` too: `mcpstore buy` orders access, which the API keeps to tokens with that scope
+        "scopes": ["read", "publish", "invoke", "account"]})
     save_credentials(registry.url, answer["token"], answer["user"]["username"])
     print(f"logged in to {registry.url} as {answer['user']['username']} (token stored in {credentials_path()})")
     return 0
