@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..errors import NotFound
+from ..errors import NotFound, Unavailable
 from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_dir
 from ..worker_role import WorkerRole
 from .keys import SETTINGS, WORKER
@@ -26,6 +26,9 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "
 SESSION_GONE = "no such session (it ended or expired): initialize again"
 # `w<index>.<id>` exactly as public_id writes it: ASCII digits, no leading zero, so that a header of other
 # characters str.isdigit() accepts ("²") or of thousands of digits is simply no session, not an error.
+# A request passed on is a call inside a session, bounded by hosted.call_timeout_seconds in the owner; past that
+# and this margin the owner is stuck (not dead: a dead one refuses the connection at once).
+HANDOVER_MARGIN_SECONDS = 10.0
 PUBLIC_ID = re.compile(r"w(0|[1-9][0-9]{0,2})\.(.+)")
 
 
@@ -73,15 +76,20 @@ async def hand_over(request: web.Request, public: str) -> web.StreamResponse | N
     body = await request.read()
     headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
     headers["Host"] = request.host
-    connector = aiohttp.UnixConnector(path=str(role.socket_path(request.app[SETTINGS].data_dir, owner[0])))
+    settings = request.app[SETTINGS]
+    connector = aiohttp.UnixConnector(path=str(role.socket_path(settings.data_dir, owner[0])))
+    timeout = aiohttp.ClientTimeout(total=settings.hosted.call_timeout_seconds + HANDOVER_MARGIN_SECONDS)
     try:
-        async with aiohttp.ClientSession(connector=connector) as client:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
             async with client.request(request.method, f"http://worker{request.rel_url}", headers=headers,
                                       data=body, allow_redirects=False) as answer:
                 return await _relay(request, answer)
     except (aiohttp.ClientConnectionError, FileNotFoundError):
         # The worker died (the supervisor is starting it again): its sandboxes went with it.
         raise NotFound(SESSION_GONE, code="mcp_session_not_found") from None
+    except TimeoutError:
+        raise Unavailable("the worker holding this session did not answer in time", code="mcp_session_stuck",
+                          retry_after=5) from None
 
 
 async def _relay(request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:

@@ -141,6 +141,25 @@ async def test_a_session_whose_worker_is_killed_is_not_found_and_new_sessions_st
     sessions_on_each_worker(appliance)
 
 
+def test_a_stuck_owner_gives_503_after_the_call_timeout_and_the_session_goes_on_when_it_resumes(appliance):
+    """A worker that is alive but not answering (SIGSTOP here; a long pause in real life) holds no client of the
+    other worker forever: the handover gives up after hosted.call_timeout_seconds plus a margin."""
+    workers = {worker.number: worker for worker in appliance.workers().values()}
+    session, _ = appliance.initialize(REF)
+    owner = owner_number(session)
+    os.kill(workers[owner].pid, signal.SIGSTOP)
+    try:
+        # straight to the other worker's socket: the kernel could hand a new connection to the stopped one
+        stuck = appliance.mcp(REF, call(2), session, via_worker=3 - owner)
+    finally:
+        os.kill(workers[owner].pid, signal.SIGCONT)
+    assert stuck.status == 503 and stuck.json()["error"]["code"] == "mcp_session_stuck", stuck
+    assert stuck.headers["Retry-After"] == "5"
+    assert tool_text(appliance.mcp(REF, call(3, text="resumed"), session, via_worker=3 - owner)) == "resumed"
+    assert appliance.end(REF, session).status == 204
+    assert {w.number: w.pid for w in appliance.workers().values()} == {n: w.pid for n, w in workers.items()}
+
+
 def sessions_on_each_worker(appliance: Appliance) -> None:
     """New sessions until each worker holds one (the one started again included), each called from both."""
     held: dict[int, str] = {}

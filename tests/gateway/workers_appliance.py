@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,11 +67,22 @@ def create_user_and_token(data: Path, username: str) -> str:
     return cli(data, "admin", "create-token", username, "--scopes", "read,publish,invoke").split()[0]
 
 
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("worker", timeout=REQUEST_SECONDS)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(REQUEST_SECONDS)
+        self.sock.connect(self.path)
+
+
 class Appliance:
     """The supervisor and its workers; stdout and stderr are read all along (a full pipe would block them)."""
 
     def __init__(self, data: Path, token: str):
-        self.port, self.token = free_port(), token
+        self.port, self.token, self.data = free_port(), token, data
         self.process = subprocess.Popen(
             [*MCPSTORE, "serve", "--data", str(data), "--port", str(self.port), "--workers", str(WORKERS)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **HOSTED})
@@ -85,9 +97,12 @@ class Appliance:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Answer:
-        """One request on a new connection, closed after it."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_SECONDS)
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, *,
+                via_worker: int | None = None) -> Answer:
+        """One request on a new connection, closed after it; `via_worker` (1-based): straight to that worker's
+        Unix socket in the data folder instead of the port the kernel shares out."""
+        connection = (http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_SECONDS) if via_worker is None
+                      else UnixConnection(str(self.data / "run" / f"worker-{via_worker - 1}.sock")))
         try:
             connection.request(method, path, body=body, headers={"Authorization": f"Bearer {self.token}",
                                                                  **(headers or {})})
@@ -119,12 +134,13 @@ class Appliance:
         answer = self.request("POST", "/api/packages", bundle, {"Content-Type": "application/octet-stream"})
         assert answer.status == 201, (answer.status, answer.body)
 
-    def mcp(self, ref: str, message: dict, session: str | bytes | None = None, stream: bool = False) -> Answer:
+    def mcp(self, ref: str, message: dict, session: str | bytes | None = None, stream: bool = False,
+            via_worker: int | None = None) -> Answer:
         headers = {"Content-Type": "application/json",
                    "Accept": "application/json, text/event-stream" if stream else "application/json"}
         if session is not None:
             headers["Mcp-Session-Id"] = session
-        return self.request("POST", f"/mcp/{ref}", json.dumps(message).encode(), headers)
+        return self.request("POST", f"/mcp/{ref}", json.dumps(message).encode(), headers, via_worker=via_worker)
 
     def initialize(self, ref: str, stale: str | None = None) -> tuple[str, Answer]:
         """A new session; `stale`: an old session's id sent along, as an SDK re-initialising on its transport does."""
