@@ -20,9 +20,10 @@ from ..errors import NotFound, Unavailable
 from ..private_files import PRIVATE_FILE_MODE, close_to_others, private_dir
 from ..worker_role import WorkerRole
 from .keys import SETTINGS, WORKER
+from .util import HANDED_OVER_FOR, client_ip
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-                        "proxy-authorization", "proxy-authenticate", "content-length", "host"})
+                        "proxy-authorization", "proxy-authenticate", "content-length", "host", HANDED_OVER_FOR.lower()})
 SESSION_GONE = "no such session (it ended or expired): initialize again"
 # `w<index>.<id>` exactly as public_id writes it: ASCII digits, no leading zero, so that a header of other
 # characters str.isdigit() accepts ("²") or of thousands of digits is simply no session, not an error.
@@ -76,6 +77,7 @@ async def hand_over(request: web.Request, public: str) -> web.StreamResponse | N
     body = await request.read()
     headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
     headers["Host"] = request.host
+    headers[HANDED_OVER_FOR] = client_ip(request)  # the owner logs and throttles the client, not the socket
     settings = request.app[SETTINGS]
     connector = aiohttp.UnixConnector(path=str(role.socket_path(settings.data_dir, owner[0])))
     timeout = aiohttp.ClientTimeout(total=settings.hosted.call_timeout_seconds + HANDOVER_MARGIN_SECONDS)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..text import check_text, parse_json
-from .keys import SERVICES
+from .keys import SETTINGS
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,10 +30,17 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
                            details=validation_details(exc)) from None
 
 
+# Set by a worker that passes a request for a hosted session to the worker holding it (web/session_routing.py);
+# believed only on that worker's Unix socket, which only the service's own user can reach.
+HANDED_OVER_FOR = "X-Mcpstore-Handed-Over-For"
+
+
 def client_ip(request: web.Request) -> str:
     """The peer address; X-Forwarded-For is believed only from configured trusted proxies."""
+    if not request.remote and request.headers.get(HANDED_OVER_FOR):  # a Unix socket has no peer address
+        return request.headers[HANDED_OVER_FOR]
     remote = request.remote or "unknown"
-    trusted = request.app[SERVICES].settings.server.trusted_proxies
+    trusted = request.app[SETTINGS].server.trusted_proxies
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded and trusted and _in_networks(remote, trusted):
         return forwarded.split(",")[-1].strip() or remote
