@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 ENVIRONMENT = "MCPSTORE_WORKER"  # "index/count/start" set by the supervisor; absent: the one process
 
@@ -44,6 +48,19 @@ class WorkerRole:
             return cls()
         index, count, start = value.split("/")
         return cls(int(index), int(count), start == "restart")
+
+    def share_of_the_machine(self, settings: Settings) -> Settings:
+        """`settings` with the machine-wide hosted limits split between the workers: `hosted.max_sessions` and
+        `hosted.warm_pool_memory_mb` bound the sandboxes (and their memory) of the whole appliance, so each worker
+        takes its share (at least one session). `max_sessions_per_user` stays per worker: a user's sessions land
+        on whichever worker their connection reaches."""
+        if self.count == 1:
+            return settings
+        hosted = settings.hosted
+        share = hosted.model_copy(update={
+            "max_sessions": max(1, hosted.max_sessions // self.count),
+            "warm_pool_memory_mb": hosted.warm_pool_memory_mb // self.count})
+        return settings.model_copy(update={"hosted": share})
 
     def socket_path(self, data_dir: Path, index: int | None = None) -> Path:
         """The Unix socket a worker also listens on, so another worker can hand it a request for a hosted session

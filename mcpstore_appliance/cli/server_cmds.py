@@ -58,7 +58,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return run_workers(settings, count, args.log_level, args.config)
     keep_freed_memory()  # publishing reuses ~1 MiB buffers; see memory.py
     try:
-        run(lambda: _serve(settings, role), settings.server.event_loop)
+        run(lambda: _serve(role.share_of_the_machine(settings), role), settings.server.event_loop)
     except EventLoopUnavailable as exc:
         raise CliError(str(exc)) from None
     return 0

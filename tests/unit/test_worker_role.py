@@ -46,3 +46,14 @@ def test_a_worker_reads_its_role_from_the_environment_the_supervisor_sets(monkey
 
 def test_the_role_variable_is_not_taken_for_a_setting():
     assert load_settings(None, environ={ENVIRONMENT: "1/2/start"}).server.workers == 1
+
+
+def test_each_worker_takes_its_share_of_the_machine_wide_sandbox_limits():
+    settings = load_settings(None, environ={}, hosted={"max_sessions": 33, "max_sessions_per_user": 4,
+                                                       "warm_pool_memory_mb": 3000})
+    assert WorkerRole().share_of_the_machine(settings) is settings
+    shared = WorkerRole(1, 2).share_of_the_machine(settings).hosted
+    assert (shared.max_sessions, shared.warm_pool_memory_mb, shared.max_sessions_per_user) == (16, 1500, 4)
+    assert settings.hosted.max_sessions == 33  # the original is left alone
+    tiny = load_settings(None, environ={}, hosted={"max_sessions": 1})
+    assert WorkerRole(0, 4).share_of_the_machine(tiny).hosted.max_sessions == 1  # never none at all
