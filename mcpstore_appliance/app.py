@@ -202,8 +202,8 @@ async def close_services(services: Services) -> None:
 async def pending_checks(app: web.Application):
     """Hosted checks that outlived their publish (catalog/pending_checks.py)."""
     pending = app[SERVICES].publisher.pending
-    if app[WORKER].resumes_interrupted_work:
-        await pending.resume()  # those a stop interrupted: started again, or failed clearly
+    if app[WORKER].leader:
+        pending.watch()  # those whose process is gone (a stop, a crash): started again, or failed clearly
     yield
     await pending.stop()  # their rows stay: the next start resumes them
 

@@ -3,8 +3,8 @@
 Every worker serves every route from the shared data folder; SQLite's locking keeps their writes correct. Work
 that must happen once per appliance, not once per process, runs in the leader (worker 0) only: the sweep of
 crash leftovers, the payment reconciliation and payout timers, audit sealing and pruning, the mirror's update
-checks, the first-start setup link, and resuming hosted checks a stop interrupted (only when the whole appliance
-starts: a restarted worker would otherwise re-run a check another worker is still running).
+checks, the first-start setup link, and resuming the hosted checks of a process that is gone
+(catalog/pending_checks.py).
 """
 
 from __future__ import annotations
@@ -17,37 +17,32 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .config import Settings
 
-ENVIRONMENT = "MCPSTORE_WORKER"  # "index/count/start" set by the supervisor; absent: the one process
+ENVIRONMENT = "MCPSTORE_WORKER"  # "index/count" set by the supervisor; absent: the one process
 
 
 @dataclass(frozen=True)
 class WorkerRole:
     index: int = 0
     count: int = 1
-    restarted: bool = False  # started again by the supervisor after this worker died
 
     @property
     def leader(self) -> bool:
         return self.index == 0
 
     @property
-    def resumes_interrupted_work(self) -> bool:
-        return self.leader and not self.restarted
-
-    @property
     def name(self) -> str:
         return f"worker {self.index + 1} of {self.count}" if self.count > 1 else "single process"
 
     def environment(self) -> str:
-        return f"{self.index}/{self.count}/{'restart' if self.restarted else 'start'}"
+        return f"{self.index}/{self.count}"
 
     @classmethod
     def from_environment(cls) -> "WorkerRole":
         value = os.environ.get(ENVIRONMENT)
         if not value:
             return cls()
-        index, count, start = value.split("/")
-        return cls(int(index), int(count), start == "restart")
+        index, count = value.split("/")
+        return cls(int(index), int(count))
 
     def share_of_the_machine(self, settings: Settings) -> Settings:
         """`settings` with the machine-wide hosted limits split between the workers: `hosted.max_sessions` and

@@ -249,7 +249,7 @@ class Publisher:
                     pricing, principal.id, icon))
                 if pending:
                     await tx.insert("hosted_checks", {"version_id": version_id, "then_state": then_state,
-                                                      "started_at": time.time()})
+                                                      "started_at": time.time(), "runner": self.pending.runner.name})
                 index = None
                 if state == "published":
                     event = ledger_events.publish_event(

@@ -88,8 +88,8 @@ class Supervisor:
         self.quick_failures = 0
         self.stopping = False
 
-    def start(self, index: int, restarted: bool) -> None:
-        role = WorkerRole(index, self.count, restarted)
+    def start(self, index: int) -> None:
+        role = WorkerRole(index, self.count)
         environment = {**os.environ, ENVIRONMENT: role.environment()}
         process = subprocess.Popen(_command(self.argv), env=environment, preexec_fn=_stop_with_parent)
         self.workers[index] = (process, time.monotonic())
@@ -102,7 +102,7 @@ class Supervisor:
             signal.signal(sig, self._stop)
         for index in range(self.count):
             if not self.stopping:
-                self.start(index, restarted=False)
+                self.start(index)
         while not self.stopping:
             time.sleep(POLL_SECONDS)
             for index, (process, started) in list(self.workers.items()):
@@ -121,7 +121,7 @@ class Supervisor:
             print("mcpstore supervisor: workers keep failing at start; stopping (see their errors above)",
                   file=sys.stderr, flush=True)
             return False
-        self.start(index, restarted=True)
+        self.start(index)
         return True
 
     def _stop(self, *_) -> None:

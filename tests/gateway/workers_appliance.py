@@ -81,11 +81,12 @@ class UnixConnection(http.client.HTTPConnection):
 class Appliance:
     """The supervisor and its workers; stdout and stderr are read all along (a full pipe would block them)."""
 
-    def __init__(self, data: Path, token: str):
+    def __init__(self, data: Path, token: str, settings: dict[str, str] | None = None):
         self.port, self.token, self.data = free_port(), token, data
         self.process = subprocess.Popen(
             [*MCPSTORE, "serve", "--data", str(data), "--port", str(self.port), "--workers", str(WORKERS)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **HOSTED})
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **HOSTED, **(settings or {})})
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -34,18 +34,17 @@ def test_worker_count_is_one_per_usable_core_for_auto_and_refuses_nonsense():
 def test_a_worker_reads_its_role_from_the_environment_the_supervisor_sets(monkeypatch, tmp_path):
     monkeypatch.delenv(ENVIRONMENT, raising=False)
     single = WorkerRole.from_environment()
-    assert (single.index, single.count, single.leader, single.resumes_interrupted_work) == (0, 1, True, True)
-    restarted_leader = WorkerRole(0, 2, restarted=True)
-    monkeypatch.setenv(ENVIRONMENT, restarted_leader.environment())
-    assert WorkerRole.from_environment() == restarted_leader
-    assert restarted_leader.leader and not restarted_leader.resumes_interrupted_work  # others may be running them
+    assert (single.index, single.count, single.leader) == (0, 1, True)
+    leader = WorkerRole(0, 2)
+    monkeypatch.setenv(ENVIRONMENT, leader.environment())
+    assert WorkerRole.from_environment() == leader and leader.leader
     second = WorkerRole(1, 2)
     assert not second.leader and second.name == "worker 2 of 2"
     assert second.socket_path(tmp_path) == tmp_path / "run" / "worker-1.sock"
 
 
 def test_the_role_variable_is_not_taken_for_a_setting():
-    assert load_settings(None, environ={ENVIRONMENT: "1/2/start"}).server.workers == 1
+    assert load_settings(None, environ={ENVIRONMENT: "1/2"}).server.workers == 1
 
 
 def test_each_worker_takes_its_share_of_the_machine_wide_sandbox_limits():
