@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from .config_environment import env_overrides, merge
+from .config_environment import describe_error, env_overrides, merge
 
 _LOGO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}(\.[A-Za-z0-9_-]{1,20})*\.(svg|png|jpg|jpeg|webp)")
 _HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -379,14 +379,6 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
 
 
-def _describe(error: ValidationError, file_label: str) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"config: unknown key '{key}' in {file_label}"
-    return f"config: invalid value for '{key}' in {file_label}: {first['msg']}"
-
-
 def load_settings(
     config_file: Path | None = None,
     environ: dict[str, str] | None = None,
@@ -401,4 +393,4 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, label)) from None
+        raise ConfigError(describe_error(exc, label)) from None

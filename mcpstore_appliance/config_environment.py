@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
+
 ENV_PREFIX = "MCPSTORE_"
 # MCPSTORE_* variables that belong to the client CLI and the test/benchmark tooling, not to the
 # appliance's settings: a user with `MCPSTORE_TOKEN` exported must still be able to run `mcpstore serve`.
@@ -49,3 +51,12 @@ def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def describe_error(error: ValidationError, where: str) -> str:
+    """The first problem as one line naming the key and where the settings came from."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"config: unknown key '{key}' in {where}"
+    return f"config: invalid value for '{key}' in {where}: {first['msg']}"
